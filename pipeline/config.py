@@ -1,0 +1,178 @@
+"""The one settings model: parsed by the CLI, received by the flow, edited by the plugin and
+recorded in ``run.json``. There is no second set of defaults anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Calibration",
+    "ChannelRole",
+    "PhysicsSettings",
+    "EstimatorSettings",
+    "Settings",
+    "parse_calibration",
+    "parse_channels",
+    "load_settings",
+]
+
+ChannelRole = Literal["chromatin", "heterochromatin"]
+
+
+class Calibration(BaseModel):
+    """Per-channel intensity calibration: ``field = (intensity - offset) * scale``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    offset: float
+    scale: float = Field(gt=0)
+
+
+class PhysicsSettings(BaseModel):
+    """Constants of the chromatin model (SCIENCE.md section 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    phi_max: float = Field(0.7, gt=0, lt=1)
+    interface_length_um: float = Field(0.03, gt=0)
+
+
+class EstimatorSettings(BaseModel):
+    """Bandwidths of the mollifier (delta) and of the rate window (s), in micrometres.
+
+    ``"auto"`` selects each from the data without ground truth and records the criterion.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    delta_um: float | Literal["auto"] = "auto"
+    window_um: float | Literal["auto"] = "auto"
+    backend: Literal["spectral", "direct"] = "spectral"
+    identifiable_fraction: float = Field(
+        0.1, gt=0, lt=1, description="pixels with local A^2 below this fraction of its median are unidentifiable"
+    )
+    lambda_min: float = Field(0.0, ge=0)
+    lambda_max: float = Field(20.0, gt=0)
+
+    @field_validator("delta_um", "window_um")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if v != "auto" and not (isinstance(v, int | float) and v > 0):
+            raise ValueError(f"bandwidth must be 'auto' or a positive number of micrometres, got {v!r}")
+        return v
+
+
+class Settings(BaseModel):
+    """Everything a run needs. Field names match the CLI's long options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["closed-form", "neural"] = "closed-form"
+    channels: tuple[ChannelRole, ...] | None = Field(
+        None, description="channel roles in C order; default by channel count"
+    )
+    calibration: tuple[Calibration, ...] | Literal["auto"] = "auto"
+    pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
+    physics: PhysicsSettings = PhysicsSettings()
+    estimator: EstimatorSettings = EstimatorSettings()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    recursive: bool = False
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> Settings:
+        if self.channels is not None:
+            if len(self.channels) not in (1, 2) or len(set(self.channels)) != len(self.channels):
+                raise ValueError(
+                    f"channels must be one role or two distinct roles, got {list(self.channels)}"
+                )
+            if len(self.channels) == 1 and self.channels[0] != "heterochromatin":
+                raise ValueError(
+                    "a single channel must be 'heterochromatin' (the single-channel model "
+                    f"assumes a constant chromatin fraction); got {self.channels[0]!r}"
+                )
+        if self.calibration != "auto" and self.channels is not None:
+            if len(self.calibration) != len(self.channels):
+                raise ValueError(
+                    f"{len(self.calibration)} calibration pair(s) given for "
+                    f"{len(self.channels)} channel(s)"
+                )
+        return self
+
+    def roles_for(self, n_channels: int) -> tuple[ChannelRole, ...]:
+        """The channel roles for an image with ``n_channels`` channels."""
+        if self.channels is not None:
+            if len(self.channels) != n_channels:
+                raise ValueError(
+                    f"--channels names {len(self.channels)} channel(s) "
+                    f"({','.join(self.channels)}) but the image has {n_channels}"
+                )
+            return self.channels
+        if n_channels == 1:
+            return ("heterochromatin",)
+        if n_channels == 2:
+            return ("chromatin", "heterochromatin")
+        raise ValueError(
+            f"the image has {n_channels} channels; chromarate understands 1 "
+            "(heterochromatin) or 2 (chromatin,heterochromatin). Pass --channels or "
+            "split the file."
+        )
+
+
+def parse_calibration(text: str | None) -> tuple[Calibration, ...] | Literal["auto"]:
+    """Parse ``"OFFSET:SCALE[,OFFSET:SCALE]"`` (or ``"auto"``).
+
+    >>> parse_calibration("100:0.001,50:0.002")[1].offset
+    50.0
+    """
+    if text is None or text.strip().lower() == "auto":
+        return "auto"
+    pairs = []
+    for item in text.split(","):
+        try:
+            offset, scale = item.split(":")
+            pairs.append(Calibration(offset=float(offset), scale=float(scale)))
+        except ValueError as exc:
+            raise ValueError(
+                f"calibration {item!r} is not OFFSET:SCALE with a positive scale "
+                f"(in {text!r})"
+            ) from exc
+    return tuple(pairs)
+
+
+def parse_channels(text: str | None) -> tuple[ChannelRole, ...] | None:
+    """Parse ``"chromatin,heterochromatin"`` into roles (None means by channel count)."""
+    if text is None or text.strip().lower() == "auto":
+        return None
+    roles = tuple(r.strip() for r in text.split(","))
+    for r in roles:
+        if r not in ("chromatin", "heterochromatin"):
+            raise ValueError(f"unknown channel role {r!r} in {text!r}; use chromatin or heterochromatin")
+    return roles  # type: ignore[return-value]
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from a TOML or YAML file, with ``overrides`` (None values ignored) on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"{path}: config must be .toml, .yaml or .yml")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            data[key] = {**data.get(key, {}), **value}
+        else:
+            data[key] = value
+    return Settings.model_validate(data)
