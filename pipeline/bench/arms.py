@@ -1,0 +1,232 @@
+"""The two arms of every benchmark: one network and optimiser, two derivative routes.
+
+``autograd``
+    The coordinate field network is evaluated at the pixel centres and its derivatives come
+    from nested ``create_graph`` autograd (:func:`pipeline.mollifier.autograd_derivatives`):
+    the baseline the paper compares against. The data misfit is on the network's value.
+``mollifier``
+    The same network evaluated on the same pixel centres gives a raw field ``ĝ`` on the grid;
+    :class:`pipeline.mollifier.Mollifier` returns the mollified field ``û`` and every
+    derivative in one spectral pass, with no recursive autograd. The data misfit is on ``û``.
+
+Everything else is shared: the rate network ``λ(x)`` (bounded), the loss
+``mean((u - data)²)/σ² + w mean_interior(R²)/mean(A²)``, Adam and its learning rate.
+:class:`ArmState` holds one arm's networks and optimiser and takes a step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..mollifier import Mollifier, autograd_derivatives
+from .nets import build_networks
+from .problems import Problem
+
+__all__ = ["ArmName", "ARMS", "TrainSettings", "ArmState", "derivative_maps", "pearson"]
+
+log = logging.getLogger(__name__)
+
+ArmName = Literal["autograd", "mollifier"]
+ARMS: tuple[str, ...] = ("autograd", "mollifier")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings shared by both arms.
+
+    Attributes
+    ----------
+    lr
+        Adam learning rate (both networks).
+    residual_weight
+        ``w`` of the residual term (the residual is normalised by ``mean(A²)``, so the term
+        reads as a squared error of λ).
+    warmup
+        Leading iterations on the data misfit alone (no derivatives: both arms do the same
+        work there), so that the residual starts from a field that resembles the data.
+    width, depth
+        Field network size.
+    seed
+        Seed of both networks (identical initial weights across arms).
+    dtype
+        ``"float32"`` or ``"float64"``.
+    """
+
+    lr: float = 2e-3
+    residual_weight: float = 100.0
+    warmup: int = 100
+    width: int = 64
+    depth: int = 3
+    seed: int = 0
+    dtype: str = "float32"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays (``nan`` when either is constant).
+
+    >>> pearson(np.arange(5.0), 2 * np.arange(5.0) + 1)
+    1.0
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def _grid_view(t, problem: Problem):
+    """``(N, C)`` → ``(1, C, *grid)``."""
+    return t.T.reshape((1, t.shape[1]) + problem.grid)
+
+
+def _append_fixed(d: dict, problem: Problem) -> dict:
+    """Append the problem's known constant fields (zero derivatives) as extra channels."""
+    if not problem.fixed_values:
+        return d
+    out = {}
+    for name, t in d.items():
+        shape = (t.shape[0], len(problem.fixed_values)) + tuple(t.shape[2:])
+        if name == "u":
+            vals = t.new_tensor(problem.fixed_values).reshape((1, -1) + (1,) * problem.ndim)
+            extra = vals.expand(shape)
+        else:
+            extra = t.new_zeros(shape)
+        out[name] = _torch().cat([t, extra], dim=1)
+    return out
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def derivative_maps(
+    arm: ArmName, field_net, coords, problem: Problem, names, *, mollifier: Mollifier | None = None
+) -> dict:
+    """Derivative maps ``{name: (1, C, *grid)}`` of the field network through ``arm``'s route.
+
+    The fitted channels come from the network; the problem's fixed channels are appended.
+    """
+    if arm == "autograd":
+        d = autograd_derivatives(field_net, coords, names, create_graph=True)
+        d = {k: _grid_view(v, problem) for k, v in d.items()}
+    elif arm == "mollifier":
+        if mollifier is None:
+            raise ValueError("the mollifier arm needs its Mollifier layer")
+        d = mollifier(_grid_view(field_net(coords), problem))
+    else:
+        raise ValueError(f"unknown arm {arm!r}; use one of {ARMS}")
+    return _append_fixed(d, problem)
+
+
+def interior_mask(problem: Problem, border: int) -> np.ndarray:
+    """Boolean mask of the grid without a ``border``-pixel frame (both arms use the same)."""
+    mask = np.zeros(problem.grid, dtype=bool)
+    sl = tuple(slice(border, n - border) for n in problem.grid)
+    mask[sl] = True
+    return mask
+
+
+class ArmState:
+    """One arm's networks, optimiser and loss on one problem.
+
+    Parameters
+    ----------
+    arm
+        ``"autograd"`` or ``"mollifier"``.
+    problem
+        The inverse problem.
+    settings
+        Shared optimisation settings.
+    device
+        A ``torch.device``.
+    names
+        Derivative names; default the problem's physics model's.
+    """
+
+    def __init__(
+        self,
+        arm: ArmName,
+        problem: Problem,
+        settings: TrainSettings,
+        device,
+        *,
+        names: tuple[str, ...] | None = None,
+    ) -> None:
+        torch = _torch()
+        if arm not in ARMS:
+            raise ValueError(f"unknown arm {arm!r}; use one of {ARMS}")
+        self.arm, self.problem, self.settings = arm, problem, settings
+        dtype = getattr(torch, settings.dtype)
+        self.field, self.rate = build_networks(
+            problem, seed=settings.seed, width=settings.width, depth=settings.depth
+        )
+        self.field.to(device=device, dtype=dtype)
+        self.rate.to(device=device, dtype=dtype)
+        self.coords = torch.as_tensor(problem.coordinates(), dtype=dtype, device=device)
+        self.data = torch.as_tensor(problem.data[None], dtype=dtype, device=device)
+        self.model = problem.model(like=self.coords)
+        self.names = tuple(names) if names is not None else tuple(self.model.derivatives)
+        self.mollifier = Mollifier(
+            problem.delta_um, problem.pixel_size_um, self.names, ndim=problem.ndim
+        )
+        border = self.mollifier.support_px
+        self.mask_np = interior_mask(problem, border)
+        self.mask = torch.as_tensor(self.mask_np, device=device)
+        with torch.no_grad():
+            ref = self.mollifier(self.data)
+            a, _ = self.model.linear_terms(_append_fixed(ref, problem))
+            self.a_scale = float((a[0][self.mask] ** 2).mean()) or 1.0
+        self.sigma2 = max(problem.noise_sigma, 1e-6 * float(problem.data.std())) ** 2
+        params = list(self.field.parameters()) + list(self.rate.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=settings.lr)
+        self.iteration = 0
+
+    def loss(self, *, with_residual: bool = True):
+        """The loss and its parts ``{"data": ..., "residual": ...}`` (floats)."""
+        torch = _torch()
+        if not with_residual:
+            g = _grid_view(self.field(self.coords), self.problem)
+            u = self.mollifier(g)["u"] if self.arm == "mollifier" else g
+            data = ((u - self.data) ** 2).mean() / self.sigma2
+            return data, {"data": float(data), "residual": float("nan")}
+        d = derivative_maps(
+            self.arm, self.field, self.coords, self.problem, self.names, mollifier=self.mollifier
+        )
+        n_fit = self.problem.n_fit
+        data = ((d["u"][:, :n_fit] - self.data) ** 2).mean() / self.sigma2
+        lam = _grid_view(self.rate(self.coords), self.problem)[:, 0]
+        a, b = self.model.linear_terms(d)
+        res = ((a * lam - b)[:, self.mask] ** 2).mean() / self.a_scale
+        total = data + self.settings.residual_weight * res
+        del torch
+        return total, {"data": float(data), "residual": float(res)}
+
+    def step(self) -> dict[str, float]:
+        """One Adam step (data-only during warm-up); returns the loss parts."""
+        warm = self.iteration < self.settings.warmup
+        self.optimizer.zero_grad(set_to_none=True)
+        total, parts = self.loss(with_residual=not warm)
+        total.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        parts["loss"] = float(total)
+        return parts
+
+    def lam(self) -> np.ndarray:
+        """The current λ on the grid (NumPy, float64)."""
+        torch = _torch()
+        with torch.no_grad():
+            lam = self.rate(self.coords)[:, 0].reshape(self.problem.grid)
+        return lam.detach().cpu().double().numpy()
+
+    def r(self) -> float:
+        """Pearson r of the current λ with the truth on the interior."""
+        return pearson(self.lam()[self.mask_np], self.problem.lam_true[self.mask_np])

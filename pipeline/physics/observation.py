@@ -1,0 +1,209 @@
+"""Observation models: from calibrated channel intensities to volume fractions (SCIENCE.md §2).
+
+Each channel is calibrated as ``field = (intensity - offset) * scale``.
+
+- **two-channel**: the ``chromatin`` channel gives c = 1 − φ_w (clipped to [0, 1]); the
+  ``heterochromatin`` channel gives φ_h (clipped to [0, c]).
+- **single-channel**: the ``heterochromatin`` channel gives φ_h (clipped to [0, φ_max]);
+  φ_w ≡ 1 − φ_max.
+
+Without a user calibration, ``"auto"`` maps the 0.5th percentile of a channel to 0 and the
+99.5th to 1 (chromatin) or φ_max (heterochromatin). Absolute λ then rests on that assumption,
+and the returned record says so.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> planes = rng.uniform(100, 200, size=(2, 16, 16))
+>>> fields, record = to_fields(planes, ("chromatin", "heterochromatin"), "auto")
+>>> fields.shape, record["model"]
+((2, 16, 16), 'two-channel')
+>>> bool(np.all(fields[0] <= 1 - fields[1] + 1e-12))  # phi_h <= c
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.config import Calibration, ChannelRole
+
+__all__ = ["AUTO_PERCENTILES", "auto_calibration", "to_fields"]
+
+log = logging.getLogger(__name__)
+
+AUTO_PERCENTILES = (0.5, 99.5)
+"""Percentiles mapped to 0 and to full occupancy by :func:`auto_calibration`."""
+
+
+def auto_calibration(plane: Any, role: ChannelRole, *, phi_max: float = 0.7) -> Calibration:
+    """Calibration mapping the 0.5th percentile to 0 and the 99.5th to 1 or ``phi_max``.
+
+    Parameters
+    ----------
+    plane : array, shape (Y, X)
+        One channel of one plane (NaN ignored).
+    role : {"chromatin", "heterochromatin"}
+        The 99.5th percentile becomes 1 for chromatin, ``phi_max`` for heterochromatin.
+    phi_max : float
+        Largest heterochromatin fraction.
+
+    Raises
+    ------
+    ValueError
+        If the channel is (almost) constant, so that no scale can be derived.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cal = auto_calibration(np.linspace(0, 1000, 10_100).reshape(100, 101), "chromatin")
+    >>> round(cal.offset, 6), round(cal.scale * 990, 6)
+    (5.0, 1.0)
+    """
+    _check_phi_max(phi_max)
+    if role not in ("chromatin", "heterochromatin"):
+        raise ValueError(f"unknown channel role {role!r}; use 'chromatin' or 'heterochromatin'")
+    values = np.asarray(plane, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"auto_calibration expects one (Y, X) plane, got shape {values.shape}")
+    if not np.isfinite(values).any():
+        raise ValueError(f"the {role} channel has no finite value to calibrate from")
+    lo, hi = np.nanpercentile(values, AUTO_PERCENTILES)
+    span = hi - lo
+    if not span > 1e-12 * max(abs(lo), abs(hi), 1.0):
+        raise ValueError(
+            f"the {role} channel is constant between its {AUTO_PERCENTILES[0]}th and "
+            f"{AUTO_PERCENTILES[1]}th percentiles ({lo:g}); auto-calibration needs contrast. "
+            "Pass --calibration OFFSET:SCALE"
+        )
+    target = 1.0 if role == "chromatin" else phi_max
+    return Calibration(offset=float(lo), scale=float(target / span))
+
+
+def _check_phi_max(phi_max: float) -> None:
+    if not 0 < phi_max < 1:
+        raise ValueError(f"phi_max must lie in (0, 1), got {phi_max!r}")
+
+
+def _assumption(model: str, phi_max: float) -> str:
+    targets = (
+        f"1 for chromatin and φ_max={phi_max:g} for heterochromatin"
+        if model == "two-channel"
+        else f"φ_max={phi_max:g} for heterochromatin"
+    )
+    lo, hi = AUTO_PERCENTILES
+    return (
+        f"absolute λ rests on auto-calibration: in each plane the {lo:g}th intensity percentile "
+        f"of every channel is taken as zero occupancy and the {hi:g}th as full occupancy "
+        f"({targets}). λ maps are comparable within an image; comparing absolute values "
+        "across images assumes the same extremes, unless --calibration is given."
+    )
+
+
+def to_fields(
+    planes: Any,
+    roles: Sequence[ChannelRole],
+    calibration: Sequence[Calibration] | Literal["auto"],
+    *,
+    phi_max: float = 0.7,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Turn one plane's channels into ``[phi_h, phi_w]`` under the observation model.
+
+    Parameters
+    ----------
+    planes : array, shape (C, Y, X)
+        The channels of one plane (numpy or dask), C = 1 or 2.
+    roles : sequence of {"chromatin", "heterochromatin"}
+        Role of each channel, in C order: ``("heterochromatin",)`` or both roles.
+    calibration : "auto" or sequence of Calibration
+        One (offset, scale) per channel, or ``"auto"`` (see :func:`auto_calibration`).
+    phi_max : float
+        Largest heterochromatin fraction.
+
+    Returns
+    -------
+    fields : ndarray, shape (2, Y, X), float64
+        ``fields[0]`` = φ_h, ``fields[1]`` = φ_w.
+    record : dict
+        JSON-able: ``model``, ``phi_max``, ``channels`` (index, role, offset, scale, source),
+        and ``assumption`` when auto-calibrated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pipeline.config import Calibration
+    >>> img = np.array([[[0.0, 50.0], [100.0, 200.0]]])
+    >>> f, rec = to_fields(img, ("heterochromatin",), (Calibration(offset=0, scale=0.005),))
+    >>> f[0].tolist(), float(f[1, 0, 0]), rec["model"]
+    ([[0.0, 0.25], [0.5, 0.7]], 0.30000000000000004, 'single-channel')
+    """
+    _check_phi_max(phi_max)
+    data = np.asarray(planes, dtype=np.float64)
+    roles = tuple(roles)
+    if data.ndim != 3:
+        raise ValueError(f"planes must be (C, Y, X), got shape {data.shape}")
+    if len(roles) != data.shape[0]:
+        raise ValueError(
+            f"{len(roles)} channel role(s) {list(roles)} for {data.shape[0]} channel(s)"
+        )
+    if roles == ("heterochromatin",):
+        model = "single-channel"
+    elif sorted(roles) == ["chromatin", "heterochromatin"]:
+        model = "two-channel"
+    else:
+        raise ValueError(
+            f"channel roles {list(roles)} fit no observation model; use ('heterochromatin',) "
+            "or one 'chromatin' and one 'heterochromatin' channel"
+        )
+    auto = isinstance(calibration, str)
+    if auto and calibration != "auto":
+        raise ValueError(
+            f"calibration must be 'auto' or one (offset, scale) per channel, got {calibration!r}"
+        )
+    if auto:
+        cals = tuple(
+            auto_calibration(ch, role, phi_max=phi_max)
+            for ch, role in zip(data, roles, strict=True)
+        )
+    else:
+        cals = tuple(
+            c if isinstance(c, Calibration) else Calibration(offset=c[0], scale=c[1])
+            for c in calibration
+        )
+        if len(cals) != len(roles):
+            raise ValueError(f"{len(cals)} calibration pair(s) for {len(roles)} channel(s)")
+    calibrated = {
+        role: (ch - cal.offset) * cal.scale for ch, role, cal in zip(data, roles, cals, strict=True)
+    }
+    fields = np.empty((2,) + data.shape[1:], dtype=np.float64)
+    if model == "single-channel":
+        fields[0] = np.clip(calibrated["heterochromatin"], 0.0, phi_max)
+        fields[1] = 1.0 - phi_max
+    else:
+        c = np.clip(calibrated["chromatin"], 0.0, 1.0)
+        fields[1] = 1.0 - c
+        fields[0] = np.clip(calibrated["heterochromatin"], 0.0, c)
+    record: dict[str, Any] = {
+        "model": model,
+        "phi_max": float(phi_max),
+        "channels": [
+            {
+                "index": i,
+                "role": role,
+                "offset": cal.offset,
+                "scale": cal.scale,
+                "source": "auto" if auto else "user",
+            }
+            for i, (role, cal) in enumerate(zip(roles, cals, strict=True))
+        ],
+    }
+    if auto:
+        record["assumption"] = _assumption(model, phi_max)
+        record["percentiles"] = list(AUTO_PERCENTILES)
+    log.debug("observation model %s, calibration %s", model, record["channels"])
+    return fields, record

@@ -1,0 +1,340 @@
+"""TIFF input: discovery, inspection without pixels, lazy reading, refusals, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+
+from pipeline.io import (
+    InputError,
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_text,
+    clean_partials,
+    discover_tiffs,
+    inspect_tiff,
+    read_planes,
+    write_tiff,
+)
+from pipeline.io.tiff import _PlaneSource
+
+SHAPES = {
+    "YX": (9, 11),
+    "CYX": (2, 9, 11),
+    "ZYX": (3, 9, 11),
+    "TYX": (3, 9, 11),
+    "ZCYX": (3, 2, 9, 11),
+    "TCYX": (4, 2, 9, 11),
+}
+
+
+def _canonical(data: np.ndarray, axes: str) -> np.ndarray:
+    """Reference (P, C, Y, X) view of ``data`` laid out as ``axes``."""
+    for letter in ("C", "P"):
+        if letter == "P" and not any(a in axes for a in "ZT"):
+            data, axes = data[np.newaxis], "P" + axes
+        elif letter == "C" and "C" not in axes:
+            lead = 1 if axes[0] in "ZT" else 0
+            data, axes = np.expand_dims(data, lead), axes[:lead] + "C" + axes[lead:]
+    axes = axes.replace("Z", "P").replace("T", "P")
+    return np.transpose(data, [axes.index(a) for a in "PCYX"])
+
+
+@pytest.mark.parametrize("style", ["ome", "imagej"])
+@pytest.mark.parametrize("axes", list(SHAPES))
+def test_round_trip_every_layout(tmp_path: Path, axes: str, style: str) -> None:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 4000, SHAPES[axes], dtype=np.uint16)
+    path = write_tiff(
+        tmp_path / f"img_{axes}.tif", data, axes=axes, pixel_size_um=0.0325, metadata=style
+    )
+    info = inspect_tiff(path)
+    assert info.axes == axes
+    assert info.shape == data.shape
+    assert info.dtype == "uint16"
+    assert info.pixel_size_um == pytest.approx(0.0325, rel=1e-6)
+    assert info.pixel_size_source == style
+    assert info.n_channels == (data.shape[axes.index("C")] if "C" in axes else 1)
+    assert info.plane_axis == next((a for a in axes if a in "ZT"), None)
+    assert info.n_planes == (data.shape[0] if info.plane_axis else 1)
+    planes = read_planes(path, info)
+    assert planes.shape == (info.n_planes, info.n_channels, *data.shape[-2:])
+    np.testing.assert_array_equal(planes.compute(), _canonical(data, axes))
+
+
+def test_float32_and_czyx_ome(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).random((2, 3, 8, 10)).astype(np.float32)
+    path = write_tiff(tmp_path / "czyx.ome.tiff", data, axes="CZYX", pixel_size_um=0.1)
+    info = inspect_tiff(path)
+    assert (info.axes, info.n_channels, info.n_planes, info.dtype) == ("CZYX", 2, 3, "float32")
+    np.testing.assert_array_equal(read_planes(path, info).compute(), data.transpose(1, 0, 2, 3))
+
+
+def test_read_planes_is_lazy_chunked_and_picklable(tmp_path: Path) -> None:
+    data = np.arange(2 * 2 * 1100 * 40, dtype=np.uint16).reshape(2, 2, 1100, 40)
+    path = write_tiff(tmp_path / "big.tif", data, axes="ZCYX", pixel_size_um=0.05)
+    planes = read_planes(path, inspect_tiff(path))
+    assert planes.chunks == ((1, 1), (2,), (1024, 76), (40,))
+    clone = pickle.loads(pickle.dumps(planes))  # ships to distributed workers
+    np.testing.assert_array_equal(clone[1, :, 1000:1100].compute(), data[1, :, 1000:1100])
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(planes.compute(), data)
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [("micron", 1.0), ("\\u00B5m", 1.0), ("um", 1.0), ("nm", 1e-3), ("mm", 1e3)],
+)
+def test_imagej_units(tmp_path: Path, unit: str, factor: float) -> None:
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 5), np.uint16),
+        imagej=True,
+        resolution=(1 / 40.0, 1 / 40.0),
+        metadata={"unit": unit},
+    )
+    info = inspect_tiff(path)
+    assert info.pixel_size_source == "imagej"
+    assert info.pixel_size_um == pytest.approx(40.0 * factor)
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "um"),
+    [("nm", 65.0, 0.065), ("Å", 650.0, 0.065), ("mm", 6.5e-5, 0.065), ("m", 6.5e-8, 0.065)],
+)
+def test_ome_units(tmp_path: Path, unit: str, value: float, um: float) -> None:
+    path = tmp_path / "u.ome.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 5), np.uint16),
+        ome=True,
+        metadata={
+            "axes": "YX",
+            "PhysicalSizeX": value,
+            "PhysicalSizeXUnit": unit,
+            "PhysicalSizeY": value,
+            "PhysicalSizeYUnit": unit,
+        },
+    )
+    assert inspect_tiff(path).pixel_size_um == pytest.approx(um)
+
+
+def test_bad_ome_size_is_absent(tmp_path: Path) -> None:
+    path = tmp_path / "zero.ome.tif"
+    meta = {"axes": "YX", "PhysicalSizeX": 0.0, "PhysicalSizeY": 0.0}
+    tifffile.imwrite(path, np.zeros((4, 5), np.uint16), ome=True, metadata=meta)
+    with pytest.raises(InputError, match="no pixel size"):
+        inspect_tiff(path)
+
+
+def test_resolution_tag_and_print_dpi(tmp_path: Path) -> None:
+    good, dpi = tmp_path / "cm.tif", tmp_path / "dpi.tif"
+    tifffile.imwrite(
+        good, np.zeros((4, 5), np.uint16), resolution=(2e5, 2e5), resolutionunit="CENTIMETER"
+    )
+    tifffile.imwrite(dpi, np.zeros((4, 5), np.uint16), resolution=(72, 72), resolutionunit="INCH")
+    info = inspect_tiff(good)
+    assert (info.pixel_size_um, info.pixel_size_source) == (pytest.approx(0.05), "resolution")
+    with pytest.raises(InputError, match="--pixel-size"):
+        inspect_tiff(dpi)
+
+
+def test_override_beats_metadata(tmp_path: Path) -> None:
+    path = write_tiff(tmp_path / "a.tif", np.zeros((4, 5), np.uint16), axes="YX", pixel_size_um=0.1)
+    info = inspect_tiff(path, pixel_size_um=0.02)
+    assert (info.pixel_size_um, info.pixel_size_source) == (0.02, "override")
+
+
+def test_anisotropic_pixels_refused(tmp_path: Path) -> None:
+    path = tmp_path / "aniso.ome.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 5), np.uint16),
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.102},
+    )
+    with pytest.raises(InputError, match="differ in X"):
+        inspect_tiff(path)
+    assert inspect_tiff(path, pixel_size_um=0.1).pixel_size_um == 0.1
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 5), np.uint16),
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1005},
+    )
+    assert inspect_tiff(path).pixel_size_um == pytest.approx(0.1)
+
+
+def _refusal(path: Path, match: str) -> InputError:
+    with pytest.raises(InputError, match=match) as err:
+        inspect_tiff(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert err.value.path == path
+    return err.value
+
+
+def test_refusals(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    _refusal(empty, "empty")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"this is not a TIFF at all" * 10)
+    _refusal(junk, "not a readable TIFF")
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((6, 7, 3), np.uint8), photometric="rgb")
+    _refusal(rgb, "colour")
+    cplx = tmp_path / "complex.tif"
+    tifffile.imwrite(cplx, np.zeros((6, 7), np.complex64))
+    _refusal(cplx, "complex")
+    unknown = tmp_path / "q.tif"
+    tifffile.imwrite(unknown, np.zeros((3, 2, 6, 7), np.uint16), photometric="minisblack")  # QQYX
+    _refusal(unknown, "unknown axis 'Q'")
+    nosize = tmp_path / "nosize.tif"
+    tifffile.imwrite(nosize, np.zeros((6, 7), np.uint16), metadata={"axes": "YX"})
+    assert "Pass --pixel-size" in str(_refusal(nosize, "no pixel size"))
+    two_planes = tmp_path / "tz.tif"
+    tifffile.imwrite(two_planes, np.zeros((2, 2, 6, 7), np.uint16), metadata={"axes": "TZYX"})
+    _refusal(two_planes, "unsupported layout")
+    zero = tmp_path / "zero.tif"
+    with pytest.warns(UserWarning, match="zero-size"):
+        tifffile.imwrite(zero, np.zeros((0, 6, 7), np.uint16), metadata={"axes": "ZYX"})
+    with pytest.raises(InputError, match="empty"):
+        inspect_tiff(zero, pixel_size_um=0.1)
+    with pytest.raises(InputError, match="no such file"):
+        inspect_tiff(tmp_path / "missing.tif")
+
+
+def test_truncated_file_refused(tmp_path: Path) -> None:
+    path = write_tiff(
+        tmp_path / "t.tif", np.ones((64, 64), np.uint16), axes="YX", pixel_size_um=0.1
+    )
+    path.write_bytes(path.read_bytes()[:-4000])
+    _refusal(path, "truncated")
+
+
+def test_huge_declared_dimensions_are_not_allocated(tmp_path: Path) -> None:
+    """A 6.4 GB image (a sparse file here) is inspected and opened without reading it all."""
+    path = tmp_path / "huge.ome.tif"
+    tifffile.imwrite(
+        path,
+        shape=(2, 40000, 40000),
+        dtype=np.uint16,
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.01, "PhysicalSizeY": 0.01},
+    )
+    info = inspect_tiff(path)
+    assert info.shape == (2, 40000, 40000)
+    planes = read_planes(path, info)
+    assert planes.shape == (1, 2, 40000, 40000)
+    assert max(planes.chunksize[-2:]) == 1024
+    assert int(planes[0, 1, -3:, -3:].sum().compute()) == 0
+
+
+def test_bare_multipage_is_planes(tmp_path: Path) -> None:
+    data = np.arange(3 * 6 * 7, dtype=np.uint16).reshape(3, 6, 7)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for page in data:
+            tw.write(page, metadata=None, contiguous=False)
+    info = inspect_tiff(path, pixel_size_um=0.05)
+    assert (info.axes, info.n_planes, info.plane_axis) == ("ZYX", 3, "Z")
+    np.testing.assert_array_equal(read_planes(path, info).compute()[:, 0], data)
+
+
+def test_discover(tmp_path: Path) -> None:
+    for name in ("b.TIF", "a.tif", "c.tiff", "notes.txt", "d.png", ".hidden.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "e.TIFF").write_bytes(b"x")
+    assert [p.name for p in discover_tiffs(tmp_path)] == ["a.tif", "b.TIF", "c.tiff"]
+    assert [p.name for p in discover_tiffs(tmp_path, recursive=True)][-1] == "e.TIFF"
+    with pytest.raises(InputError, match="no such folder"):
+        discover_tiffs(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no .tif"):
+        discover_tiffs(tmp_path / "empty")
+
+
+def test_input_error_pickles() -> None:
+    err = pickle.loads(pickle.dumps(InputError("x.tif", "it is RGB", "Split it")))
+    assert (str(err), err.reason, err.path) == (
+        "x.tif: it is RGB. Split it.",
+        "it is RGB",
+        Path("x.tif"),
+    )
+    assert isinstance(err, ValueError)
+
+
+def test_plane_source_slices(tmp_path: Path) -> None:
+    data = np.arange(2 * 3 * 5 * 6, dtype=np.uint16).reshape(2, 3, 5, 6)
+    path = write_tiff(tmp_path / "s.tif", data, axes="CZYX", pixel_size_um=0.1)
+    info = inspect_tiff(path)
+    src = _PlaneSource(path, info.axes, info.shape, info.dtype)
+    got = src[slice(1, 3), slice(0, 2), slice(1, 4), slice(2, 5)]
+    np.testing.assert_array_equal(got, data[0:2, 1:3, 1:4, 2:5].transpose(1, 0, 2, 3))
+
+
+def test_atomic_dir_replaces_and_cleans(tmp_path: Path) -> None:
+    final = tmp_path / "out.ome.zarr"
+    with atomic_dir(final) as tmp:
+        (tmp / "v").write_text("1")
+    with atomic_dir(final) as tmp:
+        assert tmp.name.startswith(".out.ome.zarr.partial-")
+        (tmp / "v").write_text("2")
+    assert (final / "v").read_text() == "2"
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "v").write_text("3")
+        raise RuntimeError("boom")
+    assert (final / "v").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"]
+
+
+def test_atomic_files_and_clean_partials(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "run.json", "{}")
+    atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "run.json").read_text() == "{}"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    (tmp_path / ".x.ome.zarr.partial-abc").mkdir()
+    (tmp_path / ".run.json.partial-def").write_text("half")
+    old = tmp_path / ".y.partial-old"
+    old.write_text("")
+    os.utime(old, (0, 0))
+    assert [p.name for p in clean_partials(tmp_path, min_age_s=3600)] == [".y.partial-old"]
+    removed = clean_partials(tmp_path)
+    assert len(removed) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "run.json"]
+    assert clean_partials(tmp_path / "missing") == []
+
+
+def test_compressed_tiles_read_through_zarr(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).integers(0, 9, (2, 96, 80), dtype=np.uint16)
+    path = tmp_path / "tiled.ome.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        tile=(32, 32),
+        compression="zlib",
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1},
+    )
+    planes = read_planes(path, inspect_tiff(path))
+    np.testing.assert_array_equal(planes[0, :, 40:90, 10:70].compute(), data[:, 40:90, 10:70])
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_big_endian_comes_back_native(tmp_path: Path, compression: str | None) -> None:
+    data = np.arange(2 * 5 * 6, dtype=np.uint16).reshape(2, 5, 6)
+    path = tmp_path / "be.tif"
+    tifffile.imwrite(path, data, byteorder=">", compression=compression, imagej=True,
+                     resolution=(10, 10), metadata={"axes": "CYX", "unit": "um"})  # fmt: skip
+    info = inspect_tiff(path)
+    planes = read_planes(path, info).compute()
+    assert info.dtype == "uint16" and planes.dtype == np.dtype("uint16")
+    np.testing.assert_array_equal(planes[0], data)
