@@ -93,12 +93,25 @@ class Settings(BaseModel):
                     f"assumes a constant chromatin fraction); got {self.channels[0]!r}"
                 )
         if self.calibration != "auto" and self.channels is not None:
-            if len(self.calibration) != len(self.channels):
+            if len(self.calibration) not in (1, len(self.channels)):
                 raise ValueError(
                     f"{len(self.calibration)} calibration pair(s) given for "
                     f"{len(self.channels)} channel(s)"
                 )
         return self
+
+    def calibration_for(self, n_channels: int) -> tuple[Calibration, ...] | Literal["auto"]:
+        """The calibration for an image with ``n_channels`` channels (one pair applies to all)."""
+        if self.calibration == "auto":
+            return "auto"
+        if len(self.calibration) == 1:
+            return self.calibration * n_channels
+        if len(self.calibration) != n_channels:
+            raise ValueError(
+                f"--calibration gives {len(self.calibration)} pair(s) but the image has "
+                f"{n_channels} channel(s); give one pair per channel, or one pair for all"
+            )
+        return self.calibration
 
     def roles_for(self, n_channels: int) -> tuple[ChannelRole, ...]:
         """The channel roles for an image with ``n_channels`` channels."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -106,7 +106,7 @@ def kernel_transfer(kernel: np.ndarray, ky: np.ndarray, kx: np.ndarray) -> np.nd
 
 
 # --------------------------------------------------------------------------- names
-@lru_cache(maxsize=None)
+@cache
 def parse_derivative(name: str) -> tuple[tuple[float, tuple[int, int]], ...]:
     """Expand a derivative name into ``((coefficient, (order_y, order_x)), ...)``.
 
@@ -132,7 +132,7 @@ def _order(name: str) -> int:
 
 
 # --------------------------------------------------------------------------- direct kernels
-@lru_cache(maxsize=None)
+@cache
 def fd_weights(order: int, half_width: int) -> np.ndarray:
     """Centred finite-difference weights for ``d^order/dx^order`` on ``-m..m`` (unit spacing).
 

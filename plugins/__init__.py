@@ -1,0 +1,1 @@
+"""napari plugin for chromarate (reader, widgets, sample data): not yet built; see issue 5."""

@@ -1,0 +1,94 @@
+"""Closed-form estimator and automatic bandwidth on small synthetic ground truth."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipeline.config import EstimatorSettings
+from pipeline.estimate import estimate_closed_form, estimate_noise, select_bandwidth
+from pipeline.physics import ChromatinModel, HeatModel
+from pipeline.physics.observation import to_fields
+from pipeline.simulate import simulate_case
+
+PX = 0.02
+
+
+def interior_r(lam, truth, border=16):
+    ok = np.isfinite(lam)
+    ok[:border] = ok[-border:] = False
+    ok[:, :border] = ok[:, -border:] = False
+    return float(np.corrcoef(lam[ok], truth[ok])[0, 1])
+
+
+@pytest.fixture(scope="module")
+def case():
+    c = simulate_case(kind="lognormal", channels=1, noise=0.02, shape=(256, 256), seed=3)
+    return SimpleNamespace(lam=c.lam, fields=to_fields(c.image, ("heterochromatin",), c.calibration)[0])
+
+
+def test_recovers_lambda_with_automatic_bandwidth(case):
+    fields = case.fields
+    res = estimate_closed_form(fields, ChromatinModel(), PX, EstimatorSettings(), seed=0)
+    r = interior_r(res.lam, case.lam)
+    assert r > 0.95, r
+    sel = res.selection
+    assert sel["criterion"].startswith("noise-split reliability")
+    assert sel["reliability"] >= sel["target_reliability"] == 0.985
+    assert len(sel["table"]) == 49
+    assert sel["crop_px"] == [256, 256]
+    # the noise estimate sees the requested field noise (single-channel: phi_w is exact)
+    assert sel["noise_sigma"][0] == pytest.approx(0.02, rel=0.3)
+    assert sel["noise_sigma"][1] == 0.0
+
+
+def test_no_mollification_fails_where_mollification_works(case):
+    """Without smoothing (the smallest radius, a 1-px window) the estimate is noise."""
+    fields = case.fields
+    raw = estimate_closed_form(fields, ChromatinModel(), PX,
+                               EstimatorSettings(delta_um=PX * 1.5, window_um=PX))
+    assert abs(interior_r(raw.lam, case.lam)) < 0.5
+
+
+def test_noise_estimate():
+    rng = np.random.default_rng(0)
+    f = np.stack([np.full((96, 96), 0.3) + 0.05 * rng.normal(size=(96, 96)), np.full((96, 96), 0.3)])
+    s = estimate_noise(f)
+    assert s[0] == pytest.approx(0.05, rel=0.1) and s[1] == 0.0
+
+
+def test_unidentifiable_pixels_are_masked():
+    """Where phi_e = 0 (all chromatin is heterochromatin) lambda is not identifiable."""
+    ph = np.full((64, 64), 0.35)
+    ph[:, 32:] = 0.7  # phi_e = 1 - 0.3 - 0.7 = 0 on the right half
+    fields = np.stack([ph, np.full_like(ph, 0.3)])
+    res = estimate_closed_form(fields, ChromatinModel(), PX,
+                               EstimatorSettings(delta_um=0.06, window_um=0.06))
+    assert not res.identifiable[:, 48:].any()
+    assert np.isnan(res.lam[:, 48:]).all()
+    assert res.identifiable[16:48, 8:20].all()
+    assert np.nanmedian(res.lam[:, :20]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_heat_model_closed_form():
+    """Second-order benchmark problem: lam lap(u) + m = 0, u known analytically."""
+    n = 96
+    y, x = np.mgrid[0:n, 0:n] * PX
+    u = np.sin(2 * np.pi * x / (n * PX)) * np.cos(2 * np.pi * y / (n * PX)) + 2
+    k = 2 * np.pi / (n * PX)
+    lap = -2 * k**2 * (u - 2)
+    lam = 1.0 + 0.5 * np.cos(2 * np.pi * x / (n * PX))
+    m = -lam * lap
+    res = estimate_closed_form(u[None], HeatModel(source=m), PX,
+                               EstimatorSettings(delta_um=0.06, window_um=0.04))
+    ok = res.identifiable.copy()
+    ok[:12] = ok[-12:] = False
+    ok[:, :12] = ok[:, -12:] = False
+    assert interior_r(np.where(ok, res.lam, np.nan), lam) > 0.95
+
+
+def test_selection_is_deterministic_and_honours_fixed_delta(case):
+    fields = case.fields
+    a = select_bandwidth(fields, ChromatinModel(), PX, deltas_px=(7,), seed=1)
+    b = select_bandwidth(fields, ChromatinModel(), PX, deltas_px=(7,), seed=1)
+    assert a.delta_um == pytest.approx(7 * PX) and a.window_um == b.window_um

@@ -1,0 +1,91 @@
+"""`chromarate run` / `simulate` end to end: real TIFFs in, OME-Zarr 0.5 out, validated by a
+second reader."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from flows.cli import main
+from pipeline.io import open_result_store
+from pipeline.simulate import load_truth
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    images = root / "images"
+    rc = main(["simulate", str(images), "--kinds", "step", "--channels", "1,2",
+               "--size", "160", "--seed", "2"])
+    assert rc == 0
+    return images
+
+
+def test_simulate_keeps_truth_outside(folder):
+    assert sorted(p.name for p in folder.iterdir()) == ["step_1ch_s2.tif", "step_2ch_s2.tif"]
+    truth = folder.parent / "images_truth"
+    assert (truth / "step_1ch_s2.npz").exists()
+
+
+def test_run_writes_the_contract(folder, tmp_path):
+    out = tmp_path / "out"
+    truth = load_truth(folder.parent / "images_truth" / "step_1ch_s2.npz")
+    cal = truth["calibration"][0]
+    rc = main(["run", str(folder), "--out", str(out), "--method", "closed-form",
+               "--calibration", f"{cal.offset}:{cal.scale}"])
+    assert rc == 0
+    for stem, n_ch in (("step_1ch_s2", 1), ("step_2ch_s2", 2)):
+        store = out / f"{stem}.ome.zarr"
+        res = open_result_store(store)
+        assert res["raw"].shape == (n_ch, 160, 160)
+        assert res["rates"].shape == (2, 160, 160)
+        assert res["rates"].dtype == np.float32
+        rates = np.asarray(res["rates"])
+        assert np.isnan(rates[1]).all()  # no uncertainty from the closed-form method yet
+        assert np.isfinite(rates[0]).mean() > 0.5  # full size; border handled, not cropped
+        # same scale as the raw image, in micrometres
+        root = zarr.open_group(store, mode="r")
+        ms_raw = root.attrs["ome"]["multiscales"][0]
+        ms_rates = zarr.open_group(store / "rates", mode="r").attrs["ome"]["multiscales"][0]
+        scale = [t for t in ms_raw["datasets"][0]["coordinateTransformations"] if t["type"] == "scale"]
+        scale_r = [t for t in ms_rates["datasets"][0]["coordinateTransformations"] if t["type"] == "scale"]
+        assert scale[0]["scale"][-2:] == scale_r[0]["scale"][-2:] == pytest.approx([0.02, 0.02])
+        assert {a["name"]: a.get("unit") for a in ms_rates["axes"]}["x"] == "micrometer"
+        # validated by ome-zarr-models (a second implementation of the spec)
+        from ome_zarr_models.v05.image import Image
+
+        Image.from_zarr(zarr.open_group(store / "rates", mode="r"))
+        Image.from_zarr(root)
+    # the single-channel map correlates with the truth (exact calibration)
+    lam = np.asarray(open_result_store(out / "step_1ch_s2.ome.zarr")["rates"][0])
+    ok = np.isfinite(lam)
+    ok[:16] = ok[-16:] = False
+    ok[:, :16] = ok[:, -16:] = False
+    # a 160-px image is small for this estimator (0.885 measured); accuracy is in tests/estimate
+    assert np.corrcoef(lam[ok], truth["lam"][ok])[0, 1] > 0.8
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["images"]) == 2 and run["failed"] == []
+    sel = run["images"][0]["planes"][0]["selection"]
+    assert "reliability" in sel["criterion"]
+
+
+def test_bad_file_is_named_and_others_complete(folder, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "broken.tif").write_text("not a tiff")
+    (mixed / "good.tif").write_bytes((folder / "step_1ch_s2.tif").read_bytes())
+    before = (mixed / "good.tif").read_bytes()
+    out = tmp_path / "out"
+    rc = main(["run", str(mixed), "--out", str(out), "--delta", "0.1", "--window", "0.1"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "broken.tif" in err
+    assert (out / "good.ome.zarr").exists() and not (out / "broken.ome.zarr").exists()
+    assert (mixed / "good.tif").read_bytes() == before  # inputs are never modified
+
+
+def test_bad_settings_exit_2(folder, tmp_path, capsys):
+    rc = main(["run", str(folder), "--out", str(tmp_path / "o"), "--calibration", "1:-2"])
+    assert rc == 2
+    assert "OFFSET:SCALE" in capsys.readouterr().err
