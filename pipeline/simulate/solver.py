@@ -24,6 +24,11 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
+from ..physics.chromatin import (  # one definition, shared with the inverse model
+    g,
+    g_prime,
+    g_second,
+)
 from ._grid import wavenumbers
 
 __all__ = [
@@ -41,33 +46,6 @@ log = logging.getLogger(__name__)
 
 class SteadyStateNotConverged(RuntimeError):
     """The forward solver did not reach the requested residual."""
-
-
-def g(phi: np.ndarray, phi_max: float = 0.7) -> np.ndarray:
-    """``g(φ) = φ (φ_max - φ)(φ_max - 2φ)``.
-
-    >>> float(g(np.float64(0.35)))
-    0.0
-    """
-    return phi * (phi_max - phi) * (phi_max - 2 * phi)
-
-
-def g_prime(phi: np.ndarray, phi_max: float = 0.7) -> np.ndarray:
-    """``g'(φ) = φ_max² - 6 φ_max φ + 6 φ²``.
-
-    >>> round(float(g_prime(np.float64(0.0))), 2)
-    0.49
-    """
-    return phi_max**2 - 6 * phi_max * phi + 6 * phi**2
-
-
-def g_second(phi: np.ndarray, phi_max: float = 0.7) -> np.ndarray:
-    """``g''(φ) = 12 φ - 6 φ_max``.
-
-    >>> round(float(g_second(np.float64(0.35))), 12)
-    0.0
-    """
-    return 12 * phi - 6 * phi_max
 
 
 def local_equilibrium(lam: np.ndarray, phi_w: np.ndarray | float) -> np.ndarray:
