@@ -21,7 +21,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..mollifier import Backend, Mollifier
-from ..physics.base import LinearResidualModel
+from ..physics.base import LinearResidualModel, prepare
 
 __all__ = [
     "LinearTerms",
@@ -71,7 +71,7 @@ def linear_terms(
     import torch
 
     arr = np.asarray(fields, dtype=np.float64)
-    batch = arr if arr.ndim == 4 else arr[None]
+    batch = prepare(model, arr if arr.ndim == 4 else arr[None])
     layer = Mollifier(delta_um, pixel_size_um, model.derivatives, backend=backend)
     with torch.no_grad():
         maps = layer(torch.as_tensor(batch))

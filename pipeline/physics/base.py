@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["LinearResidualModel", "residual"]
+__all__ = ["LinearResidualModel", "prepare", "residual"]
 
 
 @runtime_checkable
@@ -29,6 +29,13 @@ class LinearResidualModel(Protocol):
     def linear_terms(self, d: Mapping[str, Any]) -> tuple[Any, Any]:
         """Return ``(A, B)`` with residual ``R = A * lam - B``, each of shape ``(..., H, W)``."""
         ...
+
+
+def prepare(model: Any, fields: Any) -> Any:
+    """The channels to mollify for ``model``: ``model.prepare(fields)`` where a model derives
+    extra channels (the chromatin model's ``g(phi_h)``), else ``fields`` unchanged."""
+    fn = getattr(model, "prepare", None)
+    return fields if fn is None else fn(fields)
 
 
 def residual(model: LinearResidualModel, d: Mapping[str, Any], lam: Any) -> Any:
