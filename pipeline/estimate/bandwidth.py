@@ -12,7 +12,7 @@ the halves, and the **split reliability** ``rho = corr(l1, l2)`` (Spearman-Brown
 ``2 rho / (1 + rho)`` for the full data) is the fraction of the map's variance that is
 reproducible rather than noise. Smoothing more always raises reliability and always adds bias,
 so the rule is a discrepancy principle on lambda: **take the least smoothing
-(``delta_px + s_px``) whose full-data reliability reaches** ``target_reliability`` (0.985).
+(``delta_px + s_px``) whose full-data reliability reaches** ``target_reliability`` (0.97).
 
 Measured on the synthetic table (``docs/accuracy.md``): within 0.01 of the best fixed
 bandwidth's correlation on most cases. A known weakness: reproducible bias (at sharp
@@ -89,7 +89,7 @@ def select_bandwidth(
     deltas_px: Sequence[float] = DEFAULT_DELTAS_PX,
     windows_px: Sequence[float] = DEFAULT_WINDOWS_PX,
     noise_sigma: Sequence[float] | None = None,
-    target_reliability: float = 0.985,
+    target_reliability: float = 0.97,
     seed: int = 0,
     backend: Backend = "spectral",
     lambda_min: float = 0.0,

@@ -34,7 +34,7 @@ def test_recovers_lambda_with_automatic_bandwidth(case):
     assert r > 0.95, r
     sel = res.selection
     assert sel["criterion"].startswith("noise-split reliability")
-    assert sel["reliability"] >= sel["target_reliability"] == 0.985
+    assert sel["reliability"] >= sel["target_reliability"] == 0.97
     assert len(sel["table"]) == 49
     assert sel["crop_px"] == [256, 256]
     # the noise estimate sees the requested field noise (single-channel: phi_w is exact)
