@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     r.add_argument("--recursive", action="store_true", default=None)
     r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--denoise", choices=["nl-means", "gaussian", "none"], default=None,
+                   help="self-calibrated denoiser (default nl-means), or none")
+    r.add_argument("--tile-size", type=int, dest="tile_px", help="tile side in pixels")
+    r.add_argument("--overlap", type=int, dest="overlap_px", help="tile overlap in pixels")
+    r.add_argument("--workers", type=int, help="N > 1: a dask LocalCluster of N processes")
+    r.add_argument("--cluster", choices=["local", "slurm", "address"], default=None)
+    r.add_argument("--scheduler-address", help="tcp://host:port of a running dask scheduler")
+    r.add_argument("--no-segment", dest="segment", action="store_false", default=None,
+                   help="report rates over the whole field (no nucleus segmentation)")
 
     s = sub.add_parser("simulate", help="write synthetic images and their ground truth")
     s.add_argument("outdir", type=Path, help="image folder to create")
@@ -48,11 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--metadata", choices=["ome", "imagej"], default="ome")
 
+    v = sub.add_parser("view", help="open results in napari (needs chromarate[napari])")
+    v.add_argument("path", type=Path, nargs="?", help="results folder or <stem>.ome.zarr")
+
     b = sub.add_parser("bench", help="autograd vs mollifier layer on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     b.add_argument("--out", type=Path, default=Path("bench_results"))
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return p
+
+
+_RUN_FLAGS = ("denoise", "tile_px", "overlap_px", "workers", "cluster", "scheduler_address",
+              "segment")
 
 
 def _settings_from_args(args: argparse.Namespace):
@@ -73,49 +90,75 @@ def _settings_from_args(args: argparse.Namespace):
         recursive=args.recursive,
         seed=args.seed,
         estimator=estimator or None,
+        run={k: v for k in _RUN_FLAGS if (v := getattr(args, k, None)) is not None} or None,
     )
+
+
+def _prefect_env(verbose: bool) -> None:
+    """Defaults for an unattended ephemeral Prefect API (set before prefect is imported)."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+class _Display:
+    """Rich progress: one bar over images, one over the tiles of the current plane."""
+
+    def __init__(self, bar, n_images: int) -> None:
+        self.bar = bar
+        self.images = bar.add_task("images", total=n_images)
+        self.tiles = bar.add_task("tiles", total=1, visible=False)
+
+    def __call__(self, ev: dict) -> None:
+        name, stage = Path(ev.get("image", "")).name, ev.get("stage")
+        if stage in ("done", "skipped"):
+            self.bar.advance(self.images)
+            self.bar.console.print(f"{'skipped (up to date)' if stage == 'skipped' else 'done'}"
+                                   f" {name}")
+        elif stage == "tiles":
+            self.bar.update(self.tiles, visible=True, total=ev["total"], completed=ev["done"],
+                            description=f"{name} plane {ev['plane']} tiles")
+        elif stage:
+            self.bar.update(self.images, description=f"{name}: {stage}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    _prefect_env(args.verbose)
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.io import InputError, discover_tiffs
-    from pipeline.io.atomic import atomic_write_text, clean_partials
-    from pipeline.process import process_image
+    from pipeline.io import discover_tiffs
 
     console = Console(stderr=True)
     settings = _settings_from_args(args)
-    if args.input.is_file():
-        images = [args.input]
-    else:
-        images = discover_tiffs(args.input, recursive=settings.recursive)
-    args.out.mkdir(parents=True, exist_ok=True)
-    clean_partials(args.out)
-    done, failed = [], []
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("images", total=len(images))
-        for path in images:
-            bar.update(task, description=path.name)
-            try:
-                done.append(process_image(path, args.out, settings))
-            except (InputError, ValueError, NotImplementedError) as exc:
-                failed.append({"image": str(path), "reason": str(exc)})
-            bar.advance(task)
-    atomic_write_text(
-        args.out / "run.json",
-        json.dumps({"settings": settings.model_dump(mode="json"), "images": done,
-                    "failed": failed}, indent=2, default=str),
-    )
-    for item in done:
-        p0 = item["planes"][0]
-        console.print(f"[green]done[/] {Path(item['image']).name} -> {item['store']}  "
-                      f"(delta {p0['delta_um']:.3f} um, window {p0['window_um']:.3f} um, "
-                      f"median lambda {p0['lambda_median']:.3f})")
-    for item in failed:
-        console.print(f"[red]failed[/] {item['reason']}")
-    console.print(f"rate maps: {args.out}/<stem>.ome.zarr (group 'rates'); record: {args.out}/run.json")
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    images = ([args.input] if args.input.is_file()
+              else discover_tiffs(args.input, recursive=settings.recursive))
+    from flows.flow import run
+    from flows.tasks import set_progress_sink
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        set_progress_sink(_Display(bar, len(images)))
+        try:
+            record = run(args.input, args.out, settings)
+        finally:
+            set_progress_sink(None)
+    for item in record["failed"]:
+        console.print(f"[red]failed[/] {Path(item['image']).name}: {item['reason']}")
+    n_skip = sum(i["skipped"] for i in record["images"])
+    console.print(f"{len(record['images'])} image(s) finished ({n_skip} up to date), "
+                  f"{len(record['failed'])} failed, in {record['seconds']:.0f} s")
+    if record["images"]:
+        out = args.out
+        console.print(f"rate maps : {out}/<stem>.ome.zarr  (image 'rates': λ mean, λ std)")
+        console.print(f"tables    : {out}/summary_images.csv, summary_tiles.csv, "
+                      "summary_nuclei.csv, summary_domains.csv")
+        console.print(f"record    : {out}/run.json")
+        console.print(f"view      : napari {record['images'][0]['store']}  "
+                      "(needs napari-ome-zarr: pip install 'chromarate\\[napari]')")
+    return EXIT_SOME_FAILED if record["failed"] else EXIT_OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -146,6 +189,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    # the one place flows reaches the GUI layer: lazily, and allowed by name in pyproject.toml
+    from plugins.view import main as view_main
+
+    return view_main(args.path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -155,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.io import InputError
 
-    handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench}
+    handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench,
+                "view": _cmd_view}
     try:
         return handlers[args.command](args)
     except (ValidationError, InputError, ValueError) as exc:

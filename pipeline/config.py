@@ -14,6 +14,8 @@ __all__ = [
     "ChannelRole",
     "PhysicsSettings",
     "EstimatorSettings",
+    "NeuralSettings",
+    "RunSettings",
     "Settings",
     "parse_calibration",
     "parse_channels",
@@ -63,6 +65,74 @@ class EstimatorSettings(BaseModel):
         return v
 
 
+class RunSettings(BaseModel):
+    """How ``chromarate run`` executes: denoising, tiling and the dask cluster.
+
+    Tile sizes are in pixels; the halo around each tile is not configurable, it is derived from
+    the mollifier support and the rate window (:func:`pipeline.tiling.halo_px`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    denoise: Literal["nl-means", "gaussian", "none"] = "nl-means"
+    anscombe: Literal["auto", "on", "off"] = Field(
+        "auto", description="variance-stabilise photon counts before denoising (auto: integer data)"
+    )
+    tile_px: int = Field(256, ge=16, description="output side of an interior tile, in pixels")
+    overlap_px: int = Field(32, ge=0, description="width of the feathered blend between tiles")
+    segment: bool = True
+    workers: int = Field(1, ge=1, description="1: in process; N > 1: a dask LocalCluster")
+    cluster: Literal["local", "slurm", "address"] = "local"
+    scheduler_address: str | None = None
+    slurm_queue: str | None = None
+    slurm_account: str | None = None
+    slurm_cores: int = Field(4, ge=1)
+    slurm_memory: str = "16GB"
+    slurm_walltime: str = "02:00:00"
+    slurm_jobs: int = Field(1, ge=1)
+    slurm_job_extra: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSettings:
+        if self.overlap_px >= self.tile_px:
+            raise ValueError(
+                f"overlap_px ({self.overlap_px}) must be smaller than tile_px ({self.tile_px})"
+            )
+        if self.cluster == "address" and not self.scheduler_address:
+            raise ValueError("cluster 'address' needs scheduler_address, e.g. tcp://host:8786")
+        return self
+
+
+class NeuralSettings(BaseModel):
+    """The neural per-tile fit (``pipeline.estimate.neural``; see docs/neural.md).
+
+    Bounds on lambda are ``EstimatorSettings.lambda_min/lambda_max``; bandwidths come from the
+    closed-form selection.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    field_network: Literal["grid", "frozen"] = Field(
+        "frozen", description="grid: a learnable pixel grid read through the mollifier; "
+        "frozen: the measured data (docs/neural.md says why this is the default)"
+    )
+    ensemble_size: int = Field(4, ge=2, description="members per tile (even: antithetic noise)")
+    epochs: int = Field(30, ge=0)
+    lr_rate: float = Field(0.003, gt=0, description="Adam step of the rate grid (logit units)")
+    lr_field: float = Field(1e-4, gt=0, description="Adam step of the field grid")
+    residual_weight: float = Field(1.0, gt=0, description="residual term / noise-weighted data term")
+    rate_spacing: float = Field(2.0, gt=0, description="rate-grid spacing in units of the window s")
+    resample_noise: bool = True
+    bandwidth_jitter: float = Field(
+        1.4, ge=1, description="member pairs use (delta, s) times factors from 1/j to j"
+    )
+
+    @field_validator("ensemble_size")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"ensemble_size must be even (antithetic noise pairs), got {v}")
+        return v
+
+
 class Settings(BaseModel):
     """Everything a run needs. Field names match the CLI's long options."""
 
@@ -76,9 +146,11 @@ class Settings(BaseModel):
     pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
     physics: PhysicsSettings = PhysicsSettings()
     estimator: EstimatorSettings = EstimatorSettings()
+    neural: NeuralSettings = NeuralSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     recursive: bool = False
+    run: RunSettings = RunSettings()
 
     @model_validator(mode="after")
     def _check_channels(self) -> Settings:

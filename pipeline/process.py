@@ -1,30 +1,63 @@
-"""One image end to end: TIFF -> fields -> rate map -> ``<stem>.ome.zarr``.
+"""One image in stages: ingest → denoise → fit (tiled) → segment → assemble.
 
-This is the single-process path behind ``chromarate run``; it holds the whole plane in memory
-(tiling and streaming come with the Prefect flow). Every write is atomic: a killed run leaves
-no partial store.
+Each stage reads what the previous one wrote and writes its own output atomically into the
+image's work folder ``OUT/.chromarate/work/<stem>-<key>/``; a stage whose output exists is
+skipped, so a killed run resumes where it stopped. ``key`` (:func:`image_key`) hashes the
+input's content, the settings that change results and the code version. The final
+``OUT/<stem>.ome.zarr`` is written in one atomic step by :func:`assemble`, then the work
+folder is removed; a store whose recorded key matches is finished work (:func:`is_done`).
+
+Stages pass paths and small JSON-able manifests, never arrays, so that the Prefect flow can
+wrap each one as a task. :func:`process_image` runs them all in process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from . import __version__
 from .config import Settings
-from .estimate import estimate_closed_form
-from .io import inspect_tiff, read_planes, write_result_store
+from .denoise import calibrate, denoise_planes
+from .io import InputError, inspect_tiff, read_planes
+from .io.atomic import atomic_dir, clean_partials
 from .physics.chromatin import ChromatinModel
 from .physics.observation import to_fields
+from .segment import segment_domains, segment_nuclei
+from .tiling import fit_plane
 
-__all__ = ["process_image", "result_path"]
+__all__ = [
+    "WORK_DIR",
+    "assemble",
+    "code_version",
+    "denoise_image",
+    "fit_image",
+    "image_key",
+    "ingest",
+    "is_done",
+    "process_image",
+    "result_path",
+    "segment_image",
+]
 
 log = logging.getLogger(__name__)
+
+WORK_DIR = ".chromarate"
+_NO_EFFECT: dict[str, Any] = {"recursive": True, "run": {"workers", "cluster", "scheduler_address", "slurm_queue",
+                                   "slurm_account", "slurm_cores", "slurm_memory",
+                                   "slurm_walltime", "slurm_jobs", "slurm_job_extra"}}
+Progress = Callable[[dict], None] | None
+
 
 def result_path(image: str | Path, out_dir: str | Path) -> Path:
     """Where the store for ``image`` goes: ``OUT/<stem>.ome.zarr``."""
@@ -36,84 +69,239 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
     return Path(out_dir) / f"{name}.ome.zarr"
 
 
-def process_image(
-    path: str | Path,
-    out_dir: str | Path,
-    settings: Settings,
-    *,
-    progress: Callable[[dict], None] | None = None,
-) -> dict[str, Any]:
-    """Estimate the rate map of every plane of one TIFF and write ``OUT/<stem>.ome.zarr``.
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus a hash of the ``pipeline`` sources: any code change re-runs."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
 
-    Returns a small JSON-able manifest (paths, per-plane bandwidths and lambda statistics).
+
+@lru_cache(maxsize=256)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def image_key(path: str | Path, settings: Settings) -> str:
+    """Hash of (file content, result-affecting settings, code version)."""
+    st = Path(path).stat()
+    cfg = settings.model_dump(mode="json", exclude=_NO_EFFECT)
+    blob = json.dumps([_file_hash(str(path), st.st_size, st.st_mtime_ns), cfg, code_version()],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def is_done(store: str | Path, key: str) -> bool:
+    """Whether ``store`` is a finished result for ``key``."""
+    if not Path(store).is_dir():
+        return False
+    try:
+        root = zarr.open_group(store, mode="r", zarr_format=3)
+        return dict(root.attrs.get("chromarate", {})).get("key") == key
+    except (FileNotFoundError, ValueError, KeyError, OSError, zarr.errors.BaseZarrError):
+        return False
+
+
+def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
+    """Inspect one TIFF (no pixel read) and return the image's manifest."""
+    info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um)
+    roles = settings.roles_for(info.n_channels)
+    key = image_key(path, settings)
+    store = result_path(path, out_dir)
+    stem = store.name[: -len(".ome.zarr")]
+    work = Path(out_dir) / WORK_DIR / "work" / f"{stem}-{key}"
+    done = is_done(store, key)
+    for stale in work.parent.glob(f"{stem}-*") if work.parent.is_dir() else ():
+        if stale != work or done:  # other settings or code, or already assembled
+            shutil.rmtree(stale, ignore_errors=True)
+    return {"image": str(Path(path).resolve()), "store": str(store), "work": str(work),
+            "key": key, "axes": info.axes, "shape": list(info.shape),
+            "pixel_size_um": float(info.pixel_size_um),
+            "pixel_size_source": info.pixel_size_source, "n_planes": info.n_planes,
+            "plane_axis": info.plane_axis, "roles": list(roles),
+            "done": done}
+
+
+def _planes(manifest: dict[str, Any]):
+    path = manifest["image"]
+    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest["pixel_size_um"]))
+
+
+def _save(path: Path, arrays: dict[str, Any], attrs: dict[str, Any]) -> Path:
+    import dask.array as da
+
+    with atomic_dir(path) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for name, arr in arrays.items():
+            chunks = (1,) * (arr.ndim - 2) + tuple(min(n, 1024) for n in arr.shape[-2:])
+            z = root.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
+            da.store(da.asarray(arr).rechunk(chunks), z, lock=False, scheduler="threads")
+        root.attrs["record"] = json.loads(json.dumps(attrs, default=float))
+    return path
+
+
+def _record(path: Path) -> dict[str, Any]:
+    return dict(zarr.open_group(path, mode="r").attrs["record"])
+
+
+def _stage(manifest: dict[str, Any], name: str) -> tuple[Path, bool]:
+    work = Path(manifest["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    clean_partials(work)
+    out = work / f"{name}.zarr"
+    return out, out.exists()
+
+
+def denoise_image(manifest: dict[str, Any], settings: Settings, *, progress: Progress = None
+                  ) -> str:
+    """Calibrate the denoiser on the first plane and denoise every plane → ``denoised.zarr``."""
+    out, done = _stage(manifest, "denoised")
+    if done:
+        return str(out)
+    t0 = time.perf_counter()
+    planes = _planes(manifest)
+    cal = settings.calibration_for(len(manifest["roles"]))
+    offsets = None if cal == "auto" else tuple(c.offset for c in cal)
+    params = calibrate(np.asarray(planes[0]), method=settings.run.denoise,
+                       anscombe=settings.run.anscombe, offsets=offsets)
+    den = denoise_planes(planes, params, progress=progress)
+    record = params.record | {"depth_px": params.depth_px, "seconds": time.perf_counter() - t0}
+    return str(_save(out, {"denoised": den}, record))
+
+
+def fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
+              progress: Progress = None) -> str:
+    """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
+    out, done = _stage(manifest, "fit")
+    if done:
+        return str(out)
+    raw = _planes(manifest)
+    den = zarr.open_group(denoised, mode="r")["denoised"]
+    model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
+    roles, px = tuple(manifest["roles"]), manifest["pixel_size_um"]
+    n, _, h, w = raw.shape
+    rates = np.full((n, 2, h, w), np.nan, np.float32)
+    fields_out = np.zeros((n, 2, h, w), np.float32)
+    ident = np.zeros((n, h, w), np.uint8)
+    planes, tiles = [], []
+    for p in range(n):
+        plane_raw = np.asarray(raw[p], dtype=np.float64)
+        if not np.all(np.isfinite(plane_raw)):
+            raise InputError(manifest["image"], f"plane {p} holds NaN or infinite values",
+                             "mask or fix those pixels before running")
+        # bandwidths are chosen on the un-denoised fields: the noise split needs white noise
+        fields_raw, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
+                                      phi_max=model.phi_max)
+        cals = [(c["offset"], c["scale"]) for c in calib["channels"]]
+        from .config import Calibration
+
+        fields, _ = to_fields(np.asarray(den[p], np.float64), roles,
+                              tuple(Calibration(offset=o, scale=s) for o, s in cals),
+                              phi_max=model.phi_max)
+        res = fit_plane(fields, model, px, settings, selection_fields=fields_raw,
+                        plane=p, progress=progress)
+        rates[p, 0], rates[p, 1] = res["mean"], res["std"]
+        ident[p], fields_out[p] = res["identifiable"], res["fields"]
+        planes.append({"plane": p, "calibration": calib, **res["record"]})
+        tiles.extend(res["tiles"])
+    arrays = {"rates": rates, "identifiable": ident, "fields": fields_out}
+    return str(_save(out, arrays, {"planes": planes, "tiles": tiles}))
+
+
+def segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:
+    """Nuclei and heterochromatin domains of every plane → ``segment.zarr``."""
+    out, done = _stage(manifest, "segment")
+    if done:
+        return str(out)
+    fields = zarr.open_group(fit, mode="r")["fields"]
+    px, single = manifest["pixel_size_um"], len(manifest["roles"]) == 1
+    n, _, h, w = fields.shape
+    nuclei, domains = np.zeros((n, h, w), np.int32), np.zeros((n, h, w), np.int32)
+    records = []
+    for p in range(n):
+        f = np.asarray(fields[p], np.float64)
+        if settings.run.segment:
+            nuclei[p], rec_n = segment_nuclei(f, px, single_channel=single)
+            domains[p], rec_d = segment_domains(f[0], nuclei[p], px)
+        else:
+            nuclei[p], rec_n, rec_d = 1, {"mode": "disabled"}, {"n_domains": 0}
+        records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
+    return str(_save(out, {"nuclei": nuclei, "domains": domains}, {"planes": records}))
+
+
+def assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: str,
+             segment: str, *, timings: dict[str, float] | None = None) -> str:
+    """Write ``OUT/<stem>.ome.zarr`` atomically and drop the work folder.
+
+    λ is reported inside nuclei only: outside them ``rates`` is NaN and ``identifiable`` 0.
+    """
+    from .io import write_result_store
+
+    g_fit, g_seg = zarr.open_group(fit, mode="r"), zarr.open_group(segment, mode="r")
+    nuclei = np.asarray(g_seg["nuclei"])
+    inside = nuclei > 0
+    rates = np.where(inside[:, None], np.asarray(g_fit["rates"]), np.nan).astype(np.float32)
+    ident = (np.asarray(g_fit["identifiable"]) * inside).astype(np.uint8)
+    import dask.array as da
+
+    den = da.from_zarr(zarr.open_group(denoised, mode="r")["denoised"])
+    squeeze = manifest["plane_axis"] is None
+    sq = (lambda a: a[0]) if squeeze else (lambda a: a)
+    fit_rec, seg_rec = _record(Path(fit)), _record(Path(segment))
+    planes = [fp | {"segmentation": sp} for fp, sp in
+              zip(fit_rec["planes"], seg_rec["planes"], strict=True)]
+    attrs = {
+        "key": manifest["key"], "version": __version__, "code_version": code_version(),
+        "source": manifest["image"], "axes": manifest["axes"],
+        "pixel_size_um": manifest["pixel_size_um"],
+        "pixel_size_source": manifest["pixel_size_source"],
+        "channel_roles": manifest["roles"], "method": settings.method,
+        "settings": settings.model_dump(mode="json"), "seed": settings.seed,
+        "denoise": _record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
+        "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",
+    }
+    if settings.method == "closed-form":
+        attrs["lambda_std"] = "NaN: the closed-form estimator gives no uncertainty"
+    store = write_result_store(
+        manifest["store"], raw=sq(_planes(manifest)), pixel_size_um=manifest["pixel_size_um"],
+        channel_names=manifest["roles"], rates=sq(rates),
+        images={"denoised": (sq(den), manifest["roles"]),
+                "fields": (sq(np.asarray(g_fit["fields"])), ["phi_h", "phi_w"])},
+        labels={"identifiable": sq(ident), "nuclei": sq(nuclei),
+                "domains": sq(np.asarray(g_seg["domains"]))},
+        attrs=attrs, plane_axis=(manifest["plane_axis"] or "z").lower(),
+    )
+    shutil.rmtree(manifest["work"], ignore_errors=True)
+    return str(store)
+
+
+def process_image(path: str | Path, out_dir: str | Path, settings: Settings, *,
+                  progress: Progress = None, force: bool = False) -> dict[str, Any]:
+    """Run every stage for one TIFF in process; returns the manifest with ``timings_s``.
+
+    A finished store with the same key is not recomputed unless ``force``.
     Raises :class:`pipeline.io.InputError` for files that cannot be understood.
     """
-    if settings.method != "closed-form":
-        raise NotImplementedError(
-            f"method {settings.method!r} is not available yet; use --method closed-form"
-        )
-    t0 = time.perf_counter()
-    info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um)
-    planes = read_planes(path, info)  # (P, C, Y, X) dask
-    roles = settings.roles_for(info.n_channels)
-    model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
-    px = float(info.pixel_size_um)
-    n_planes, _, h, w = planes.shape
-    rates = np.full((n_planes, 2, h, w), np.nan, dtype=np.float32)
-    ident = np.zeros((n_planes, h, w), dtype=np.uint8)
-    plane_records = []
-    for p in range(n_planes):
-        if progress:
-            progress({"stage": "plane", "image": str(path), "plane": p, "planes": n_planes})
-        raw = np.asarray(planes[p].compute(), dtype=np.float64)
-        if not np.all(np.isfinite(raw)):
-            from .io import InputError
-
-            raise InputError(path, f"plane {p} holds NaN or infinite values",
-                             "mask or fix those pixels before running")
-        fields, calib = to_fields(
-            raw, roles, settings.calibration_for(len(roles)), phi_max=model.phi_max
-        )
-        result = estimate_closed_form(fields, model, px, settings.estimator, seed=settings.seed)
-        rates[p, 0] = result.lam
-        ident[p] = result.identifiable
-        lam_ok = result.lam[np.isfinite(result.lam)]
-        plane_records.append({
-            "plane": p,
-            "delta_um": result.delta_um,
-            "window_um": result.window_um,
-            "selection": result.selection,
-            "calibration": calib,
-            "fraction_identifiable": float(result.identifiable.mean()),
-            "lambda_median": float(np.median(lam_ok)) if lam_ok.size else float("nan"),
-        })
-    squeeze = info.plane_axis is None
-    raw_all = planes[0] if squeeze else planes
-    attrs = {
-        "version": __version__,
-        "source": str(Path(path).resolve()),
-        "axes": info.axes,
-        "pixel_size_um": px,
-        "pixel_size_source": info.pixel_size_source,
-        "channel_roles": list(roles),
-        "method": settings.method,
-        "settings": settings.model_dump(mode="json"),
-        "planes": plane_records,
-        "lambda_std": "NaN: the closed-form estimator gives no uncertainty yet",
-    }
-    store = write_result_store(
-        result_path(path, out_dir),
-        raw=raw_all,
-        pixel_size_um=px,
-        channel_names=list(roles),
-        rates=rates[0] if squeeze else rates,
-        labels={"identifiable": ident[0] if squeeze else ident},
-        attrs=attrs,
-        plane_axis=(info.plane_axis or "z").lower(),
-    )
-    return {
-        "image": str(path),
-        "store": str(store),
-        "planes": plane_records,
-        "seconds": time.perf_counter() - t0,
-    }
+    manifest = ingest(path, out_dir, settings)
+    if manifest["done"] and not force:
+        return manifest | {"skipped": True}
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    den = denoise_image(manifest, settings, progress=progress)
+    timings["denoise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fit = fit_image(manifest, settings, den, progress=progress)
+    timings["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    seg = segment_image(manifest, settings, fit)
+    timings["segment"] = time.perf_counter() - t
+    t = time.perf_counter()
+    timings["assemble"] = 0.0
+    store = assemble(manifest, settings, den, fit, seg, timings=timings)
+    timings["assemble"] = time.perf_counter() - t
+    return manifest | {"store": store, "timings_s": timings, "skipped": False}

@@ -28,7 +28,7 @@ def test_simulate_keeps_truth_outside(folder):
     assert (truth / "step_1ch_s2.npz").exists()
 
 
-def test_run_writes_the_contract(folder, tmp_path):
+def test_run_writes_the_contract(folder, tmp_path, prefect_api):
     out = tmp_path / "out"
     truth = load_truth(folder.parent / "images_truth" / "step_1ch_s2.npz")
     cal = truth["calibration"][0]
@@ -70,7 +70,7 @@ def test_run_writes_the_contract(folder, tmp_path):
     assert "reliability" in sel["criterion"]
 
 
-def test_bad_file_is_named_and_others_complete(folder, tmp_path, capsys):
+def test_bad_file_is_named_and_others_complete(folder, tmp_path, capsys, prefect_api):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     (mixed / "broken.tif").write_text("not a tiff")
@@ -85,7 +85,7 @@ def test_bad_file_is_named_and_others_complete(folder, tmp_path, capsys):
     assert (mixed / "good.tif").read_bytes() == before  # inputs are never modified
 
 
-def test_bad_settings_exit_2(folder, tmp_path, capsys):
+def test_bad_settings_exit_2(folder, tmp_path, capsys, prefect_api):
     rc = main(["run", str(folder), "--out", str(tmp_path / "o"), "--calibration", "1:-2"])
     assert rc == 2
     assert "OFFSET:SCALE" in capsys.readouterr().err

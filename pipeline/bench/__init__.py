@@ -1,0 +1,40 @@
+"""Benchmarks of the paper's three inverse problems: autograd against the mollifier layer.
+
+:func:`run_benchmarks` is the entry point (the CLI's ``bench`` subcommand and
+``benchmarks/paper_benchmarks.py`` call it). The parts:
+
+- :mod:`.problems`: the Langevin (order 1), heat (order 2) and chromatin (order 4) problems
+  with a known truth;
+- :mod:`.nets`: the field and rate networks both arms share;
+- :mod:`.arms`: the two derivative routes and the shared loss and optimiser;
+- :mod:`.measure`: peak memory in a fresh process, alternating timing, training to a budget;
+- :mod:`.suite`: the presets and the run;
+- :mod:`.report`: ``benchmarks.md`` and its plots.
+"""
+
+from .arms import ARMS, ArmState, TrainSettings, pearson
+from .measure import machine_info, measure_memory, time_alternating, train_alternating
+from .problems import PROBLEMS, Problem, make_problem, probe_problem
+from .report import write_report
+from .suite import BenchConfig, ProblemSpec, config_for, run_benchmarks, summarize
+
+__all__ = [
+    "ARMS",
+    "PROBLEMS",
+    "ArmState",
+    "BenchConfig",
+    "Problem",
+    "ProblemSpec",
+    "TrainSettings",
+    "config_for",
+    "machine_info",
+    "make_problem",
+    "measure_memory",
+    "pearson",
+    "probe_problem",
+    "run_benchmarks",
+    "summarize",
+    "time_alternating",
+    "train_alternating",
+    "write_report",
+]

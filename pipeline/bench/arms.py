@@ -5,9 +5,11 @@
     from nested ``create_graph`` autograd (:func:`pipeline.mollifier.autograd_derivatives`):
     the baseline the paper compares against. The data misfit is on the network's value.
 ``mollifier``
-    The same network evaluated on the same pixel centres gives a raw field ``ĝ`` on the grid;
+    The same network evaluated on the pixel centres, plus a halo of the mollifier's support
+    (a coordinate network can be evaluated past the image), gives a raw field ``ĝ``;
     :class:`pipeline.mollifier.Mollifier` returns the mollified field ``û`` and every
-    derivative in one spectral pass, with no recursive autograd. The data misfit is on ``û``.
+    derivative in one spectral pass, with no recursive autograd, and the halo is cropped (so
+    no reflected padding reaches the image). The data misfit is on ``û``.
 
 Everything else is shared: the rate network ``λ(x)`` (bounded), the loss
 ``mean((u - data)²)/σ² + w mean_interior(R²)/mean(A²)``, Adam and its learning rate.
@@ -55,6 +57,8 @@ class TrainSettings:
         Seed of both networks (identical initial weights across arms).
     dtype
         ``"float32"`` or ``"float64"``.
+    border_px
+        Frame left out of the residual and of the correlation with the truth (both arms).
     """
 
     lr: float = 2e-3
@@ -64,6 +68,7 @@ class TrainSettings:
     depth: int = 3
     seed: int = 0
     dtype: str = "float32"
+    border_px: int = 4
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -80,9 +85,15 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
-def _grid_view(t, problem: Problem):
-    """``(N, C)`` → ``(1, C, *grid)``."""
-    return t.T.reshape((1, t.shape[1]) + problem.grid)
+def _grid_view(t, problem: Problem, pad: int = 0):
+    """``(N, C)`` → ``(1, C, *grid)`` (each grid axis ``+ 2 pad``)."""
+    return t.T.reshape((1, t.shape[1]) + tuple(n + 2 * pad for n in problem.grid))
+
+
+def _crop(t, pad: int, ndim: int):
+    if pad == 0:
+        return t
+    return t[(Ellipsis,) + (slice(pad, -pad),) * ndim]
 
 
 def _append_fixed(d: dict, problem: Problem) -> dict:
@@ -108,11 +119,20 @@ def _torch():
 
 
 def derivative_maps(
-    arm: ArmName, field_net, coords, problem: Problem, names, *, mollifier: Mollifier | None = None
+    arm: ArmName,
+    field_net,
+    coords,
+    problem: Problem,
+    names,
+    *,
+    mollifier: Mollifier | None = None,
+    pad: int = 0,
 ) -> dict:
     """Derivative maps ``{name: (1, C, *grid)}`` of the field network through ``arm``'s route.
 
-    The fitted channels come from the network; the problem's fixed channels are appended.
+    For the mollifier arm, ``coords`` cover the grid plus ``pad`` pixels on every side (see
+    :meth:`Problem.coordinates`) and the maps are cropped back to the grid. The fitted
+    channels come from the network; the problem's fixed channels are appended.
     """
     if arm == "autograd":
         d = autograd_derivatives(field_net, coords, names, create_graph=True)
@@ -120,7 +140,8 @@ def derivative_maps(
     elif arm == "mollifier":
         if mollifier is None:
             raise ValueError("the mollifier arm needs its Mollifier layer")
-        d = mollifier(_grid_view(field_net(coords), problem))
+        d = mollifier(_grid_view(field_net(coords), problem, pad))
+        d = {k: _crop(v, pad, problem.ndim) for k, v in d.items()}
     else:
         raise ValueError(f"unknown arm {arm!r}; use one of {ARMS}")
     return _append_fixed(d, problem)
@@ -177,8 +198,11 @@ class ArmState:
         self.mollifier = Mollifier(
             problem.delta_um, problem.pixel_size_um, self.names, ndim=problem.ndim
         )
-        border = self.mollifier.support_px
-        self.mask_np = interior_mask(problem, border)
+        self.pad = self.mollifier.support_px if arm == "mollifier" else 0
+        self.net_coords = torch.as_tensor(
+            problem.coordinates(self.pad), dtype=dtype, device=device
+        )
+        self.mask_np = interior_mask(problem, settings.border_px)
         self.mask = torch.as_tensor(self.mask_np, device=device)
         with torch.no_grad():
             ref = self.mollifier(self.data)
@@ -191,14 +215,14 @@ class ArmState:
 
     def loss(self, *, with_residual: bool = True):
         """The loss and its parts ``{"data": ..., "residual": ...}`` (floats)."""
-        torch = _torch()
         if not with_residual:
-            g = _grid_view(self.field(self.coords), self.problem)
-            u = self.mollifier(g)["u"] if self.arm == "mollifier" else g
+            g = _grid_view(self.field(self.net_coords), self.problem, self.pad)
+            u = _crop(self.mollifier(g)["u"], self.pad, self.problem.ndim) if self.pad else g
             data = ((u - self.data) ** 2).mean() / self.sigma2
-            return data, {"data": float(data), "residual": float("nan")}
+            return data, {"data": data.item(), "residual": float("nan")}
         d = derivative_maps(
-            self.arm, self.field, self.coords, self.problem, self.names, mollifier=self.mollifier
+            self.arm, self.field, self.net_coords, self.problem, self.names,
+            mollifier=self.mollifier, pad=self.pad,
         )
         n_fit = self.problem.n_fit
         data = ((d["u"][:, :n_fit] - self.data) ** 2).mean() / self.sigma2
@@ -206,8 +230,7 @@ class ArmState:
         a, b = self.model.linear_terms(d)
         res = ((a * lam - b)[:, self.mask] ** 2).mean() / self.a_scale
         total = data + self.settings.residual_weight * res
-        del torch
-        return total, {"data": float(data), "residual": float(res)}
+        return total, {"data": data.item(), "residual": res.item()}
 
     def step(self) -> dict[str, float]:
         """One Adam step (data-only during warm-up); returns the loss parts."""
@@ -217,7 +240,7 @@ class ArmState:
         total.backward()
         self.optimizer.step()
         self.iteration += 1
-        parts["loss"] = float(total)
+        parts["loss"] = total.item()
         return parts
 
     def lam(self) -> np.ndarray:

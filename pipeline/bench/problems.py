@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +41,8 @@ __all__ = [
     "heat_problem",
     "chromatin_problem",
     "chromatin_steady_state",
+    "DerivativeProbe",
+    "probe_problem",
     "make_problem",
 ]
 
@@ -113,16 +116,24 @@ class Problem:
                 src = src.to(device=like.device, dtype=like.dtype)
             return HeatModel(source=src)
         if self.name == "chromatin":
-            return ChromatinModel(**self.extra.get("model_kwargs", {}))
+            # the expanded (chain-rule) form reads only the derivatives of (phi_h, phi_w), so
+            # both arms differentiate the same two channels
+            return ChromatinModel(**{"form": "expanded", **self.extra.get("model_kwargs", {})})
+        if self.name == "probe":
+            return DerivativeProbe(self.order)
         raise ValueError(f"unknown problem {self.name!r}")
 
-    def coordinates(self) -> np.ndarray:
-        """Pixel-centre coordinates ``(N, 2)`` ordered ``(y, x)`` in µm (``y = 0`` in 1-D)."""
+    def coordinates(self, pad: int = 0) -> np.ndarray:
+        """Pixel-centre coordinates ``(N, 2)`` ordered ``(y, x)`` in µm (``y = 0`` in 1-D).
+
+        ``pad`` extends the grid by that many pixels on every side (a coordinate network can
+        be evaluated there: the mollifier arm's halo).
+        """
         h = self.pixel_size_um
+        axes = [np.arange(-pad, n + pad) * h for n in self.grid]
         if self.ndim == 1:
-            t = np.arange(self.grid[0]) * h
-            return np.stack([np.zeros_like(t), t], axis=1)
-        yy, xx = np.meshgrid(np.arange(self.grid[0]) * h, np.arange(self.grid[1]) * h, indexing="ij")
+            return np.stack([np.zeros_like(axes[0]), axes[0]], axis=1)
+        yy, xx = np.meshgrid(axes[0], axes[1], indexing="ij")
         return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
     def extent_um(self) -> tuple[float, float]:
@@ -173,9 +184,10 @@ def langevin_problem(
 def heat_problem(n: int = 64, *, noise: float = 0.02, seed: int = 0) -> Problem:
     """``0 = λ ∇²u + m`` on the unit square (``n`` × ``n`` pixels) with a known source.
 
-    ``u = x² + y² + b sin(2πx + p) sin(2πy + q)`` with ``8π² b = 2``, so ``∇²u`` stays in
-    ``[2, 6]`` and λ is identifiable everywhere; ``λ = 1 + 0.4 sin(πx + r) cos(1.5πy + s)``
-    and ``m = -λ ∇²u``. ``noise`` is relative to the standard deviation of ``u``.
+    ``u = e^{a(x-x0)} + e^{b(y-y0)} + c e^{(x+y-1)}``, a smooth field whose Laplacian
+    ``a² e^{a(x-x0)} + b² e^{b(y-y0)} + 2c e^{(x+y-1)}`` is positive everywhere (λ is
+    identifiable at every pixel) and varies several-fold; ``λ = 1 + 0.4 sin(πx + r)
+    cos(1.5πy + s)`` and ``m = -λ ∇²u``. ``noise`` is relative to the standard deviation of ``u``.
 
     >>> heat_problem(16).lam_true.shape
     (16, 16)
@@ -183,18 +195,19 @@ def heat_problem(n: int = 64, *, noise: float = 0.02, seed: int = 0) -> Problem:
     rng = np.random.default_rng(seed)
     h = 1.0 / (n - 1)
     yy, xx = np.meshgrid(np.arange(n) * h, np.arange(n) * h, indexing="ij")
-    p, q, r, s = rng.uniform(0, 2 * np.pi, size=4)
-    b = 2.0 / (8 * np.pi**2)
-    wave = np.sin(2 * np.pi * xx + p) * np.sin(2 * np.pi * yy + q)
-    u = xx**2 + yy**2 + b * wave
-    lap = 4 - 8 * np.pi**2 * b * wave
+    x0, y0 = rng.uniform(0.3, 0.7, size=2)
+    r, s = rng.uniform(0, 2 * np.pi, size=2)
+    a, b, c = 2.0, 1.5, 0.3
+    ex, ey, exy = np.exp(a * (xx - x0)), np.exp(b * (yy - y0)), np.exp(xx + yy - 1)
+    u = ex + ey + c * exy
+    lap = a**2 * ex + b**2 * ey + 2 * c * exy
     lam = 1 + 0.4 * np.sin(np.pi * xx + r) * np.cos(1.5 * np.pi * yy + s)
     sigma = noise * float(u.std())
     clean = u[None]
     return Problem(
         name="heat", order=2, ndim=2, pixel_size_um=h, data=_noisy(clean, sigma, rng),
-        clean=clean, lam_true=lam, noise_sigma=sigma, delta_um=3 * h, lam_bounds=(0.1, 3.0),
-        source=-lam * lap,
+        clean=clean, lam_true=lam, noise_sigma=sigma, delta_um=6 * h, lam_bounds=(0.1, 3.0),
+        source=-lam * lap, extra={"feature_scale": 1.0, "rate_feature_scale": 0.5},
     )
 
 
@@ -269,7 +282,7 @@ def chromatin_steady_state(
 def chromatin_problem(
     n: int = 64,
     *,
-    noise: float = 0.01,
+    noise: float = 0.02,
     seed: int = 0,
     pixel_size_um: float = 0.02,
     phi_max: float = 0.7,
@@ -278,7 +291,7 @@ def chromatin_problem(
     """The fourth-order chromatin model, single-channel (``φ_w = 1 - φ_max`` known).
 
     ``λ`` is a smooth periodic map in ``[0.4, 2.5]``; ``φ_h = (c + φ_d)/2`` comes from the
-    steady state. ``noise`` is the absolute standard deviation added to ``φ_h``.
+    steady state. ``noise`` is relative to the standard deviation of ``φ_h``.
 
     >>> p = chromatin_problem(32)
     >>> p.data.shape, p.fixed_values
@@ -286,26 +299,89 @@ def chromatin_problem(
     """
     rng = np.random.default_rng(seed)
     lam = _smooth_periodic_lambda(n, rng)
-    phi_w = 1.0 - phi_max
+    phi_w = round(1.0 - phi_max, 12)
     phi_d = chromatin_steady_state(
         lam, pixel_size_um=pixel_size_um, phi_w=phi_w, phi_max=phi_max,
         interface_length_um=interface_length_um,
     )
     phi_h = (1 - phi_w + phi_d) / 2
     clean = phi_h[None]
+    sigma = noise * float(phi_h.std())
     return Problem(
         name="chromatin", order=4, ndim=2, pixel_size_um=pixel_size_um,
-        data=_noisy(clean, noise, rng), clean=clean, lam_true=lam, noise_sigma=noise,
+        data=_noisy(clean, sigma, rng), clean=clean, lam_true=lam, noise_sigma=sigma,
         delta_um=4 * pixel_size_um, lam_bounds=(0.1, 5.0), fixed_values=(phi_w,),
         extra={"model_kwargs": {"phi_max": phi_max, "interface_length_um": interface_length_um}},
     )
 
 
-def make_problem(name: ProblemName, n: int, *, noise: float, seed: int = 0) -> Problem:
-    """Build the problem ``name`` on a grid of ``n`` (pixels per side, or samples in 1-D)."""
-    builders = {"langevin": langevin_problem, "heat": heat_problem, "chromatin": chromatin_problem}
+_PROBE_NAMES = {1: ("u", "x", "y"), 2: ("u", "x", "y", "lap"), 4: ("u", "x", "y", "lap", "bilap")}
+
+
+@dataclass(frozen=True)
+class DerivativeProbe:
+    """A cost probe for the derivative-order scaling: ``R = λ - Σ_names d[name]``.
+
+    It asks for every derivative up to ``order`` (1: value and gradient; 2: plus the
+    Laplacian; 4: plus the biharmonic), so that the cost of the route is measured with
+    the same network and loss at each order. It is not a physical model.
+
+    >>> import numpy as np
+    >>> d = {k: np.ones((1, 2, 2)) for k in ("u", "x", "y")}
+    >>> A, B = DerivativeProbe(1).linear_terms(d)
+    >>> float(B[0, 0])
+    3.0
+    """
+
+    order: int = 4
+    name: str = "probe"
+    fields: tuple[str, ...] = ("u",)
+
+    @property
+    def derivatives(self) -> tuple[str, ...]:
+        try:
+            return _PROBE_NAMES[self.order]
+        except KeyError:
+            raise ValueError(f"probe order must be 1, 2 or 4, got {self.order!r}") from None
+
+    def linear_terms(self, d: Mapping[str, Any]) -> tuple[Any, Any]:
+        b = sum(d[name][..., 0, :, :] for name in self.derivatives)
+        return 1 + 0 * b, b
+
+
+def probe_problem(n: int = 64, *, order: int = 4, noise: float = 0.02, seed: int = 0) -> Problem:
+    """The heat problem's field with the :class:`DerivativeProbe` of ``order`` as its model.
+
+    >>> probe_problem(16, order=2).model().derivatives
+    ('u', 'x', 'y', 'lap')
+    """
+    base = heat_problem(n, noise=noise, seed=seed)
+    return Problem(
+        name="probe", order=int(order), ndim=2, pixel_size_um=base.pixel_size_um,
+        data=base.data, clean=base.clean, lam_true=base.lam_true, noise_sigma=base.noise_sigma,
+        delta_um=base.delta_um, lam_bounds=(-1e3, 1e3),
+    )
+
+
+def make_problem(
+    name: ProblemName, n: int, *, noise: float, seed: int = 0, **options: Any
+) -> Problem:
+    """Build the problem ``name`` on a grid of ``n`` (pixels per side, or samples in 1-D).
+
+    ``noise`` is relative to the standard deviation of the clean field; ``options`` go to the
+    builder (e.g. ``pixel_size_um`` of the chromatin case).
+
+    >>> make_problem("heat", 16, noise=0.1).noise_sigma > 0
+    True
+    """
+    builders = {
+        "langevin": langevin_problem,
+        "heat": heat_problem,
+        "chromatin": chromatin_problem,
+        "probe": probe_problem,
+    }
     try:
         builder = builders[name]
     except KeyError:
         raise ValueError(f"unknown problem {name!r}; use one of {PROBLEMS}") from None
-    return builder(n, noise=noise, seed=seed)
+    return builder(n, noise=noise, seed=seed, **options)

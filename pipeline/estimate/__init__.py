@@ -15,12 +15,16 @@ from .closed_form import (
     linear_terms,
     local_least_squares,
 )
+from .neural import calibration_fraction, fit_image, fit_tiles
 
 __all__ = [
     "BandwidthChoice",
     "ClosedFormResult",
     "estimate_closed_form",
     "estimate_noise",
+    "calibration_fraction",
+    "fit_image",
+    "fit_tiles",
     "identifiable_mask",
     "linear_terms",
     "local_least_squares",

@@ -1,0 +1,118 @@
+"""Prefect tasks over the stages of :mod:`pipeline.process`: paths and manifests in and out.
+
+Caching is content-addressed on disk, not in Prefect's result store: each stage's output is
+named by the image key (input content, settings, code version), so a re-run, or a run after
+``kill -9``, finds what is finished however Prefect's own state was lost. Tasks therefore use
+``cache_policy=NO_CACHE``. I/O stages retry.
+
+Progress events go to :func:`set_progress_sink` (a callable in this process, such as the CLI's
+progress bar) and to the task's logger at debug level (visible from dask workers too).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import process
+from pipeline.config import Settings
+
+__all__ = [
+    "assemble_task",
+    "denoise_task",
+    "emit",
+    "fit_task",
+    "ingest_task",
+    "segment_task",
+    "set_progress_sink",
+    "summarize_task",
+]
+
+log = logging.getLogger(__name__)
+_SINK: Callable[[dict], None] | None = None
+
+
+def set_progress_sink(sink: Callable[[dict], None] | None) -> None:
+    """Receive every progress event of tasks running in this process (None to stop)."""
+    global _SINK
+    _SINK = sink
+
+
+def emit(event: dict[str, Any]) -> None:
+    """Send one progress event to the sink (if any) and the run logger."""
+    if _SINK is not None:
+        try:
+            _SINK(event)
+        except Exception:  # a broken display must never fail the run
+            log.debug("progress sink failed", exc_info=True)
+    try:
+        get_run_logger().debug("%s", event)
+    except Exception:  # outside a run context
+        log.debug("%s", event)
+
+
+def _progress(manifest: dict[str, Any]) -> Callable[[dict], None]:
+    name = manifest["image"]
+    return lambda ev: emit({"image": name, **ev})
+
+
+_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=1, **_OPTS)
+def ingest_task(path: str, out: str, settings: Settings) -> dict[str, Any]:
+    """Inspect a TIFF; the manifest says whether its store is already finished."""
+    manifest = process.ingest(path, out, settings)
+    emit({"image": manifest["image"], "stage": "skipped" if manifest["done"] else "ingest"})
+    return manifest
+
+
+@task(name="denoise", retries=1, retry_delay_seconds=1, **_OPTS)
+def denoise_task(manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    t = time.perf_counter()
+    emit({"image": manifest["image"], "stage": "denoise"})
+    path = process.denoise_image(manifest, settings, progress=_progress(manifest))
+    return {"path": path, "seconds": time.perf_counter() - t}
+
+
+@task(name="fit", **_OPTS)
+def fit_task(manifest: dict[str, Any], settings: Settings, denoised: dict[str, Any]
+             ) -> dict[str, Any]:
+    t = time.perf_counter()
+    emit({"image": manifest["image"], "stage": "fit"})
+    path = process.fit_image(manifest, settings, denoised["path"], progress=_progress(manifest))
+    return {"path": path, "seconds": time.perf_counter() - t}
+
+
+@task(name="segment", **_OPTS)
+def segment_task(manifest: dict[str, Any], settings: Settings, fit: dict[str, Any]
+                 ) -> dict[str, Any]:
+    t = time.perf_counter()
+    emit({"image": manifest["image"], "stage": "segment"})
+    path = process.segment_image(manifest, settings, fit["path"])
+    return {"path": path, "seconds": time.perf_counter() - t}
+
+
+@task(name="assemble", retries=2, retry_delay_seconds=1, **_OPTS)
+def assemble_task(manifest: dict[str, Any], settings: Settings, denoised: dict[str, Any],
+                  fit: dict[str, Any], segment: dict[str, Any]) -> str:
+    """Write the final store atomically (the step that makes an image 'finished')."""
+    timings = {"denoise": denoised["seconds"], "fit": fit["seconds"],
+               "segment": segment["seconds"]}
+    store = process.assemble(manifest, settings, denoised["path"], fit["path"],
+                             segment["path"], timings=timings)
+    emit({"image": manifest["image"], "stage": "done"})
+    return store
+
+
+@task(name="summaries", retries=2, retry_delay_seconds=1, **_OPTS)
+def summarize_task(stores: list[str], out: str) -> dict[str, str]:
+    """Tidy CSV tables over every finished store."""
+    from pipeline.summary import summarize_store, write_summaries
+
+    return write_summaries((summarize_store(s) for s in stores), out)

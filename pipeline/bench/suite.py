@@ -1,0 +1,346 @@
+"""The benchmark suite: configurations (smoke, quick, full) and :func:`run_benchmarks`.
+
+Three parts, each run for both arms with the same network and optimiser:
+
+1. **Problems.** The three inverse problems at two noise levels: the arms are trained in
+   alternating chunks; per arm the final Pearson r of λ with the truth, the median time per
+   step, the time to r ≥ ``target_r`` and (in a fresh process) the peak memory.
+2. **Scaling with grid size.** The fourth-order chromatin problem at growing grids: time per
+   step (alternating arms) and peak memory; autograd is skipped above ``autograd_max_size``.
+3. **Scaling with derivative order.** A derivative probe (orders 1, 2, 4) on one grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ..device import resolve_device
+from .arms import ARMS, ArmState, TrainSettings
+from .measure import machine_info, measure_memory, time_alternating, train_alternating
+from .problems import make_problem, probe_problem
+
+__all__ = ["Mode", "ProblemSpec", "BenchConfig", "config_for", "summarize", "run_benchmarks"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["smoke", "quick", "full"]
+Progress = Callable[[dict], None] | None
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """One problem of part 1: grid size, builder options, loss weight and time budgets."""
+
+    name: str
+    n: int
+    options: dict[str, Any] = field(default_factory=dict)
+    residual_weight: float = 10.0
+    lr: float = 3e-3
+    budget_s: dict[str, float] = field(default_factory=lambda: {"autograd": 60.0,
+                                                                "mollifier": 60.0})
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything a benchmark run does; :func:`config_for` gives the three presets."""
+
+    mode: str
+    problems: tuple[ProblemSpec, ...]
+    noise_levels: tuple[float, ...] = (0.01, 0.05)
+    max_iters: int = 1200
+    warmup: int = 100
+    eval_every: int = 25
+    target_r: float = 0.9
+    problem_memory: bool = True
+    scaling_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    scaling_pixel_um: float = 0.02
+    autograd_max_size: int = 128
+    orders: tuple[int, ...] = (1, 2, 4)
+    order_size: int = 64
+    order_memory: bool = True
+    timing_blocks: int = 3
+    mollifier_steps_per_block: int = 5
+    memory_steps: int = 2
+    seed: int = 0
+
+
+def config_for(mode: Mode) -> BenchConfig:
+    """The preset for ``mode``: ``"smoke"`` (tests, < 60 s), ``"quick"`` (< 5 min) or
+    ``"full"`` (the documented run, about 15-20 min on two shared CPU cores).
+
+    >>> config_for("quick").mode
+    'quick'
+    """
+    if mode == "full":
+        return BenchConfig(
+            mode="full",
+            problems=(
+                ProblemSpec("langevin", 2048, residual_weight=10.0, lr=2e-3,
+                            budget_s={"autograd": 60.0, "mollifier": 60.0}),
+                ProblemSpec("heat", 64, budget_s={"autograd": 75.0, "mollifier": 75.0}),
+                ProblemSpec("chromatin", 64, {"pixel_size_um": 0.04}, residual_weight=100.0,
+                            lr=2e-3, budget_s={"autograd": 120.0, "mollifier": 120.0}),
+            ),
+        )
+    if mode == "quick":
+        return BenchConfig(
+            mode="quick",
+            problems=(
+                ProblemSpec("langevin", 512, residual_weight=10.0, lr=2e-3,
+                            budget_s={"autograd": 8.0, "mollifier": 8.0}),
+                ProblemSpec("heat", 48, budget_s={"autograd": 12.0, "mollifier": 12.0}),
+                ProblemSpec("chromatin", 48, {"pixel_size_um": 0.0533}, residual_weight=100.0,
+                            lr=2e-3, budget_s={"autograd": 20.0, "mollifier": 20.0}),
+            ),
+            max_iters=300, warmup=50, problem_memory=False, scaling_sizes=(32, 64),
+            autograd_max_size=64, order_size=32, timing_blocks=2, mollifier_steps_per_block=3,
+            memory_steps=1,
+        )
+    if mode == "smoke":
+        return BenchConfig(
+            mode="smoke",
+            problems=(
+                ProblemSpec("langevin", 128, budget_s={"autograd": 2.0, "mollifier": 2.0}),
+                ProblemSpec("heat", 24, budget_s={"autograd": 2.0, "mollifier": 2.0}),
+                ProblemSpec("chromatin", 24, {"pixel_size_um": 0.1}, residual_weight=100.0,
+                            budget_s={"autograd": 4.0, "mollifier": 4.0}),
+            ),
+            noise_levels=(0.05,), max_iters=20, warmup=5, eval_every=5, problem_memory=False,
+            scaling_sizes=(24,), autograd_max_size=24, orders=(1, 4), order_size=16,
+            order_memory=False,
+            timing_blocks=2, mollifier_steps_per_block=2, memory_steps=1,
+        )
+    raise ValueError(f"unknown benchmark mode {mode!r}; use 'smoke', 'quick' or 'full'")
+
+
+def _emit(progress: Progress, **event: Any) -> None:
+    log.info("bench: %s", event)
+    if progress is not None:
+        progress(event)
+
+
+def _settings(cfg: BenchConfig, spec: ProblemSpec | None = None) -> TrainSettings:
+    s = TrainSettings(warmup=cfg.warmup, seed=cfg.seed)
+    if spec is not None:
+        s = replace(s, residual_weight=spec.residual_weight, lr=spec.lr)
+    return s
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or a != a or b != b:
+        return None
+    return float(a / b)
+
+
+# --------------------------------------------------------------------------- part 1
+def _run_problem(spec, noise, cfg, device, threads, progress, memory_cache) -> dict[str, Any]:
+    problem = make_problem(spec.name, spec.n, noise=noise, seed=cfg.seed, **spec.options)
+    settings = _settings(cfg, spec)
+    label = f"{spec.name} n={spec.n} noise={noise:g}"
+    _emit(progress, event="stage", stage="problem", label=label)
+    states = {arm: ArmState(arm, problem, settings, device) for arm in ARMS}
+    runs = train_alternating(
+        states, max_iters=cfg.max_iters, budget_s=spec.budget_s, eval_every=cfg.eval_every,
+        target_r=cfg.target_r, progress=progress, label=label,
+    )
+    key = (spec.name, spec.n)
+    if cfg.problem_memory:
+        if key not in memory_cache:
+            memory_cache[key] = {
+                arm: measure_memory(problem, arm, settings, device=device, threads=threads,
+                                    steps=cfg.memory_steps)
+                for arm in ARMS
+            }
+            _emit(progress, event="memory", label=label, result=memory_cache[key])
+        for arm in ARMS:
+            runs[arm]["memory"] = memory_cache[key][arm]
+    ag, mo = runs["autograd"], runs["mollifier"]
+    equal = [row for row in mo["history"] if row[0] <= ag["iterations"]]
+    return {
+        "problem": spec.name,
+        "order": problem.order,
+        "grid": list(problem.grid),
+        "pixel_size": problem.pixel_size_um,
+        "delta": problem.delta_um,
+        "noise": noise,
+        "noise_sigma": problem.noise_sigma,
+        "settings": asdict(settings),
+        "budget_s": dict(spec.budget_s),
+        "arms": runs,
+        "ratios": {
+            "s_per_iter": _ratio(ag["s_per_iter"], mo["s_per_iter"]),
+            "memory": _ratio(ag.get("memory", {}).get("peak_bytes"),
+                             mo.get("memory", {}).get("peak_bytes")),
+        },
+        "mollifier_r_at_autograd_iterations": equal[-1][3] if equal else None,
+    }
+
+
+# --------------------------------------------------------------------------- parts 2, 3
+def _scaling_point(
+    problem, cfg, device, threads, arms, progress, label, *, memory: bool = True
+) -> list[dict]:
+    settings = replace(_settings(cfg), warmup=0)
+    states = {arm: ArmState(arm, problem, settings, device) for arm in arms}
+    steps = {"autograd": 1, "mollifier": cfg.mollifier_steps_per_block}
+    timing = time_alternating(states, blocks=cfg.timing_blocks, steps_per_block=steps)
+    del states
+    rows = []
+    for arm in ARMS:
+        row: dict[str, Any] = {"arm": arm}
+        if arm in arms:
+            row.update(s_per_iter=timing[arm]["median_s"], min_s=timing[arm]["min_s"],
+                       n_steps=timing[arm]["n"])
+            if memory:
+                mem = measure_memory(problem, arm, settings, device=device, threads=threads,
+                                     steps=cfg.memory_steps)
+                row["peak_bytes"] = mem.get("peak_bytes")
+                row["memory"] = mem
+        else:
+            row["skipped"] = "autograd is skipped at this size (too slow / too much memory)"
+        rows.append(row)
+    _emit(progress, event="scaling", label=label, rows=rows)
+    return rows
+
+
+def _run_scaling(cfg, device, threads, progress) -> dict[str, list[dict]]:
+    by_size = []
+    for n in cfg.scaling_sizes:
+        problem = make_problem("chromatin", n, noise=0.05, seed=cfg.seed,
+                               pixel_size_um=cfg.scaling_pixel_um)
+        arms = ARMS if n <= cfg.autograd_max_size else ("mollifier",)
+        for row in _scaling_point(problem, cfg, device, threads, arms, progress, f"size {n}"):
+            by_size.append({"n": n, **row})
+    by_order = []
+    for order in cfg.orders:
+        problem = probe_problem(cfg.order_size, order=order, noise=0.05, seed=cfg.seed)
+        for row in _scaling_point(problem, cfg, device, threads, ARMS, progress,
+                                  f"order {order}", memory=cfg.order_memory):
+            by_order.append({"order": order, "n": cfg.order_size, **row})
+    return {"size": by_size, "order": by_order}
+
+
+def _pair(rows: list[dict], key: str, value: int) -> dict[str, dict]:
+    return {r["arm"]: r for r in rows if r[key] == value}
+
+
+def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets on the fourth-order problem, checked against this run."""
+    out: dict[str, Any] = {}
+    at = _pair(results["scaling"]["size"], "n", 128)
+    if "s_per_iter" in at.get("autograd", {}) and "s_per_iter" in at.get("mollifier", {}):
+        speed = _ratio(at["autograd"]["s_per_iter"], at["mollifier"]["s_per_iter"])
+        mem = _ratio(at["autograd"].get("peak_bytes"), at["mollifier"].get("peak_bytes"))
+        out["speed_128"] = {"value": speed, "target": 30.0, "met": bool(speed and speed >= 30)}
+        out["memory_128"] = {"value": mem, "target": 20.0, "met": bool(mem and mem >= 20)}
+    rs = [p["arms"]["mollifier"]["r"] for p in results["problems"] if p["order"] == 4]
+    if rs:
+        out["mollifier_r_order4"] = {"value": min(rs), "target": 0.95, "met": min(rs) >= 0.95}
+    return out
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers: per problem and noise level the autograd/mollifier ratios of time
+    per step and peak memory and both arms' r; the targets; time and memory at 128x128."""
+    rows = []
+    for p in results["problems"]:
+        ag, mo = p["arms"]["autograd"], p["arms"]["mollifier"]
+        rows.append({
+            "problem": p["problem"], "order": p["order"], "grid": p["grid"], "noise": p["noise"],
+            "speedup_per_step": p["ratios"]["s_per_iter"], "memory_ratio": p["ratios"]["memory"],
+            "r_autograd": ag["r"], "steps_autograd": ag["iterations"],
+            "r_mollifier": mo["r"], "steps_mollifier": mo["iterations"],
+            "r_mollifier_at_autograd_steps": p["mollifier_r_at_autograd_iterations"],
+        })
+    at = _pair(results["scaling"]["size"], "n", 128)
+    return {
+        "problems": rows,
+        "targets": results.get("targets", {}),
+        "order4_128": {arm: {k: r.get(k) for k in ("s_per_iter", "peak_bytes", "skipped")}
+                       for arm, r in at.items()},
+    }
+
+
+def run_benchmarks(
+    *,
+    quick: bool,
+    out_dir: Path,
+    device: str = "auto",
+    progress: Progress = None,
+    config: BenchConfig | None = None,
+    threads: int | None = None,
+    report: bool | None = None,
+    img_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the paper's benchmarks (autograd against the mollifier layer) and save them.
+
+    Parameters
+    ----------
+    quick
+        The quick preset (under 5 minutes on two CPU cores) instead of the full one.
+    out_dir
+        Where ``benchmarks.json`` (and, for a report, ``benchmarks.md`` and PNGs) go.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``... (:func:`pipeline.device.resolve_device`).
+    progress
+        Called with one ``dict`` per event (stage, training chunk, measurement).
+    config
+        Overrides the preset chosen by ``quick`` (e.g. ``config_for("smoke")``).
+    threads
+        ``torch.set_num_threads`` for the run (restored afterwards) and the memory children.
+    report
+        Write the markdown report and plots; default: only for the full preset.
+    img_dir
+        Folder of the PNGs (default ``out_dir / "img"``).
+
+    Returns
+    -------
+    dict
+        ``machine``, ``config``, ``problems`` (part 1), ``scaling`` (parts 2-3), ``targets``,
+        ``summary`` (:func:`summarize`), ``wall_s``; the same content as ``benchmarks.json``.
+    """
+    import torch
+
+    cfg = config if config is not None else config_for("quick" if quick else "full")
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    t0 = time.perf_counter()
+    try:
+        results: dict[str, Any] = {
+            "mode": cfg.mode,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(dev),
+            "config": asdict(cfg),
+        }
+        memory_cache: dict = {}
+        problems = []
+        for spec in cfg.problems:
+            for noise in cfg.noise_levels:
+                problems.append(_run_problem(spec, noise, cfg, dev, threads, progress,
+                                             memory_cache))
+        results["problems"] = problems
+        _emit(progress, event="stage", stage="scaling")
+        results["scaling"] = _run_scaling(cfg, dev, threads, progress)
+        results["targets"] = _targets(results)
+        results["summary"] = summarize(results)
+    finally:
+        torch.set_num_threads(old_threads)
+    results["wall_s"] = time.perf_counter() - t0
+    (out_dir / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str))
+    if report if report is not None else cfg.mode == "full":
+        from .report import write_report
+
+        write_report(results, out_dir, img_dir=img_dir)
+    _emit(progress, event="done", wall_s=results["wall_s"])
+    return results

@@ -1,0 +1,334 @@
+"""Tiles with halos, and their feathered blend back into one map.
+
+A plane of shape ``(Y, X)`` is covered by equal **windows** of side ``tile + 2 * halo``
+(clipped to the image when it is smaller). Windows are spread evenly from edge to edge, so each
+lies wholly inside the image and all have one shape: a plane's tiles batch into one array.
+Of each window only the **valid** part is kept: the window minus its halo on every side that
+faces another tile; on a side that is the image edge nothing is cut, because there the tile's
+own border handling *is* the image's. Adjacent valid parts overlap by at least ``overlap``
+pixels and are blended with separable cosine (Hann) ramps across that overlap, then
+normalised by the summed weights, so that no seam shows.
+
+The halo comes from the operator, not a guess (:func:`halo_px`): an output pixel of the
+closed-form estimator depends on fields within the mollifier support plus the Gaussian
+window's truncation radius. With that halo the tiled closed-form map equals the untiled one up
+to floating-point rounding.
+
+Examples
+--------
+>>> plan = plan_tiles((100, 70), tile_px=40, overlap_px=8, halo_px=6)
+>>> plan.window, len(plan.tiles)
+((52, 52), 6)
+>>> img = np.arange(7000.0).reshape(100, 70)
+>>> bool(np.allclose(blend_tiles(extract_tiles(img, plan), plan), img))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "GAUSSIAN_TRUNCATE",
+    "Tile",
+    "TilePlan",
+    "blend_tiles",
+    "fit_plane",
+    "extract_tiles",
+    "feather_weights",
+    "halo_px",
+    "plan_tiles",
+]
+
+GAUSSIAN_TRUNCATE = 3.0
+"""Truncation (in sigmas) of the rate window, as in :mod:`pipeline.estimate.closed_form`."""
+
+
+def halo_px(support_px: int, window_um: float, pixel_size_um: float) -> int:
+    """Halo that makes a tile's valid part independent of its cut edges.
+
+    An output pixel of ``G_s * (w A B) / G_s * (w A^2)`` reads ``A`` and ``B`` within the
+    Gaussian's radius ``int(3 s + 0.5)`` (scipy's truncation), and each of those reads fields
+    within the mollifier's ``support_px``; the tile's zero-weight border band is also
+    ``support_px`` wide. So the halo is the sum of the two radii.
+
+    Examples
+    --------
+    >>> halo_px(16, 0.1, 0.02)
+    31
+    """
+    sigma_px = float(window_um) / float(pixel_size_um)
+    return int(support_px) + int(GAUSSIAN_TRUNCATE * sigma_px + 0.5)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its window in the plane and the valid part kept from it (half-open)."""
+
+    index: int
+    window: tuple[int, int, int, int]  # y0, y1, x0, x1
+    valid: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles covering a plane ``shape``; every window has shape ``window``."""
+
+    shape: tuple[int, int]
+    tile_px: int
+    overlap_px: int
+    halo_px: int
+    window: tuple[int, int]
+    tiles: tuple[Tile, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (the tiles themselves are listed in the tile table)."""
+        return {"shape": list(self.shape), "tile_px": self.tile_px,
+                "overlap_px": self.overlap_px, "halo_px": self.halo_px,
+                "window": list(self.window), "n_tiles": len(self.tiles)}
+
+
+def _axis(length: int, tile: int, overlap: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(window start, window stop, valid start, valid stop)`` along one axis."""
+    size = min(length, tile + 2 * halo)
+    if size == length:
+        return [(0, length, 0, length)]
+    step = max(1, tile - overlap)
+    n = 1 + math.ceil((length - size) / step)
+    starts = [round(i * (length - size) / (n - 1)) for i in range(n)]
+    out = []
+    for i, s in enumerate(starts):
+        v0 = s if i == 0 else s + halo
+        v1 = s + size if i == n - 1 else s + size - halo
+        out.append((s, s + size, v0, v1))
+    return out
+
+
+def plan_tiles(
+    shape: tuple[int, int], *, tile_px: int, overlap_px: int, halo_px: int
+) -> TilePlan:
+    """Cover ``shape`` with equal windows of side ``tile_px + 2 * halo_px``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Plane shape ``(Y, X)``.
+    tile_px : int
+        Side of an interior tile's valid part (the work per tile).
+    overlap_px : int
+        Minimum overlap of adjacent valid parts; the width of the feathered blend.
+    halo_px : int
+        Context cut from every side that faces another tile (see :func:`halo_px`).
+
+    Raises
+    ------
+    ValueError
+        If ``overlap_px >= tile_px`` or a size is negative.
+    """
+    if tile_px < 1 or overlap_px < 0 or halo_px < 0 or overlap_px >= tile_px:
+        raise ValueError(
+            f"need tile_px > overlap_px >= 0 and halo_px >= 0; got tile_px={tile_px}, "
+            f"overlap_px={overlap_px}, halo_px={halo_px}"
+        )
+    ys = _axis(int(shape[0]), tile_px, overlap_px, halo_px)
+    xs = _axis(int(shape[1]), tile_px, overlap_px, halo_px)
+    tiles = tuple(
+        Tile(i * len(xs) + j, (y[0], y[1], x[0], x[1]), (y[2], y[3], x[2], x[3]))
+        for i, y in enumerate(ys)
+        for j, x in enumerate(xs)
+    )
+    window = (ys[0][1] - ys[0][0], xs[0][1] - xs[0][0])
+    return TilePlan((int(shape[0]), int(shape[1])), tile_px, overlap_px, halo_px, window, tiles)
+
+
+def _ramp_1d(valid: tuple[int, int], lo_zone: int, hi_zone: int) -> np.ndarray:
+    """Weights over a valid span: Hann ramps up over ``lo_zone`` px and down over ``hi_zone``."""
+    n = valid[1] - valid[0]
+    w = np.ones(n)
+    for zone, sl in ((lo_zone, slice(0, None)), (hi_zone, slice(None, None, -1))):
+        z = min(max(zone, 0), n)
+        if z:
+            t = (np.arange(z) + 0.5) / z  # never exactly 0: every valid pixel keeps a weight
+            w[sl][:z] = np.minimum(w[sl][:z], np.sin(0.5 * np.pi * t) ** 2)
+    return w
+
+
+def feather_weights(plan: TilePlan) -> list[np.ndarray]:
+    """One weight map per tile over its valid part: 1 inside, cos² ramps across overlaps.
+
+    Adjacent ramps are complementary (sin² + cos² = 1) where two tiles meet; the blend
+    divides by the summed weights anyway, so three-way overlaps are handled too.
+    """
+    def zones(spans: list[tuple[int, int]], k: int) -> tuple[int, int]:
+        lo = spans[k - 1][1] - spans[k][0] if k > 0 else 0
+        hi = spans[k][1] - spans[k + 1][0] if k < len(spans) - 1 else 0
+        return lo, hi
+
+    ys = sorted({(t.valid[0], t.valid[1]) for t in plan.tiles})
+    xs = sorted({(t.valid[2], t.valid[3]) for t in plan.tiles})
+    out = []
+    for t in plan.tiles:
+        iy, ix = ys.index((t.valid[0], t.valid[1])), xs.index((t.valid[2], t.valid[3]))
+        wy = _ramp_1d((t.valid[0], t.valid[1]), *zones(ys, iy))
+        wx = _ramp_1d((t.valid[2], t.valid[3]), *zones(xs, ix))
+        out.append(np.outer(wy, wx))
+    return out
+
+
+def extract_tiles(array: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """Stack the windows of ``array (..., Y, X)`` into ``(N, ..., wy, wx)``."""
+    arr = np.asarray(array)
+    if tuple(arr.shape[-2:]) != plan.shape:
+        raise ValueError(f"array of shape {arr.shape} does not match the plan's {plan.shape}")
+    return np.stack([arr[..., t.window[0] : t.window[1], t.window[2] : t.window[3]]
+                     for t in plan.tiles])
+
+
+def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray] | None = None
+                ) -> np.ndarray:
+    """Blend per-tile maps ``(N, ..., wy, wx)`` into ``(..., Y, X)`` with feathered weights.
+
+    NaN values carry no weight; a pixel where every covering tile is NaN stays NaN.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.shape[0] != len(plan.tiles) or tuple(vals.shape[-2:]) != plan.window:
+        raise ValueError(f"values of shape {vals.shape} do not match {len(plan.tiles)} tiles "
+                         f"of {plan.window}")
+    weights = feather_weights(plan) if weights is None else weights
+    num = np.zeros(vals.shape[1:-2] + plan.shape)
+    den = np.zeros_like(num)
+    for t, v, w in zip(plan.tiles, vals, weights, strict=True):
+        y0, y1, x0, x1 = t.valid
+        part = v[..., y0 - t.window[0] : y1 - t.window[0], x0 - t.window[2] : x1 - t.window[2]]
+        ok = np.isfinite(part)
+        ww = np.where(ok, w, 0.0)
+        num[..., y0:y1, x0:x1] += ww * np.where(ok, part, 0.0)
+        den[..., y0:y1, x0:x1] += ww
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+# ----------------------------------------------------------------------------- tiled fit
+def _select(fields: np.ndarray, model: Any, pixel_size_um: float, est: Any, seed: int,
+            crop_px: int = 512) -> tuple[float, float, dict]:
+    """Bandwidths for a plane: fixed by the user, or chosen once on a central crop."""
+    from .estimate import select_bandwidth
+
+    delta, window = est.delta_um, est.window_um
+    if delta != "auto" and window != "auto":
+        return float(delta), float(window), {"criterion": "fixed by the user"}
+    kwargs = {}
+    if delta != "auto":
+        kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
+    if window != "auto":
+        kwargs["windows_px"] = (float(window) / pixel_size_um,)
+    h, w = fields.shape[-2:]
+    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
+    crop = fields[..., y0 : y0 + crop_px, x0 : x0 + crop_px]
+    choice = select_bandwidth(crop, model, pixel_size_um, seed=seed, backend=est.backend,
+                              lambda_min=est.lambda_min, lambda_max=est.lambda_max, **kwargs)
+    sel = choice.to_dict() | {"crop_px": list(crop.shape[-2:])}
+    return choice.delta_um, choice.window_um, sel
+
+
+def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
+            init: np.ndarray, bandwidth: tuple[float, float],
+            progress: Callable[[dict], None] | None) -> dict:
+    """The one call site of the neural per-tile fit."""
+    try:
+        from .estimate.neural import fit_tiles
+    except ImportError as exc:
+        raise NotImplementedError(
+            "method 'neural' is not available in this build yet; use --method closed-form"
+        ) from exc
+    return fit_tiles(tiles, model, pixel_size_um, settings, init_lambda=init,
+                     bandwidth=bandwidth, seed=settings.seed, device=settings.device,
+                     progress=progress)
+
+
+def fit_plane(
+    fields: np.ndarray,
+    model: Any,
+    pixel_size_um: float,
+    settings: Any,
+    *,
+    selection_fields: np.ndarray | None = None,
+    plane: int = 0,
+    max_batch_px: int = 6_000_000,
+    progress: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Rate map of one plane of ``(C, Y, X)`` fields, fitted tile by tile and blended.
+
+    Bandwidths are chosen once for the plane (on ``selection_fields``, default ``fields``),
+    then fixed for every tile. Tiles are fitted in batches of at most ``max_batch_px`` window
+    pixels; the closed-form terms ``lam``, ``A^2`` and ``G_s*(w A^2)`` are blended, and the
+    identifiability test uses medians over the whole plane, exactly as untiled.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std`` (Y, X) float32 (NaN where not identifiable); ``identifiable`` bool;
+        ``fields`` (C, Y, X) the fields fitted; ``record`` (bandwidths, selection, tile plan,
+        seconds); ``tiles`` (one JSON-able row per tile).
+    """
+    from .estimate import linear_terms, local_least_squares
+    from .mollifier import Mollifier
+
+    t0 = time.perf_counter()
+    est = settings.estimator
+    fields = np.asarray(fields, dtype=np.float64)
+    sel_src = fields if selection_fields is None else selection_fields
+    delta, window, selection = _select(sel_src, model, pixel_size_um, est, settings.seed)
+    support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
+    plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
+                      overlap_px=settings.run.overlap_px,
+                      halo_px=halo_px(support, window, pixel_size_um))
+    tiles = extract_tiles(fields, plan)
+    n = len(plan.tiles)
+    per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
+    lam_t, a2_t, den_t = (np.empty((n,) + plan.window) for _ in range(3))
+    for s in range(0, n, per):
+        terms = linear_terms(tiles[s : s + per], model, delta, pixel_size_um, backend=est.backend)
+        lam, den = local_least_squares(terms, window, pixel_size_um,
+                                       lambda_min=est.lambda_min, lambda_max=est.lambda_max)
+        lam_t[s : s + per], den_t[s : s + per], a2_t[s : s + per] = lam, den, terms.a**2
+        if progress is not None:
+            progress({"stage": "tiles", "plane": plane, "done": min(n, s + per), "total": n})
+    weights = feather_weights(plan)
+    lam, a2, den = (blend_tiles(v, plan, weights=weights) for v in (lam_t, a2_t, den_t))
+    inside = np.zeros(plan.shape, bool)
+    if 2 * support < min(plan.shape):
+        inside[support:-support, support:-support] = True
+    else:
+        inside[:] = True
+    ref, ref_den = float(np.median(a2[inside])), float(np.median(den[inside]))
+    frac = est.identifiable_fraction
+    ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam)
+    std = np.full(plan.shape, np.nan)
+    diagnostics: list[dict] = [{} for _ in range(n)]
+    if settings.method == "neural":
+        out = _neural(tiles, model, pixel_size_um, settings, lam_t, (delta, window), progress)
+        lam = blend_tiles(np.asarray(out["mean"]), plan, weights=weights)
+        std = blend_tiles(np.asarray(out["std"]), plan, weights=weights)
+        diagnostics = list(out.get("diagnostics") or diagnostics)
+    lam, std = np.where(ident, lam, np.nan), np.where(ident, std, np.nan)
+    rows = []
+    for t, diag in zip(plan.tiles, diagnostics, strict=True):
+        y0, y1, x0, x1 = t.valid
+        part, ok = lam[y0:y1, x0:x1], ident[y0:y1, x0:x1]
+        rows.append({"plane": plane, "tile": t.index, "y0_px": y0, "y1_px": y1, "x0_px": x0,
+                     "x1_px": x1, "fraction_identifiable": float(ok.mean()),
+                     "lambda_median": float(np.median(part[ok])) if ok.any() else None,
+                     **{k: v for k, v in diag.items() if isinstance(v, int | float | str)}})
+    record = {"delta_um": delta, "window_um": window, "selection": selection,
+              "tiling": plan.to_dict(), "fraction_identifiable": float(ident.mean()),
+              "seconds": time.perf_counter() - t0}
+    return {"mean": lam.astype(np.float32), "std": std.astype(np.float32),
+            "identifiable": ident, "fields": fields.astype(np.float32), "record": record,
+            "tiles": rows}

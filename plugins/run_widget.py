@@ -1,0 +1,164 @@
+"""The run dock widget: choose a folder and settings, run in a worker thread, open the results.
+
+The work is :func:`plugins.runner.run_folder`, driven by a napari ``thread_worker``
+(``create_worker``), so the GUI thread never blocks. Progress shows in the widget and in
+napari's activity dock (``napari.utils.progress``); errors become notifications.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from plugins.runner import build_settings, default_out_dir, run_folder
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["RunWidget"]
+
+
+def _path_or_none(value: Any) -> Path | None:
+    text = str(value or "").strip()
+    return None if text in ("", ".") else Path(text)
+
+
+class RunWidget(Container):
+    """Dock widget: run chromarate on a folder of TIFFs and open the results.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        Injected by napari.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._stop = threading.Event()
+        self._progress: Any = None
+        self.worker: Any = None
+        self.last_result: dict[str, Any] | None = None
+        self.folder = FileEdit(label="TIFF folder", mode="d")
+        self.out = FileEdit(label="results (optional)", mode="d")
+        self.method = ComboBox(label="method", choices=["closed-form", "neural"])
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"])
+        self.ensemble = SpinBox(label="ensemble size", value=0, min=0, max=64, step=2,
+                                tooltip="neural fit: models in the ensemble (0: default)")
+        self.tile = SpinBox(label="tile size (px)", value=0, min=0, max=16384, step=64,
+                            tooltip="0: default")
+        self.calibration = LineEdit(label="calibration", value="auto",
+                                    tooltip="auto, or OFFSET:SCALE[,OFFSET:SCALE]")
+        self.config = FileEdit(label="settings file (optional)", mode="r",
+                               filter="*.toml *.yaml *.yml")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.bar = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(label="status", value="idle")
+        self.extend([
+            self.folder, self.out, self.method, self.device, self.ensemble, self.tile,
+            self.calibration, self.config, self.run_button, self.cancel_button, self.bar,
+            self.status,
+        ])
+        self.run_button.changed.connect(lambda *_: self.start())
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
+
+    def start(self) -> Any:
+        """Validate the fields and start the run; returns the worker, or None on bad input."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error, show_warning
+
+        folder = _path_or_none(self.folder.value)
+        if folder is None or not folder.exists():
+            show_error(f"chromarate: choose a folder of TIFFs (got {str(folder or '')!r})")
+            return None
+        try:
+            settings, notes = build_settings(
+                method=self.method.value,
+                device=self.device.value,
+                ensemble_size=self.ensemble.value or None,
+                tile_size_px=self.tile.value or None,
+                calibration=self.calibration.value,
+                config=_path_or_none(self.config.value),
+            )
+        except ValueError as exc:
+            show_error(f"chromarate: bad settings: {exc}")
+            return None
+        for note in notes:
+            show_warning(f"chromarate: {note}")
+        out = _path_or_none(self.out.value) or default_out_dir(folder)
+        self._stop.clear()
+        worker = create_worker(
+            run_folder, folder, out, settings, should_stop=self._stop.is_set,
+            _start_thread=False,
+            _connect={"yielded": self._on_event, "errored": self._on_error,
+                      "finished": self._on_finished},
+        )
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = f"starting: {folder} → {out}"
+        self.last_result = None
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop after the current plane; finished stores stay, the one in progress does not."""
+        self._stop.set()
+        self.status.value = "cancelling…"
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        from napari.utils import progress
+
+        kind = event["event"]
+        if kind == "start":
+            self.bar.max, self.bar.value = max(1, event["total"]), 0
+            self._progress = progress(total=event["total"], desc="chromarate run")
+        elif kind == "image":
+            self.status.value = f"{event['index'] + 1}/{self.bar.max}: {Path(event['image']).name}"
+        elif kind in ("done", "failed"):
+            self.bar.value = event["index"] + 1
+            if self._progress is not None:
+                self._progress.update(1)
+        elif kind == "finished":
+            self.last_result = event
+            self._open(event)
+
+    def _open(self, event: dict[str, Any]) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        from plugins.layers import store_layers
+        from plugins.view import add_layer_data
+
+        for i, store in enumerate(event["stores"]):
+            add_layer_data(self._viewer, store_layers(store, visible=i == 0))
+        for item in event["failed"]:
+            show_warning(f"chromarate: {Path(item['image']).name} failed: {item['reason']}")
+        what = "cancelled" if event["cancelled"] else "done"
+        self.status.value = (
+            f"{what}: {len(event['stores'])} store(s), {len(event['failed'])} failed → {event['out']}"
+        )
+        show_info(f"chromarate run {self.status.value}")
+
+    def _on_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.value = f"failed: {exc}"
+        show_error(f"chromarate run failed: {exc}")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False

@@ -1,0 +1,111 @@
+"""Neural per-tile fit: batched equals one-by-one, bounds, uncertainty, devices (CPU)."""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from pipeline.config import EstimatorSettings, NeuralSettings, Settings
+from pipeline.estimate.neural import (
+    calibration_fraction,
+    fit_image,
+    fit_tiles,
+    jitter_factors,
+    member_data,
+)
+from pipeline.physics import ChromatinModel
+from pipeline.physics.observation import to_fields
+from pipeline.simulate import simulate_case
+
+PX = 0.02
+EST = EstimatorSettings(delta_um=0.1, window_um=0.12)
+
+
+def _fields(seed, shape=(64, 64), channels=1, kind="smooth"):
+    case = simulate_case(kind=kind, channels=channels, noise=0.02, shape=shape,
+                         pixel_size_um=PX, seed=seed)
+    roles = ("heterochromatin",) if channels == 1 else ("chromatin", "heterochromatin")
+    return to_fields(case.image, roles, case.calibration)[0], case.lam
+
+
+@pytest.fixture(scope="module")
+def tiles():
+    return np.stack([_fields(s, shape=(48, 48), channels=2)[0] for s in (1, 2)])
+
+
+@pytest.mark.parametrize("field_network", ["frozen", "grid"])
+def test_batched_equals_one_by_one(tiles, field_network):
+    s = (NeuralSettings(epochs=4, ensemble_size=4, field_network=field_network), EST)
+    model = ChromatinModel()
+    both = fit_tiles(tiles, model, PX, s, seed=[3, 7], device="cpu")
+    for i, sd in enumerate((3, 7)):
+        one = fit_tiles(tiles[i : i + 1], model, PX, s, seed=[sd], device="cpu")
+        np.testing.assert_array_equal(one["identifiable"][0], both["identifiable"][i])
+        np.testing.assert_allclose(one["mean"][0], both["mean"][i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(one["std"][0], both["std"][i], rtol=1e-4, atol=1e-6)
+    # and the seed matters: a different seed gives a different ensemble
+    other = fit_tiles(tiles[:1], model, PX, s, seed=[4], device="cpu")
+    assert not np.allclose(other["std"][0], both["std"][0], equal_nan=True)
+
+
+def test_bounds_respected_and_outputs(tiles):
+    est = EST.model_copy(update={"lambda_min": 0.9, "lambda_max": 1.1})
+    seen = []
+    out = fit_tiles(tiles, ChromatinModel(), PX, (NeuralSettings(epochs=4, lr_rate=0.5), est),
+                    device="auto", progress=seen.append)
+    m = out["mean"][out["identifiable"]]
+    assert m.size > 0 and m.min() >= 0.9 - 1e-6 and m.max() <= 1.1 + 1e-6
+    assert out["mean"].dtype == np.float32 and out["std"].dtype == np.float32
+    assert out["mean"].shape == out["std"].shape == out["identifiable"].shape == (2, 48, 48)
+    assert np.isnan(out["mean"][~out["identifiable"]]).all()
+    assert [p["done"] for p in seen] == [1, 2, 3, 4]
+    d = out["diagnostics"]
+    assert len(d) == 2 and d[0]["epochs"] == 4 and not d[0]["diverged"]
+    assert d[0]["device"] in ("cpu", "cuda", "cuda:0")
+
+
+def test_uncertainty_on_ground_truth():
+    """std > 0 and a measured calibration on a small case (96 x 96, 10 epochs).
+
+    Measured when written: r 0.78 against the truth, calibration 0.97 (over-covering: on
+    this small case the std is conservative). The assertions are the target's lower bound
+    (0.85) and an r floor below the measurement by a margin meant for platform noise only.
+    """
+    f, truth = _fields(5, shape=(96, 96), kind="lognormal")
+    out = fit_image(f, ChromatinModel(), PX, Settings(estimator=EST, neural=NeuralSettings(epochs=10)),
+                    seed=0, device="cpu")
+    ok = out["identifiable"]
+    assert ok.mean() > 0.8
+    assert np.all(out["std"][ok] > 0)
+    inner = ok.copy()
+    inner[:16] = inner[-16:] = False
+    inner[:, :16] = inner[:, -16:] = False
+    r = np.corrcoef(out["mean"][inner], truth[inner])[0, 1]
+    cal = calibration_fraction(out["mean"], out["std"], truth, ok)
+    assert r > 0.7, r
+    assert cal >= 0.85, cal
+
+
+def test_member_data_is_antithetic():
+    y = np.random.default_rng(0).normal(size=(2, 8, 8))
+    m = member_data(y, np.array([0.1, 0.0]), 4, seed=1)
+    assert m.shape == (4, 2, 8, 8)
+    np.testing.assert_allclose(m.mean(axis=0), y, atol=1e-12)
+    np.testing.assert_array_equal(m[:, 1], np.broadcast_to(y[1], (4, 8, 8)))  # sigma 0: exact
+    assert np.std(m[0, 0] - y[0]) == pytest.approx(0.1, rel=0.2)
+    assert jitter_factors(1, 1.4).tolist() == [1.0]
+
+
+def test_settings_validation():
+    with pytest.raises(ValidationError, match="even"):
+        NeuralSettings(ensemble_size=3)
+    with pytest.raises(ValidationError):
+        NeuralSettings(field_network="mlp")
+    assert Settings().neural.field_network == "frozen"
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        fit_tiles(np.zeros((2, 32, 32)), ChromatinModel(), PX, (NeuralSettings(), EST))
+    with pytest.raises(ValueError, match="init_lambda"):
+        fit_tiles(np.full((1, 2, 32, 32), 0.3), ChromatinModel(), PX,
+                  (NeuralSettings(epochs=1), EST), init_lambda=np.ones((32, 32)))

@@ -1,0 +1,172 @@
+"""The plugin inside a real napari viewer (run under ``xvfb-run -a``: needs a display).
+
+Skipped cleanly when napari (the ``napari`` extra) or a display is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if sys.platform.startswith("linux") and not (
+    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+):
+    pytest.skip("viewer tests need a display: run pytest under xvfb-run -a",
+                allow_module_level=True)
+
+pytestmark = pytest.mark.napari
+
+PX = 0.025  # as in conftest.py
+CAL = "100:0.00112801"
+
+
+def _screen_patch(viewer, shot: np.ndarray, y_um: float, x_um: float, r: int = 4) -> np.ndarray:
+    """Mean RGB of the screenshot around the world point (y_um, x_um)."""
+    cy, cx = viewer.camera.center[-2:]
+    zoom = viewer.camera.zoom
+    h, w = shot.shape[:2]
+    row = int(round((y_um - cy) * zoom + h / 2))
+    col = int(round((x_um - cx) * zoom + w / 2))
+    return shot[row - r:row + r + 1, col - r:col + r + 1, :3].reshape(-1, 3).mean(0)
+
+
+def test_reader_layers_and_overlay_screenshot(make_napari_viewer, synthetic_results: Path) -> None:
+    from plugins.view import overlay_screenshot
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(synthetic_results / "cell.ome.zarr"), plugin="chromarate")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["cell raw heterochromatin", "cell λ std", "cell λ mean",
+                     "cell identifiable", "cell nuclei"]
+    lam = viewer.layers["cell λ mean"]
+    assert tuple(lam.scale) == (PX, PX)
+    assert [str(u) for u in lam.units] == ["micrometer", "micrometer"]
+    assert lam.colormap.name == "magma" and lam.multiscale
+    assert tuple(viewer.layers["cell nuclei"].scale) == (PX, PX)
+    viewer.layers["cell nuclei"].visible = False
+
+    lam.visible = False
+    plain = overlay_screenshot(viewer)
+    lam.visible = True
+    shot = overlay_screenshot(viewer)
+    assert shot.dtype == np.uint8 and shot.ndim == 3
+    # λ = 1 (left half, the low contrast limit: magma's black) vs λ = 2 (right: pale yellow)
+    left = _screen_patch(viewer, shot, 64 * PX, 20 * PX)
+    right = _screen_patch(viewer, shot, 64 * PX, 76 * PX)
+    grey = _screen_patch(viewer, plain, 64 * PX, 76 * PX)
+    assert right.mean() > left.mean() + 80, (left, right)
+    assert right[0] > right[2] + 20, right  # warm, not the grey of the raw image
+    assert abs(grey[0] - grey[2]) < 3 and not np.allclose(grey, right, atol=10)
+    changed = np.abs(shot.astype(int) - plain.astype(int)).sum(-1) > 30
+    assert changed.mean() > 0.05  # the overlay covers a good part of the canvas
+
+
+def test_inspect_widget_masks_reads_out_and_exports(
+    make_napari_viewer, qtbot, synthetic_results: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from plugins.inspect_widget import InspectWidget
+    from plugins.layers import store_layers
+    from plugins.view import add_layer_data
+
+    viewer = make_napari_viewer()
+    add_layer_data(viewer, store_layers(synthetic_results / "cell.ome.zarr"))
+    widget = InspectWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="inspect")
+    lam = viewer.layers["cell λ mean"]
+    assert widget.rates.value is lam and widget.image.value.name == "cell raw heterochromatin"
+    assert lam.colorbar.visible and "dimensionless" in widget.legend.value
+    assert viewer.layers["cell nuclei"].visible and viewer.layers["cell nuclei"].contour == 2
+
+    # unidentifiable corner hidden in λ, shown faded beneath
+    faded = viewer.layers["cell λ mean (faded)"]
+    assert np.isnan(np.asarray(lam.data[0])[-1, 0]) and faded.opacity < lam.opacity
+    widget.std_max.value = 0.5
+    widget.use_std.value = True
+    level0 = np.asarray(lam.data[0])
+    assert np.isnan(level0[:16]).all() and np.isfinite(level0[20:100]).all()
+    assert (np.asarray(faded.data[0])[:16, 20] == 1.0).all()
+    assert np.isnan(np.asarray(lam.data[1])[:8]).all()  # every pyramid level is masked
+    widget.mode.value = "hide"
+    assert "cell λ mean (faded)" not in viewer.layers
+
+    qtbot.waitUntil(lambda: len(widget.table) == 2, timeout=10000)
+    one = widget.row_for(1)
+    assert one["fraction_visible"] == pytest.approx(44 / 50) and one["lambda_mean"] == 1.0
+    viewer.cursor.position = (90 * PX, 70 * PX)  # inside nucleus 2
+    assert "nucleus 2" in widget.cursor.value and "λ mean 2.000" in widget.cursor.value
+    viewer.layers["cell nuclei"].selected_label = 1
+    assert "nucleus 1" in widget.selection.value
+
+    out = widget.export_csv(tmp_path / "view.csv")
+    table = pd.read_csv(out)
+    assert list(table["nucleus_id"]) == [1, 2] and set(table["std_max"]) == {0.5}
+    assert list(table["lambda_mean"]) == [1.0, 2.0] and set(table["file"]) == {"cell.tif"}
+
+
+def test_run_widget_runs_cancels_and_reports_errors(
+    make_napari_viewer, qtbot, tiny_tiffs: Path, fixed_bandwidth_toml: Path, tmp_path: Path
+) -> None:
+    from plugins.run_widget import RunWidget
+
+    viewer = make_napari_viewer()
+    widget = RunWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="run")
+    widget.folder.value = tiny_tiffs
+    widget.out.value = tmp_path / "out"
+    widget.calibration.value = CAL
+    widget.config.value = fixed_bandwidth_toml
+    widget.device.value = "cpu"
+
+    def finished() -> bool:
+        return widget.worker is not None and widget.run_button.enabled
+
+    # cancelled at once: nothing written, the widget is ready again
+    assert widget.start() is not None
+    widget.cancel()
+    qtbot.waitUntil(finished, timeout=60000)
+    assert widget.last_result["cancelled"] and widget.last_result["stores"] == []
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+    assert widget.start() is not None and not widget.run_button.enabled
+    qtbot.waitUntil(finished, timeout=90000)
+    assert widget.last_result["stores"] and not widget.last_result["failed"]
+    assert widget.bar.value == widget.bar.max == 1 and widget.status.value.startswith("done")
+    lam = viewer.layers["smooth_1ch_s0 λ mean"]
+    assert tuple(lam.scale) == (0.02, 0.02)
+
+    # errors are notifications, not tracebacks
+    widget.calibration.value = "abc"
+    assert widget.start() is None
+    widget.calibration.value = "auto"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    widget.folder.value = empty
+    assert widget.start() is not None
+    qtbot.waitUntil(finished, timeout=60000)
+    assert widget.status.value.startswith("failed") and "no .tif" in widget.status.value
+
+
+def test_sample_data_and_view_entry(make_napari_viewer, sample_cache: Path, monkeypatch,
+                                    synthetic_results: Path) -> None:
+    from plugins.view import open_viewer
+
+    monkeypatch.setenv("CHROMARATE_CACHE", str(sample_cache))
+    viewer = make_napari_viewer()
+    viewer.open_sample("chromarate", "smooth")
+    assert {"smooth_1ch_s0 λ mean", "smooth_1ch_s0 λ truth"} <= {x.name for x in viewer.layers}
+
+    own = open_viewer(synthetic_results, show=False)
+    try:
+        assert "cell λ mean" in own.layers and not own.layers["stack λ mean"].visible
+        assert {"chromarate: inspect", "chromarate: run"} <= set(own.window.dock_widgets)
+        assert own.scale_bar.visible
+    finally:
+        own.close()

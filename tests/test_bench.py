@@ -1,0 +1,141 @@
+"""Benchmarks: the problems' truths, both arms on the same network, measurement helpers, and
+the smoke run of the whole suite (structure, and the mollifier arm faster per step than
+autograd on the fourth-order problem, as a ratio measured in the same run)."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.bench import (
+    ARMS,
+    ArmState,
+    TrainSettings,
+    config_for,
+    make_problem,
+    pearson,
+    probe_problem,
+    run_benchmarks,
+    time_alternating,
+)
+from pipeline.bench.arms import derivative_maps
+from pipeline.bench.measure import rss_bytes
+from pipeline.bench.problems import chromatin_steady_state
+from pipeline.mollifier import Mollifier
+from pipeline.physics import residual
+
+
+def _torch_maps(problem, names):
+    """Mollified derivative maps of the clean fields, with fixed channels appended."""
+    from pipeline.bench.arms import _append_fixed
+
+    layer = Mollifier(problem.delta_um, problem.pixel_size_um, names, ndim=problem.ndim)
+    with torch.no_grad():
+        d = layer(torch.as_tensor(problem.clean[None]))
+    return _append_fixed(d, problem)
+
+
+@pytest.mark.parametrize("name,n", [("langevin", 256), ("heat", 48), ("chromatin", 48)])
+def test_truth_satisfies_the_residual(name, n):
+    """The clean fields and the true λ make the residual small against its terms."""
+    p = make_problem(name, n, noise=0.0)
+    model = p.model(like=torch.zeros((), dtype=torch.float64))
+    d = _torch_maps(p, model.derivatives)
+    a, b = model.linear_terms(d)
+    lam = torch.as_tensor(p.lam_true)
+    inner = tuple(slice(12, -12) for _ in p.grid)
+    r = residual(model, d, lam)[0][inner]
+    assert float(r.abs().mean()) < 0.05 * float(b[0][inner].abs().mean())
+    # and pointwise B / A recovers the truth
+    est = (b / a)[0][inner].numpy()
+    assert pearson(est, p.lam_true[inner]) > 0.98
+
+
+def test_steady_state_and_noise():
+    lam = np.full((16, 16), 3.0)
+    phi_d = chromatin_steady_state(lam, pixel_size_um=0.02)
+    np.testing.assert_allclose(phi_d, 0.7 * 2 / 4, atol=1e-9)
+    p = make_problem("chromatin", 32, noise=0.1, seed=3)
+    assert p.noise_sigma == pytest.approx(0.1 * p.clean.std())
+    assert p.fixed_values == (0.3,)
+    with pytest.raises(ValueError, match="unknown problem"):
+        make_problem("wave", 16, noise=0.1)
+
+
+def test_arms_share_the_network_and_agree_on_smooth_fields():
+    """Identical initial networks; the two routes give close derivatives of a smooth field
+    (the mollifier's are those of the mollified field, so only close)."""
+    p = make_problem("heat", 32, noise=0.0)
+    p.extra["feature_scale"] = 0.3  # a smooth random network: little for the bump to remove
+    s = TrainSettings(dtype="float64")
+    states = {arm: ArmState(arm, p, s, torch.device("cpu")) for arm in ARMS}
+    for pa, pm in zip(states["autograd"].field.parameters(), states["mollifier"].field.parameters(),
+                      strict=True):
+        assert torch.equal(pa, pm)
+    st = states["mollifier"]
+    with torch.no_grad():
+        mo = derivative_maps("mollifier", st.field, st.net_coords, p, ("u", "lap"),
+                             mollifier=st.mollifier, pad=st.pad)
+    ag = derivative_maps("autograd", st.field, st.coords, p, ("u", "lap"))
+    for name in ("u", "lap"):
+        a, m = ag[name].detach().numpy().ravel(), mo[name].numpy().ravel()
+        assert pearson(a, m) > 0.95, name
+
+
+def test_training_improves_r_on_the_first_order_problem():
+    p = make_problem("langevin", 256, noise=0.02)
+    st = ArmState("mollifier", p, TrainSettings(warmup=20, residual_weight=10.0),
+                  torch.device("cpu"))
+    for _ in range(120):
+        st.step()
+    assert st.r() > 0.9
+
+
+def test_time_alternating_and_rss():
+    p = probe_problem(16, order=2)
+    s = TrainSettings(warmup=0)
+    states = {arm: ArmState(arm, p, s, torch.device("cpu")) for arm in ARMS}
+    out = time_alternating(states, blocks=2, steps_per_block=1)
+    assert set(out) == set(ARMS)
+    assert all(v["n"] == 2 and v["median_s"] > 0 for v in out.values())
+    cur, peak = rss_bytes()
+    assert 0 < cur <= peak
+
+
+def test_smoke_run(tmp_path):
+    """The whole suite on tiny grids: structure, files, and the 4th-order speed ratio."""
+    events = []
+    res = run_benchmarks(quick=True, out_dir=tmp_path, device="cpu", progress=events.append,
+                         config=config_for("smoke"), threads=1, report=True)
+    saved = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert saved["mode"] == "smoke"
+    assert set(saved) >= {"machine", "problems", "scaling", "targets", "summary"}
+    assert len(saved["summary"]["problems"]) == len(saved["problems"])
+    assert (tmp_path / "benchmarks.md").exists()
+    assert {f.name for f in (tmp_path / "img").glob("bench_*.png")} == {
+        "bench_training.png", "bench_scaling_size.png", "bench_scaling_order.png"}
+    assert {p["problem"] for p in res["problems"]} == {"langevin", "heat", "chromatin"}
+    for p in res["problems"]:
+        for arm in ARMS:
+            run = p["arms"][arm]
+            assert run["iterations"] > 0 and np.isfinite(run["s_per_iter"])
+            assert -1 <= run["r"] <= 1
+    assert any(e["event"] == "train" for e in events) and events[-1]["event"] == "done"
+    # the 4th-order problem: mollifier faster per step than autograd, in the same run
+    chromatin = next(p for p in res["problems"] if p["problem"] == "chromatin")
+    assert chromatin["ratios"]["s_per_iter"] > 1.0
+    size = {r["arm"]: r for r in res["scaling"]["size"]}
+    assert size["autograd"]["s_per_iter"] > size["mollifier"]["s_per_iter"]
+    assert size["autograd"]["peak_bytes"] > size["mollifier"]["peak_bytes"] > 0
+    orders = {(r["order"], r["arm"]) for r in res["scaling"]["order"]}
+    assert orders == {(o, a) for o in config_for("smoke").orders for a in ARMS}
+
+
+def test_config_presets():
+    assert config_for("full").scaling_sizes == (32, 64, 128, 256)
+    quick = config_for("quick")
+    assert replace(quick, max_iters=1).max_iters == 1
+    with pytest.raises(ValueError, match="unknown benchmark mode"):
+        config_for("huge")
