@@ -14,6 +14,7 @@ autograd step measured 1.4 s with one thread and up to 40 s with two).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.bench import config_for, run_benchmarks  # noqa: E402
+from pipeline.bench import config_for, run_benchmarks, summarize, write_report  # noqa: E402
 
 
 def _printer(event: dict) -> None:
@@ -56,12 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--report", action="store_true", help="write markdown even if quick")
+    parser.add_argument("--render-only", action="store_true",
+                        help="re-render the markdown and plots from OUT/benchmarks.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     config = config_for("smoke") if args.smoke else None
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = args.out or (ROOT / "docs" if mode == "full" else
                        Path(tempfile.gettempdir()) / f"chromarate-bench-{mode}")
+    if args.render_only:
+        path = out / "benchmarks.json"
+        results = json.loads(path.read_text())
+        if "summary" not in results:  # results saved before the summary existed
+            results["summary"] = summarize(results)
+            path.write_text(json.dumps(results, indent=1, default=str))
+        print(f"wrote {write_report(results, out, img_dir=out / 'img')}", flush=True)
+        return 0
     run_benchmarks(
         quick=args.quick, out_dir=out, device=args.device, progress=_printer,
         config=config, threads=args.threads, report=True if args.report else None,
