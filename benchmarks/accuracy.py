@@ -21,21 +21,13 @@ from pipeline.config import EstimatorSettings
 from pipeline.estimate import estimate_closed_form, linear_terms, local_least_squares
 from pipeline.estimate.bandwidth import DEFAULT_DELTAS_PX, DEFAULT_WINDOWS_PX
 from pipeline.estimate.closed_form import identifiable_mask
+from pipeline.metrics import interior_r
 from pipeline.physics import ChromatinModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
 
 PX = 0.02
 BORDER = 16
-
-
-def interior_r(lam: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> float:
-    ok = ok & np.isfinite(lam)
-    ok[:BORDER] = ok[-BORDER:] = False
-    ok[:, :BORDER] = ok[:, -BORDER:] = False
-    if ok.sum() < 10 or np.nanstd(lam[ok]) == 0:
-        return float("nan")
-    return float(np.corrcoef(lam[ok], truth[ok])[0, 1])
 
 
 def sweep(fields, truth, model):

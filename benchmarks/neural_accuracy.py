@@ -20,21 +20,13 @@ import numpy as np
 from pipeline.config import EstimatorSettings, NeuralSettings
 from pipeline.estimate import estimate_closed_form
 from pipeline.estimate.neural import calibration_fraction, fit_image
+from pipeline.metrics import interior_r
 from pipeline.physics import ChromatinModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
 
 PX = 0.02
 BORDER = 16
-
-
-def interior_r(lam: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> float:
-    ok = ok & np.isfinite(lam)
-    ok[:BORDER] = ok[-BORDER:] = False
-    ok[:, :BORDER] = ok[:, -BORDER:] = False
-    if ok.sum() < 10 or np.nanstd(lam[ok]) == 0:
-        return float("nan")
-    return float(np.corrcoef(lam[ok], truth[ok])[0, 1])
 
 
 def main(argv=None) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import EstimatorSettings
 from ..physics.base import LinearResidualModel
-from .bandwidth import BandwidthChoice, estimate_noise, select_bandwidth
+from .bandwidth import BandwidthChoice, choose_bandwidths, estimate_noise, select_bandwidth
 from .closed_form import (
     ClosedFormResult,
     identifiable_mask,
@@ -19,6 +19,7 @@ from .neural import calibration_fraction, fit_image, fit_tiles
 
 __all__ = [
     "BandwidthChoice",
+    "choose_bandwidths",
     "ClosedFormResult",
     "estimate_closed_form",
     "estimate_noise",
@@ -60,27 +61,10 @@ def estimate_closed_form(
     1.0
     """
     settings = settings or EstimatorSettings()
-    selection: dict = {}
-    delta, window = settings.delta_um, settings.window_um
-    if delta == "auto" or window == "auto":
-        kwargs = {}
-        if delta != "auto":
-            kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
-        if window != "auto":
-            kwargs["windows_px"] = (float(window) / pixel_size_um,)
-        h, w = fields.shape[-2:]
-        y0, x0 = max(0, (h - selection_crop_px) // 2), max(0, (w - selection_crop_px) // 2)
-        crop = fields[..., y0 : y0 + selection_crop_px, x0 : x0 + selection_crop_px]
-        choice = select_bandwidth(
-            crop, model, pixel_size_um, seed=seed, backend=settings.backend,
-            lambda_min=settings.lambda_min, lambda_max=settings.lambda_max,
-            progress=progress, **kwargs,
-        )
-        delta, window = choice.delta_um, choice.window_um
-        selection = choice.to_dict()
-        selection["crop_px"] = list(crop.shape[-2:])
-    else:
-        selection = {"criterion": "fixed by the user", "delta_um": delta, "window_um": window}
+    delta, window, selection = choose_bandwidths(
+        fields, model, pixel_size_um, settings, seed=seed, crop_px=selection_crop_px,
+        progress=progress,
+    )
     terms = linear_terms(fields, model, float(delta), pixel_size_um, backend=settings.backend)
     lam, den = local_least_squares(
         terms, float(window), pixel_size_um,

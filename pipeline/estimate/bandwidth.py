@@ -40,6 +40,7 @@ __all__ = [
     "estimate_noise",
     "BandwidthChoice",
     "select_bandwidth",
+    "choose_bandwidths",
 ]
 
 log = logging.getLogger(__name__)
@@ -185,3 +186,39 @@ def select_bandwidth(
     log.info("bandwidth: delta=%.3f um, s=%.3f um (reliability %.3f)", choice.delta_um,
              choice.window_um, choice.reliability)
     return choice
+
+
+def choose_bandwidths(
+    fields: np.ndarray,
+    model: LinearResidualModel,
+    pixel_size_um: float,
+    settings: Any,
+    *,
+    seed: int = 0,
+    crop_px: int = 512,
+    progress: Callable[[dict], None] | None = None,
+) -> tuple[float, float, dict[str, Any]]:
+    """``(delta_um, window_um, evidence)`` for one plane under ``EstimatorSettings``.
+
+    Values fixed by the user are kept; ``"auto"`` ones are chosen by :func:`select_bandwidth`
+    on a central crop of at most ``crop_px`` pixels a side (which bounds the cost on large
+    images). The evidence dict is what ``run.json`` records.
+    """
+    delta, window = settings.delta_um, settings.window_um
+    if delta != "auto" and window != "auto":
+        return float(delta), float(window), {"criterion": "fixed by the user"}
+    kwargs: dict[str, Any] = {}
+    if delta != "auto":
+        kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
+    if window != "auto":
+        kwargs["windows_px"] = (float(window) / pixel_size_um,)
+    h, w = fields.shape[-2:]
+    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
+    crop = fields[..., y0 : y0 + crop_px, x0 : x0 + crop_px]
+    choice = select_bandwidth(
+        crop, model, pixel_size_um, seed=seed, backend=settings.backend,
+        lambda_min=settings.lambda_min, lambda_max=settings.lambda_max,
+        progress=progress, **kwargs,
+    )
+    evidence = choice.to_dict() | {"crop_px": list(crop.shape[-2:])}
+    return choice.delta_um, choice.window_um, evidence

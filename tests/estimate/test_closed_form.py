@@ -7,18 +7,12 @@ import pytest
 
 from pipeline.config import EstimatorSettings
 from pipeline.estimate import estimate_closed_form, estimate_noise, select_bandwidth
+from pipeline.metrics import interior_r
 from pipeline.physics import ChromatinModel, HeatModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
 
 PX = 0.02
-
-
-def interior_r(lam, truth, border=16):
-    ok = np.isfinite(lam)
-    ok[:border] = ok[-border:] = False
-    ok[:, :border] = ok[:, -border:] = False
-    return float(np.corrcoef(lam[ok], truth[ok])[0, 1])
 
 
 @pytest.fixture(scope="module")
