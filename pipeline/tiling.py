@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,13 +181,60 @@ def feather_weights(plan: TilePlan) -> list[np.ndarray]:
     return out
 
 
-def extract_tiles(array: np.ndarray, plan: TilePlan) -> np.ndarray:
-    """Stack the windows of ``array (..., Y, X)`` into ``(N, ..., wy, wx)``."""
+def extract_tiles(array: np.ndarray, plan: TilePlan, *, tiles: Sequence[Tile] | None = None
+                  ) -> np.ndarray:
+    """Stack the windows of ``array (..., Y, X)`` into ``(N, ..., wy, wx)``.
+
+    ``tiles`` (default: all of the plan's) picks a batch, so a caller can stream a plane.
+    """
     arr = np.asarray(array)
     if tuple(arr.shape[-2:]) != plan.shape:
         raise ValueError(f"array of shape {arr.shape} does not match the plan's {plan.shape}")
     return np.stack([arr[..., t.window[0] : t.window[1], t.window[2] : t.window[3]]
-                     for t in plan.tiles])
+                     for t in (plan.tiles if tiles is None else tiles)])
+
+
+class _PlaneBlend:
+    """Feathered-weighted sums of named per-tile maps over one plane, added tile by tile.
+
+    Only plane-size accumulators are kept: one numerator per map, one weight sum shared by
+    every map that has held no NaN so far, and a map's own weight sum from its first NaN on
+    (a copy of the shared one at that moment). Adding tiles in plan order gives bit for bit
+    what summing all tiles at once gives, whatever the batches.
+    """
+
+    def __init__(self, plan: TilePlan, names: Sequence[str], lead: tuple[int, ...] = ()):
+        self.plan = plan
+        self.num = {k: np.zeros(lead + plan.shape) for k in names}
+        self.own: dict[str, np.ndarray] = {}
+        self.common = np.zeros(lead + plan.shape)
+
+    def add(self, tile: Tile, weight: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Add one tile's window-shaped maps ``values`` with its valid-part ``weight``."""
+        y0, y1, x0, x1 = tile.valid
+        cut = (..., slice(y0 - tile.window[0], y1 - tile.window[0]),
+               slice(x0 - tile.window[2], x1 - tile.window[2]))
+        dst = (..., slice(y0, y1), slice(x0, x1))
+        for k, v in values.items():
+            part = np.asarray(v, dtype=np.float64)[cut]
+            ok = np.isfinite(part)
+            if ok.all():
+                self.num[k][dst] += weight * part
+                if k in self.own:
+                    self.own[k][dst] += weight
+                continue
+            ww = np.where(ok, weight, 0.0)
+            self.num[k][dst] += ww * np.where(ok, part, 0.0)
+            if k not in self.own:
+                self.own[k] = self.common.copy()
+            self.own[k][dst] += ww
+        self.common[dst] += weight
+
+    def result(self, name: str) -> np.ndarray:
+        """The normalised map (NaN where no tile gave a finite value); frees its numerator."""
+        num, den = self.num.pop(name), self.own.pop(name, self.common)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray] | None = None
@@ -201,46 +248,29 @@ def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray]
         raise ValueError(f"values of shape {vals.shape} do not match {len(plan.tiles)} tiles "
                          f"of {plan.window}")
     weights = feather_weights(plan) if weights is None else weights
-    num = np.zeros(vals.shape[1:-2] + plan.shape)
-    den = np.zeros_like(num)
+    acc = _PlaneBlend(plan, ("v",), vals.shape[1:-2])
     for t, v, w in zip(plan.tiles, vals, weights, strict=True):
-        y0, y1, x0, x1 = t.valid
-        part = v[..., y0 - t.window[0] : y1 - t.window[0], x0 - t.window[2] : x1 - t.window[2]]
-        ok = np.isfinite(part)
-        ww = np.where(ok, w, 0.0)
-        num[..., y0:y1, x0:x1] += ww * np.where(ok, part, 0.0)
-        den[..., y0:y1, x0:x1] += ww
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        acc.add(t, w, {"v": v})
+    return acc.result("v")
 
 
 # ----------------------------------------------------------------------------- tiled fit
 def _select(fields: np.ndarray, model: Any, pixel_size_um: float, est: Any, seed: int,
             crop_px: int = 512) -> tuple[float, float, dict]:
     """Bandwidths for a plane: fixed by the user, or chosen once on a central crop."""
-    from .estimate import select_bandwidth
+    from .estimate import choose_bandwidths
 
-    delta, window = est.delta_um, est.window_um
-    if delta != "auto" and window != "auto":
-        return float(delta), float(window), {"criterion": "fixed by the user"}
-    kwargs = {}
-    if delta != "auto":
-        kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
-    if window != "auto":
-        kwargs["windows_px"] = (float(window) / pixel_size_um,)
-    h, w = fields.shape[-2:]
-    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
-    crop = fields[..., y0 : y0 + crop_px, x0 : x0 + crop_px]
-    choice = select_bandwidth(crop, model, pixel_size_um, seed=seed, backend=est.backend,
-                              lambda_min=est.lambda_min, lambda_max=est.lambda_max, **kwargs)
-    sel = choice.to_dict() | {"crop_px": list(crop.shape[-2:])}
-    return choice.delta_um, choice.window_um, sel
+    return choose_bandwidths(fields, model, pixel_size_um, est, seed=seed, crop_px=crop_px)
 
 
 def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
             init: np.ndarray, bandwidth: tuple[float, float],
-            progress: Callable[[dict], None] | None) -> dict:
-    """The one call site of the neural per-tile fit."""
+            progress: Callable[[dict], None] | None, first: int = 0) -> dict:
+    """The one call site of the neural per-tile fit, for a batch starting at tile ``first``.
+
+    Tile ``n`` of the plane gets seed ``settings.seed + n`` whatever the batch, so the result
+    does not depend on ``max_batch_px``.
+    """
     try:
         from .estimate.neural import fit_tiles
     except ImportError as exc:
@@ -248,7 +278,7 @@ def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
             "method 'neural' is not available in this build yet; use --method closed-form"
         ) from exc
     return fit_tiles(tiles, model, pixel_size_um, settings, init_lambda=init,
-                     bandwidth=bandwidth, seed=settings.seed, device=settings.device,
+                     bandwidth=bandwidth, seed=int(settings.seed) + int(first), device=settings.device,
                      progress=progress)
 
 
@@ -260,15 +290,21 @@ def fit_plane(
     *,
     selection_fields: np.ndarray | None = None,
     plane: int = 0,
-    max_batch_px: int = 6_000_000,
+    max_batch_px: int = 1_000_000,
     progress: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
     """Rate map of one plane of ``(C, Y, X)`` fields, fitted tile by tile and blended.
 
     Bandwidths are chosen once for the plane (on ``selection_fields``, default ``fields``),
-    then fixed for every tile. Tiles are fitted in batches of at most ``max_batch_px`` window
-    pixels; the closed-form terms ``lam``, ``A^2`` and ``G_s*(w A^2)`` are blended, and the
-    identifiability test uses medians over the whole plane, exactly as untiled.
+    then fixed for every tile. Tiles are streamed in batches of at most ``max_batch_px`` window
+    pixels: each batch is cut out, fitted (closed form, then the neural fit started from it)
+    and added to plane-size feathered sums, so memory is the plane's accumulators plus one
+    batch, never every tile at once. The closed-form terms ``lam``, ``A^2`` and
+    ``G_s*(w A^2)`` are blended, and the identifiability test uses medians over the whole
+    plane, exactly as untiled. The result does not depend on ``max_batch_px`` (tile ``n``'s
+    neural seed is ``settings.seed + n`` whatever its batch). The default of 1 M window
+    pixels keeps a batch's FFT working set near 1 GB; larger batches are no faster on CPU
+    (docs/throughput.md).
 
     Returns
     -------
@@ -289,19 +325,34 @@ def fit_plane(
     plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
                       overlap_px=settings.run.overlap_px,
                       halo_px=halo_px(support, window, pixel_size_um))
-    tiles = extract_tiles(fields, plan)
     n = len(plan.tiles)
     per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
-    lam_t, a2_t, den_t = (np.empty((n,) + plan.window) for _ in range(3))
-    for s in range(0, n, per):
-        terms = linear_terms(tiles[s : s + per], model, delta, pixel_size_um, backend=est.backend)
-        lam, den = local_least_squares(terms, window, pixel_size_um,
-                                       lambda_min=est.lambda_min, lambda_max=est.lambda_max)
-        lam_t[s : s + per], den_t[s : s + per], a2_t[s : s + per] = lam, den, terms.a**2
-        if progress is not None:
-            progress({"stage": "tiles", "plane": plane, "done": min(n, s + per), "total": n})
+    neural = settings.method == "neural"
     weights = feather_weights(plan)
-    lam, a2, den = (blend_tiles(v, plan, weights=weights) for v in (lam_t, a2_t, den_t))
+    acc = _PlaneBlend(plan, ("lam", "a2", "den") + (("mean", "std") if neural else ()))
+    diagnostics: list[dict] = [{} for _ in range(n)]
+    for s in range(0, n, per):  # stream: only one batch of tiles is ever held
+        batch = plan.tiles[s : s + per]
+        tiles = extract_tiles(fields, plan, tiles=batch)
+        terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
+        lam_b, den_b = local_least_squares(terms, window, pixel_size_um,
+                                           lambda_min=est.lambda_min, lambda_max=est.lambda_max)
+        vals = {"lam": lam_b, "a2": terms.a**2, "den": den_b}
+        del terms
+        if progress is not None:
+            progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
+        if neural:
+            out = _neural(tiles, model, pixel_size_um, settings, lam_b, (delta, window),
+                          progress, first=s)
+            vals |= {"mean": np.asarray(out["mean"]), "std": np.asarray(out["std"])}
+            diagnostics[s : s + len(batch)] = list(out.get("diagnostics")
+                                                   or diagnostics[s : s + len(batch)])
+        for i, t in enumerate(batch):
+            acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
+        del tiles, vals
+    a2, den = acc.result("a2"), acc.result("den")
+    lam = acc.result("mean" if neural else "lam")
+    std = acc.result("std") if neural else np.full(plan.shape, np.nan)
     inside = np.zeros(plan.shape, bool)
     if 2 * support < min(plan.shape):
         inside[support:-support, support:-support] = True
@@ -309,14 +360,11 @@ def fit_plane(
         inside[:] = True
     ref, ref_den = float(np.median(a2[inside])), float(np.median(den[inside]))
     frac = est.identifiable_fraction
-    ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam)
-    std = np.full(plan.shape, np.nan)
-    diagnostics: list[dict] = [{} for _ in range(n)]
-    if settings.method == "neural":
-        out = _neural(tiles, model, pixel_size_um, settings, lam_t, (delta, window), progress)
-        lam = blend_tiles(np.asarray(out["mean"]), plan, weights=weights)
-        std = blend_tiles(np.asarray(out["std"]), plan, weights=weights)
-        diagnostics = list(out.get("diagnostics") or diagnostics)
+    if neural:  # identifiability is the closed-form map's, as untiled
+        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(acc.result("lam"))
+    else:
+        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam)
+    del a2, den
     lam, std = np.where(ident, lam, np.nan), np.where(ident, std, np.nan)
     rows = []
     for t, diag in zip(plan.tiles, diagnostics, strict=True):

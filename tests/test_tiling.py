@@ -75,3 +75,54 @@ def test_tiled_equals_untiled_closed_form():
     np.testing.assert_array_equal(tiled["identifiable"], whole.identifiable)
     ok = whole.identifiable
     np.testing.assert_allclose(tiled["mean"][ok], whole.lam[ok], rtol=0, atol=2e-6)
+
+
+def _case_fields(shape=(120, 120), seed=5):
+    from pipeline.simulate import simulate_case
+
+    c = simulate_case(kind="lognormal", shape=shape, channels=2, noise=0.01, seed=seed).calibrated()
+    return np.stack([c[1], 1 - c[0]])
+
+
+def test_streamed_equals_one_batch_closed_form():
+    """One tile per batch (the smallest stream) against every tile in one batch: the blend adds
+    tiles in plan order either way, so only per-batch FFT rounding could differ (~1e-12)."""
+    fields, model = _case_fields(), ChromatinModel()
+    s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1},
+                 run={"tile_px": 32, "overlap_px": 8})
+    one = fit_plane(fields, model, 0.02, s, max_batch_px=10**9)
+    streamed = fit_plane(fields, model, 0.02, s, max_batch_px=1)
+    assert one["record"]["tiling"]["n_tiles"] > 4
+    np.testing.assert_array_equal(streamed["identifiable"], one["identifiable"])
+    np.testing.assert_allclose(streamed["mean"], one["mean"], rtol=1e-6, atol=0, equal_nan=True)
+    assert np.isnan(streamed["std"]).all() and np.isnan(one["std"]).all()
+    assert [r["tile"] for r in streamed["tiles"]] == [r["tile"] for r in one["tiles"]]
+
+
+def test_streamed_equals_one_batch_neural():
+    """The neural fit gets tile n's seed (settings.seed + n) whatever its batch, so streaming
+    one tile at a time equals fitting all tiles at once up to float32 rounding."""
+    pytest.importorskip("torch")
+    fields, model = _case_fields((72, 72), seed=2), ChromatinModel()
+    s = Settings(method="neural", device="cpu", seed=7,
+                 estimator={"delta_um": 0.06, "window_um": 0.06},
+                 run={"tile_px": 24, "overlap_px": 6}, neural={"epochs": 3})
+    one = fit_plane(fields, model, 0.02, s, max_batch_px=10**9)
+    streamed = fit_plane(fields, model, 0.02, s, max_batch_px=1)
+    assert one["record"]["tiling"]["n_tiles"] > 2
+    np.testing.assert_array_equal(streamed["identifiable"], one["identifiable"])
+    ok = one["identifiable"]
+    assert ok.any()
+    np.testing.assert_allclose(streamed["mean"][ok], one["mean"][ok], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(streamed["std"][ok], one["std"][ok], rtol=1e-3, atol=1e-5)
+
+
+def test_blend_accumulator_handles_nan_after_finite_tiles():
+    """A map that turns NaN only in a later tile gets its own weight sum from then on."""
+    plan = plan_tiles((40, 40), tile_px=16, overlap_px=8, halo_px=2)
+    vals = extract_tiles(np.arange(1600.0).reshape(40, 40), plan)
+    vals[-1, :, :] = np.nan
+    ref = np.arange(1600.0).reshape(40, 40)
+    out = blend_tiles(vals, plan)
+    assert np.isnan(out[-1, -1])  # only the last tile covers the corner
+    np.testing.assert_allclose(out[np.isfinite(out)], ref[np.isfinite(out)], atol=1e-9)
