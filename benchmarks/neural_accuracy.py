@@ -1,6 +1,6 @@
 """Neural per-tile fit against the closed-form estimator on synthetic ground truth -> docs/neural_accuracy.md.
 
-The same 18 cases and protocol as ``benchmarks/accuracy.py`` (256 x 256 at 0.02 um, seed 11,
+The same 18 cases and protocol as ``benchmarks/accuracy.py`` (256 x 256 at 0.02 um, seed 37,
 exact calibration, Pearson r on identifiable pixels >= 16 px from the border), automatic
 settings for both methods. Adds the calibration of the neural ensemble's std: the fraction of
 identifiable interior pixels with ``|lam - mean| <= 1.645 std`` (target 0.85-0.95).
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path,
                     default=Path(__file__).resolve().parents[1] / "docs" / "neural_accuracy.md")
-    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seed", type=int, default=37)
     args = ap.parse_args(argv)
     model = ChromatinModel()
     nn_settings = NeuralSettings()

@@ -2,7 +2,10 @@
 
 Subcommands: ``run`` (rate maps for a folder of TIFFs), ``simulate`` (synthetic ground truth),
 ``bench`` (the paper's benchmarks). Exit codes: 0 all images done; 1 some images failed
-(each named with its reason); 2 bad command line or settings.
+(each named with its reason and what to do; the others are finished) or the run itself
+stopped on an I/O error; 2 bad command line or settings, an input folder with no TIFF, an
+output folder that cannot be written, or one that another run is writing to right now
+(nothing is processed then). See docs/when-things-go-wrong.md.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -94,15 +96,6 @@ def _settings_from_args(args: argparse.Namespace):
     )
 
 
-def _prefect_env(verbose: bool) -> None:
-    """Defaults for an unattended ephemeral Prefect API (set before prefect is imported)."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
 class _Display:
     """Rich progress: one bar over images, one over the tiles of the current plane."""
 
@@ -124,17 +117,30 @@ class _Display:
             self.bar.update(self.images, description=f"{name}: {stage}")
 
 
+def _not_from_this_run(out: Path, record: dict) -> list[str]:
+    """Names of result stores in ``out`` that this run did not produce or confirm."""
+    mine = {Path(i["store"]).resolve() for i in record["images"]}
+    return sorted(p.name for p in out.glob("*.ome.zarr") if p.resolve() not in mine)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    _prefect_env(args.verbose)
+    from flows.env import prefect_env_defaults
+
+    prefect_env_defaults(args.verbose)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.io import discover_tiffs
+    from flows.outdir import check_out
+    from pipeline.io import InputError, discover_tiffs
 
     console = Console(stderr=True)
     settings = _settings_from_args(args)
+    if not args.input.exists():
+        raise InputError(args.input, "no such file or folder", "Check the path given as input")
     images = ([args.input] if args.input.is_file()
               else discover_tiffs(args.input, recursive=settings.recursive))
+    check_out(args.out)  # before Prefect starts: a bad --out costs nothing
     from flows.flow import run
     from flows.tasks import set_progress_sink
 
@@ -142,14 +148,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with Progress(*columns, console=console, transient=True) as bar:
         set_progress_sink(_Display(bar, len(images)))
         try:
-            record = run(args.input, args.out, settings)
+            record = run(args.input, args.out, settings)  # holds the folder's run lock
         finally:
             set_progress_sink(None)
     for item in record["failed"]:
-        console.print(f"[red]failed[/] {Path(item['image']).name}: {item['reason']}")
+        console.print(f"[red]failed[/] {escape(Path(item['image']).name)}: "
+                      f"{escape(item['reason'])}", highlight=False, soft_wrap=True)
     n_skip = sum(i["skipped"] for i in record["images"])
     console.print(f"{len(record['images'])} image(s) finished ({n_skip} up to date), "
                   f"{len(record['failed'])} failed, in {record['seconds']:.0f} s")
+    if record["failed"]:
+        console.print("failed images are listed with their reasons under 'failed' in "
+                      f"{escape(str(args.out))}/run.json; fix them and run the same command again "
+                      "(finished images are skipped)", highlight=False, soft_wrap=True)
+    if others := _not_from_this_run(args.out, record):
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        console.print(f"note: {len(others)} result(s) in {escape(str(args.out))} are not from this run "
+                      f"(earlier runs, other inputs or settings) and are not in its "
+                      f"summaries: {escape(shown)}", highlight=False, soft_wrap=True)
     if record["images"]:
         out = args.out
         console.print(f"rate maps : {out}/<stem>.ome.zarr  (image 'rates': λ mean, λ std)")
@@ -212,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, InputError, ValueError) as exc:
         print(f"chromarate {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the run itself (not one image) could not go on: disk full, ...
+        print(f"chromarate {args.command}: {exc}. Fix the cause and run the same command "
+              "again: finished images are kept", file=sys.stderr)
+        return EXIT_SOME_FAILED
 
 
 if __name__ == "__main__":

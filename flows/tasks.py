@@ -3,7 +3,12 @@
 Caching is content-addressed on disk, not in Prefect's result store: each stage's output is
 named by the image key (input content, settings, code version), so a re-run, or a run after
 ``kill -9``, finds what is finished however Prefect's own state was lost. Tasks therefore use
-``cache_policy=NO_CACHE``. I/O stages retry.
+``cache_policy=NO_CACHE`` and keep no Prefect result (``persist_result=False``): Prefect
+stores only run metadata, in its own database, and every file a run writes lies under ``OUT``,
+so runs into different folders share no files. I/O stages retry, except
+on a refused input (:class:`pipeline.io.InputError`), which would fail the same way again.
+Every failure names its file (:class:`~pipeline.io.InputError`,
+:class:`pipeline.process.ImageError`).
 
 Progress events go to :func:`set_progress_sink` (a callable in this process, such as the CLI's
 progress bar) and to the task's logger at debug level (visible from dask workers too).
@@ -21,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline import process
 from pipeline.config import Settings
+from pipeline.io import InputError
 
 __all__ = [
     "assemble_task",
@@ -61,7 +67,19 @@ def _progress(manifest: dict[str, Any]) -> Callable[[dict], None]:
     return lambda ev: emit({"image": name, **ev})
 
 
-_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+def _retry_unless_refused(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient failures only: a refused input (InputError) fails the same way again."""
+    exc = getattr(state, "data", None)
+    if not isinstance(exc, BaseException):
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception:  # no result to look at: retry as before
+            return True
+    return not isinstance(exc, InputError)
+
+
+_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False,
+                         "retry_condition_fn": _retry_unless_refused}
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=1, **_OPTS)

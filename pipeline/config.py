@@ -124,6 +124,11 @@ class NeuralSettings(BaseModel):
     bandwidth_jitter: float = Field(
         1.4, ge=1, description="member pairs use (delta, s) times factors from 1/j to j"
     )
+    retry_lr_factor: float = Field(
+        0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with both "
+        "learning rates times this factor and twice the epochs (same seeds); if it diverges "
+        "again it falls back to the closed-form estimate (pipeline.tiling.fit_plane)"
+    )
 
     @field_validator("ensemble_size")
     @classmethod
@@ -200,8 +205,7 @@ class Settings(BaseModel):
             return ("chromatin", "heterochromatin")
         raise ValueError(
             f"the image has {n_channels} channels; chromarate understands 1 "
-            "(heterochromatin) or 2 (chromatin,heterochromatin). Pass --channels or "
-            "split the file."
+            "(heterochromatin) or 2 (chromatin,heterochromatin); split the file"
         )
 
 

@@ -13,12 +13,13 @@ wrap each one as a task. :func:`process_image` runs them all in process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ from .segment import segment_domains, segment_nuclei
 from .tiling import fit_plane
 
 __all__ = [
+    "MIN_SIDE_PX",
     "WORK_DIR",
+    "ImageError",
     "assemble",
     "code_version",
     "denoise_image",
@@ -57,6 +60,78 @@ _NO_EFFECT: dict[str, Any] = {"recursive": True, "run": {"workers", "cluster", "
                                    "slurm_account", "slurm_cores", "slurm_memory",
                                    "slurm_walltime", "slurm_jobs", "slurm_job_extra"}}
 Progress = Callable[[dict], None] | None
+MIN_SIDE_PX = 16
+"""Smallest image side: the denoising filters read up to 8 pixels of context either side."""
+
+_SIZE_HINT = ("Pass --delta and --window in micrometres (fixed bandwidths need no automatic "
+              "choice), or use a larger field of view")
+_GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it out of the "
+                 "folder; the other images are not affected")
+
+
+class ImageError(RuntimeError):
+    """A stage failed on one image for a reason other than a refused input.
+
+    ``str()`` is ``"<path>: the <stage> stage failed (<detail>). <what to do>."`` Unlike
+    :class:`~pipeline.io.InputError` (deterministic: the file is refused), such a failure may
+    be transient (I/O, memory), so the flow retries the stages that do I/O.
+
+    Examples
+    --------
+    >>> str(ImageError("a.tif", "fit", "MemoryError", "Lower --tile-size"))
+    'a.tif: the fit stage failed (MemoryError). Lower --tile-size.'
+    """
+
+    def __init__(self, path: str | Path, stage: str, detail: str, hint: str = "") -> None:
+        super().__init__(path, stage, detail, hint)
+        self.path, self.stage, self.detail, self.hint = Path(path), stage, detail, hint
+
+    def __str__(self) -> str:
+        text = f"{self.path}: the {self.stage} stage failed ({self.detail})."
+        return text + (f" {self.hint.rstrip('.')}." if self.hint else "")
+
+
+@contextlib.contextmanager
+def _stage_errors(manifest: dict[str, Any], stage: str) -> Iterator[None]:
+    """:func:`_named` for a stage; a refused image also drops its work folder (its stage
+    outputs would only fail the same way again), while other failures keep it for a resume."""
+    try:
+        with _named(manifest["image"], stage):
+            yield
+    except InputError:
+        shutil.rmtree(manifest["work"], ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _named(image: str | Path, stage: str) -> Iterator[None]:
+    """Re-raise any failure of ``stage`` as an error that names ``image`` and says what to do.
+
+    A ``ValueError`` is a property of the data (a constant channel, too few pixels to choose
+    a bandwidth, a channel count that does not match ``--channels``): it becomes an
+    :class:`~pipeline.io.InputError`. Anything else becomes an :class:`ImageError`.
+    """
+    try:
+        yield
+    except (InputError, ImageError):
+        raise
+    except ValueError as exc:
+        msg = str(exc)
+        if "too small" in msg or "reflect-pad" in msg:
+            hint = _SIZE_HINT
+        elif "pass " in msg.lower():  # the message already says what to do
+            hint = ""
+        else:
+            hint = _GENERIC_HINT
+        raise InputError(image, msg, hint) from exc
+    except MemoryError as exc:
+        raise ImageError(image, stage, "out of memory",
+                         "Lower --tile-size and --workers, or use a machine with more "
+                         "memory") from exc
+    except Exception as exc:
+        raise ImageError(image, stage, f"{type(exc).__name__}: {exc}",
+                         "Run again with -v for the full traceback; if the file opens "
+                         "normally elsewhere, report it with that log") from exc
 
 
 def result_path(image: str | Path, out_dir: str | Path) -> Path:
@@ -108,9 +183,33 @@ def is_done(store: str | Path, key: str) -> bool:
 
 
 def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
-    """Inspect one TIFF (no pixel read) and return the image's manifest."""
+    """Inspect one TIFF (no pixel read) and return the image's manifest.
+
+    Raises :class:`~pipeline.io.InputError` (naming the file) for a file that cannot be
+    processed with ``settings``: see :func:`pipeline.io.inspect_tiff`, plus an image side
+    under :data:`MIN_SIDE_PX`, a channel count that ``--channels`` or ``--calibration`` does
+    not match, or more than two channels.
+    """
+    with _named(path, "ingest"):
+        return _ingest(path, out_dir, settings)
+
+
+def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
     info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um)
-    roles = settings.roles_for(info.n_channels)
+    h, w = (info.shape[info.axes.index(a)] for a in "YX")
+    if min(h, w) < MIN_SIDE_PX:
+        raise InputError(path, f"the image is {h} x {w} pixels; chromarate needs at least "
+                         f"{MIN_SIDE_PX} x {MIN_SIDE_PX}",
+                         "Use a larger field of view, or move the file out of the folder")
+    try:
+        roles = settings.roles_for(info.n_channels)
+        settings.calibration_for(info.n_channels)
+    except ValueError as exc:
+        hint = ("Save only the chromatin and heterochromatin channels (or the heterochromatin "
+                "channel alone) in their own file" if info.n_channels > 2 else
+                "Run files with this channel count separately, with a matching --channels "
+                "and --calibration (or leave those out)")
+        raise InputError(path, str(exc), hint) from exc
     key = image_key(path, settings)
     store = result_path(path, out_dir)
     stem = store.name[: -len(".ome.zarr")]
@@ -160,23 +259,43 @@ def _stage(manifest: dict[str, Any], name: str) -> tuple[Path, bool]:
 def denoise_image(manifest: dict[str, Any], settings: Settings, *, progress: Progress = None
                   ) -> str:
     """Calibrate the denoiser on the first plane and denoise every plane → ``denoised.zarr``."""
-    out, done = _stage(manifest, "denoised")
-    if done:
-        return str(out)
-    t0 = time.perf_counter()
-    planes = _planes(manifest)
-    cal = settings.calibration_for(len(manifest["roles"]))
-    offsets = None if cal == "auto" else tuple(c.offset for c in cal)
-    params = calibrate(np.asarray(planes[0]), method=settings.run.denoise,
-                       anscombe=settings.run.anscombe, offsets=offsets)
-    den = denoise_planes(planes, params, progress=progress)
-    record = params.record | {"depth_px": params.depth_px, "seconds": time.perf_counter() - t0}
-    return str(_save(out, {"denoised": den}, record))
+    with _stage_errors(manifest, "denoise"):
+        out, done = _stage(manifest, "denoised")
+        if done:
+            return str(out)
+        t0 = time.perf_counter()
+        planes = _planes(manifest)
+        cal = settings.calibration_for(len(manifest["roles"]))
+        offsets = None if cal == "auto" else tuple(c.offset for c in cal)
+        first = np.asarray(planes[0])
+        _check_finite(manifest["image"], 0, first)
+        params = calibrate(first, method=settings.run.denoise,
+                           anscombe=settings.run.anscombe, offsets=offsets)
+        den = denoise_planes(planes, params, progress=progress)
+        record = params.record | {"depth_px": params.depth_px,
+                                  "seconds": time.perf_counter() - t0}
+        return str(_save(out, {"denoised": den}, record))
+
+
+def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
+    if data.dtype.kind != "f":
+        return
+    n_nan, n_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+    if n_nan or n_inf:
+        raise InputError(image, f"plane {plane} holds {n_nan} NaN and {n_inf} infinite "
+                         "pixel value(s)", "Replace them (for example with the background "
+                         "level) and save the file again, or move it out of the folder")
 
 
 def fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
               progress: Progress = None) -> str:
     """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
+    with _stage_errors(manifest, "fit"):
+        return _fit_image(manifest, settings, denoised, progress=progress)
+
+
+def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
+               progress: Progress = None) -> str:
     out, done = _stage(manifest, "fit")
     if done:
         return str(out)
@@ -191,9 +310,7 @@ def fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
     planes, tiles = [], []
     for p in range(n):
         plane_raw = np.asarray(raw[p], dtype=np.float64)
-        if not np.all(np.isfinite(plane_raw)):
-            raise InputError(manifest["image"], f"plane {p} holds NaN or infinite values",
-                             "mask or fix those pixels before running")
+        _check_finite(manifest["image"], p, plane_raw)
         # bandwidths are chosen on the un-denoised fields: the noise split needs white noise
         fields_raw, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
                                       phi_max=model.phi_max)
@@ -215,6 +332,11 @@ def fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
 
 def segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:
     """Nuclei and heterochromatin domains of every plane → ``segment.zarr``."""
+    with _stage_errors(manifest, "segment"):
+        return _segment_image(manifest, settings, fit)
+
+
+def _segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:
     out, done = _stage(manifest, "segment")
     if done:
         return str(out)
@@ -240,6 +362,12 @@ def assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: s
 
     λ is reported inside nuclei only: outside them ``rates`` is NaN and ``identifiable`` 0.
     """
+    with _stage_errors(manifest, "assemble"):
+        return _assemble(manifest, settings, denoised, fit, segment, timings=timings)
+
+
+def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: str,
+              segment: str, *, timings: dict[str, float] | None = None) -> str:
     from .io import write_result_store
 
     g_fit, g_seg = zarr.open_group(fit, mode="r"), zarr.open_group(segment, mode="r")

@@ -43,7 +43,16 @@ IMAGE_COLUMNS = PROVENANCE + [
     "code_version",
 ]
 TILE_COLUMNS = PROVENANCE + ["tile", "y0_px", "y1_px", "x0_px", "x1_px",
-                             "fraction_identifiable", "lambda_median"]
+                             "fraction_identifiable", "lambda_median", "diverged", "retried",
+                             "fallback", "cf_nonfinite_px", "cf_degenerate", "dropped_px"]
+"""Tile rows. The flags come from :func:`pipeline.tiling.fit_plane`: ``diverged`` (the first
+neural fit of the tile diverged), ``retried`` (it was refitted with safer settings),
+``fallback`` (``none``, ``retry``: the refit is reported, ``closed-form``: the refit diverged
+too and the tile reports its closed-form λ with no std), ``cf_nonfinite_px`` (pixels where
+the closed-form estimate was non-finite, never reported as identifiable), ``cf_degenerate``
+(the local least-squares system carries too little information anywhere in the tile) and
+``dropped_px`` (pixels dropped from the identifiable mask because the fit left no finite
+value there). Stores written before these columns existed leave them empty."""
 OBJECT_COLUMNS = PROVENANCE + [
     "kind", "label", "nucleus", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_mean",
     "lambda_sd", "lambda_std_mean", "fraction_identifiable", "distance_to_edge_um",

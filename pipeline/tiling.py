@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ __all__ = [
     "halo_px",
     "plan_tiles",
 ]
+
+log = logging.getLogger(__name__)
 
 GAUSSIAN_TRUNCATE = 3.0
 """Truncation (in sigmas) of the rate window, as in :mod:`pipeline.estimate.closed_form`."""
@@ -194,19 +197,37 @@ def extract_tiles(array: np.ndarray, plan: TilePlan, *, tiles: Sequence[Tile] | 
                      for t in (plan.tiles if tiles is None else tiles)])
 
 
+def _valid_slices(tile: Tile) -> tuple[slice, slice]:
+    """The tile's valid part in plane coordinates."""
+    y0, y1, x0, x1 = tile.valid
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _valid_cut(tile: Tile) -> tuple[slice, slice]:
+    """The tile's valid part in window coordinates."""
+    y0, y1, x0, x1 = tile.valid
+    return (slice(y0 - tile.window[0], y1 - tile.window[0]),
+            slice(x0 - tile.window[2], x1 - tile.window[2]))
+
+
 class _PlaneBlend:
     """Feathered-weighted sums of named per-tile maps over one plane, added tile by tile.
 
     Only plane-size accumulators are kept: one numerator per map, one weight sum shared by
-    every map that has held no NaN so far, and a map's own weight sum from its first NaN on
-    (a copy of the shared one at that moment). Adding tiles in plan order gives bit for bit
-    what summing all tiles at once gives, whatever the batches.
+    every map, and, per map that has held a NaN, the weight its NaN pixels did not get
+    (``lost``). ``lost`` starts as lazily allocated zeros and is written only at NaN pixels,
+    so for the usual few NaN pixels (the empty windows at the image edge) it stays almost
+    wholly unallocated, where a full copy of the weight sum would cost one more plane.
+    A pixel's weight is ``common - lost``: exactly 0 where every covering tile was NaN (both
+    sums add the same weights in the same order), and within rounding of the sum of the
+    finite tiles' weights elsewhere. Adding tiles in plan order gives bit for bit what
+    summing all tiles at once gives, whatever the batches.
     """
 
     def __init__(self, plan: TilePlan, names: Sequence[str], lead: tuple[int, ...] = ()):
         self.plan = plan
         self.num = {k: np.zeros(lead + plan.shape) for k in names}
-        self.own: dict[str, np.ndarray] = {}
+        self.lost: dict[str, np.ndarray] = {}
         self.common = np.zeros(lead + plan.shape)
 
     def add(self, tile: Tile, weight: np.ndarray, values: dict[str, np.ndarray]) -> None:
@@ -220,21 +241,24 @@ class _PlaneBlend:
             ok = np.isfinite(part)
             if ok.all():
                 self.num[k][dst] += weight * part
-                if k in self.own:
-                    self.own[k][dst] += weight
                 continue
-            ww = np.where(ok, weight, 0.0)
-            self.num[k][dst] += ww * np.where(ok, part, 0.0)
-            if k not in self.own:
-                self.own[k] = self.common.copy()
-            self.own[k][dst] += ww
+            self.num[k][dst] += np.where(ok, weight, 0.0) * np.where(ok, part, 0.0)
+            if k not in self.lost:
+                self.lost[k] = np.zeros(self.common.shape)  # calloc: pages untouched
+            view, bad = self.lost[k][dst], ~ok
+            view[bad] += np.broadcast_to(weight, part.shape)[bad]  # touches NaN pixels only
         self.common[dst] += weight
 
     def result(self, name: str) -> np.ndarray:
-        """The normalised map (NaN where no tile gave a finite value); frees its numerator."""
-        num, den = self.num.pop(name), self.own.pop(name, self.common)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        """The normalised map (NaN where no tile gave a finite value), computed in place in
+        its numerator, which the accumulator then forgets."""
+        num = self.num.pop(name)
+        lost = self.lost.pop(name, None)
+        den = self.common if lost is None else np.subtract(self.common, lost, out=lost)
+        pos = den > 0
+        np.divide(num, den, out=num, where=pos)
+        num[~pos] = np.nan
+        return num
 
 
 def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray] | None = None
@@ -265,11 +289,13 @@ def _select(fields: np.ndarray, model: Any, pixel_size_um: float, est: Any, seed
 
 def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
             init: np.ndarray, bandwidth: tuple[float, float],
-            progress: Callable[[dict], None] | None, first: int = 0) -> dict:
+            progress: Callable[[dict], None] | None, first: int = 0, *,
+            index: Sequence[int] | None = None, dtype: str = "float32") -> dict:
     """The one call site of the neural per-tile fit, for a batch starting at tile ``first``.
 
     Tile ``n`` of the plane gets seed ``settings.seed + n`` whatever the batch, so the result
-    does not depend on ``max_batch_px``.
+    does not depend on ``max_batch_px``; ``index`` gives the plane indices of ``tiles`` when
+    they are not consecutive (a retry of some tiles of a batch).
     """
     try:
         from .estimate.neural import fit_tiles
@@ -277,9 +303,79 @@ def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
         raise NotImplementedError(
             "method 'neural' is not available in this build yet; use --method closed-form"
         ) from exc
+    seed: int | list[int] = (int(settings.seed) + int(first) if index is None
+                             else [int(settings.seed) + int(i) for i in index])
     return fit_tiles(tiles, model, pixel_size_um, settings, init_lambda=init,
-                     bandwidth=bandwidth, seed=int(settings.seed) + int(first), device=settings.device,
+                     bandwidth=bandwidth, seed=seed, device=settings.device, dtype=dtype,
                      progress=progress)
+
+
+def _safer(settings: Any) -> Any:
+    """Settings of the retry of a diverged tile: both learning rates times
+    ``neural.retry_lr_factor`` and twice the epochs (run in float64 by the caller)."""
+    nn = settings.neural
+    f = float(nn.retry_lr_factor)
+    safer = nn.model_copy(update={"lr_rate": nn.lr_rate * f, "lr_field": nn.lr_field * f,
+                                  "epochs": max(1, 2 * nn.epochs)})
+    return settings.model_copy(update={"neural": safer})
+
+
+def _failed(out: dict, i: int) -> bool:
+    """Whether tile ``i`` of a :func:`_neural` result diverged or left a non-finite mean or
+    std where the fit itself called the tile identifiable."""
+    ok = np.asarray(out["identifiable"][i], bool)
+    return (bool(out["diagnostics"][i].get("diverged"))
+            or not np.isfinite(out["mean"][i][ok]).all()
+            or not np.isfinite(out["std"][i][ok]).all())
+
+
+def _neural_guarded(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
+                    init: np.ndarray, bandwidth: tuple[float, float],
+                    progress: Callable[[dict], None] | None, first: int) -> dict:
+    """:func:`_neural` with divergence handling, per tile of the batch.
+
+    A tile whose fit diverged (:func:`_failed`) is refitted once, alone with the other failed
+    tiles of the batch, with :func:`_safer` settings in float64 and the same seeds. If the
+    retry also fails the tile falls back to the closed-form estimate ``init``: its mean is the
+    closed-form λ and its std is NaN, because the closed form gives no uncertainty and
+    inventing one would be dishonest (the closed-form method's std is NaN everywhere too).
+    Each tile's diagnostics get ``diverged`` (first attempt), ``retried`` and ``fallback``
+    (``"none"``, ``"retry"`` or ``"closed-form"``).
+    """
+    out = _neural(tiles, model, pixel_size_um, settings, init, bandwidth, progress, first)
+    mean = np.array(out["mean"], dtype=np.float64)  # float64: a fallback keeps init exactly
+    std = np.array(out["std"], dtype=np.float64)
+    diags = [dict(d) for d in out["diagnostics"]]
+    bad = [i for i in range(len(tiles)) if _failed(out, i)]
+    for i, d in enumerate(diags):
+        d |= {"diverged": i in bad, "retried": False, "fallback": "none"}
+    if not bad:
+        return {"mean": mean, "std": std, "diagnostics": diags}
+    log.warning("neural fit: %d tile(s) diverged (tiles %s); retrying with learning rates x%g, "
+                "%d epochs, float64", len(bad), [first + i for i in bad],
+                settings.neural.retry_lr_factor, max(1, 2 * settings.neural.epochs))
+    idx = np.asarray(bad)
+    again = _neural(tiles[idx], model, pixel_size_um, _safer(settings), init[idx], bandwidth,
+                    progress, index=[first + i for i in bad], dtype="float64")
+    for j, i in enumerate(bad):
+        if not _failed(again, j):
+            mean[i], std[i] = again["mean"][j], again["std"][j]
+            diags[i] = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True,
+                                                         "fallback": "retry"}
+            continue
+        log.warning("neural fit: tile %d diverged again; using its closed-form estimate "
+                    "(std NaN)", first + i)
+        mean[i], std[i] = init[i], np.nan
+        diags[i] = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True,
+                                                     "fallback": "closed-form"}
+    return {"mean": mean, "std": std, "diagnostics": diags}
+
+
+def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
+    """Median of the finite ``values[where]`` (inf when there are none), with one copy."""
+    v = values[where]
+    v = v[np.isfinite(v)] if not np.isfinite(v).all() else v
+    return float(np.median(v, overwrite_input=True)) if v.size else np.inf
 
 
 def fit_plane(
@@ -306,12 +402,27 @@ def fit_plane(
     pixels keeps a batch's FFT working set near 1 GB; larger batches are no faster on CPU
     (docs/throughput.md).
 
+    Numerical guards: ``mean`` is finite at every identifiable pixel and NaN elsewhere. The
+    closed-form λ is identifiable only where it is finite; a neural tile that diverges is
+    retried once with safer settings and, failing that, takes its closed-form λ
+    (:func:`_neural_guarded`); a neural pixel left without a finite value is dropped from the
+    mask and counted (``dropped_px``). ``std`` is finite at identifiable pixels for the neural
+    method, except where only closed-form fallback tiles cover the pixel (NaN: no uncertainty);
+    it is NaN everywhere for the closed-form method.
+
     Returns
     -------
     dict
         ``mean``, ``std`` (Y, X) float32 (NaN where not identifiable); ``identifiable`` bool;
         ``fields`` (C, Y, X) the fields fitted; ``record`` (bandwidths, selection, tile plan,
-        seconds); ``tiles`` (one JSON-able row per tile).
+        counts of flagged tiles and pixels, seconds); ``tiles`` (one JSON-able row per tile:
+        its valid part, ``fraction_identifiable``, ``lambda_median``, the neural diagnostics,
+        and the flags ``diverged`` (first neural attempt), ``retried``, ``fallback``
+        (``"none"``, ``"retry"`` or ``"closed-form"``), ``cf_nonfinite_px`` (valid pixels where
+        the closed-form terms or λ were non-finite although the local system was not empty),
+        ``cf_degenerate`` (the local least-squares system is empty or near-singular over the
+        whole tile: no pixel's window information ``G_s*(w A^2)`` reaches the identifiability
+        fraction of the plane's median) and ``dropped_px``).
     """
     from .estimate import linear_terms, local_least_squares
     from .mollifier import Mollifier
@@ -331,6 +442,8 @@ def fit_plane(
     weights = feather_weights(plan)
     acc = _PlaneBlend(plan, ("lam", "a2", "den") + (("mean", "std") if neural else ()))
     diagnostics: list[dict] = [{} for _ in range(n)]
+    cf_nonfinite = np.zeros(n, dtype=np.int64)  # per tile, see the tile rows below
+    cf_den_max = np.zeros(n)
     for s in range(0, n, per):  # stream: only one batch of tiles is ever held
         batch = plan.tiles[s : s + per]
         tiles = extract_tiles(fields, plan, tiles=batch)
@@ -339,44 +452,90 @@ def fit_plane(
                                            lambda_min=est.lambda_min, lambda_max=est.lambda_max)
         vals = {"lam": lam_b, "a2": terms.a**2, "den": den_b}
         del terms
+        for i, t in enumerate(batch):
+            cut = _valid_cut(t)
+            a2v, denv, lamv = vals["a2"][i][cut], den_b[i][cut], lam_b[i][cut]
+            with np.errstate(invalid="ignore"):
+                # arithmetic failure (overflow, NaN), not a merely empty window: 0/0 is not
+                # counted here, it is the degenerate case
+                bad = ~np.isfinite(a2v) | ~np.isfinite(denv) | (~np.isfinite(lamv) & (denv > 0))
+            cf_nonfinite[s + i] = int(bad.sum())
+            finite_den = denv[np.isfinite(denv)]
+            cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
         if progress is not None:
             progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
         if neural:
-            out = _neural(tiles, model, pixel_size_um, settings, lam_b, (delta, window),
-                          progress, first=s)
-            vals |= {"mean": np.asarray(out["mean"]), "std": np.asarray(out["std"])}
-            diagnostics[s : s + len(batch)] = list(out.get("diagnostics")
-                                                   or diagnostics[s : s + len(batch)])
+            out = _neural_guarded(tiles, model, pixel_size_um, settings, lam_b,
+                                  (delta, window), progress, s)
+            vals |= {"mean": out["mean"], "std": out["std"]}
+            diagnostics[s : s + len(batch)] = out["diagnostics"]
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
         del tiles, vals
     a2, den = acc.result("a2"), acc.result("den")
-    lam = acc.result("mean" if neural else "lam")
-    std = acc.result("std") if neural else np.full(plan.shape, np.nan)
+    lam_cf = acc.result("lam")
+    lam = acc.result("mean") if neural else lam_cf
+    std = acc.result("std") if neural else None  # closed form: no uncertainty (NaN)
     inside = np.zeros(plan.shape, bool)
     if 2 * support < min(plan.shape):
         inside[support:-support, support:-support] = True
     else:
         inside[:] = True
-    ref, ref_den = float(np.median(a2[inside])), float(np.median(den[inside]))
+    ref, ref_den = _finite_median(a2, inside), _finite_median(den, inside)
     frac = est.identifiable_fraction
-    if neural:  # identifiability is the closed-form map's, as untiled
-        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(acc.result("lam"))
-    else:
-        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam)
-    del a2, den
-    lam, std = np.where(ident, lam, np.nan), np.where(ident, std, np.nan)
-    rows = []
+    # identifiability is the closed-form map's, as untiled, for both methods
+    with np.errstate(invalid="ignore"):
+        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam_cf)
+    ident &= np.isfinite(a2) & np.isfinite(den)
+    del a2, den, lam_cf
+    # guard: no non-finite value inside the identifiable mask. The closed-form mean is finite
+    # there by construction; a neural mean or std can be missing where every covering tile's
+    # fit called the pixel unidentifiable (its own per-tile medians) or failed. Such pixels are
+    # dropped from the mask and counted, never reported as identifiable with NaN. The one
+    # exception is the std of tiles that fell back to the closed form (NaN: no uncertainty).
+    fallback_cover = np.zeros(plan.shape, bool)
     for t, diag in zip(plan.tiles, diagnostics, strict=True):
-        y0, y1, x0, x1 = t.valid
-        part, ok = lam[y0:y1, x0:x1], ident[y0:y1, x0:x1]
-        rows.append({"plane": plane, "tile": t.index, "y0_px": y0, "y1_px": y1, "x0_px": x0,
-                     "x1_px": x1, "fraction_identifiable": float(ok.mean()),
+        if diag.get("fallback") == "closed-form":
+            fallback_cover[_valid_slices(t)] = True
+    missing = ident & ~np.isfinite(lam)
+    if neural:
+        missing |= ident & ~np.isfinite(std) & ~fallback_cover
+    if missing.any():
+        log.warning("plane %d: %d identifiable pixel(s) had no finite fitted value; marked not "
+                    "identifiable", plane, int(missing.sum()))
+        ident &= ~missing
+    lam[~ident] = np.nan  # in place: the plane is large
+    if std is not None:
+        std[~ident] = np.nan
+    rows = []
+    for t, diag, nf, dmax in zip(plan.tiles, diagnostics, cf_nonfinite, cf_den_max, strict=True):
+        sl = _valid_slices(t)
+        part, ok = lam[sl], ident[sl]
+        rows.append({"plane": plane, "tile": t.index, "y0_px": t.valid[0], "y1_px": t.valid[1],
+                     "x0_px": t.valid[2], "x1_px": t.valid[3],
+                     "fraction_identifiable": float(ok.mean()),
                      "lambda_median": float(np.median(part[ok])) if ok.any() else None,
-                     **{k: v for k, v in diag.items() if isinstance(v, int | float | str)}})
+                     **{k: v for k, v in diag.items() if isinstance(v, int | float | str)},
+                     "diverged": bool(diag.get("diverged", False)),
+                     "retried": bool(diag.get("retried", False)),
+                     "fallback": str(diag.get("fallback", "none")),
+                     "cf_nonfinite_px": int(nf),
+                     "cf_degenerate": bool(dmax <= frac * ref_den),  # NaN: non-finite
+                     "dropped_px": int(missing[sl].sum())})
+    if cf_nonfinite.any():
+        log.warning("plane %d: the closed-form estimate was non-finite at %d pixel(s) in %d "
+                    "tile(s) (see cf_nonfinite_px in the tile table); those pixels are not "
+                    "identifiable", plane, int(cf_nonfinite.sum()), int((cf_nonfinite > 0).sum()))
+    fallbacks = [r["fallback"] for r in rows]
     record = {"delta_um": delta, "window_um": window, "selection": selection,
               "tiling": plan.to_dict(), "fraction_identifiable": float(ident.mean()),
+              "tiles_diverged": sum(r["diverged"] for r in rows),
+              "tiles_fallback_retry": fallbacks.count("retry"),
+              "tiles_fallback_closed_form": fallbacks.count("closed-form"),
+              "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
               "seconds": time.perf_counter() - t0}
-    return {"mean": lam.astype(np.float32), "std": std.astype(np.float32),
-            "identifiable": ident, "fields": fields.astype(np.float32), "record": record,
+    mean = lam.astype(np.float32)
+    del lam
+    std = np.full(plan.shape, np.nan, np.float32) if std is None else std.astype(np.float32)
+    return {"mean": mean, "std": std, "identifiable": ident, "fields": fields.astype(np.float32), "record": record,
             "tiles": rows}

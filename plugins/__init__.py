@@ -5,18 +5,17 @@ entry point. Modules split in two:
 
 - plain (no napari, no Qt): :mod:`plugins.layers` (layer data from stores and TIFFs),
   :mod:`plugins.reader`, :mod:`plugins.summary` (masking and per-nucleus summaries),
-  :mod:`plugins.runner` (settings and the run as events), :mod:`plugins.sample`;
+  :mod:`plugins.runner` (settings, and the Prefect flow's run as events), :mod:`plugins.sample`;
 - GUI (the ``napari`` extra; napari imported inside functions): :mod:`plugins.inspect_widget`,
   :mod:`plugins.run_widget`, :mod:`plugins.view` (``chromarate view``).
 """
 
 from plugins.layers import robust_limits, store_layers, tiff_layers
 from plugins.reader import napari_get_reader, read_path
-from plugins.runner import RunCancelled, build_settings, run_folder
+from plugins.runner import build_settings, run_folder
 from plugins.summary import label_summaries, visible_mask, write_summaries_csv
 
 __all__ = [
-    "RunCancelled",
     "build_settings",
     "label_summaries",
     "napari_get_reader",

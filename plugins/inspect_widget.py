@@ -1,5 +1,6 @@
 """The inspect dock widget: the λ overlay on an image, masked by uncertainty and identifiability,
-with a colour scale, per-nucleus readouts and CSV export.
+with a colour scale, readouts per nucleus and over a drawn selection (a Shapes layer), and CSV
+export.
 
 The arithmetic lives in :mod:`plugins.summary`; this module only wires it to napari. It needs
 the ``napari`` extra (magicgui); napari itself is imported inside functions.
@@ -23,7 +24,15 @@ from magicgui.widgets import (
 )
 
 from plugins.layers import LAMBDA_UNITS
-from plugins.summary import format_summary, label_summaries, visible_mask, write_summaries_csv
+from plugins.summary import (
+    format_summary,
+    label_summaries,
+    polygon_mask,
+    region_summary,
+    shape_polygon,
+    visible_mask,
+    write_summaries_csv,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -66,6 +75,9 @@ class InspectWidget(Container):
         self._table: list[dict[str, Any]] = []
         self._table_key: tuple | None = None
         self._generation = 0
+        self._regions: list[dict[str, Any]] = []  # one row per shape of the selection layer
+        self._region: dict[str, Any] | None = None  # the selected shapes (or all) together
+        self._region_generation = 0
         self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self.rates = ComboBox(label="λ layer", choices=self._rate_choices, nullable=True)
         self.use_std = CheckBox(text="mask where λ std above", value=False)
@@ -75,21 +87,28 @@ class InspectWidget(Container):
         self.legend = Label(label="colour scale", value="")
         self.cursor = Label(label="under cursor", value="")
         self.selection = Label(label="selected", value="")
+        self.shapes = ComboBox(label="selection layer", choices=self._shape_choices,
+                               nullable=True,
+                               tooltip="a Shapes layer: its selected shapes (or all of them)")
+        self.region = Label(label="selection", value="")
         self.csv = FileEdit(label="CSV", mode="w", filter="*.csv")
         self.export = PushButton(text="Export visible summaries to CSV")
         self.extend([
             self.image, self.rates, self.use_std, self.std_max, self.identifiable, self.mode,
-            self.legend, self.cursor, self.selection, self.csv, self.export,
+            self.legend, self.cursor, self.selection, self.shapes, self.region, self.csv,
+            self.export,
         ])
         for w in (self.use_std, self.std_max, self.identifiable, self.mode):
             w.changed.connect(self.apply)
         self.rates.changed.connect(self._on_rates)
         self.image.changed.connect(self._on_image)
+        self.shapes.changed.connect(self._on_shapes)
         self.export.changed.connect(lambda *_: self.export_csv())
         self._alive = True
         napari_viewer.cursor.events.position.connect(self._on_cursor)
         napari_viewer.dims.events.current_step.connect(self.refresh_table)
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
+        napari_viewer.layers.events.removed.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._on_destroyed)
         self._on_layers_changed()
         self._on_rates()
@@ -102,6 +121,7 @@ class InspectWidget(Container):
             (events.cursor.events.position, self._on_cursor),
             (events.dims.events.current_step, self.refresh_table),
             (events.layers.events.inserted, self._on_layers_changed),
+            (events.layers.events.removed, self._on_layers_changed),
         ):
             emitter.disconnect(callback)
 
@@ -133,6 +153,14 @@ class InspectWidget(Container):
         found = [c for c in self.rates.choices if c is not None]
         if self.rates.value is None and found:
             self.rates.value = found[0]
+        shapes = [c for c in self.shapes.choices if c is not None]
+        if self.shapes.value is None and shapes:
+            self.shapes.value = shapes[0]
+
+    def _shape_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Shapes
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Shapes)]
 
     # --- layers around the chosen λ layer --------------------------------------------------
     def _sibling(self, layer: Any, role: str) -> Any | None:
@@ -294,15 +322,18 @@ class InspectWidget(Container):
         mask0 = self.masks(lam)[0]
         labels0 = None if nuclei is None else _levels(nuclei.data, nuclei.multiscale)[0]
         std0 = None if std is None else _levels(std.data, std.multiscale)[0]
+        ident = self._sibling(lam, "identifiable")
+        ident0 = None if ident is None else _levels(ident.data, ident.multiscale)[0]
         if lam.ndim == 3:
             level0, mask0 = level0[plane], mask0[plane]
             labels0 = None if labels0 is None else labels0[plane]
             std0 = None if std0 is None else std0[plane]
+            ident0 = None if ident0 is None else ident0[plane]
         info = _info(lam)
         self._generation += 1
         generation = self._generation
         worker = create_worker(
-            _summaries, level0, labels0, mask0, std0,
+            _summaries, level0, labels0, mask0, std0, ident0,
             pixel_size_um=float(info.get("pixel_size_um") or lam.scale[-1]),
             file=Path(str(info.get("attrs", {}).get("source", info.get("store", lam.name)))).name,
             plane=plane,
@@ -312,6 +343,7 @@ class InspectWidget(Container):
         )
         worker.start()
         self._worker = worker
+        self.refresh_selection()
 
     def _set_table(self, rows: list[dict[str, Any]], generation: int) -> None:
         if generation != self._generation or not self._alive:
@@ -364,8 +396,94 @@ class InspectWidget(Container):
             self._hooked.add(str(nuclei.unique_id))
         self.selection.value = format_summary(self.row_for(nuclei.selected_label))
 
+    # --- the drawn selection ---------------------------------------------------------------
+    def _on_shapes(self, *_: Any) -> None:
+        layer = self.shapes.value
+        if layer is not None and str(layer.unique_id) not in self._hooked:
+            layer.events.data.connect(self.refresh_selection)
+            layer.selected_data.events.items_changed.connect(self.refresh_selection)
+            self._hooked.add(str(layer.unique_id))
+        self.refresh_selection()
+
+    def _polygons(self, lam: Any, plane: int) -> list[tuple[int, np.ndarray]]:
+        """(shape number from 1, outline in the λ layer's full-resolution pixels) of each shape
+        with an area, on the current plane when the shapes carry one."""
+        layer = self.shapes.value
+        if layer is None or not self._alive:
+            return []
+        found = []
+        for i, (data, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
+            coords = np.array([lam.world_to_data(layer.data_to_world(v)) for v in data])
+            if lam.ndim == 3 and np.asarray(data).shape[1] >= 3 and round(coords[0, 0]) != plane:
+                continue  # drawn on another plane
+            poly = shape_polygon(coords, kind)
+            if poly is not None:
+                found.append((i + 1, poly))
+        return found
+
+    def refresh_selection(self, *_: Any) -> None:
+        """Summarise the selection layer's shapes on the current plane, off the GUI thread."""
+        lam = self.rates.value
+        if lam is None or not self._alive:
+            return
+        from napari.qt.threading import create_worker
+
+        plane = self._plane(lam)
+        polygons = self._polygons(lam, plane)
+        layer = self.shapes.value
+        chosen = set() if layer is None else {i + 1 for i in layer.selected_data}
+        chosen = {n for n, _ in polygons if n in chosen} or {n for n, _ in polygons}
+        self._region_generation += 1
+        generation = self._region_generation
+        if not polygons:
+            self._set_regions(([], None), generation)
+            return
+        std = self._sibling(lam, "lambda_std")
+        ident = self._sibling(lam, "identifiable")
+        arrays = {
+            "lam": _levels(self._source(lam), lam.multiscale)[0],
+            "visible": self.masks(lam)[0],
+            "std": None if std is None else _levels(std.data, std.multiscale)[0],
+            "identifiable": None if ident is None else _levels(ident.data, ident.multiscale)[0],
+        }
+        if lam.ndim == 3:
+            arrays = {k: None if v is None else v[plane] for k, v in arrays.items()}
+        info = _info(lam)
+        worker = create_worker(
+            _regions, arrays, polygons, chosen,
+            pixel_size_um=float(info.get("pixel_size_um") or lam.scale[-1]),
+            file=Path(str(info.get("attrs", {}).get("source", info.get("store", lam.name)))).name,
+            plane=plane,
+            _start_thread=False,
+            _connect={"returned": lambda result: self._set_regions(result, generation),
+                      "errored": self._on_error},
+        )
+        worker.start()
+        self._region_worker = worker
+
+    def _set_regions(self, result: tuple[list[dict[str, Any]], dict[str, Any] | None],
+                     generation: int) -> None:
+        if generation != self._region_generation or not self._alive:
+            return
+        self._regions, self._region = result
+        self.region.value = (
+            "draw a rectangle or polygon in a Shapes layer" if self._region is None
+            else format_summary(self._region)
+        )
+
+    @property
+    def selection_row(self) -> dict[str, Any] | None:
+        """The summary over the selected shapes (all shapes when none is selected)."""
+        return None if self._region is None else dict(self._region)
+
+    @property
+    def selection_rows(self) -> list[dict[str, Any]]:
+        """One summary row per shape (with an area) of the selection layer."""
+        return list(self._regions)
+
     def export_csv(self, path: str | Path | None = None) -> Path | None:
-        """Write the current rows (with the masking settings as provenance) to ``path``."""
+        """Write the current rows, per nucleus and per drawn shape, with the masking settings as
+        provenance, to ``path``."""
         from napari.utils.notifications import show_error, show_info
 
         lam = self.rates.value
@@ -384,11 +502,11 @@ class InspectWidget(Container):
             "mask_unidentifiable": bool(self.identifiable.value),
         }
         try:
-            out = write_summaries_csv(self._table, path, provenance=provenance)
+            out = write_summaries_csv(self._table + self._regions, path, provenance=provenance)
         except OSError as exc:
             show_error(f"chromarate: cannot write {path}: {exc}")
             return None
-        show_info(f"chromarate: wrote {len(self._table)} row(s) to {out}")
+        show_info(f"chromarate: wrote {len(self._table) + len(self._regions)} row(s) to {out}")
         return out
 
 
@@ -401,9 +519,25 @@ def _where(mask: Any, a: Any, b: Any) -> Any:
     return np.where(mask, a, b)
 
 
-def _summaries(lam: Any, labels: Any, mask: Any, std: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def _regions(arrays: dict[str, Any], polygons: list[tuple[int, np.ndarray]], chosen: set[int],
+             **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-shape rows and the row of the chosen shapes together: runs in a worker thread."""
+    a = {k: None if v is None else np.asarray(v) for k, v in arrays.items()}
+    stats = {"std": a["std"], "identifiable": a["identifiable"], **kwargs}
+
+    def summary(numbers: list[int]) -> dict[str, Any]:
+        mask = polygon_mask([p for n, p in polygons if n in numbers], a["lam"].shape)
+        return region_summary(a["lam"], mask, a["visible"], selection=",".join(map(str, numbers)),
+                              **stats)
+
+    return [summary([n]) for n, _ in polygons], summary(sorted(chosen))
+
+
+def _summaries(lam: Any, labels: Any, mask: Any, std: Any, identifiable: Any, **kwargs: Any
+               ) -> list[dict[str, Any]]:
     """Compute the (possibly lazy) plane and summarise it: runs in a worker thread."""
     return label_summaries(
         np.asarray(lam), None if labels is None else np.asarray(labels), np.asarray(mask),
-        std=None if std is None else np.asarray(std), **kwargs,
+        std=None if std is None else np.asarray(std),
+        identifiable=None if identifiable is None else np.asarray(identifiable), **kwargs,
     )

@@ -1,8 +1,9 @@
 """The run dock widget: choose a folder and settings, run in a worker thread, open the results.
 
-The work is :func:`plugins.runner.run_folder`, driven by a napari ``thread_worker``
-(``create_worker``), so the GUI thread never blocks. Progress shows in the widget and in
-napari's activity dock (``napari.utils.progress``); errors become notifications.
+The work is :func:`plugins.runner.run_folder`, the Prefect flow of ``chromarate run``, driven by
+a napari ``thread_worker`` (``create_worker``), so the GUI thread never blocks. Progress shows
+in the widget and in napari's activity dock (``napari.utils.progress``); errors become
+notifications.
 """
 
 from __future__ import annotations
@@ -78,14 +79,14 @@ class RunWidget(Container):
     def start(self) -> Any:
         """Validate the fields and start the run; returns the worker, or None on bad input."""
         from napari.qt.threading import create_worker
-        from napari.utils.notifications import show_error, show_warning
+        from napari.utils.notifications import show_error
 
         folder = _path_or_none(self.folder.value)
         if folder is None or not folder.exists():
             show_error(f"chromarate: choose a folder of TIFFs (got {str(folder or '')!r})")
             return None
         try:
-            settings, notes = build_settings(
+            settings = build_settings(
                 method=self.method.value,
                 device=self.device.value,
                 ensemble_size=self.ensemble.value or None,
@@ -96,8 +97,6 @@ class RunWidget(Container):
         except ValueError as exc:
             show_error(f"chromarate: bad settings: {exc}")
             return None
-        for note in notes:
-            show_warning(f"chromarate: {note}")
         out = _path_or_none(self.out.value) or default_out_dir(folder)
         self._stop.clear()
         worker = create_worker(
@@ -114,7 +113,7 @@ class RunWidget(Container):
         return worker
 
     def cancel(self) -> None:
-        """Stop after the current plane; finished stores stay, the one in progress does not."""
+        """Start nothing new; the stage running ends, finished stores stay, no partial one."""
         self._stop.set()
         self.status.value = "cancelling…"
 
@@ -122,18 +121,29 @@ class RunWidget(Container):
         from napari.utils import progress
 
         kind = event["event"]
-        if kind == "start":
-            self.bar.max, self.bar.value = max(1, event["total"]), 0
-            self._progress = progress(total=event["total"], desc="chromarate run")
-        elif kind == "image":
-            self.status.value = f"{event['index'] + 1}/{self.bar.max}: {Path(event['image']).name}"
-        elif kind in ("done", "failed"):
-            self.bar.value = event["index"] + 1
+        total = event.get("total", self.bar.max)
+        text = None
+        if kind == "starting":
+            self.bar.max, self.bar.value = max(1, total), 0
+            self._progress = progress(total=total, desc="chromarate run")
+            text = f"starting Prefect… ({total} image(s))"
+        elif kind == "start":
+            text = f"running: 0/{total} image(s)"
+        elif kind == "stage":
+            step = event["stage"]
+            if step == "tiles":
+                step = f"plane {event.get('plane', 0)} tiles {event['done']}/{event['total']}"
+            text = f"{Path(event['image']).name}: {step}"
+        elif kind in ("done", "skipped", "failed"):
+            self.bar.value = min(event["count"], self.bar.max)
             if self._progress is not None:
                 self._progress.update(1)
+            text = f"{event['count']}/{self.bar.max}: {Path(event['image']).name} {kind}"
         elif kind == "finished":
             self.last_result = event
             self._open(event)
+        if text is not None and not self._stop.is_set():  # "cancelling…" stays until the end
+            self.status.value = text
 
     def _open(self, event: dict[str, Any]) -> None:
         from napari.utils.notifications import show_info, show_warning
@@ -146,9 +156,10 @@ class RunWidget(Container):
         for item in event["failed"]:
             show_warning(f"chromarate: {Path(item['image']).name} failed: {item['reason']}")
         what = "cancelled" if event["cancelled"] else "done"
-        self.status.value = (
-            f"{what}: {len(event['stores'])} store(s), {len(event['failed'])} failed → {event['out']}"
-        )
+        status = f"{what}: {len(event['stores'])} store(s), {len(event['failed'])} failed"
+        if event["failed"]:
+            status += f" ({', '.join(Path(i['image']).name for i in event['failed'])})"
+        self.status.value = f"{status} → {event['out']}"
         show_info(f"chromarate run {self.status.value}")
 
     def _on_error(self, exc: BaseException) -> None:

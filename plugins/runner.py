@@ -1,39 +1,34 @@
 """The run widget's engine: settings from the widget's fields, and a run as a stream of events.
 
-:func:`run_folder` is the one place the plugin starts work. Today it calls
-:func:`pipeline.process.process_image` per file (as ``chromarate run`` does) and writes
-``OUT/run.json``; when the Prefect flow lands only this function changes. It never imports a
-GUI: the widget drives it from a ``thread_worker``.
+:func:`run_folder` runs the Prefect flow of ``chromarate run`` (:func:`flows.flow.run`), so the
+stores, ``OUT/run.json``, the CSV summaries, the skipping of finished images and the handling of
+failing files are the command line's. It never imports a GUI: the widget drives it from a
+``thread_worker``. Prefect is imported only when a run starts, after
+:func:`flows.env.prefect_env_defaults` (the command line's defaults for the ephemeral API).
 
 Examples
 --------
->>> settings, notes = build_settings(method="closed-form", device="cpu", calibration="100:0.001")
->>> settings.device, settings.calibration[0].offset, notes
-('cpu', 100.0, [])
+>>> settings = build_settings(method="closed-form", device="cpu", calibration="100:0.001",
+...                           tile_size_px=128)
+>>> settings.device, settings.calibration[0].offset, settings.run.tile_px
+('cpu', 100.0, 128)
 """
 
 from __future__ import annotations
 
-import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.config import Settings, load_settings, parse_calibration
 
-__all__ = ["RunCancelled", "build_settings", "default_out_dir", "run_folder"]
+__all__ = ["build_settings", "default_out_dir", "run_folder"]
 
 Method = Literal["closed-form", "neural"]
 Device = Literal["auto", "cpu", "cuda"]
-
-# names the settings model may give these options (the flow and the neural fit add them)
-_ENSEMBLE_NAMES = ("ensemble_size", "ensemble", "n_ensemble", "n_models")
-_TILE_NAMES = ("tile_size_px", "tile_px", "tile_size", "tile")
-
-
-class RunCancelled(Exception):
-    """Raised inside a run when the user pressed cancel."""
 
 
 def default_out_dir(folder: str | os.PathLike[str]) -> Path:
@@ -46,25 +41,6 @@ def default_out_dir(folder: str | os.PathLike[str]) -> Path:
     return folder.with_name(folder.name + "_results")
 
 
-def _place(data: dict[str, Any], names: tuple[str, ...], value: Any) -> bool:
-    """Put ``value`` under the first of ``names`` the settings model knows (top level or one
-    nested model down); False if it knows none."""
-    fields = Settings.model_fields
-    for name in names:
-        if name in fields:
-            data[name] = value
-            return True
-    for outer, info in fields.items():
-        sub = getattr(info.annotation, "model_fields", None)
-        if not sub:
-            continue
-        for name in names:
-            if name in sub:
-                data.setdefault(outer, {})[name] = value
-                return True
-    return False
-
-
 def build_settings(
     *,
     method: Method = "closed-form",
@@ -73,25 +49,21 @@ def build_settings(
     tile_size_px: int | None = None,
     calibration: str = "auto",
     config: str | os.PathLike[str] | None = None,
-) -> tuple[Settings, list[str]]:
+) -> Settings:
     """The :class:`pipeline.config.Settings` for the widget's fields.
 
     Parameters
     ----------
     method, device : str
         As ``chromarate run --method/--device``.
-    ensemble_size, tile_size_px : int, optional
-        Passed on when the settings model has such a field; otherwise named in the notes.
-        None or 0 leaves the default.
+    ensemble_size : int, optional
+        ``neural.ensemble_size`` (members per tile of the neural fit). None or 0: the default.
+    tile_size_px : int, optional
+        ``run.tile_px``, as ``--tile-size``. None or 0: the default.
     calibration : str
         ``"auto"`` or ``"OFFSET:SCALE[,OFFSET:SCALE]"``.
     config : path, optional
         A TOML or YAML settings file, as ``--config``; the fields above override it.
-
-    Returns
-    -------
-    (Settings, list of str)
-        The validated settings and notes on options this version does not use.
 
     Raises
     ------
@@ -101,17 +73,14 @@ def build_settings(
     data: dict[str, Any] = {"method": method, "device": device}
     if calibration and calibration.strip().lower() != "auto":
         data["calibration"] = parse_calibration(calibration)
-    notes = []
-    for label, names, value in (
-        ("ensemble size", _ENSEMBLE_NAMES, ensemble_size),
-        ("tile size", _TILE_NAMES, tile_size_px),
-    ):
-        if value and not _place(data, names, int(value)):
-            notes.append(f"{label} {value} is not used by this version of chromarate")
+    if ensemble_size:
+        data["neural"] = {"ensemble_size": int(ensemble_size)}
+    if tile_size_px:
+        data["run"] = {"tile_px": int(tile_size_px)}
     config = Path(config) if config and str(config).strip() not in ("", ".") else None
     if config is not None and not config.is_file():
         raise ValueError(f"config file {str(config)!r} does not exist")
-    return load_settings(config, **data), notes
+    return load_settings(config, **data)
 
 
 def run_folder(
@@ -121,13 +90,19 @@ def run_folder(
     *,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[dict[str, Any]]:
-    """Process every TIFF in ``folder`` into ``out_dir``, yielding an event per step.
+    """Run the ``chromarate`` flow on ``folder`` into ``out_dir``, yielding its events.
 
-    Events (dicts with ``"event"``): ``start`` (``total``, ``images``), ``image`` (``index``,
-    ``image``: about to start), ``done`` (``index``, ``image``, ``store``), ``failed``
-    (``index``, ``image``, ``reason``), and last ``finished`` (``out``, ``stores``,
-    ``failed``, ``cancelled``). Files that cannot be read fail alone; the others go on.
-    ``OUT/run.json`` is written at the end, as by ``chromarate run``.
+    Events (dicts with ``"event"``):
+
+    - ``starting`` (``total``, ``images``): the TIFFs were found; Prefect is starting (its
+      ephemeral API takes up to a minute the first time in a session);
+    - ``start`` (``total``, ``images``): the flow runs;
+    - ``stage`` (``image``, ``stage``, ...): a task began a stage (``ingest``, ``denoise``,
+      ``fit``, ``tiles`` with ``done``/``total``, ``segment``); only from tasks in this process;
+    - ``done`` / ``skipped`` (``image``, ``store``, ``count``) and ``failed`` (``image``,
+      ``reason``, ``count``): an image finished; ``count`` of ``total`` have;
+    - last, ``finished`` (``out``, ``stores``, ``failed``, ``cancelled``, ``record``: the
+      ``run.json`` record, None when cancelled).
 
     Parameters
     ----------
@@ -138,58 +113,70 @@ def run_folder(
     settings : Settings
         From :func:`build_settings`.
     should_stop : callable
-        Polled between images and between planes; True cancels the run. Stores already
-        written stay; the one in progress is not written (writes are atomic).
+        Polled while the flow waits on its tasks; True cancels the run: no new image or stage
+        starts, the stage already running ends first, finished stores stay and no partial
+        store is left (stores are written atomically). ``run.json`` is not written.
 
     Raises
     ------
     pipeline.io.InputError
-        If ``folder`` holds no TIFF.
+        If ``folder`` holds no TIFF (before Prefect starts).
+    Exception
+        Whatever stops the flow as a whole (a failing image does not: it is an event).
     """
-    from pipeline.io import InputError, discover_tiffs
-    from pipeline.io.atomic import atomic_write_text, clean_partials
-    from pipeline.process import process_image
+    from pipeline.io import discover_tiffs
 
     folder, out_dir = Path(folder), Path(out_dir)
     images = [folder] if folder.is_file() else discover_tiffs(folder, recursive=settings.recursive)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_partials(out_dir)
-    yield {"event": "start", "total": len(images), "images": [str(p) for p in images]}
+    names = [str(p) for p in images]
+    yield {"event": "starting", "total": len(images), "images": names}
 
-    def check(_event: dict[str, Any] | None = None) -> None:
-        if should_stop():
-            raise RunCancelled("cancelled by the user")
+    from flows.env import prefect_env_defaults
 
-    done: list[dict[str, Any]] = []
-    failed: list[dict[str, str]] = []
-    cancelled = False
-    for index, image in enumerate(images):
+    prefect_env_defaults()
+    from flows.flow import RunCancelled, run
+    from flows.tasks import set_progress_sink
+
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    closing = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
         try:
-            check()
-            yield {"event": "image", "index": index, "image": str(image)}
-            record = process_image(image, out_dir, settings, progress=check)
-        except RunCancelled:
-            cancelled = True
-            break
-        except (InputError, ValueError, NotImplementedError) as exc:
-            failed.append({"image": str(image), "reason": str(exc)})
-            yield {"event": "failed", "index": index, "image": str(image), "reason": str(exc)}
-            continue
-        done.append(record)
-        yield {"event": "done", "index": index, "image": str(image), "store": record["store"]}
-    atomic_write_text(
-        out_dir / "run.json",
-        json.dumps(
-            {"settings": settings.model_dump(mode="json"), "images": done, "failed": failed,
-             "cancelled": cancelled},
-            indent=2,
-            default=str,
-        ),
-    )
+            outcome["record"] = run(folder, out_dir, settings, progress=events.put,
+                                    cancel=lambda: closing.is_set() or should_stop())
+        except BaseException as exc:  # handed to the consumer below
+            outcome["error"] = exc
+        finally:
+            events.put(None)
+
+    stores: list[str] = []
+    failed: list[dict[str, str]] = []
+    set_progress_sink(lambda ev: events.put({"event": "stage", **ev}))
+    thread = threading.Thread(target=work, name="chromarate-flow", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not None:
+            if event["event"] in ("done", "skipped"):
+                stores.append(event["store"])
+            elif event["event"] == "failed":
+                failed.append({"image": event["image"], "reason": event["reason"]})
+            if event["event"] in ("done", "skipped", "failed"):
+                event = {**event, "count": len(stores) + len(failed)}
+            yield event
+    finally:  # normal end, or the consumer stopped early: never leave the flow running
+        closing.set()
+        thread.join()
+        set_progress_sink(None)
+    error = outcome.get("error")
+    if error is not None and not isinstance(error, RunCancelled):
+        raise error
+    record = outcome.get("record")
     yield {
         "event": "finished",
         "out": str(out_dir),
-        "stores": [r["store"] for r in done],
-        "failed": failed,
-        "cancelled": cancelled,
+        "stores": stores if record is None else [i["store"] for i in record["images"]],
+        "failed": failed if record is None else record["failed"],
+        "cancelled": record is None,
+        "record": record,
     }

@@ -1,4 +1,5 @@
-"""Which λ pixels to trust, and per-nucleus summaries of them: the inspect widget's arithmetic.
+"""Which λ pixels to trust, and summaries of them per nucleus or over a drawn selection: the
+inspect widget's arithmetic.
 
 Plain numpy and pandas, no napari, so each function is tested without a viewer.
 
@@ -12,6 +13,10 @@ Examples
 >>> rows = label_summaries(lam, None, visible_mask(lam), pixel_size_um=0.5)
 >>> rows[0]["nucleus_id"], rows[0]["area_um2"], rows[0]["lambda_mean"]
 (0, 1.0, 2.3333333333333335)
+>>> region = polygon_mask([[(-0.5, -0.5), (-0.5, 1.5), (0.5, 1.5), (0.5, -0.5)]], lam.shape)
+>>> row = region_summary(lam, region, visible_mask(lam), pixel_size_um=0.5)
+>>> row["region"], row["n_pixels"], row["lambda_mean"]
+('selection', 2, 1.5)
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "format_summary",
     "label_summaries",
+    "polygon_mask",
+    "region_summary",
+    "shape_polygon",
     "visible_mask",
     "write_summaries_csv",
 ]
@@ -34,9 +42,12 @@ __all__ = [
 SUMMARY_COLUMNS = (
     "file",
     "plane",
+    "region",
     "nucleus_id",
+    "selection",
     "n_pixels",
     "area_um2",
+    "fraction_identifiable",
     "fraction_visible",
     "lambda_mean",
     "lambda_median",
@@ -93,6 +104,7 @@ def label_summaries(
     *,
     pixel_size_um: float,
     std: Any | None = None,
+    identifiable: Any | None = None,
     file: str = "",
     plane: int = 0,
 ) -> list[dict[str, Any]]:
@@ -110,47 +122,130 @@ def label_summaries(
         For ``area_um2`` (the nucleus area, all its pixels).
     std : array_like, optional
         λ std; ``lambda_std_mean`` is its mean over the visible pixels.
+    identifiable : array_like, optional
+        Identifiability mask; ``fraction_identifiable`` is its share of the region (NaN
+        without it).
     file, plane : str, int
         Provenance columns.
 
     Returns
     -------
     list of dict
-        Keys :data:`SUMMARY_COLUMNS`; NaN statistics where no pixel is visible.
+        Keys :data:`SUMMARY_COLUMNS` (``region`` is ``"nucleus"`` or ``"field"``,
+        ``selection`` None); NaN statistics where no pixel is visible.
     """
-    lam = np.asarray(lam, dtype=np.float64)
-    visible = np.asarray(visible, dtype=bool) & np.isfinite(lam)
-    regions = np.zeros(lam.shape, np.int64) if labels is None else np.asarray(labels, np.int64)
+    regions = (np.zeros(np.shape(lam), np.int64) if labels is None
+               else np.asarray(labels, np.int64))
     ids = np.unique(regions)
     ids = ids if labels is None else ids[ids > 0]
-    std_arr = None if std is None else np.asarray(std, dtype=np.float64)
-    rows = []
-    for rid in ids:
-        region = regions == rid
-        sel = region & visible
-        values = lam[sel]
-        n, n_vis = int(region.sum()), int(values.size)
-        std_vals = std_arr[sel] if std_arr is not None else np.array([])
-        std_vals = std_vals[np.isfinite(std_vals)]
-        rows.append({
-            "file": file,
-            "plane": int(plane),
-            "nucleus_id": int(rid),
-            "n_pixels": n,
-            "area_um2": n * float(pixel_size_um) ** 2,
-            "fraction_visible": n_vis / n if n else float("nan"),
-            "lambda_mean": float(values.mean()) if n_vis else float("nan"),
-            "lambda_median": float(np.median(values)) if n_vis else float("nan"),
-            "lambda_sd": float(values.std(ddof=1)) if n_vis > 1 else float("nan"),
-            "lambda_std_mean": float(std_vals.mean()) if std_vals.size else float("nan"),
-        })
-    return rows
+    return [
+        _stats(lam, regions == rid, visible, std, identifiable, pixel_size_um)
+        | {"file": file, "plane": int(plane), "region": "field" if labels is None else "nucleus",
+           "nucleus_id": int(rid), "selection": None}
+        for rid in ids
+    ]
+
+
+def region_summary(
+    lam: Any,
+    region: Any,
+    visible: Any,
+    *,
+    pixel_size_um: float,
+    std: Any | None = None,
+    identifiable: Any | None = None,
+    file: str = "",
+    plane: int = 0,
+    selection: str = "all",
+) -> dict[str, Any]:
+    """One tidy row for a drawn region (``region == "selection"``), as :func:`label_summaries`
+    computes for a nucleus.
+
+    Parameters
+    ----------
+    region : array_like of bool, shape (Y, X)
+        The region's pixels, e.g. from :func:`polygon_mask`.
+    selection : str
+        Which shapes make the region (``"1,3"``: the first and third), for the ``selection``
+        column.
+
+    Other parameters are those of :func:`label_summaries`.
+    """
+    row = _stats(lam, region, visible, std, identifiable, pixel_size_um)
+    return row | {"file": file, "plane": int(plane), "region": "selection", "nucleus_id": None,
+                  "selection": selection}
+
+
+def _stats(lam: Any, region: Any, visible: Any, std: Any | None, identifiable: Any | None,
+           pixel_size_um: float) -> dict[str, Any]:
+    lam = np.asarray(lam, dtype=np.float64)
+    region = np.asarray(region, dtype=bool)
+    sel = region & np.asarray(visible, dtype=bool) & np.isfinite(lam)
+    values = lam[sel]
+    n, n_vis = int(region.sum()), int(values.size)
+    std_vals = np.asarray(std, dtype=np.float64)[sel] if std is not None else np.array([])
+    std_vals = std_vals[np.isfinite(std_vals)]
+    ident = (float((np.asarray(identifiable)[region] != 0).mean())
+             if identifiable is not None and n else float("nan"))
+    return {
+        "n_pixels": n,
+        "area_um2": n * float(pixel_size_um) ** 2,
+        "fraction_identifiable": ident,
+        "fraction_visible": n_vis / n if n else float("nan"),
+        "lambda_mean": float(values.mean()) if n_vis else float("nan"),
+        "lambda_median": float(np.median(values)) if n_vis else float("nan"),
+        "lambda_sd": float(values.std(ddof=1)) if n_vis > 1 else float("nan"),
+        "lambda_std_mean": float(std_vals.mean()) if std_vals.size else float("nan"),
+    }
+
+
+def shape_polygon(vertices: Any, shape_type: str, n_points: int = 64) -> np.ndarray | None:
+    """The outline of one napari shape as an (N, 2) polygon in (row, column); None for a
+    shape without area (``line``, ``path``).
+
+    Rectangles and polygons are their vertices; an ellipse (napari stores the four corners of
+    its bounding box) is sampled at ``n_points`` points. Only the last two coordinates count,
+    so shapes drawn on a plane of a stack work too.
+
+    >>> shape_polygon([[0, 0], [0, 2], [2, 2], [2, 0]], "ellipse", 4).round(3).tolist()
+    [[1.0, 2.0], [2.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    """
+    v = np.asarray(vertices, dtype=np.float64)[:, -2:]
+    if shape_type in ("rectangle", "polygon"):
+        return v
+    if shape_type == "ellipse":
+        t = np.linspace(0, 2 * np.pi, n_points, endpoint=False)[:, None]
+        return v.mean(0) + np.cos(t) * (v[1] - v[0]) / 2 + np.sin(t) * (v[2] - v[1]) / 2
+    return None
+
+
+def polygon_mask(polygons: Sequence[Any], shape: tuple[int, int]) -> np.ndarray:
+    """Pixels of a ``shape`` grid whose centres lie inside any of ``polygons``.
+
+    Polygons are (N, 2) in (row, column) pixel units, pixel ``(i, j)`` centred on ``(i, j)``
+    (napari's data coordinates of the λ layer's full-resolution level).
+
+    >>> polygon_mask([[(0.5, 0.5), (0.5, 2.5), (2.5, 2.5), (2.5, 0.5)]], (4, 4)).astype(int)
+    array([[0, 0, 0, 0],
+           [0, 1, 1, 0],
+           [0, 1, 1, 0],
+           [0, 0, 0, 0]])
+    """
+    from skimage.draw import polygon
+
+    mask = np.zeros(shape, dtype=bool)
+    for poly in polygons:
+        poly = np.asarray(poly, dtype=np.float64)
+        rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
+        mask[rr, cc] = True
+    return mask
 
 
 def format_summary(row: Mapping[str, Any] | None) -> str:
     """Human-readable lines for one summary row (the widget's readout).
 
-    >>> print(format_summary({"nucleus_id": 2, "plane": 0, "area_um2": 1.5, "n_pixels": 10,
+    >>> print(format_summary({"region": "nucleus", "nucleus_id": 2, "plane": 0,
+    ...     "area_um2": 1.5, "n_pixels": 10, "fraction_identifiable": float("nan"),
     ...     "fraction_visible": 0.9, "lambda_mean": 1.2, "lambda_median": 1.1,
     ...     "lambda_sd": 0.3, "lambda_std_mean": float("nan")}))
     nucleus 2 (plane 0): 1.500 µm², 10 px, 90% shown
@@ -158,14 +253,22 @@ def format_summary(row: Mapping[str, Any] | None) -> str:
     """
     if row is None:
         return "no nucleus here"
-    what = "whole field" if row["nucleus_id"] == 0 else f"nucleus {row['nucleus_id']}"
+    region = row.get("region")
+    if region == "selection":
+        what = f"selection {row['selection']}"
+    else:
+        what = "whole field" if row["nucleus_id"] == 0 else f"nucleus {row['nucleus_id']}"
 
     def num(v: float) -> str:
         return "n/a" if not np.isfinite(v) else f"{v:.3f}"
 
+    ident = row.get("fraction_identifiable", float("nan"))
+    ident = "" if not np.isfinite(ident) else f", {100 * ident:.0f}% identifiable"
+    shown = row["fraction_visible"]
+    shown = "none shown" if not np.isfinite(shown) else f"{100 * shown:.0f}% shown"
     return (
         f"{what} (plane {row['plane']}): {row['area_um2']:.3f} µm², {row['n_pixels']} px, "
-        f"{100 * row['fraction_visible']:.0f}% shown\n"
+        f"{shown}{ident}\n"
         f"λ mean {num(row['lambda_mean'])}, median {num(row['lambda_median'])}, "
         f"sd {num(row['lambda_sd'])}; uncertainty {num(row['lambda_std_mean'])}"
     )

@@ -139,3 +139,29 @@ def test_config_presets():
     assert replace(quick, max_iters=1).max_iters == 1
     with pytest.raises(ValueError, match="unknown benchmark mode"):
         config_for("huge")
+
+
+def test_large_image_script_smoke(tmp_path):
+    """benchmarks/large_image.py end to end on 256²: TIFF written, every stage run in a child,
+    per-stage peak RSS and seconds recorded, the doc section and the JSON written."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "large_image.py"
+    spec = importlib.util.spec_from_file_location("large_image_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    doc, out = tmp_path / "benchmarks.md", tmp_path / "large.json"
+    doc.write_text("# Benchmarks\n\nearlier sections\n")
+    fixed = json.dumps({"estimator": {"delta_um": 0.06, "window_um": 0.06},
+                        "run": {"tile_px": 96, "overlap_px": 16}})
+    res = mod.main(["--size", "256", "--denoise", "none", "--settings", fixed, "--doc", str(doc),
+                    "--json", str(out), "--tmp", str(tmp_path)])
+    assert list(res["stages"]) == list(mod.STAGES)
+    assert res["shape"][-2:] == [256, 256]
+    assert 0 < res["stages"]["ingest"]["maxrss_mb"] <= res["peak_rss_mb"]
+    assert all(st["seconds"] >= 0 for st in res["stages"].values())
+    assert json.loads(out.read_text())["peak_rss_mb"] == res["peak_rss_mb"]
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nearlier sections\n")
+    assert "## Large image: 256²" in text and "| fit |" in text

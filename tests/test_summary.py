@@ -34,3 +34,39 @@ def test_tables_have_schema_units_and_provenance(store):
     nuc = t["nuclei"].iloc[0]
     assert nuc["area_um2"] == pytest.approx(96 * 96 * 0.02**2)
     assert np.isnan(t["images"]["lambda_std_mean"]).all()  # closed form: no uncertainty
+
+
+def test_tile_flags_of_a_healthy_closed_form_run(store):
+    tiles = summarize_store(store)["tiles"]
+    assert not tiles["diverged"].any() and not tiles["retried"].any()
+    assert (tiles["fallback"] == "none").all()
+    assert (tiles["cf_nonfinite_px"] == 0).all() and (tiles["dropped_px"] == 0).all()
+
+
+def test_diverged_tiles_reach_summary_tiles_csv(tmp_path):
+    """A neural run whose every tile diverges twice (a learnable field with an absurd step)
+    finishes, reports closed-form λ with no std, and says so in summary_tiles.csv; no
+    identifiable pixel of the store holds a non-finite λ."""
+    pytest.importorskip("torch")
+    import pandas as pd
+
+    from pipeline.io import open_result_store
+    from pipeline.summary import write_summaries
+
+    simulate_folder(tmp_path / "images", truth_dir=tmp_path / "truth", cases=[("lognormal", 2)],
+                    shape=(64, 64), seed=4)
+    s = Settings(method="neural", device="cpu",
+                 estimator={"delta_um": 0.06, "window_um": 0.06},
+                 neural={"epochs": 2, "ensemble_size": 2, "field_network": "grid",
+                         "lr_field": 1e6},
+                 run={"denoise": "none", "tile_px": 24, "overlap_px": 6, "segment": False})
+    m = process_image(tmp_path / "images" / "lognormal_2ch_s4.tif", tmp_path / "out", s)
+    write_summaries([summarize_store(m["store"])], tmp_path / "out")
+    tiles = pd.read_csv(tmp_path / "out" / "summary_tiles.csv")
+    assert list(tiles.columns) == TILE_COLUMNS and len(tiles) > 1
+    assert tiles["diverged"].all() and tiles["retried"].all()
+    assert (tiles["fallback"] == "closed-form").all()
+    res = open_result_store(m["store"])
+    rates, ok = np.asarray(res["rates"]), np.asarray(res["labels"]["identifiable"]) > 0
+    assert ok.any() and np.isfinite(rates[0][ok]).all()
+    assert np.isnan(rates[1]).all()  # fallback tiles: no uncertainty, reported as NaN

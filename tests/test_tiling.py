@@ -126,3 +126,94 @@ def test_blend_accumulator_handles_nan_after_finite_tiles():
     out = blend_tiles(vals, plan)
     assert np.isnan(out[-1, -1])  # only the last tile covers the corner
     np.testing.assert_allclose(out[np.isfinite(out)], ref[np.isfinite(out)], atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- numerical guards
+def _neural_settings(**neural):
+    return Settings(method="neural", device="cpu", seed=7,
+                    estimator={"delta_um": 0.06, "window_um": 0.06},
+                    run={"tile_px": 24, "overlap_px": 6},
+                    neural={"epochs": 2, "ensemble_size": 2} | neural)
+
+
+def _assert_no_nonfinite_identifiable(res, *, std=True):
+    ok = res["identifiable"]
+    assert ok.any()
+    assert np.isfinite(res["mean"][ok]).all()
+    assert np.isnan(res["mean"][~ok]).all()
+    if std:
+        assert np.isfinite(res["std"][ok]).all()
+
+
+def test_overflowing_tile_is_retried_in_float64_and_flagged():
+    """A corner block x 1e13 overflows float32 in the neural fit (A ~ phi^3) but not float64.
+    Only the tile whose window holds it diverges; it is retried (float64, safer settings, same
+    seed) and reports the retry; every other tile is untouched; nothing non-finite is
+    identifiable. Without the guard that tile's mean is NaN inside the identifiable mask."""
+    pytest.importorskip("torch")
+    fields, model = _case_fields((96, 96), seed=2), ChromatinModel()
+    fields[:, :8, :8] *= 1e13
+    res = fit_plane(fields, model, 0.02, _neural_settings())
+    plan_windows = {r["tile"]: r for r in res["tiles"]}
+    assert len(plan_windows) > 4
+    hit = [r["tile"] for r in res["tiles"] if r["diverged"]]
+    assert hit == [0]
+    assert res["tiles"][0]["retried"] and res["tiles"][0]["fallback"] == "retry"
+    assert all(not r["retried"] and r["fallback"] == "none" for r in res["tiles"][1:])
+    assert res["record"]["tiles_diverged"] == res["record"]["tiles_fallback_retry"] == 1
+    _assert_no_nonfinite_identifiable(res)
+    assert res["identifiable"][:24, :24].any()  # the retried tile does report values
+
+
+def test_tile_diverging_twice_falls_back_to_closed_form():
+    """A learnable field with an absurd step (lr_field 1e6, x0.1 on retry) diverges on both
+    attempts in every tile: each falls back to its closed-form λ with NaN std, so the plane
+    equals the closed-form fit exactly, and every row says so."""
+    pytest.importorskip("torch")
+    fields, model = _case_fields((72, 72), seed=2), ChromatinModel()
+    s = _neural_settings(field_network="grid", lr_field=1e6)
+    res = fit_plane(fields, model, 0.02, s)
+    cf = fit_plane(fields, model, 0.02, s.model_copy(update={"method": "closed-form"}))
+    assert len(res["tiles"]) > 2
+    for r in res["tiles"]:
+        assert r["diverged"] and r["retried"] and r["fallback"] == "closed-form"
+    assert res["record"]["tiles_fallback_closed_form"] == len(res["tiles"])
+    np.testing.assert_array_equal(res["identifiable"], cf["identifiable"])
+    np.testing.assert_array_equal(res["mean"], cf["mean"])
+    assert np.isnan(res["std"]).all()
+    _assert_no_nonfinite_identifiable(res, std=False)
+
+
+def test_retry_with_a_small_enough_step_recovers():
+    """Same absurd step, but the retry scales it by 1e-9: the retry converges and is used."""
+    pytest.importorskip("torch")
+    fields, model = _case_fields((72, 72), seed=2), ChromatinModel()
+    res = fit_plane(fields, model, 0.02, _neural_settings(field_network="grid", lr_field=1e6,
+                                                          retry_lr_factor=1e-9))
+    for r in res["tiles"]:
+        assert r["diverged"] and r["retried"] and r["fallback"] == "retry"
+        assert r["residual"] < 10 and r["epochs"] == 4  # the retry's own diagnostics
+    _assert_no_nonfinite_identifiable(res)
+
+
+def test_nonfinite_closed_form_is_flagged_and_never_identifiable():
+    """A value of 1e200 makes A^2 overflow in every tile whose window holds it: those tiles
+    count their non-finite pixels, which are not identifiable; the others count none. A flat
+    quadrant with phi_e = 0 (so A = 0) is a degenerate local system, flagged as such."""
+    fields, model = _case_fields((96, 96), seed=2), ChromatinModel()
+    fields[:, 90, 90] = 1e200
+    fields[0, :60, :60], fields[1, :60, :60] = 0.3, 0.7  # A = 2 phi_e = 0: no information
+    s = Settings(estimator={"delta_um": 0.06, "window_um": 0.06},
+                 run={"tile_px": 24, "overlap_px": 6})
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = fit_plane(fields, model, 0.02, s)
+    rows = res["tiles"]
+    bad = [r["tile"] for r in rows if r["cf_nonfinite_px"] > 0]
+    assert bad and rows[-1]["tile"] in bad and rows[0]["tile"] not in bad
+    assert res["record"]["cf_nonfinite_px"] == sum(r["cf_nonfinite_px"] for r in rows) > 0
+    assert not res["identifiable"][80:, 80:].any()
+    _assert_no_nonfinite_identifiable(res, std=False)
+    assert rows[0]["cf_degenerate"] and rows[0]["fraction_identifiable"] == 0
+    assert not rows[-1]["cf_degenerate"]  # non-finite, not empty: the other flag
+    assert not any(r["cf_degenerate"] for r in rows if r["fraction_identifiable"] > 0)
+    assert all(r["fallback"] == "none" and not r["diverged"] for r in rows)

@@ -144,7 +144,10 @@ def fit_tiles(
     dict
         ``mean``, ``std`` ``(N, H, W)`` float32 (NaN where not identifiable), ``identifiable``
         ``(N, H, W)`` bool, ``diagnostics``: one dict per tile (final data and residual terms,
-        ``diverged``, ``epochs``, bandwidths, noise).
+        ``diverged``, ``epochs``, bandwidths, noise). A tile ``diverged`` when any member's
+        loss turned non-finite (that member is then dropped from the loss, the others train
+        on), its final residual exceeds 10x its start, or its λ holds a non-finite value;
+        :func:`pipeline.tiling.fit_plane` retries such tiles and flags them.
 
     Examples
     --------
@@ -225,14 +228,23 @@ def fit_tiles(
     )
     opt = torch.optim.Adam(fit.parameters(nn_s.lr_rate, nn_s.lr_field))
     diverged = np.zeros(n_tiles * e, dtype=bool)
+    alive = torch.ones(n_tiles * e, dtype=torch.bool, device=dev)
     epochs_done = 0
     for epoch in range(nn_s.epochs):
         opt.zero_grad(set_to_none=True)
-        total, data, res, _ = fit.loss()
-        if not torch.isfinite(total):
-            diverged |= ~torch.isfinite(data + res).cpu().numpy()
-            log.warning("neural fit: non-finite loss at epoch %d; stopping", epoch)
-            break
+        _, data, res, _ = fit.loss()
+        per = data + fit.residual_weight * res
+        finite = torch.isfinite(per)
+        if not bool(finite[alive].all()):
+            # a member whose loss is non-finite is flagged and dropped from the loss; members
+            # never mix, so the others train on as if it were not in the batch
+            diverged |= (alive & ~finite).cpu().numpy()
+            alive &= finite
+            log.warning("neural fit: non-finite loss at epoch %d in %d of %d members", epoch,
+                        int(diverged.sum()), diverged.size)
+            if not bool(alive.any()):
+                break
+        total = torch.where(alive, per, torch.zeros_like(per)).sum()
         total.backward()
         opt.step()
         epochs_done = epoch + 1
@@ -243,7 +255,8 @@ def fit_tiles(
     lam = lam.cpu().numpy().astype(np.float64).reshape(n_tiles, e, h, w)
     data = data.cpu().numpy().reshape(n_tiles, e)
     res = res.cpu().numpy().reshape(n_tiles, e)
-    diverged = diverged.reshape(n_tiles, e) | ~np.isfinite(res) | (res > 10.0)
+    diverged = (diverged.reshape(n_tiles, e) | ~np.isfinite(res) | (res > 10.0)
+                | ~np.isfinite(lam).all(axis=(-2, -1)))
 
     mean = lam.mean(axis=1)
     std = lam.std(axis=1, ddof=1)

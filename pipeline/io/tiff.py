@@ -19,10 +19,13 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -236,6 +239,30 @@ def _check_data_present(path: Path, tif: tifffile.TiffFile, series: Any) -> None
         )
 
 
+class _ThreadErrors(logging.Handler):
+    """Collects the ERROR records that tifffile logs in this thread (damage it skipped)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    handler = _ThreadErrors()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
 def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None) -> ImageInfo:
     """Read a TIFF's layout, dtype and pixel size from its metadata (no pixel data).
 
@@ -249,9 +276,9 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
     Raises
     ------
     InputError
-        For an empty, corrupt or non-TIFF file, RGB, complex or non-numeric data, an axis
-        that is not understood, an empty dimension, X/Y pixel sizes that differ by more than
-        1 %, or no pixel size in the metadata and no override.
+        For an empty, truncated, damaged or non-TIFF file, RGB, complex or non-numeric
+        data, an axis that is not understood, an empty dimension, X/Y pixel sizes that differ
+        by more than 1 %, or no pixel size in the metadata and no override.
     """
     path = Path(path)
     if not path.is_file():
@@ -265,9 +292,13 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
             "Pass --pixel-size in micrometres",
         )
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_errors() as damage, tifffile.TiffFile(path) as tif:
             if not tif.series:
-                raise InputError(path, "the TIFF holds no image", "Check the file")
+                raise InputError(
+                    path,
+                    "the TIFF holds no readable image (its header or first page is damaged)",
+                    "Copy or export the file again",
+                )
             if len(tif.series) > 1:
                 log.info("%s: %d image series, using the first", path, len(tif.series))
             series = tif.series[0]
@@ -275,9 +306,17 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
             photometric = series.keyframe.photometric
             if 0 in shape:
                 raise InputError(
-                    path, f"a dimension is empty (axes {axes!r}, shape {shape})", "Check the file"
+                    path,
+                    f"a dimension is empty (axes {axes!r}, shape {shape})",
+                    "Copy or export the file again",
                 )
             _check_data_present(path, tif, series)
+            if damage:  # tifffile skipped a part it could not read (a tag past the end, ...)
+                raise InputError(
+                    path,
+                    f"the file is damaged or truncated (tifffile: {damage[0]})",
+                    "Copy or export the file again",
+                )
             found = None if pixel_size_um is not None else _pixel_size(tif)
     except InputError:
         raise
@@ -285,7 +324,8 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         raise InputError(
             path,
             f"not a readable TIFF ({type(exc).__name__}: {exc})",
-            "Check that the file is a complete TIFF",
+            "Check that it is a TIFF (not another format renamed .tif) and complete; "
+            "copy or export it again",
         ) from exc
     if photometric in (
         tifffile.PHOTOMETRIC.RGB,

@@ -28,7 +28,13 @@ def test_recovers_lambda_with_automatic_bandwidth(case):
     assert r > 0.95, r
     sel = res.selection
     assert sel["criterion"].startswith("noise-split reliability")
-    assert sel["reliability"] >= sel["target_reliability"] == 0.97
+    ref = sel["reference"]
+    assert ref["reliability"] >= sel["reference_reliability"] == 0.8
+    # the choice is the candidate with the largest predicted correlation
+    top = max((t for t in sel["table"] if t["predicted_r"] is not None),
+              key=lambda t: t["predicted_r"])
+    assert (top["delta_px"] * PX, top["window_px"] * PX) == pytest.approx(
+        (res.delta_um, res.window_um))
     assert len(sel["table"]) == 49
     assert sel["crop_px"] == [256, 256]
     # the noise estimate sees the requested field noise (single-channel: phi_w is exact)

@@ -109,3 +109,25 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="init_lambda"):
         fit_tiles(np.full((1, 2, 32, 32), 0.3), ChromatinModel(), PX,
                   (NeuralSettings(epochs=1), EST), init_lambda=np.ones((32, 32)))
+
+
+def test_overflowing_tile_diverges_alone(tiles):
+    """A tile whose values overflow float32 (fields x 1e13: A ~ phi^3 > 3e38) gets a
+    non-finite loss at the first epoch. It is flagged ``diverged`` and dropped from the loss;
+    the healthy tile of the same batch trains all its epochs and equals its fit alone. The same
+    tile fitted in float64 does not diverge (what the retry in ``fit_plane`` relies on)."""
+    s = (NeuralSettings(epochs=3, ensemble_size=2), EST)
+    model = ChromatinModel()
+    batch = np.stack([tiles[0], tiles[1] * 1e13])
+    both = fit_tiles(batch, model, PX, s, seed=[3, 4], device="cpu")
+    one = fit_tiles(batch[:1], model, PX, s, seed=[3], device="cpu")
+    d = both["diagnostics"]
+    assert d[1]["diverged"] and not d[0]["diverged"] and d[0]["epochs"] == 3
+    ok1 = both["identifiable"][1]
+    assert ok1.any() and not np.isfinite(both["mean"][1][ok1]).all()  # detected: see fit_plane
+    np.testing.assert_array_equal(both["mean"][0], one["mean"][0])
+    np.testing.assert_array_equal(both["std"][0], one["std"][0])
+    assert d[0]["residual"] != 1.0  # it did train (the start is 1 by construction)
+    wide = fit_tiles(batch[1:], model, PX, s, seed=[4], device="cpu", dtype="float64")
+    assert not wide["diagnostics"][0]["diverged"]
+    assert np.isfinite(wide["mean"][0][wide["identifiable"][0]]).all()

@@ -107,3 +107,31 @@ def test_timings_report(first_run):
     _, record, wall = first_run
     print(f"flow {record['seconds']:.1f} s (call {wall:.1f} s):",
           [(i["image"].rsplit("/", 1)[-1], i["timings_s"]) for i in record["images"]])
+
+
+def test_hooks_report_each_image_and_cancel_between_images(prefect_api, sim_folder, tmp_path):
+    """The widget's hooks: an event per image from the flow's loop; cancelling after the first
+    image keeps its store, starts no other, and ends the flow run Cancelled (not Failed)."""
+    from flows.cluster import make_task_runner
+    from flows.flow import RunCancelled, run_flow
+
+    settings = _settings(sim_folder)
+    events = []
+
+    def after_first() -> bool:
+        return any(e["event"] == "done" for e in events)
+
+    with pytest.raises(RunCancelled):
+        run(sim_folder / "images", tmp_path / "out", settings, progress=events.append,
+            cancel=after_first)
+    assert events[0] == {"event": "start", "total": 3,
+                         "images": [str(sim_folder / "images" / f"{s}.tif") for s in STEMS]}
+    assert [e["event"] for e in events[1:]] == ["done"]
+    assert events[1]["store"] == str(tmp_path / "out" / f"{STEMS[0]}.ome.zarr")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.ome.zarr")) == [f"{STEMS[0]}.ome.zarr"]
+    assert not (tmp_path / "out" / "run.json").exists()
+
+    state = run_flow.with_options(task_runner=make_task_runner(settings.run))(
+        str(sim_folder / "images"), str(tmp_path / "out"), settings, cancel=lambda: True,
+        return_state=True)
+    assert state.is_cancelled() and "cancelled by the user" in state.message

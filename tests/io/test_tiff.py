@@ -219,6 +219,47 @@ def test_truncated_file_refused(tmp_path: Path) -> None:
     _refusal(path, "truncated")
 
 
+def test_damaged_files_say_so(tmp_path: Path) -> None:
+    """Damage that tifffile skips over is reported as such, not as a missing pixel size."""
+    data = np.ones((2, 64, 64), np.uint16)
+    good = write_tiff(tmp_path / "good.ome.tif", data, axes="CYX", pixel_size_um=0.1)
+    cut = tmp_path / "cut.ome.tif"  # loses its OME-XML (stored after the pixels)
+    cut.write_bytes(good.read_bytes()[:-5000])
+    err = _refusal(cut, "damaged or truncated")
+    assert "pixel size" not in str(err) and str(err).endswith("Copy or export the file again.")
+    head = bytearray(good.read_bytes())
+    head[4:8] = (2**31 - 1).to_bytes(4, "little")  # the first IFD lies past the end
+    bad_ifd = tmp_path / "ifd.tif"
+    bad_ifd.write_bytes(bytes(head))
+    _refusal(bad_ifd, "no readable image")
+    renamed = tmp_path / "table.tif"
+    renamed.write_text("a,b\n1,2\n")
+    assert "renamed .tif" in str(_refusal(renamed, "not a readable TIFF"))
+    assert inspect_tiff(good).n_channels == 2  # the intact file still reads
+
+
+def test_huge_declared_but_absent_is_refused_without_allocating(tmp_path: Path) -> None:
+    """A header that declares 2 x 40000² pixels (6.4 GB) over 64 KiB of file."""
+    import tracemalloc
+
+    path = tmp_path / "huge.ome.tif"
+    tifffile.imwrite(
+        path,
+        shape=(2, 40000, 40000),
+        dtype=np.uint16,
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.01, "PhysicalSizeY": 0.01},
+    )
+    os.truncate(path, 1 << 16)
+    tracemalloc.start()
+    try:
+        _refusal(path, "truncated")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6
+
+
 def test_huge_declared_dimensions_are_not_allocated(tmp_path: Path) -> None:
     """A 6.4 GB image (a sparse file here) is inspected and opened without reading it all."""
     path = tmp_path / "huge.ome.tif"

@@ -90,17 +90,25 @@ def fixed_bandwidth_toml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_results(tiny_tiffs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``chromarate run`` output for :func:`tiny_tiffs`, made by the plugin's runner."""
+def pipeline_run(prefect_api: str, tiny_tiffs: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Path, list[dict]]:
+    """``chromarate run`` of :func:`tiny_tiffs` through the plugin's runner (the real Prefect
+    flow on the session's test API): the results folder and the runner's events."""
     from plugins.runner import build_settings, run_folder
 
     out = tmp_path_factory.mktemp("run")
     path = out / "fast.toml"
     path.write_text(FIXED)
-    settings, _ = build_settings(calibration=CAL, config=path)
+    settings = build_settings(calibration=CAL, config=path, device="cpu")
     events = list(run_folder(tiny_tiffs, out, settings))
     assert events[-1]["event"] == "finished" and len(events[-1]["stores"]) == 1, events
-    return out
+    return out, events
+
+
+@pytest.fixture(scope="session")
+def pipeline_results(pipeline_run: tuple[Path, list[dict]]) -> Path:
+    """The results folder of :func:`pipeline_run`."""
+    return pipeline_run[0]
 
 
 @pytest.fixture(scope="session")

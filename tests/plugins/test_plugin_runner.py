@@ -1,64 +1,121 @@
-"""The run widget's engine: settings from widget fields and the run as events, no GUI."""
+"""The run widget's engine without a GUI: settings from widget fields, and the real Prefect flow
+(on the session's test API) as a stream of events."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import Settings
-from plugins.runner import _ENSEMBLE_NAMES, _TILE_NAMES, build_settings, default_out_dir, run_folder
+from plugins.runner import build_settings, default_out_dir, run_folder
 
 CAL = "100:0.00112801"  # as in conftest.py
 
 
 def test_build_settings_maps_fields_and_quotes_bad_values(tmp_path: Path) -> None:
-    settings, notes = build_settings(method="closed-form", device="cpu", calibration=CAL)
-    assert settings.device == "cpu" and settings.calibration[0].offset == 100.0 and not notes
-    assert build_settings(calibration="auto")[0].calibration == "auto"
+    settings = build_settings(method="closed-form", device="cpu", calibration=CAL)
+    assert settings.device == "cpu" and settings.calibration[0].offset == 100.0
+    assert build_settings(calibration="auto").calibration == "auto"
     with pytest.raises(ValueError, match="abc"):
         build_settings(calibration="abc")
     with pytest.raises(ValueError, match="nope.toml"):
         build_settings(config=tmp_path / "nope.toml")
-    settings, notes = build_settings(ensemble_size=8, tile_size_px=128)
-    dumped = settings.model_dump()
-    nested = [dumped] + [v for v in dumped.values() if isinstance(v, dict)]
-
-    def applied(names: tuple[str, ...], value: int) -> bool:
-        return any(d.get(n) == value for d in nested for n in names)
-
-    for label, names, value in (("ensemble size", _ENSEMBLE_NAMES, 8),
-                                ("tile size", _TILE_NAMES, 128)):
-        assert applied(names, value) != any(label in n for n in notes), (label, notes)
+    settings = build_settings(method="neural", ensemble_size=8, tile_size_px=128)
+    assert settings.neural.ensemble_size == 8 and settings.run.tile_px == 128
+    default = Settings()
+    assert build_settings(ensemble_size=0, tile_size_px=None).run == default.run
+    with pytest.raises(ValueError, match="even"):
+        build_settings(ensemble_size=3)
+    with pytest.raises(ValueError, match="tile_px"):
+        build_settings(tile_size_px=8)
 
 
 def test_config_file_is_read_and_fields_override(fixed_bandwidth_toml: Path) -> None:
-    settings, _ = build_settings(device="cpu", config=fixed_bandwidth_toml)
+    settings = build_settings(device="cpu", tile_size_px=64, config=fixed_bandwidth_toml)
     assert settings.estimator.delta_um == 0.14 and settings.device == "cpu"
+    assert settings.run.tile_px == 64
 
 
-def test_run_folder_events_and_record(pipeline_results: Path) -> None:
-    record = json.loads((pipeline_results / "run.json").read_text())
-    assert len(record["images"]) == 1 and not record["failed"] and not record["cancelled"]
-    assert (pipeline_results / "smooth_1ch_s0.ome.zarr").is_dir()
+def test_run_folder_runs_the_flow(pipeline_run: tuple[Path, list[dict]]) -> None:
+    """What the CLI writes (run.json from the flow, CSV summaries), and the events in order."""
+    out, events = pipeline_run
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["starting", "start"] and kinds[-2:] == ["done", "finished"]
+    assert {"ingest", "denoise", "fit", "segment"} <= {e["stage"] for e in events
+                                                        if e["event"] == "stage"}
+    assert events[-2]["count"] == 1 and events[0]["total"] == 1
+    record = json.loads((out / "run.json").read_text())
+    assert {"code_version", "environment", "summaries", "seconds"} <= set(record)
+    assert len(record["images"]) == 1 and not record["images"][0]["skipped"]
+    assert not record["failed"] and record["settings"]["device"] == "cpu"
+    assert events[-1]["record"]["code_version"] == record["code_version"]
+    assert (out / "smooth_1ch_s0.ome.zarr").is_dir() and (out / "summary_images.csv").is_file()
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]  # the CLI's default
 
 
-def test_run_folder_names_failures_and_goes_on(tmp_path: Path) -> None:
+def test_prefect_is_imported_only_when_a_run_starts() -> None:
+    """So that the CLI's Prefect defaults (read at import) can be set first."""
+    code = ("import sys, plugins, plugins.runner, plugins.run_widget\n"
+            "assert 'prefect' not in sys.modules and 'flows.flow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_folder_skips_finished_images(pipeline_run: tuple[Path, list[dict]],
+                                          tiny_tiffs: Path) -> None:
+    out, _ = pipeline_run
+    store = out / "smooth_1ch_s0.ome.zarr" / "zarr.json"
+    before = store.stat().st_mtime_ns
+    settings = build_settings(calibration=CAL, config=out / "fast.toml", device="cpu")
+    events = list(run_folder(tiny_tiffs, out, settings))
+    assert [e["event"] for e in events if e["event"] != "stage"] == [
+        "starting", "start", "skipped", "finished"]
+    assert events[-1]["record"]["images"][0]["skipped"] and store.stat().st_mtime_ns == before
+
+
+def test_run_folder_names_failures(prefect_api: str, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "bad.tif").write_bytes(b"junk")
     events = list(run_folder(folder, tmp_path / "out", Settings()))
-    kinds = [e["event"] for e in events]
-    assert kinds == ["start", "image", "failed", "finished"]
-    assert "bad.tif" in events[2]["reason"] and events[-1]["failed"][0]["image"].endswith("bad.tif")
+    failed = [e for e in events if e["event"] == "failed"]
+    assert len(failed) == 1 and "bad.tif" in failed[0]["reason"]
+    last = events[-1]
+    assert last["event"] == "finished" and not last["cancelled"] and last["stores"] == []
+    assert last["failed"][0]["image"].endswith("bad.tif")
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["failed"]
 
 
-def test_run_folder_cancel_leaves_no_partial_store(tiny_tiffs: Path, tmp_path: Path) -> None:
+def test_run_folder_without_tiffs_fails_before_prefect(tmp_path: Path) -> None:
+    from pipeline.io import InputError
+
+    with pytest.raises(InputError, match="no .tif"):
+        next(run_folder(tmp_path, tmp_path / "out", Settings()))
+
+
+def test_run_folder_cancel_leaves_no_store(prefect_api: str, tiny_tiffs: Path,
+                                           tmp_path: Path) -> None:
     events = list(run_folder(tiny_tiffs, tmp_path / "out", Settings(), should_stop=lambda: True))
-    assert events[-1]["cancelled"] and events[-1]["stores"] == []
+    last = events[-1]
+    assert last["event"] == "finished" and last["cancelled"] and last["record"] is None
+    assert last["stores"] == [] and not list((tmp_path / "out").glob("*.ome.zarr"))
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_closing_the_stream_stops_the_flow(prefect_api: str, tiny_tiffs: Path,
+                                           tmp_path: Path) -> None:
+    """A consumer that goes away (the widget's worker quit) cancels the flow and waits for it."""
+    stream = run_folder(tiny_tiffs, tmp_path / "out", Settings())
+    assert next(stream)["event"] == "starting"
+    assert next(stream)["event"] == "start"
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "chromarate-flow"]
     assert not list((tmp_path / "out").glob("*.ome.zarr"))
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["cancelled"]
 
 
 def test_default_out_dir() -> None:

@@ -5,6 +5,7 @@ Skipped cleanly when napari (the ``napari`` extra) or a display is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -111,9 +112,82 @@ def test_inspect_widget_masks_reads_out_and_exports(
     assert list(table["lambda_mean"]) == [1.0, 2.0] and set(table["file"]) == {"cell.tif"}
 
 
-def test_run_widget_runs_cancels_and_reports_errors(
-    make_napari_viewer, qtbot, tiny_tiffs: Path, fixed_bandwidth_toml: Path, tmp_path: Path
+def test_inspect_widget_summarises_a_drawn_selection(
+    make_napari_viewer, qtbot, synthetic_results: Path, synthetic_maps: dict, tmp_path: Path
 ) -> None:
+    """Shapes drawn in world units (µm) on their own layer: the widget's numbers are numpy's
+    on the same pixels of the λ map, for the selected shape and per shape in the CSV."""
+    import pandas as pd
+
+    from plugins.inspect_widget import InspectWidget
+    from plugins.layers import store_layers
+    from plugins.view import add_layer_data
+
+    viewer = make_napari_viewer()
+    add_layer_data(viewer, store_layers(synthetic_results / "cell.ome.zarr"))
+    widget = InspectWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="inspect")
+    widget.std_max.value = 0.5
+    widget.use_std.value = True
+
+    def box_um(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:  # pixel rows r0..r1-1
+        return np.array([[r0 - .5, c0 - .5], [r0 - .5, c1 - .5], [r1 - .5, c1 - .5],
+                         [r1 - .5, c0 - .5]]) * PX
+
+    # 1: the bottom-left block, across λ 1|2 and the unidentifiable corner; 2: in std > 0.5
+    shapes = viewer.add_shapes([box_um(100, 128, 0, 64), box_um(0, 20, 30, 50)],
+                               shape_type="rectangle", name="selection")
+    assert widget.shapes.value is shapes
+    qtbot.waitUntil(lambda: len(widget.selection_rows) == 2, timeout=10000)
+    m = synthetic_maps
+    lam = m["lam"].astype(np.float64)
+    keep = (m["ident"] != 0) & ~(m["std"] > 0.5) & np.isfinite(lam)
+    region, shown = np.s_[100:128, 0:64], lam[100:128, 0:64][keep[100:128, 0:64]]
+    one = widget.selection_rows[0]
+    assert one["n_pixels"] == 28 * 64 and one["area_um2"] == pytest.approx(28 * 64 * PX**2)
+    assert one["lambda_mean"] == pytest.approx(shown.mean()) and 1 < shown.mean() < 2
+    assert one["lambda_median"] == np.median(shown)
+    assert one["lambda_sd"] == pytest.approx(shown.std(ddof=1))
+    assert one["lambda_std_mean"] == pytest.approx(0.1, rel=1e-6)
+    assert one["fraction_identifiable"] == pytest.approx((m["ident"][region] != 0).mean())
+    assert one["fraction_visible"] == pytest.approx(shown.size / (28 * 64))
+    two = widget.selection_rows[1]
+    assert two["n_pixels"] == 20 * 20 and two["fraction_visible"] == pytest.approx(4 / 20)
+    both = widget.selection_row  # nothing selected: all shapes together
+    assert both["selection"] == "1,2" and both["n_pixels"] == 28 * 64 + 400
+
+    shapes.selected_data = {0}
+    qtbot.waitUntil(lambda: widget.selection_row["selection"] == "1", timeout=10000)
+    assert f"λ mean {shown.mean():.3f}" in widget.region.value
+    assert widget.region.value.startswith("selection 1 (plane 0)")
+
+    shapes.add_rectangles(box_um(20, 30, 20, 30))  # a new shape updates the rows
+    qtbot.waitUntil(lambda: len(widget.selection_rows) == 3, timeout=10000)
+    table = pd.read_csv(widget.export_csv(tmp_path / "view.csv"))
+    assert list(table["region"]) == ["nucleus", "nucleus", "selection", "selection", "selection"]
+    assert list(table["selection"][2:]) == [1, 2, 3]
+    assert table["lambda_mean"][2] == pytest.approx(shown.mean())
+
+
+@pytest.fixture
+def notifications():
+    """Messages napari shows (info, warnings, errors) while the test runs."""
+    from napari.utils.notifications import notification_manager
+
+    got: list = []
+
+    def keep(notification) -> None:
+        got.append(f"{notification.severity}: {notification.message}")
+
+    notification_manager.notification_ready.connect(keep)
+    yield got
+    notification_manager.notification_ready.disconnect(keep)
+
+
+@pytest.fixture
+def run_widget(make_napari_viewer, prefect_api: str, tiny_tiffs: Path,
+               fixed_bandwidth_toml: Path, tmp_path: Path):
+    """The run widget in a viewer, set up for :func:`tiny_tiffs` (fixed bandwidths: fast)."""
     from plugins.run_widget import RunWidget
 
     viewer = make_napari_viewer()
@@ -124,34 +198,82 @@ def test_run_widget_runs_cancels_and_reports_errors(
     widget.calibration.value = CAL
     widget.config.value = fixed_bandwidth_toml
     widget.device.value = "cpu"
+    return viewer, widget
 
-    def finished() -> bool:
-        return widget.worker is not None and widget.run_button.enabled
 
-    # cancelled at once: nothing written, the widget is ready again
-    assert widget.start() is not None
-    widget.cancel()
-    qtbot.waitUntil(finished, timeout=60000)
-    assert widget.last_result["cancelled"] and widget.last_result["stores"] == []
-    assert widget.run_button.enabled and not widget.cancel_button.enabled
+def _ended(widget) -> bool:
+    return widget.worker is not None and widget.run_button.enabled
 
+
+def test_run_widget_runs_the_flow_and_opens_results(run_widget, qtbot, tmp_path: Path,
+                                                    notifications: list) -> None:
+    viewer, widget = run_widget
+    seen: list[tuple[str, str]] = []  # (event, status line after the widget handled it)
+    handle = widget._on_event
+
+    def spy(event: dict) -> None:
+        handle(event)
+        seen.append((event["event"], widget.status.value))
+
+    widget._on_event = spy  # start() connects the worker to it
     assert widget.start() is not None and not widget.run_button.enabled
-    qtbot.waitUntil(finished, timeout=90000)
-    assert widget.last_result["stores"] and not widget.last_result["failed"]
+    assert widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: _ended(widget), timeout=120000)
+    result = widget.last_result
+    assert result["stores"] and not result["failed"] and not result["cancelled"]
+    assert seen[0] == ("starting", "starting Prefect… (1 image(s))")
+    assert ("stage", "smooth_1ch_s0.tif: fit") in seen  # stage events from the flow's tasks
+    assert ("done", "1/1: smooth_1ch_s0.tif done") in seen
     assert widget.bar.value == widget.bar.max == 1 and widget.status.value.startswith("done")
+    assert not widget.cancel_button.enabled
     lam = viewer.layers["smooth_1ch_s0 λ mean"]
     assert tuple(lam.scale) == (0.02, 0.02)
+    record = json.loads((tmp_path / "out" / "run.json").read_text())  # the flow's record
+    assert record["images"][0]["store"] == result["stores"][0] and "code_version" in record
+    assert (tmp_path / "out" / "summary_nuclei.csv").is_file()
+    assert any("done: 1 store(s)" in n for n in notifications)
 
-    # errors are notifications, not tracebacks
-    widget.calibration.value = "abc"
-    assert widget.start() is None
+
+def test_run_widget_cancel_at_once(run_widget, qtbot, tmp_path: Path) -> None:
+    _, widget = run_widget
+    assert widget.start() is not None
+    widget.cancel()
+    assert widget.status.value == "cancelling…"
+    qtbot.waitUntil(lambda: _ended(widget), timeout=120000)
+    assert widget.last_result["cancelled"] and widget.last_result["stores"] == []
+    assert widget.status.value.startswith("cancelled")
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    assert not list((tmp_path / "out").glob("*.ome.zarr"))
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_run_widget_errors_are_readable_notifications(run_widget, qtbot, tmp_path: Path,
+                                                      notifications: list) -> None:
+    _, widget = run_widget
+    widget.calibration.value = "abc"  # bad settings: refused before anything runs
+    assert widget.start() is None and any("abc" in n for n in notifications)
     widget.calibration.value = "auto"
+
     empty = tmp_path / "empty"
     empty.mkdir()
     widget.folder.value = empty
     assert widget.start() is not None
-    qtbot.waitUntil(finished, timeout=60000)
+    qtbot.waitUntil(lambda: _ended(widget), timeout=60000)
     assert widget.status.value.startswith("failed") and "no .tif" in widget.status.value
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.tif").write_bytes(b"not a tiff")
+    widget.folder.value = broken
+    widget.out.value = tmp_path / "broken_out"
+    notifications.clear()
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: _ended(widget), timeout=120000)
+    assert widget.last_result["failed"] and widget.last_result["stores"] == []
+    assert "1 failed (bad.tif)" in widget.status.value
+    warning = [n for n in notifications if n.startswith("warning")]
+    assert len(warning) == 1 and "bad.tif failed:" in warning[0], notifications
+    assert "Traceback" not in warning[0]
 
 
 def test_sample_data_and_view_entry(make_napari_viewer, sample_cache: Path, monkeypatch,
