@@ -162,26 +162,42 @@ def _ramp_1d(valid: tuple[int, int], lo_zone: int, hi_zone: int) -> np.ndarray:
     return w
 
 
+class _Feather:
+    """Feather weights of a plan's tiles, made one tile at a time from cached 1-D ramps.
+
+    A tile's weight is ``outer(wy, wx)`` of its row band's and column band's ramps; building
+    it on demand keeps only the few 1-D ramps, not one valid-part map per tile (all of them
+    together cover the plane about 1.3 times over).
+    """
+
+    def __init__(self, plan: TilePlan) -> None:
+        def zones(spans: list[tuple[int, int]], k: int) -> tuple[int, int]:
+            lo = spans[k - 1][1] - spans[k][0] if k > 0 else 0
+            hi = spans[k][1] - spans[k + 1][0] if k < len(spans) - 1 else 0
+            return lo, hi
+
+        ys = sorted({(t.valid[0], t.valid[1]) for t in plan.tiles})
+        xs = sorted({(t.valid[2], t.valid[3]) for t in plan.tiles})
+        self.plan = plan
+        self.wy = {span: _ramp_1d(span, *zones(ys, k)) for k, span in enumerate(ys)}
+        self.wx = {span: _ramp_1d(span, *zones(xs, k)) for k, span in enumerate(xs)}
+
+    def __len__(self) -> int:
+        return len(self.plan.tiles)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        t = self.plan.tiles[k]
+        return np.outer(self.wy[(t.valid[0], t.valid[1])], self.wx[(t.valid[2], t.valid[3])])
+
+
 def feather_weights(plan: TilePlan) -> list[np.ndarray]:
     """One weight map per tile over its valid part: 1 inside, cos² ramps across overlaps.
 
     Adjacent ramps are complementary (sin² + cos² = 1) where two tiles meet; the blend
     divides by the summed weights anyway, so three-way overlaps are handled too.
     """
-    def zones(spans: list[tuple[int, int]], k: int) -> tuple[int, int]:
-        lo = spans[k - 1][1] - spans[k][0] if k > 0 else 0
-        hi = spans[k][1] - spans[k + 1][0] if k < len(spans) - 1 else 0
-        return lo, hi
-
-    ys = sorted({(t.valid[0], t.valid[1]) for t in plan.tiles})
-    xs = sorted({(t.valid[2], t.valid[3]) for t in plan.tiles})
-    out = []
-    for t in plan.tiles:
-        iy, ix = ys.index((t.valid[0], t.valid[1])), xs.index((t.valid[2], t.valid[3]))
-        wy = _ramp_1d((t.valid[0], t.valid[1]), *zones(ys, iy))
-        wx = _ramp_1d((t.valid[2], t.valid[3]), *zones(xs, ix))
-        out.append(np.outer(wy, wx))
-    return out
+    f = _Feather(plan)
+    return [f[k] for k in range(len(f))]
 
 
 def extract_tiles(array: np.ndarray, plan: TilePlan, *, tiles: Sequence[Tile] | None = None
@@ -261,8 +277,8 @@ class _PlaneBlend:
         return num
 
 
-def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray] | None = None
-                ) -> np.ndarray:
+def blend_tiles(values: np.ndarray, plan: TilePlan, *,
+                weights: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Blend per-tile maps ``(N, ..., wy, wx)`` into ``(..., Y, X)`` with feathered weights.
 
     NaN values carry no weight; a pixel where every covering tile is NaN stays NaN.
@@ -271,10 +287,10 @@ def blend_tiles(values: np.ndarray, plan: TilePlan, *, weights: list[np.ndarray]
     if vals.shape[0] != len(plan.tiles) or tuple(vals.shape[-2:]) != plan.window:
         raise ValueError(f"values of shape {vals.shape} do not match {len(plan.tiles)} tiles "
                          f"of {plan.window}")
-    weights = feather_weights(plan) if weights is None else weights
+    weights = _Feather(plan) if weights is None else weights
     acc = _PlaneBlend(plan, ("v",), vals.shape[1:-2])
-    for t, v, w in zip(plan.tiles, vals, weights, strict=True):
-        acc.add(t, w, {"v": v})
+    for k, (t, v) in enumerate(zip(plan.tiles, vals, strict=True)):
+        acc.add(t, weights[k], {"v": v})
     return acc.result("v")
 
 
@@ -439,7 +455,7 @@ def fit_plane(
     n = len(plan.tiles)
     per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
     neural = settings.method == "neural"
-    weights = feather_weights(plan)
+    weights = _Feather(plan)  # made per tile as the stream needs it
     acc = _PlaneBlend(plan, ("lam", "a2", "den") + (("mean", "std") if neural else ()))
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)  # per tile, see the tile rows below
