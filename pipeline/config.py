@@ -124,6 +124,11 @@ class NeuralSettings(BaseModel):
     bandwidth_jitter: float = Field(
         1.4, ge=1, description="member pairs use (delta, s) times factors from 1/j to j"
     )
+    std_scale: float = Field(
+        1.3, gt=0, description="factor on the ensemble's std: the spread of the members misses "
+        "the error they share; 1.3 put the most tuning cases (seeds 0, 11, 23) within the "
+        "0.85-0.95 coverage target of the nominal 90 % interval (docs/neural.md)"
+    )
     retry_lr_factor: float = Field(
         0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with both "
         "learning rates times this factor and twice the epochs (same seeds); if it diverges "

@@ -259,7 +259,7 @@ def fit_tiles(
                 | ~np.isfinite(lam).all(axis=(-2, -1)))
 
     mean = lam.mean(axis=1)
-    std = lam.std(axis=1, ddof=1)
+    std = lam.std(axis=1, ddof=1) * nn_s.std_scale  # calibrated on tuning seeds: docs/neural.md
     mean = np.where(ident, mean, np.nan).astype(np.float32)
     std = np.where(ident, std, np.nan).astype(np.float32)
     elapsed = time.perf_counter() - t_start
