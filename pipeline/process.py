@@ -30,6 +30,7 @@ import zarr
 from . import __version__
 from .config import Settings
 from .denoise import calibrate, denoise_planes
+from .estimate.bandwidth import SELECTION_CROP_PX, central_crop
 from .io import InputError, inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
 from .physics.chromatin import ChromatinModel
@@ -312,15 +313,18 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
         plane_raw = np.asarray(raw[p], dtype=np.float64)
         _check_finite(manifest["image"], p, plane_raw)
         # bandwidths are chosen on the un-denoised fields: the noise split needs white noise
+        # (calibrated on the whole plane; only the central crop they are chosen on is kept)
         fields_raw, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
                                       phi_max=model.phi_max)
+        selection = np.array(central_crop(fields_raw, SELECTION_CROP_PX))
+        del fields_raw, plane_raw  # 2 planes of float64 freed before the fit (8192²: 1 GB each)
         cals = [(c["offset"], c["scale"]) for c in calib["channels"]]
         from .config import Calibration
 
         fields, _ = to_fields(np.asarray(den[p], np.float64), roles,
                               tuple(Calibration(offset=o, scale=s) for o, s in cals),
                               phi_max=model.phi_max)
-        res = fit_plane(fields, model, px, settings, selection_fields=fields_raw,
+        res = fit_plane(fields, model, px, settings, selection_fields=selection,
                         plane=p, progress=progress)
         rates[p, 0], rates[p, 1] = res["mean"], res["std"]
         ident[p], fields_out[p] = res["identifiable"], res["fields"]

@@ -295,12 +295,12 @@ def blend_tiles(values: np.ndarray, plan: TilePlan, *,
 
 
 # ----------------------------------------------------------------------------- tiled fit
-def _select(fields: np.ndarray, model: Any, pixel_size_um: float, est: Any, seed: int,
-            crop_px: int = 512) -> tuple[float, float, dict]:
+def _select(fields: np.ndarray, model: Any, pixel_size_um: float, est: Any, seed: int
+            ) -> tuple[float, float, dict]:
     """Bandwidths for a plane: fixed by the user, or chosen once on a central crop."""
     from .estimate import choose_bandwidths
 
-    return choose_bandwidths(fields, model, pixel_size_um, est, seed=seed, crop_px=crop_px)
+    return choose_bandwidths(fields, model, pixel_size_um, est, seed=seed)
 
 
 def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,

@@ -49,6 +49,8 @@ __all__ = [
     "BandwidthChoice",
     "select_bandwidth",
     "choose_bandwidths",
+    "central_crop",
+    "SELECTION_CROP_PX",
 ]
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,24 @@ def select_bandwidth(
     return choice
 
 
+SELECTION_CROP_PX = 512
+"""Side of the central crop that bandwidths are chosen on (bounds the cost on large images)."""
+
+
+def central_crop(fields: np.ndarray, crop_px: int = SELECTION_CROP_PX) -> np.ndarray:
+    """The central ``crop_px`` x ``crop_px`` part of ``(..., H, W)`` (all of it if smaller).
+
+    Idempotent, so a caller may crop early to free the rest of a large plane:
+
+    >>> a = np.arange(100.0).reshape(10, 10)
+    >>> central_crop(a, 4).shape, np.array_equal(central_crop(central_crop(a, 4), 4), central_crop(a, 4))
+    ((4, 4), True)
+    """
+    h, w = fields.shape[-2:]
+    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
+    return fields[..., y0 : y0 + crop_px, x0 : x0 + crop_px]
+
+
 def choose_bandwidths(
     fields: np.ndarray,
     model: LinearResidualModel,
@@ -221,7 +241,7 @@ def choose_bandwidths(
     settings: Any,
     *,
     seed: int = 0,
-    crop_px: int = 512,
+    crop_px: int = SELECTION_CROP_PX,
     progress: Callable[[dict], None] | None = None,
 ) -> tuple[float, float, dict[str, Any]]:
     """``(delta_um, window_um, evidence)`` for one plane under ``EstimatorSettings``.
@@ -238,9 +258,7 @@ def choose_bandwidths(
         kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
     if window != "auto":
         kwargs["windows_px"] = (float(window) / pixel_size_um,)
-    h, w = fields.shape[-2:]
-    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
-    crop = fields[..., y0 : y0 + crop_px, x0 : x0 + crop_px]
+    crop = central_crop(fields, crop_px)
     choice = select_bandwidth(
         crop, model, pixel_size_um, seed=seed, backend=settings.backend,
         lambda_min=settings.lambda_min, lambda_max=settings.lambda_max,
