@@ -122,12 +122,17 @@ class NeuralSettings(BaseModel):
     rate_spacing: float = Field(2.0, gt=0, description="rate-grid spacing in units of the window s")
     resample_noise: bool = True
     bandwidth_jitter: float = Field(
-        1.4, ge=1, description="member pairs use (delta, s) times factors from 1/j to j"
+        1.0, ge=1, description="member pairs use (delta, s) times factors from 1/j to j; 1: "
+        "all members at the chosen bandwidths (the default: jitter cost accuracy, docs/neural.md)"
+    )
+    bias_factor: float = Field(
+        1.2, ge=1, description="the std adds a smoothing-bias term from the closed-form maps at "
+        "(delta, s) times j and 1/j: |lam_j - lam_1/j| / (j^2 - j^-2), the s^2 law of the "
+        "smoothing bias (docs/neural.md); 1 leaves it out"
     )
     std_scale: float = Field(
-        1.3, gt=0, description="factor on the ensemble's std: the spread of the members misses "
-        "the error they share; 1.3 put the most tuning cases (seeds 0, 11, 23) within the "
-        "0.85-0.95 coverage target of the nominal 90 % interval (docs/neural.md)"
+        1.0, gt=0, description="factor on the ensemble's std before the bias term is added "
+        "(1: none; kept for users who want wider or narrower intervals)"
     )
     retry_lr_factor: float = Field(
         0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with both "

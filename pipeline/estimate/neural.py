@@ -32,6 +32,7 @@ from .neural_model import BatchedFit, RateGrid, grid_shape, logit_init
 
 __all__ = [
     "fit_tiles", "fit_image", "calibration_fraction", "member_data", "jitter_factors",
+    "smoothing_bias",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,37 @@ def jitter_factors(n_pairs: int, jitter: float) -> np.ndarray:
     if n_pairs == 1 or jitter == 1.0:
         return np.ones(n_pairs)
     return jitter ** np.linspace(-1.0, 1.0, n_pairs)
+
+
+def smoothing_bias(
+    fields: np.ndarray, model, pixel_size_um: float, delta_um: float, window_um: float,
+    factor: float, est: EstimatorSettings,
+) -> np.ndarray:
+    """Per-pixel size of the smoothing bias of the closed-form map at ``(delta, s)``, for
+    ``(N, C, H, W)`` fields: ``|lam(j delta, j s) - lam(delta / j, s / j)| / (j^2 - j^-2)``.
+
+    The bias of a smoothing at scale ``s`` grows as ``s^2`` (``b(s) ~ c s^2``), so the maps at
+    ``j s`` and ``s / j`` differ by ``c s^2 (j^2 - j^-2)``, the bias at ``s`` times
+    ``j^2 - j^-2``. The difference also carries noise, which only widens the interval. Where
+    either map is undefined the term is 0. ``factor`` 1 gives zeros.
+
+    >>> from pipeline.physics import ChromatinModel
+    >>> f = np.stack([np.full((1, 32, 32), 0.35), np.full((1, 32, 32), 0.3)], axis=1)
+    >>> b = smoothing_bias(f, ChromatinModel(), 0.02, 0.08, 0.08, 1.2, EstimatorSettings())
+    >>> b.shape, float(np.abs(b).max()) < 1e-6
+    ((1, 32, 32), True)
+    """
+    f = np.asarray(fields, dtype=np.float64)
+    if factor == 1.0:
+        return np.zeros((f.shape[0],) + f.shape[-2:])
+    maps = []
+    for fk in (factor, 1.0 / factor):
+        t = linear_terms(f, model, max(delta_um * fk, 1.5 * pixel_size_um), pixel_size_um,
+                         backend=est.backend)
+        lam, _ = local_least_squares(t, window_um * fk, pixel_size_um,
+                                     lambda_min=est.lambda_min, lambda_max=est.lambda_max)
+        maps.append(lam)
+    return np.nan_to_num(np.abs(maps[0] - maps[1])) / (factor**2 - factor**-2)
 
 
 def _bandwidth(fields: np.ndarray, model, px: float, est: EstimatorSettings, seed: int):
@@ -196,6 +228,7 @@ def fit_tiles(
         b_mem[:, pair] = tk.b.reshape(n_tiles, 2, h, w)
     t_obs = linear_terms(f, model, delta, pixel_size_um, backend=est.backend)
     lam_obs, den = local_least_squares(t_obs, window, pixel_size_um, lambda_min=lo, lambda_max=hi)
+    bias = smoothing_bias(f, model, pixel_size_um, delta, window, nn_s.bias_factor, est)
     ident = np.stack([
         identifiable_mask(LinearTerms(t_obs.a[i], t_obs.b[i], t_obs.weight, delta, t_obs.support_px),
                           den[i], fraction=est.identifiable_fraction) & np.isfinite(lam_obs[i])
@@ -259,7 +292,8 @@ def fit_tiles(
                 | ~np.isfinite(lam).all(axis=(-2, -1)))
 
     mean = lam.mean(axis=1)
-    std = lam.std(axis=1, ddof=1) * nn_s.std_scale  # calibrated on tuning seeds: docs/neural.md
+    # the members' spread measures the noise; the bias term, the smoothing they share
+    std = np.hypot(lam.std(axis=1, ddof=1) * nn_s.std_scale, bias)
     mean = np.where(ident, mean, np.nan).astype(np.float32)
     std = np.where(ident, std, np.nan).astype(np.float32)
     elapsed = time.perf_counter() - t_start

@@ -63,16 +63,21 @@ def test_bounds_respected_and_outputs(tiles):
     assert d[0]["device"] in ("cpu", "cuda", "cuda:0")
 
 
-def test_uncertainty_on_ground_truth():
-    """std > 0 and a measured calibration on a small case (96 x 96, 10 epochs).
+@pytest.mark.parametrize(("size", "est", "r_floor"), [(128, EstimatorSettings(), 0.95),
+                                                      (96, EST, 0.7)], ids=["auto", "fixed"])
+def test_uncertainty_on_ground_truth(size, est, r_floor):
+    """std > 0, a calibrated interval and an accurate mean on small lognormal cases with the
+    default neural settings: the automatic bandwidth (128 x 128) and a user-fixed one well
+    below it (96 x 96, delta 0.1 um, s 0.12 um).
 
-    Measured when written: r 0.78 against the truth, calibration 0.97 (over-covering: on
-    this small case the std is conservative). The assertions are the target's lower bound
-    (0.85) and an r floor below the measurement by a margin meant for platform noise only.
+    Measured when written: auto r 0.975, calibration 0.938 (seeds 6, 7 of the same case: 0.944,
+    0.925); fixed r 0.764, calibration 0.939 (without the smoothing-bias term it was 0.77: the
+    members' spread alone misses the bias they share). The bounds are the 0.85-0.95 target
+    widened by 0.02 above for the spread between such small cases, and r floors below the
+    measurements by a margin for platform noise only.
     """
-    f, truth = _fields(5, shape=(96, 96), kind="lognormal")
-    out = fit_image(f, ChromatinModel(), PX, Settings(estimator=EST, neural=NeuralSettings(epochs=10)),
-                    seed=0, device="cpu")
+    f, truth = _fields(5, shape=(size, size), kind="lognormal")
+    out = fit_image(f, ChromatinModel(), PX, Settings(estimator=est), seed=0, device="cpu")
     ok = out["identifiable"]
     assert ok.mean() > 0.8
     assert np.all(out["std"][ok] > 0)
@@ -81,8 +86,32 @@ def test_uncertainty_on_ground_truth():
     inner[:, :16] = inner[:, -16:] = False
     r = np.corrcoef(out["mean"][inner], truth[inner])[0, 1]
     cal = calibration_fraction(out["mean"], out["std"], truth, ok)
-    assert r > 0.7, r
-    assert cal >= 0.85, cal
+    assert r > r_floor, r
+    assert 0.85 <= cal <= 0.97, cal
+
+
+def test_smoothing_bias_matches_the_real_error():
+    """Where the error of the closed form is smoothing bias (smooth lam, noise 0.003,
+    over-smoothed at delta 0.16 um, s 0.2 um), the bias term is that error: measured when
+    written rms 0.110 against a true rms error of 0.107, pixel-wise correlation 0.93. j = 1
+    gives zeros."""
+    from pipeline.estimate import estimate_closed_form
+    from pipeline.estimate.neural import smoothing_bias
+
+    case = simulate_case(kind="smooth", channels=1, noise=0.003, shape=(128, 128),
+                         pixel_size_um=PX, seed=3)
+    f = to_fields(case.image, ("heterochromatin",), case.calibration)[0]
+    est = EstimatorSettings(delta_um=0.16, window_um=0.2)
+    cf = estimate_closed_form(f, ChromatinModel(), PX, est)
+    b = smoothing_bias(f[None], ChromatinModel(), PX, 0.16, 0.2, 1.2, est)[0]
+    ok = cf.identifiable.copy()
+    ok[:16] = ok[-16:] = False
+    ok[:, :16] = ok[:, -16:] = False
+    err = np.abs(cf.lam - case.lam)[ok]
+    ratio = np.sqrt(np.mean(b[ok] ** 2) / np.mean(err**2))
+    assert 0.67 < ratio < 1.5, ratio
+    assert np.corrcoef(err, b[ok])[0, 1] > 0.7
+    assert not smoothing_bias(f[None], ChromatinModel(), PX, 0.16, 0.2, 1.0, est).any()
 
 
 def test_member_data_is_antithetic():
