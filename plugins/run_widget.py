@@ -23,6 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from pipeline.config import Settings
 from plugins.runner import build_settings, default_out_dir, run_folder
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class RunWidget(Container):
         self.last_result: dict[str, Any] | None = None
         self.folder = FileEdit(label="TIFF folder", mode="d")
         self.out = FileEdit(label="results (optional)", mode="d")
-        self.method = ComboBox(label="method", choices=["closed-form", "neural"])
+        self.method = ComboBox(label="method", choices=["neural", "closed-form"],
+                               value=Settings.model_fields["method"].default)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"])
         self.ensemble = SpinBox(label="ensemble size", value=0, min=0, max=64, step=2,
                                 tooltip="neural fit: models in the ensemble (0: default)")

@@ -43,7 +43,7 @@ def default_out_dir(folder: str | os.PathLike[str]) -> Path:
 
 def build_settings(
     *,
-    method: Method = "closed-form",
+    method: Method = "neural",
     device: Device = "auto",
     ensemble_size: int | None = None,
     tile_size_px: int | None = None,

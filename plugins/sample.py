@@ -63,7 +63,7 @@ def sample_paths(name: str = "smooth_1ch_s0") -> tuple[Path, Path]:
 
 
 def _store_for(image: Path, truth: dict) -> Path:
-    """Run the closed-form estimator once per (image, settings, version); return the store."""
+    """Run the default method once per (image, settings, version); return the store."""
     from pipeline import __version__
     from pipeline.config import Settings
     from pipeline.process import process_image, result_path

@@ -100,7 +100,11 @@ def test_pipeline_store_reads_back(pipeline_results: Path) -> None:
     lam = np.asarray(data[0] if kw["multiscale"] else data)
     assert np.isfinite(lam).mean() > 0.5
     assert kw["scale"] == (0.02, 0.02)
-    assert not layers["smooth_1ch_s0 λ std"][1]["metadata"]["chromarate"]["available"]
+    # the default method (neural) writes a std wherever it writes a mean
+    data, kw, _ = layers["smooth_1ch_s0 λ std"]
+    std = np.asarray(data[0] if kw["multiscale"] else data)
+    assert kw["metadata"]["chromarate"]["available"]
+    assert np.array_equal(np.isfinite(std), np.isfinite(lam)) and np.all(std[np.isfinite(std)] > 0)
 
 
 def test_sample_layers_carry_truth_and_match_it(sample_cache: Path, monkeypatch) -> None:
