@@ -44,6 +44,10 @@ def test_stores_validate_and_hold_every_layer(first_run):
             Image.from_zarr(zarr.open_group(store / name, mode="r"))
         res = open_result_store(store)
         assert res["rates"].shape == (2, 128, 128) and res["rates"].dtype == np.float32
+        # the default method (neural) gives a std wherever it gives a mean
+        lam, std = np.asarray(res["rates"][0]), np.asarray(res["rates"][1])
+        assert np.array_equal(np.isfinite(lam), np.isfinite(std)) and np.isfinite(lam).any()
+        assert (std[np.isfinite(std)] > 0).all()
         assert res["n_levels"] >= 2
         assert set(res["labels"]) == {"identifiable", "nuclei", "domains"}
         assert res["images"]["fields"].shape == (2, 128, 128)
