@@ -164,4 +164,13 @@ def test_large_image_script_smoke(tmp_path):
     assert json.loads(out.read_text())["peak_rss_mb"] == res["peak_rss_mb"]
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nearlier sections\n")
-    assert "## Large image: 256²" in text and "| fit |" in text
+    assert "## Large image: 256², closed-form" in text and "| fit |" in text
+    # a second method gets its own section; re-running one replaces only that one
+    doc.write_text(text + "\n## Later section\n\nkept\n")
+    mod._update_doc(doc, mod._markdown(res | {"method": "neural"}))
+    mod._update_doc(doc, mod._markdown(res | {"seconds": 12345.0}))
+    text = doc.read_text()
+    assert text.count("## Large image: 256², closed-form") == 1 and "12345 s" in text
+    assert "## Later section\n\nkept\n" in text
+    assert (text.index("## Large image: 256², closed-form") < text.index("## Later section")
+            < text.index("## Large image: 256², neural"))
