@@ -240,7 +240,11 @@ def _save(path: Path, arrays: dict[str, Any], attrs: dict[str, Any]) -> Path:
         for name, arr in arrays.items():
             chunks = (1,) * (arr.ndim - 2) + tuple(min(n, 1024) for n in arr.shape[-2:])
             z = root.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
-            da.store(da.asarray(arr).rechunk(chunks), z, lock=False, scheduler="threads")
+            # explicit, empty callbacks: dask swaps its global callback set without a lock, and
+            # in napari (the run widget) that set holds napari's cache, which must not run in
+            # two threads at once (plugins.inspect_widget.materialize)
+            da.store(da.asarray(arr).rechunk(chunks), z, lock=False, scheduler="threads",
+                     callbacks=())
         root.attrs["record"] = json.loads(json.dumps(attrs, default=float))
     return path
 

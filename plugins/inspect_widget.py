@@ -519,10 +519,26 @@ def _where(mask: Any, a: Any, b: Any) -> Any:
     return np.where(mask, a, b)
 
 
+def materialize(x: Any) -> np.ndarray | None:
+    """``np.asarray`` of a possibly lazy (dask) array, safe in a worker thread.
+
+    dask runs its global callbacks (napari registers its opportunistic cache as one) through
+    ``dask.callbacks.local_callbacks``, which swaps the global set without a lock: a worker's
+    compute racing the GUI thread's slicing could run the cache in both, and one's finish then
+    cleared the other's start times (``KeyError`` in ``dask/cache.py``). Passing explicit, empty
+    callbacks leaves the global set alone.
+    """
+    if x is None:
+        return None
+    if hasattr(x, "dask"):
+        return np.asarray(x.compute(callbacks=()))
+    return np.asarray(x)
+
+
 def _regions(arrays: dict[str, Any], polygons: list[tuple[int, np.ndarray]], chosen: set[int],
              **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-shape rows and the row of the chosen shapes together: runs in a worker thread."""
-    a = {k: None if v is None else np.asarray(v) for k, v in arrays.items()}
+    a = {k: materialize(v) for k, v in arrays.items()}
     stats = {"std": a["std"], "identifiable": a["identifiable"], **kwargs}
 
     def summary(numbers: list[int]) -> dict[str, Any]:
@@ -537,7 +553,6 @@ def _summaries(lam: Any, labels: Any, mask: Any, std: Any, identifiable: Any, **
                ) -> list[dict[str, Any]]:
     """Compute the (possibly lazy) plane and summarise it: runs in a worker thread."""
     return label_summaries(
-        np.asarray(lam), None if labels is None else np.asarray(labels), np.asarray(mask),
-        std=None if std is None else np.asarray(std),
-        identifiable=None if identifiable is None else np.asarray(identifiable), **kwargs,
+        materialize(lam), materialize(labels), materialize(mask), std=materialize(std),
+        identifiable=materialize(identifiable), **kwargs,
     )
