@@ -323,7 +323,7 @@ def _neural(tiles: np.ndarray, model: Any, pixel_size_um: float, settings: Any,
                              else [int(settings.seed) + int(i) for i in index])
     return fit_tiles(tiles, model, pixel_size_um, settings, init_lambda=init,
                      bandwidth=bandwidth, seed=seed, device=settings.device, dtype=dtype,
-                     progress=progress)
+                     progress=progress, mask=False)  # the plane's mask applies (fit_plane)
 
 
 def _safer(settings: Any) -> Any:
@@ -505,8 +505,8 @@ def fit_plane(
     ident &= np.isfinite(a2) & np.isfinite(den)
     del a2, den, lam_cf
     # guard: no non-finite value inside the identifiable mask. The closed-form mean is finite
-    # there by construction; a neural mean or std can be missing where every covering tile's
-    # fit called the pixel unidentifiable (its own per-tile medians) or failed. Such pixels are
+    # there by construction; the neural fit returns values everywhere (mask=False), so a neural
+    # mean or std can be missing only where the fit failed. Such pixels are
     # dropped from the mask and counted, never reported as identifiable with NaN. The one
     # exception is the std of tiles that fell back to the closed form (NaN: no uncertainty).
     fallback_cover = np.zeros(plan.shape, bool)

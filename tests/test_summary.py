@@ -14,7 +14,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("summary")
     simulate_folder(root / "images", truth_dir=root / "truth", cases=[("step", 1)],
                     shape=(96, 96), seed=4)
-    s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1},
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
                  run={"denoise": "none", "tile_px": 32, "overlap_px": 8})
     m = process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)
     assert process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)["skipped"]

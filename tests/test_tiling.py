@@ -67,7 +67,7 @@ def test_tiled_equals_untiled_closed_form():
     c = case.calibrated()
     fields = np.stack([c[1], 1 - c[0]])  # phi_h, phi_w (noisy)
     model = ChromatinModel()
-    s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1},
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
                  run={"tile_px": 40, "overlap_px": 12})
     whole = estimate_closed_form(fields, model, 0.02, s.estimator)
     tiled = fit_plane(fields, model, 0.02, s)
@@ -88,7 +88,7 @@ def test_streamed_equals_one_batch_closed_form():
     """One tile per batch (the smallest stream) against every tile in one batch: the blend adds
     tiles in plan order either way, so only per-batch FFT rounding could differ (~1e-12)."""
     fields, model = _case_fields(), ChromatinModel()
-    s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1},
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
                  run={"tile_px": 32, "overlap_px": 8})
     one = fit_plane(fields, model, 0.02, s, max_batch_px=10**9)
     streamed = fit_plane(fields, model, 0.02, s, max_batch_px=1)
@@ -203,7 +203,7 @@ def test_nonfinite_closed_form_is_flagged_and_never_identifiable():
     fields, model = _case_fields((96, 96), seed=2), ChromatinModel()
     fields[:, 90, 90] = 1e200
     fields[0, :60, :60], fields[1, :60, :60] = 0.3, 0.7  # A = 2 phi_e = 0: no information
-    s = Settings(estimator={"delta_um": 0.06, "window_um": 0.06},
+    s = Settings(method="closed-form", estimator={"delta_um": 0.06, "window_um": 0.06},
                  run={"tile_px": 24, "overlap_px": 6})
     with np.errstate(over="ignore", invalid="ignore"):
         res = fit_plane(fields, model, 0.02, s)
@@ -217,3 +217,23 @@ def test_nonfinite_closed_form_is_flagged_and_never_identifiable():
     assert not rows[-1]["cf_degenerate"]  # non-finite, not empty: the other flag
     assert not any(r["cf_degenerate"] for r in rows if r["fraction_identifiable"] > 0)
     assert all(r["fallback"] == "none" and not r["diverged"] for r in rows)
+
+
+def test_neural_keeps_the_planes_identifiable_mask():
+    """The neural fit masks with the plane's identifiability (as the closed form), not each
+    tile's own per-tile thresholds: no identifiable pixel is dropped. With the tiles' masks
+    this case (a step, 32 px tiles) lost 8 pixels (56 in a flow run at 30 epochs)."""
+    pytest.importorskip("torch")
+    from pipeline.physics.observation import to_fields
+    from pipeline.simulate import simulate_case
+
+    case = simulate_case(kind="step", channels=1, noise=0.02, shape=(96, 96), pixel_size_um=0.02,
+                         seed=4)
+    fields = to_fields(case.image, ("heterochromatin",), case.calibration)[0]
+    base = dict(device="cpu", estimator={"delta_um": 0.1, "window_um": 0.1},
+                run={"tile_px": 32, "overlap_px": 8}, neural={"epochs": 2})
+    nn = fit_plane(fields, ChromatinModel(), 0.02, Settings(method="neural", **base))
+    cf = fit_plane(fields, ChromatinModel(), 0.02, Settings(method="closed-form", **base))
+    assert sum(r["dropped_px"] for r in nn["tiles"]) == 0
+    np.testing.assert_array_equal(nn["identifiable"], cf["identifiable"])
+    _assert_no_nonfinite_identifiable(nn)

@@ -138,6 +138,7 @@ def fit_tiles(
     device: str | None = "auto",
     dtype: str = "float32",
     progress: Callable[[dict], None] | None = None,
+    mask: bool = True,
 ) -> dict[str, Any]:
     """Fit ``lam`` on ``N`` tiles at once, with an ensemble per tile.
 
@@ -170,6 +171,12 @@ def fit_tiles(
         FFT lose their accuracy in half precision.
     progress
         Called once per epoch with ``{"stage": "neural", "done", "total"}``.
+    mask
+        NaN outside each tile's own identifiability mask (the default). A caller that masks
+        with its own (:func:`pipeline.tiling.fit_plane` uses the plane's, whose thresholds
+        are the plane's medians, not the tile's) passes ``False`` and gets finite values
+        everywhere, so a pixel the plane calls identifiable is never lost to a tile's
+        stricter threshold.
 
     Returns
     -------
@@ -294,8 +301,9 @@ def fit_tiles(
     mean = lam.mean(axis=1)
     # the members' spread measures the noise; the bias term, the smoothing they share
     std = np.hypot(lam.std(axis=1, ddof=1) * nn_s.std_scale, bias)
-    mean = np.where(ident, mean, np.nan).astype(np.float32)
-    std = np.where(ident, std, np.nan).astype(np.float32)
+    keep = ident if mask else np.ones_like(ident)
+    mean = np.where(keep, mean, np.nan).astype(np.float32)
+    std = np.where(keep, std, np.nan).astype(np.float32)
     elapsed = time.perf_counter() - t_start
     diagnostics = [
         {
