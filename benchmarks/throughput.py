@@ -3,7 +3,7 @@
 Megapixels per minute of ``process_image`` (ingest → denoise → fit → segment → assemble) for
 closed-form and neural on default settings, with the default denoiser (nl-means) and with
 ``--denoise none``; and the peak resident memory of a 4096 x 4096 two-channel image
-(closed-form, default settings) with the pre-streaming tiled fit and with the streamed one, in
+(closed-form, other settings default) with the pre-streaming tiled fit and with the streamed one, in
 the same run. Every measurement is a fresh subprocess (see ``pipeline.bench.throughput``).
 
     python benchmarks/throughput.py            # about 12 minutes on 2 shared cores
@@ -90,7 +90,7 @@ def main(argv=None) -> None:
         "The closed-form fit includes a fixed cost (the bandwidth selection on one 512 px "
         "crop), so MP / min grows with image size: compare the 4096 x 4096 rows below.",
         "",
-        f"## Peak memory of a {args.big} x {args.big} image (closed-form, default settings)",
+        f"## Peak memory of a {args.big} x {args.big} image (closed-form, other settings default)",
         "",
         "Before: the tiled fit extracted every tile with its halo at once and kept the "
         "closed-form terms of every tile before blending (the pre-streaming `fit_plane`, kept "
