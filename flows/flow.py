@@ -33,11 +33,13 @@ from prefect.states import Cancelled
 from flows.cluster import make_task_runner
 from flows.outdir import check_out, out_lock
 from flows.tasks import (
+    allow_tasks,
     assemble_task,
     denoise_task,
     fit_task,
     ingest_task,
     segment_task,
+    stop_tasks,
     summarize_task,
 )
 from pipeline import __version__
@@ -87,8 +89,12 @@ def _tell(progress: Progress | None, event: dict[str, Any]) -> None:
             log.debug("progress hook failed", exc_info=True)
 
 
-def _wait(fut: Any, cancel: Cancel | None) -> None:
-    """Wait for a task future; with ``cancel``, poll it meanwhile and raise RunCancelled."""
+def _wait(fut: Any, cancel: Cancel | None, out: str) -> None:
+    """Wait for a task future; with ``cancel``, poll it meanwhile and raise RunCancelled.
+
+    On cancel, the run's tasks still running in this process stop at their next progress
+    point (:func:`flows.tasks.stop_tasks`), so a long fit does not run on unseen.
+    """
     if cancel is None:
         fut.wait()
         return
@@ -98,6 +104,7 @@ def _wait(fut: Any, cancel: Cancel | None) -> None:
         if wrapped.done() if wrapped is not None else fut.state.is_final():
             fut.wait()  # at once now; keeps the final state on the future
             return
+    stop_tasks(out)
     raise RunCancelled("cancelled by the user")
 
 
@@ -149,6 +156,7 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
     t0 = time.perf_counter()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    allow_tasks(out)  # a cancelled earlier run's stop request is not this run's
     clean_partials(out_dir)
     src = Path(input)
     images = [src] if src.is_file() else discover_tiffs(src, recursive=settings.recursive)
@@ -159,7 +167,7 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
     manifests = {str(p): ingest_task.submit(str(p), out, settings) for p in images}
     chains = {}
     for path, fut in manifests.items():
-        _wait(fut, cancel)
+        _wait(fut, cancel, out)
         if not fut.state.is_completed():
             failed.append({"image": path, "reason": _reason(fut.state)})
             _tell(progress, {"event": "failed", **failed[-1]})
@@ -180,7 +188,7 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
             records.append(_image_record(m["store"], True))
             continue
         for f in futs:
-            _wait(f, cancel)
+            _wait(f, cancel, out)
         bad = next((f.state for f in futs if f.state.is_failed() or f.state.is_crashed()),
                    None)
         if bad is not None or not futs[-1].state.is_completed():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -29,6 +30,7 @@ from pipeline.config import Settings
 from pipeline.io import InputError
 
 __all__ = [
+    "allow_tasks",
     "assemble_task",
     "denoise_task",
     "emit",
@@ -36,11 +38,36 @@ __all__ = [
     "ingest_task",
     "segment_task",
     "set_progress_sink",
+    "stop_tasks",
     "summarize_task",
+    "TaskStopped",
 ]
 
 log = logging.getLogger(__name__)
 _SINK: Callable[[dict], None] | None = None
+# output folders whose run was cancelled: their running tasks stop at the next progress point
+# (one run per folder at a time: flows/outdir.py's lock, so the folder names the run)
+_STOPPED: set[str] = set()
+
+
+class TaskStopped(RuntimeError):
+    """A running task stopped at a progress point because its run was cancelled."""
+
+
+def _run_key(out: str | Path) -> str:
+    return str(Path(out).resolve())
+
+
+def stop_tasks(out: str | Path) -> None:
+    """Ask the tasks of the run writing to ``out`` that are still running in this process to
+    stop at their next progress point (a tile batch, an epoch of the neural fit, a denoised
+    plane). Tasks on other processes (dask workers) finish their stage."""
+    _STOPPED.add(_run_key(out))
+
+
+def allow_tasks(out: str | Path) -> None:
+    """Clear :func:`stop_tasks` for ``out`` (a new run starts there)."""
+    _STOPPED.discard(_run_key(out))
 
 
 def set_progress_sink(sink: Callable[[dict], None] | None) -> None:
@@ -64,7 +91,14 @@ def emit(event: dict[str, Any]) -> None:
 
 def _progress(manifest: dict[str, Any]) -> Callable[[dict], None]:
     name = manifest["image"]
-    return lambda ev: emit({"image": name, **ev})
+    key = _run_key(Path(manifest["store"]).parent)
+
+    def report(event: dict[str, Any]) -> None:
+        if key in _STOPPED:
+            raise TaskStopped(f"{name}: the run was cancelled")
+        emit({"image": name, **event})
+
+    return report
 
 
 def _retry_unless_refused(task: Any, task_run: Any, state: Any) -> bool:
@@ -75,7 +109,9 @@ def _retry_unless_refused(task: Any, task_run: Any, state: Any) -> bool:
             exc = state.result(raise_on_failure=False)
         except Exception:  # no result to look at: retry as before
             return True
-    return not isinstance(exc, InputError)
+    stopped = isinstance(exc, TaskStopped) or isinstance(getattr(exc, "__cause__", None),
+                                                         TaskStopped)
+    return not (isinstance(exc, InputError) or stopped)
 
 
 _OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False,

@@ -113,6 +113,35 @@ def test_timings_report(first_run):
           [(i["image"].rsplit("/", 1)[-1], i["timings_s"]) for i in record["images"]])
 
 
+def test_cancel_stops_a_running_fit(prefect_api, sim_folder, tmp_path):
+    """Cancelling during a long neural fit stops it at its next epoch: its last progress event
+    is an early epoch, nothing more comes once the flow has returned, and no store appears.
+    (Before, cancel acted between stages only: the task runner waited for the fit to run all
+    5000 epochs; measured with the stop request disabled, the last event was epoch 5000.)"""
+    from flows.flow import RunCancelled
+    from flows.tasks import set_progress_sink
+
+    s = _settings(sim_folder, tile_px=64, overlap_px=8)
+    s = s.model_copy(update={"method": "neural",
+                             "neural": s.neural.model_copy(update={"epochs": 5000})})
+    events: list[dict] = []
+    set_progress_sink(events.append)
+    try:
+        def fitting() -> bool:
+            return sum(e.get("stage") == "neural" for e in events) >= 3
+
+        with pytest.raises(RunCancelled):
+            run(sim_folder / "images" / "smooth_1ch_s1.tif", tmp_path / "out", s, cancel=fitting)
+        n = len(events)
+        time.sleep(2.0)
+        assert len(events) == n, events[n:][:5]
+        last = [e for e in events if e.get("stage") == "neural"][-1]
+        assert last["done"] < 100 and last["total"] == 5000
+    finally:
+        set_progress_sink(None)
+    assert not list((tmp_path / "out").glob("*.ome.zarr"))
+
+
 def test_hooks_report_each_image_and_cancel_between_images(prefect_api, sim_folder, tmp_path):
     """The widget's hooks: an event per image from the flow's loop; cancelling after the first
     image keeps its store, starts no other, and ends the flow run Cancelled (not Failed)."""
