@@ -93,7 +93,8 @@ def _wait(fut: Any, cancel: Cancel | None, out: str) -> None:
     """Wait for a task future; with ``cancel``, poll it meanwhile and raise RunCancelled.
 
     On cancel, the run's tasks still running in this process stop at their next progress
-    point (:func:`flows.tasks.stop_tasks`), so a long fit does not run on unseen.
+    point (:func:`flows.tasks.stop_tasks`), so a long fit does not run on unseen (the task
+    runner waits for running tasks before the flow returns).
     """
     if cancel is None:
         fut.wait()

@@ -60,8 +60,9 @@ def _run_key(out: str | Path) -> str:
 
 def stop_tasks(out: str | Path) -> None:
     """Ask the tasks of the run writing to ``out`` that are still running in this process to
-    stop at their next progress point (a tile batch, an epoch of the neural fit, a denoised
-    plane). Tasks on other processes (dask workers) finish their stage."""
+    stop at their next progress point (a tile batch, an epoch of the neural fit). A denoise
+    reports progress only as it starts, so a running one finishes; tasks on other processes
+    (dask workers) finish their stage."""
     _STOPPED.add(_run_key(out))
 
 
