@@ -64,7 +64,7 @@ def neural_summary(nn_rows: list[dict]) -> list[str]:
         return ["- neural: not run (`--no-neural`)."]
     d = np.array([r["r"] - r["r_cf"] for r in nn_rows])
     cal = np.array([r["cal"] for r in nn_rows])
-    t_ratio = sum(r["t"] for r in nn_rows)
+    t_total = sum(r["t"] for r in nn_rows)
     return [
         f"- neural r >= closed-form r: {int((d >= 0).sum())} of {len(d)} cases; mean "
         f"difference {d.mean():+.4f}, worst {d.min():+.3f}, best {d.max():+.3f}; within 0.01: "
@@ -73,7 +73,7 @@ def neural_summary(nn_rows: list[dict]) -> list[str]:
         f"{len(cal)}; below: {int((cal < 0.85).sum())}; above: {int((cal > 0.95).sum())}; "
         f"median {np.median(cal):.2f}, range {cal.min():.2f}-{cal.max():.2f}.",
         f"- neural fits that diverged: {sum(r['diverged'] for r in nn_rows)}; neural time for "
-        f"all {len(d)} cases {t_ratio:.0f} s.",
+        f"all {len(d)} cases {t_total:.0f} s.",
     ]
 
 

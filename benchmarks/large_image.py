@@ -32,10 +32,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere, installed or not
     sys.path.insert(0, str(ROOT))
+STAGES = ("ingest", "denoise", "fit", "segment", "assemble")
+
+
 def section(size: int, method: str) -> str:
     """The doc heading of one (size, method) run; each has its own section."""
     return f"## Large image: {size}², {method}"
-STAGES = ("ingest", "denoise", "fit", "segment", "assemble")
 
 
 def _rss_now_mb() -> float:

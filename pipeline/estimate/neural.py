@@ -90,14 +90,19 @@ def smoothing_bias(
     f = np.asarray(fields, dtype=np.float64)
     if factor == 1.0:
         return np.zeros((f.shape[0],) + f.shape[-2:])
-    maps = []
-    for fk in (factor, 1.0 / factor):
-        t = linear_terms(f, model, max(delta_um * fk, 1.5 * pixel_size_um), pixel_size_um,
-                         backend=est.backend)
-        lam, _ = local_least_squares(t, window_um * fk, pixel_size_um,
-                                     lambda_min=est.lambda_min, lambda_max=est.lambda_max)
-        maps.append(lam)
-    return np.nan_to_num(np.abs(maps[0] - maps[1])) / (factor**2 - factor**-2)
+    wide, _ = _closed_form_scaled(f, model, pixel_size_um, delta_um, window_um, factor, est)
+    narrow, _ = _closed_form_scaled(f, model, pixel_size_um, delta_um, window_um, 1 / factor, est)
+    return np.nan_to_num(np.abs(wide - narrow)) / (factor**2 - factor**-2)
+
+
+def _closed_form_scaled(fields: np.ndarray, model, px: float, delta_um: float, window_um: float,
+                        factor: float, est: EstimatorSettings) -> tuple[np.ndarray, LinearTerms]:
+    """The closed-form ``lam`` and terms of ``(N, C, H, W)`` fields at ``(delta, s)`` times
+    ``factor`` (the radius kept at least 1.5 px)."""
+    terms = linear_terms(fields, model, max(delta_um * factor, 1.5 * px), px, backend=est.backend)
+    lam, _ = local_least_squares(terms, window_um * factor, px, lambda_min=est.lambda_min,
+                                 lambda_max=est.lambda_max)
+    return lam, terms
 
 
 def _bandwidth(fields: np.ndarray, model, px: float, est: EstimatorSettings, seed: int):
@@ -226,10 +231,8 @@ def fit_tiles(
     a_mem, b_mem = np.empty((n_tiles, e, h, w)), np.empty((n_tiles, e, h, w))
     for k, fk in enumerate(factors):
         pair = slice(2 * k, 2 * k + 2)
-        dk = max(delta * fk, 1.5 * pixel_size_um)
-        tk = linear_terms(y[:, pair].reshape(-1, n_ch, h, w), model, dk, pixel_size_um,
-                          backend=est.backend)
-        lk, _ = local_least_squares(tk, window * fk, pixel_size_um, lambda_min=lo, lambda_max=hi)
+        lk, tk = _closed_form_scaled(y[:, pair].reshape(-1, n_ch, h, w), model, pixel_size_um,
+                                     delta, window, fk, est)
         lam_members[:, pair] = lk.reshape(n_tiles, 2, h, w)
         a_mem[:, pair] = tk.a.reshape(n_tiles, 2, h, w)
         b_mem[:, pair] = tk.b.reshape(n_tiles, 2, h, w)

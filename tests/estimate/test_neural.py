@@ -11,6 +11,7 @@ from pipeline.estimate.neural import (
     fit_tiles,
     jitter_factors,
     member_data,
+    smoothing_bias,
 )
 from pipeline.physics import ChromatinModel
 from pipeline.physics.observation import to_fields
@@ -96,7 +97,6 @@ def test_smoothing_bias_matches_the_real_error():
     written rms 0.110 against a true rms error of 0.107, pixel-wise correlation 0.93. j = 1
     gives zeros."""
     from pipeline.estimate import estimate_closed_form
-    from pipeline.estimate.neural import smoothing_bias
 
     case = simulate_case(kind="smooth", channels=1, noise=0.003, shape=(128, 128),
                          pixel_size_um=PX, seed=3)
