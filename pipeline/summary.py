@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .compare import FLOAT_FORMAT, attach_samples
 from .io.atomic import atomic_write_text
 
 __all__ = [
@@ -54,8 +55,9 @@ the closed-form estimate was non-finite, never reported as identifiable), ``cf_d
 ``dropped_px`` (pixels dropped from the identifiable mask because the fit left no finite
 value there). Stores written before these columns existed leave them empty."""
 OBJECT_COLUMNS = PROVENANCE + [
-    "kind", "label", "nucleus", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_mean",
-    "lambda_sd", "lambda_std_mean", "fraction_identifiable", "distance_to_edge_um",
+    "kind", "label", "nucleus", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_median",
+    "lambda_iqr", "lambda_mean", "lambda_sd", "lambda_std_mean", "fraction_identifiable",
+    "distance_to_edge_um",
 ]
 
 
@@ -108,6 +110,7 @@ def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
             "area_um2": float(obj.sum() * px * px),
             "centroid_y_um": float((yy.mean() + sl[0].start) * px),
             "centroid_x_um": float((xx.mean() + sl[1].start) * px),
+            "lambda_median": st["lambda_median"], "lambda_iqr": st["lambda_iqr"],
             "lambda_mean": st["lambda_mean"], "lambda_sd": st["lambda_sd"],
             "lambda_std_mean": st["lambda_std_mean"],
             "fraction_identifiable": float(ok.sum() / obj.sum()),
@@ -174,7 +177,8 @@ def write_summaries(tables: Iterable[dict[str, pd.DataFrame]], out_dir: str | Pa
     for name, columns in cols.items():
         parts = [t[name] for t in tables if len(t[name])]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        df = attach_samples(df, out_dir)  # the sample sheet's columns, if the run has one
         path = Path(out_dir) / f"summary_{name}.csv"
-        atomic_write_text(path, df.to_csv(index=False))
+        atomic_write_text(path, df.to_csv(index=False, float_format=FLOAT_FORMAT))
         paths[name] = str(path)
     return paths
