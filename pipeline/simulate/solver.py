@@ -24,11 +24,6 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
-from ..physics.chromatin import (  # one definition, shared with the inverse model
-    g,
-    g_prime,
-    g_second,
-)
 from ._grid import wavenumbers
 
 __all__ = [
@@ -46,6 +41,38 @@ log = logging.getLogger(__name__)
 
 class SteadyStateNotConverged(RuntimeError):
     """The forward solver did not reach the requested residual."""
+
+
+# The generator's own nonlinearity, written as the expanded polynomial. It deliberately does
+# not import the inverse model (pipeline.physics): ground truth made with the estimator's own
+# code could hide a mistake shared by both. tests/test_stress.py checks the two agree.
+
+
+def g(phi: np.ndarray | float, phi_max: float) -> np.ndarray | float:
+    """``g(φ) = 2φ³ - 3 φ_max φ² + φ_max² φ`` (the double-well-type term of μ_d).
+
+    >>> round(float(g(0.35, 0.7)), 12), round(float(g(0.7, 0.7)), 12)
+    (0.0, 0.0)
+    """
+    return ((2.0 * phi - 3.0 * phi_max) * phi + phi_max * phi_max) * phi
+
+
+def g_prime(phi: np.ndarray | float, phi_max: float) -> np.ndarray | float:
+    """``g'(φ) = 6φ² - 6 φ_max φ + φ_max²``.
+
+    >>> round(float(g_prime(0.0, 0.7)), 12)
+    0.49
+    """
+    return 6.0 * phi * (phi - phi_max) + phi_max * phi_max
+
+
+def g_second(phi: np.ndarray | float, phi_max: float) -> np.ndarray | float:
+    """``g''(φ) = 12φ - 6 φ_max``.
+
+    >>> round(float(g_second(0.35, 0.7)), 12)
+    0.0
+    """
+    return 6.0 * (2.0 * phi - phi_max)
 
 
 def local_equilibrium(lam: np.ndarray, phi_w: np.ndarray | float) -> np.ndarray:
