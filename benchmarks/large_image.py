@@ -1,7 +1,7 @@
 """Peak memory and wall time of one large image (default 8192 x 8192) -> docs/benchmarks.md.
 
 Writes a two-channel uint16 TIFF (a mirrored tiling of one 512² ``simulate_case``, as in
-``pipeline.bench.throughput.synthetic_image``), then runs the stages of ``chromarate run``
+``benchmarks.endtoend.synthetic_image``), then runs the stages of ``chromarate run``
 (``pipeline.process``: ingest → denoise → fit → segment → assemble) on it in a **fresh
 subprocess**, with default settings (closed-form, nl-means, segmentation on). The child
 reports, after each stage, its own ``ru_maxrss`` high-water mark and the peak of a 0.2 s
@@ -137,7 +137,7 @@ def run_child(image: Path, out: Path, *, method: str = "closed-form", denoise: s
 
 
 def write_image(path: Path, size: int) -> Path:
-    from pipeline.bench.throughput import synthetic_image
+    from benchmarks.endtoend import synthetic_image
 
     return synthetic_image(path, size)
 

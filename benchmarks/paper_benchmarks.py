@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.bench import config_for, run_benchmarks, summarize, write_report  # noqa: E402
+from benchmarks.paper import config_for, run_benchmarks, summarize, write_report  # noqa: E402
 
 
 def _printer(event: dict) -> None:

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("view", help="open results in napari (needs chromarate[napari])")
     v.add_argument("path", type=Path, nargs="?", help="results folder or <stem>.ome.zarr")
 
-    b = sub.add_parser("bench", help="autograd vs mollifier layer on the paper's problems")
+    b = sub.add_parser("bench", help="autograd vs mollifier layer (and DeepXDE, if installed: "
+                                     "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     b.add_argument("--out", type=Path, default=Path("bench_results"))
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -197,7 +198,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_benchmarks
+    # the harness lives beside the library (benchmarks/paper), imported only when asked
+    from benchmarks.paper import run_benchmarks
 
     result = run_benchmarks(quick=args.quick, out_dir=args.out, device=args.device)
     print(json.dumps(result.get("summary", {}), indent=2, default=str))

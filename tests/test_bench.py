@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.bench import (
+from benchmarks.paper import (
     ARMS,
     ArmState,
     TrainSettings,
@@ -19,17 +19,18 @@ from pipeline.bench import (
     probe_problem,
     run_benchmarks,
     time_alternating,
+    train_alternating,
 )
-from pipeline.bench.arms import derivative_maps
-from pipeline.bench.measure import rss_bytes
-from pipeline.bench.problems import chromatin_steady_state
+from benchmarks.paper.arms import derivative_maps
+from benchmarks.paper.measure import rss_bytes
+from benchmarks.paper.problems import chromatin_steady_state
 from pipeline.mollifier import Mollifier
 from pipeline.physics import residual
 
 
 def _torch_maps(problem, names):
     """Mollified derivative maps of the clean fields, with fixed channels appended."""
-    from pipeline.bench.arms import _append_fixed
+    from benchmarks.paper.arms import _append_fixed
 
     layer = Mollifier(problem.delta_um, problem.pixel_size_um, names, ndim=problem.ndim)
     with torch.no_grad():
@@ -93,6 +94,22 @@ def test_training_improves_r_on_the_first_order_problem():
     assert st.r() > 0.9
 
 
+def test_suite_loop_lifts_r_on_an_easy_problem():
+    """Through the suite's own training loop, both arms take λ from a negative correlation
+    with the truth to r ≥ 0.95 on the first-order problem (seed 3 starts at r ≈ -0.8), and
+    the reported r and time to target come from that run."""
+    p = make_problem("langevin", 128, noise=0.02, seed=3)
+    s = TrainSettings(warmup=20, residual_weight=10.0, seed=3)
+    states = {arm: ArmState(arm, p, s, torch.device("cpu")) for arm in ARMS}
+    runs = train_alternating(states, max_iters=100, budget_s=60.0, eval_every=20, target_r=0.9)
+    for arm, run in runs.items():
+        assert run["history"][0][3] < 0, arm
+        assert run["r"] >= 0.95, (arm, run["r"])
+        assert run["r"] == pytest.approx(pearson(states[arm].lam()[states[arm].mask_np],
+                                                 p.lam_true[states[arm].mask_np]))
+        assert run["iters_to_target"] is not None and run["iters_to_target"] <= 100
+
+
 def test_time_alternating_and_rss():
     p = probe_problem(16, order=2)
     s = TrainSettings(warmup=0)
@@ -121,7 +138,8 @@ def test_smoke_run(tmp_path):
         for arm in ARMS:
             run = p["arms"][arm]
             assert run["iterations"] > 0 and np.isfinite(run["s_per_iter"])
-            assert -1 <= run["r"] <= 1
+            # the reported r is the last evaluation of the arm's own λ against the truth
+            assert np.isfinite(run["r"]) and run["r"] == run["history"][-1][3]
     assert any(e["event"] == "train" for e in events) and events[-1]["event"] == "done"
     # the 4th-order problem: mollifier faster per step than autograd, in the same run
     chromatin = next(p for p in res["problems"] if p["problem"] == "chromatin")

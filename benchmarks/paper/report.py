@@ -1,7 +1,7 @@
 """The benchmark report: ``benchmarks.md`` and its PNG plots from a results dict.
 
 Pure formatting: everything shown comes from the results of
-:func:`pipeline.bench.run_benchmarks` (also saved as ``benchmarks.json``).
+:func:`benchmarks.paper.run_benchmarks` (also saved as ``benchmarks.json``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ __all__ = ["PAPER", "write_report", "render_markdown", "plot_training", "plot_sc
 
 log = logging.getLogger(__name__)
 
-#: The paper's fourth-order case as reported in the press (SCIENCE.md section 7).
+#: The paper's fourth-order case as reported in the press.
 PAPER = {
     "autograd": {"memory": "2.70 GB", "time": "> 3,300 s", "r": "0.44"},
     "mollifier": {"memory": "0.21 GB", "time": "< 340 s", "r": "0.99"},
@@ -232,7 +232,7 @@ def _findings(results: dict[str, Any]) -> list[str]:
             f"{_span([abs(g) for g in gaps], '{:.3f}')}. On this problem the mollifier "
             "layer's gain is cost (time per step, memory, time to a target r), not a better "
             "optimum per step. The paper's networks, problem sizes and noise are not public; "
-            "ours are described in `pipeline/bench/problems.py`."
+            "ours are described in `benchmarks/paper/problems.py`."
         )
     out.append(
         "- The paper's 6-10x spans its three benchmarks. Here the ratio grows with the "
@@ -251,7 +251,7 @@ def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
     lines = [
         "# Benchmarks: autograd against the mollifier layer",
         "",
-        "The paper's three inverse problems (SCIENCE.md section 7) with the same networks, loss "
+        "The paper's three inverse problems with the same networks, loss "
         "and optimiser in both arms; only the route to the derivatives differs: nested "
         "`create_graph` autograd of a coordinate MLP, or the same MLP evaluated on the pixel "
         "grid (plus a halo of the mollifier's support) and read through the mollifier layer.",

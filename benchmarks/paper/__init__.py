@@ -1,7 +1,7 @@
-"""Benchmarks of the paper's three inverse problems: autograd against the mollifier layer.
+"""Benchmarks of the paper's three inverse problems: autograd, the mollifier layer, DeepXDE.
 
-:func:`run_benchmarks` is the entry point (the CLI's ``bench`` subcommand and
-``benchmarks/paper_benchmarks.py`` call it). The parts:
+:func:`run_benchmarks` is the entry point (the CLI's ``bench`` subcommand imports it when
+asked, and ``benchmarks/paper_benchmarks.py`` calls it). The parts:
 
 - :mod:`.problems`: the Langevin (order 1), heat (order 2) and chromatin (order 4) problems
   with a known truth;

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..mollifier import Mollifier, autograd_derivatives
+from pipeline.mollifier import Mollifier, autograd_derivatives
+
 from .nets import build_networks
 from .problems import Problem
 

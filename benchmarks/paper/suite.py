@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..device import resolve_device
+from pipeline.device import resolve_device
+
 from .arms import ARMS, ArmState, TrainSettings
 from .measure import machine_info, measure_memory, time_alternating, train_alternating
 from .problems import make_problem, probe_problem

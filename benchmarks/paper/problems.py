@@ -1,11 +1,11 @@
-"""The paper's three inverse problems with a known truth λ (SCIENCE.md section 7).
+"""The paper's three inverse problems with a known truth λ.
 
 =====  ==========================================  ==========  =============
 order  problem                                     grid        unknown
 =====  ==========================================  ==========  =============
 1      Langevin-type ``u_t = u + λ(t)``            1-D, T      ``λ(t)``
 2      steady heat ``0 = λ(x, y) ∇²u + m(x, y)``   2-D, N×N    ``λ(x, y)``
-4      chromatin steady state (SCIENCE.md §1)      2-D, N×N    ``λ(x, y)``
+4      chromatin steady state                      2-D, N×N    ``λ(x, y)``
 =====  ==========================================  ==========  =============
 
 Each builder returns a :class:`Problem`: the noisy observations of the fields a network has to
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..physics import ChromatinModel, HeatModel, LangevinModel
+from pipeline.physics import ChromatinModel, HeatModel, LangevinModel
 
 __all__ = [
     "ProblemName",

@@ -4,8 +4,8 @@ Both map pixel-centre coordinates ``(N, 2)`` ordered ``(y, x)`` in micrometres t
 ``(N, C)``; each output row depends only on its own input row, as
 :func:`pipeline.mollifier.autograd_derivatives` requires. Inputs are scaled to ``[-1, 1]`` by
 the problem's extent and lifted by fixed random Fourier features, whose scale sets the
-network's spatial bandwidth (small for the rate network: SCIENCE.md section 4 asks for a
-controlled bandwidth of λ).
+network's spatial bandwidth (small for the rate network, whose λ should vary on a
+controlled scale).
 """
 
 from __future__ import annotations
