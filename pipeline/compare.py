@@ -128,7 +128,10 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         rows = [str(i + 2) for i in np.flatnonzero(sheet["file"] == "")]
         raise _input_error(path, f"empty 'file' cell on line(s) {_listing(rows)}",
                            "Give every row an image file name")
-    clash = sorted(set(sheet.columns) & _RESERVED)
+    from .summary import IMAGE_COLUMNS, OBJECT_COLUMNS, TILE_COLUMNS
+
+    taken = (_RESERVED | set(IMAGE_COLUMNS) | set(TILE_COLUMNS) | set(OBJECT_COLUMNS)) - {"file"}
+    clash = sorted(set(sheet.columns) & taken)
     if clash:
         raise _input_error(path, f"column(s) {', '.join(clash)} clash with columns of the "
                            "summary tables", "Rename them in the sample sheet")
@@ -166,12 +169,21 @@ def match_samples(sheet: pd.DataFrame, images: Iterable[str | Path], sheet_path:
 
 
 def write_sample_sheet(sheet: pd.DataFrame, out_dir: str | Path) -> Path:
-    """Keep the checked sheet as ``OUT/samples.csv`` (atomically; unchanged content is not
-    rewritten)."""
-    path = Path(out_dir) / SAMPLES_FILE
+    """Keep the checked sheet as ``OUT/samples.csv`` (atomically), and re-join the summary
+    CSVs already in ``out_dir`` when it changed (the old sheet's columns are replaced), so
+    that a re-run that computes nothing still gives tables with the new sheet."""
+    out_dir = Path(out_dir)
+    path = out_dir / SAMPLES_FILE
     text = sheet.to_csv(index=False)
-    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        atomic_write_text(path, text)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return path
+    old = ([c for c in read_sample_sheet(path).columns if c != "file"] if path.is_file()
+           else [])
+    atomic_write_text(path, text)
+    for table in sorted(out_dir.glob("summary_*.csv")):
+        df = pd.read_csv(table, dtype={c: str for c in old + list(sheet.columns)})
+        df = attach_samples(df.drop(columns=[c for c in old if c in df.columns]), out_dir)
+        atomic_write_text(table, df.to_csv(index=False, float_format=FLOAT_FORMAT))
     return path
 
 
