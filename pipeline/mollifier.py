@@ -307,7 +307,9 @@ class Mollifier:
         while pad_y > 0 or pad_x > 0:
             h, w = out.shape[-2:]
             if (pad_y > 0 and h < 2) or (pad_x > 0 and w < 2):
-                raise ValueError(f"cannot reflect-pad a tile of shape {(h, w)}")
+                from .errors import TooSmallError
+
+                raise TooSmallError(f"cannot reflect-pad a tile of shape {(h, w)}")
             sy, sx = min(pad_y, h - 1), min(pad_x, w - 1)
             out = F.pad(out, (sx, sx, sy, sy), mode="reflect")
             pad_y, pad_x = pad_y - sy, pad_x - sx

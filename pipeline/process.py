@@ -30,8 +30,9 @@ import zarr
 from . import __version__
 from .config import Settings
 from .denoise import calibrate, denoise_planes
+from .errors import ImageError, InputError
 from .estimate.bandwidth import SELECTION_CROP_PX, central_crop
-from .io import InputError, inspect_tiff, read_planes
+from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
 from .physics.chromatin import ChromatinModel
 from .physics.observation import to_fields
@@ -64,32 +65,8 @@ Progress = Callable[[dict], None] | None
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
 
-_SIZE_HINT = ("Pass --delta and --window in micrometres (fixed bandwidths need no automatic "
-              "choice), or use a larger field of view")
 _GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it out of the "
                  "folder; the other images are not affected")
-
-
-class ImageError(RuntimeError):
-    """A stage failed on one image for a reason other than a refused input.
-
-    ``str()`` is ``"<path>: the <stage> stage failed (<detail>). <what to do>."`` Unlike
-    :class:`~pipeline.io.InputError` (deterministic: the file is refused), such a failure may
-    be transient (I/O, memory), so the flow retries the stages that do I/O.
-
-    Examples
-    --------
-    >>> str(ImageError("a.tif", "fit", "MemoryError", "Lower --tile-size"))
-    'a.tif: the fit stage failed (MemoryError). Lower --tile-size.'
-    """
-
-    def __init__(self, path: str | Path, stage: str, detail: str, hint: str = "") -> None:
-        super().__init__(path, stage, detail, hint)
-        self.path, self.stage, self.detail, self.hint = Path(path), stage, detail, hint
-
-    def __str__(self) -> str:
-        text = f"{self.path}: the {self.stage} stage failed ({self.detail})."
-        return text + (f" {self.hint.rstrip('.')}." if self.hint else "")
 
 
 @contextlib.contextmanager
@@ -108,23 +85,23 @@ def _stage_errors(manifest: dict[str, Any], stage: str) -> Iterator[None]:
 def _named(image: str | Path, stage: str) -> Iterator[None]:
     """Re-raise any failure of ``stage`` as an error that names ``image`` and says what to do.
 
-    A ``ValueError`` is a property of the data (a constant channel, too few pixels to choose
-    a bandwidth, a channel count that does not match ``--channels``): it becomes an
-    :class:`~pipeline.io.InputError`. Anything else becomes an :class:`ImageError`.
+    By type (:mod:`pipeline.errors`), never by message: an :class:`~pipeline.errors.InputError`
+    raised without a path (a :class:`~pipeline.errors.TooSmallError` from the bandwidth
+    choice or the padding, with its own hint) gets ``image``'s; an ``ImageError`` passes; any
+    other ``ValueError`` is a property of the data (a constant channel, a channel count that
+    does not match ``--channels``) and becomes an ``InputError``; anything else becomes an
+    ``ImageError``.
     """
     try:
         yield
-    except (InputError, ImageError):
+    except InputError as exc:
+        if exc.path is None:
+            raise exc.named(image) from exc
+        raise
+    except ImageError:
         raise
     except ValueError as exc:
-        msg = str(exc)
-        if "too small" in msg or "reflect-pad" in msg:
-            hint = _SIZE_HINT
-        elif "pass " in msg.lower():  # the message already says what to do
-            hint = ""
-        else:
-            hint = _GENERIC_HINT
-        raise InputError(image, msg, hint) from exc
+        raise InputError(image, str(exc), _GENERIC_HINT) from exc
     except MemoryError as exc:
         raise ImageError(image, stage, "out of memory",
                          "Lower --tile-size and --workers, or use a machine with more "
@@ -145,13 +122,55 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
     return Path(out_dir) / f"{name}.ome.zarr"
 
 
+# The sources that change a result (λ, its std, the masks, the segmentation, the store's
+# content), relative to pipeline/; a folder counts with everything under it. Their code is
+# hashed into every image's key, so editing one re-runs finished images. Everything else is
+# listed in _NOT_RESULT_SOURCES (drawing, simulating, or comparing stores that already
+# exist; error classes): editing it keeps users' finished results. tests/test_contracts.py
+# fails on a module in neither list, so a new module gets a decision.
+RESULT_SOURCES = (
+    "config.py",      # the settings and their defaults
+    "denoise.py",
+    "device.py",      # where the fit runs (floating-point results depend on it)
+    "estimate",       # bandwidths, noise, closed form, neural fit, uncertainty
+    "io",             # reading the TIFF, writing the store
+    "mollifier.py",
+    "physics",        # the model and the observation (calibration) models
+    "process.py",
+    "segment.py",
+    "summary.py",     # the CSVs: a re-run reuses them while the images' keys are the same
+    "tiling.py",
+)
+_NOT_RESULT_SOURCES = (
+    "__init__.py",    # the version, hashed on its own
+    "compare.py",     # condition comparisons over finished stores
+    "errors.py",
+    "metrics.py",     # scores against a known truth
+    "report",         # report.html over finished stores
+    "simulate",       # synthetic data and ground truth
+)
+
+
+def _source_digest(root: Path) -> str:
+    """sha256 over the :data:`RESULT_SOURCES` under ``root`` (paths and contents)."""
+    h = hashlib.sha256()
+    for entry in RESULT_SOURCES:
+        path = root / entry
+        # a listed file that is gone (moved) is skipped here; the test names it
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus a hash of the ``pipeline`` sources: any code change re-runs."""
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(f.read_bytes())
-    return f"{__version__}+{h.hexdigest()[:12]}"
+    """Package version plus a hash of the sources that change results (:data:`RESULT_SOURCES`).
+
+    Editing such a module re-runs finished images; editing a plot, the simulator or a
+    benchmark does not.
+    """
+    return f"{__version__}+{_source_digest(Path(__file__).parent)}"
 
 
 @lru_cache(maxsize=256)

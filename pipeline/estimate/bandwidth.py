@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TooSmallError
 from ..mollifier import Backend
 from ..physics.base import LinearResidualModel
 from .closed_form import linear_terms, local_least_squares
@@ -155,14 +156,14 @@ def select_bandwidth(
                 progress({"stage": "bandwidth", "done": len(cands),
                           "total": len(deltas_px) * len(windows_px)})
     if not cands:
-        raise ValueError("no bandwidth candidate fits this grid (image too small?)")
+        raise TooSmallError("no bandwidth candidate fits this grid (image too small?)")
 
     # evaluate on pixels that every candidate covers with finite values
     ok = weight > 0
     for c in cands:
         ok &= np.isfinite(c["l1"]) & np.isfinite(c["l2"])
     if ok.sum() < 16:
-        raise ValueError("too few interior pixels to choose a bandwidth (image too small?)")
+        raise TooSmallError("too few interior pixels to choose a bandwidth (image too small?)")
     for c in cands:
         a, b = c["l1"][ok], c["l2"][ok]
         c["a"], c["b"] = a - a.mean(), b - b.mean()

@@ -34,6 +34,7 @@ import dask.array as da
 import numpy as np
 import tifffile
 
+from pipeline.errors import InputError  # defined with its siblings; re-exported here
 from pipeline.io.atomic import atomic_file
 
 __all__ = [
@@ -64,28 +65,6 @@ _UM_PER_UNIT = {
     "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4,
     "m": 1e6, "meter": 1e6, "metre": 1e6,
 }  # fmt: skip
-
-
-class InputError(ValueError):
-    """An input file that chromarate refuses; ``str()`` is ``"<path>: <reason>. <what to do>"``.
-
-    Examples
-    --------
-    >>> str(InputError("a.tif", "it is RGB", "Save one grey channel per plane"))
-    'a.tif: it is RGB. Save one grey channel per plane.'
-    """
-
-    def __init__(self, path: str | os.PathLike[str], reason: str, hint: str = "") -> None:
-        super().__init__(path, reason, hint)
-        self.path = Path(path)
-        self.reason = reason
-        self.hint = hint
-
-    def __str__(self) -> str:
-        text = f"{self.path}: {self.reason.rstrip('.')}."
-        if self.hint:
-            text += f" {self.hint.rstrip('.')}."
-        return text
 
 
 @dataclass(frozen=True)
