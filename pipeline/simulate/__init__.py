@@ -1,5 +1,9 @@
 """Synthetic ground truth: λ and φ_w fields, the steady-state solver, imaging and files.
 
+The generator shares no code with the inverse model (it never imports ``pipeline.physics`` or
+``pipeline.estimate``; tests/test_stress.py checks it). :mod:`pipeline.simulate.stress` draws
+the stress suite: camera and STORM-like renderings, whole nuclei, calibration errors.
+
 Examples
 --------
 >>> from pipeline.simulate import simulate_case
@@ -20,6 +24,7 @@ from .fields import (
 )
 from .files import default_truth_dir, load_truth, simulate_folder, write_case
 from .imaging import CHANNEL_NAMES, field_noise_std, photons_for_noise, render_image
+from .render import nucleus_envelope, render_camera
 from .solver import (
     SteadyStateNotConverged,
     g,
@@ -29,13 +34,27 @@ from .solver import (
     solve_steady_state,
     steady_state_residual,
 )
+from .storm import render_storm
+from .stress import (
+    STRESS_SPECS,
+    TEST_SEEDS,
+    TUNING_SEEDS,
+    StressCase,
+    StressSpec,
+    make_stress_case,
+)
 
 __all__ = [
     "CHANNEL_NAMES",
     "LAMBDA_KINDS",
     "LambdaKind",
+    "STRESS_SPECS",
     "SteadyStateNotConverged",
+    "StressCase",
+    "StressSpec",
     "SyntheticCase",
+    "TEST_SEEDS",
+    "TUNING_SEEDS",
     "case_name",
     "default_truth_dir",
     "field_noise_std",
@@ -46,8 +65,12 @@ __all__ = [
     "load_truth",
     "local_equilibrium",
     "lognormal_lambda",
+    "make_stress_case",
+    "nucleus_envelope",
     "photons_for_noise",
+    "render_camera",
     "render_image",
+    "render_storm",
     "simulate_case",
     "simulate_folder",
     "smooth_lambda",

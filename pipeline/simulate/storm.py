@@ -5,9 +5,12 @@ A single-molecule localisation image is not a camera image of the density. Per c
 
 1. the number of localisations in each pixel is Poisson with mean
    ``locs_per_px * (field + background)`` (``field`` is the occupancy, 1 = full, so
-   ``locs_per_px`` is the count per pixel at full occupancy);
-2. each localisation sits uniformly inside its pixel and is then displaced by the localisation
-   error, a Gaussian of standard deviation ``precision_um`` per axis;
+   ``locs_per_px`` is the count per pixel at full occupancy); with ``locs_per_molecule`` ``k >
+   1`` (a fluorophore that blinks), molecules are Poisson with mean ``1/k`` of that and each
+   gives ``1 + Poisson(k - 1)`` localisations, so the mean is unchanged and the counts are
+   over-dispersed and clustered;
+2. each molecule sits uniformly inside its pixel; each of its localisations is displaced from
+   it by the localisation error, a Gaussian of standard deviation ``precision_um`` per axis;
 3. the positions are histogrammed on the pixel grid (periodic wrap, like every field of the
    simulator);
 4. the histogram is rendered with a Gaussian of width ``precision_um`` (as rendering software
@@ -59,6 +62,7 @@ def render_storm(
     locs_per_px: float,
     precision_um: float,
     background: float = 0.0,
+    locs_per_molecule: float = 1.0,
     gain_adu: float = 100.0,
     offset: float = 100.0,
     rng: np.random.Generator | int | None = None,
@@ -77,6 +81,8 @@ def render_storm(
         Localisation precision (std per axis, µm); also the rendering Gaussian's width.
     background : float
         Spurious localisations everywhere, as a fraction of full occupancy.
+    locs_per_molecule : float
+        Mean localisations of one molecule (>= 1; 1: every localisation independent).
     gain_adu, offset : float
         ADU per localisation (after rendering) and the constant added to every pixel.
     rng : Generator, int or None
@@ -106,19 +112,24 @@ def render_storm(
             f"locs_per_px ({locs_per_px}), precision_um ({precision_um}) and gain_adu "
             f"({gain_adu}) must be positive"
         )
-    if background < 0:
-        raise ValueError(f"background must be >= 0, got {background}")
+    if background < 0 or locs_per_molecule < 1:
+        raise ValueError(f"need background >= 0 and locs_per_molecule >= 1, got {background} "
+                         f"and {locs_per_molecule}")
     rng = as_rng(rng)
     ny, nx = fields.shape[1:]
     sigma_px = precision_um / pixel_size_um
     planes = []
     for field in fields:
         mean_counts = locs_per_px * (np.clip(field, 0.0, None) + background)
-        counts = rng.poisson(mean_counts).ravel()
-        pix = np.repeat(np.arange(ny * nx), counts)
-        n = pix.size
-        y = pix // nx + rng.random(n) + rng.normal(0.0, sigma_px, n)
-        x = pix % nx + rng.random(n) + rng.normal(0.0, sigma_px, n)
+        molecules = rng.poisson(mean_counts / locs_per_molecule).ravel()
+        pix = np.repeat(np.arange(ny * nx), molecules)
+        my, mx = pix // nx + rng.random(pix.size), pix % nx + rng.random(pix.size)
+        if locs_per_molecule > 1:
+            repeats = 1 + rng.poisson(locs_per_molecule - 1.0, pix.size)
+            my, mx = np.repeat(my, repeats), np.repeat(mx, repeats)
+        n = my.size
+        y = my + rng.normal(0.0, sigma_px, n)
+        x = mx + rng.normal(0.0, sigma_px, n)
         iy = np.floor(y).astype(np.int64) % ny
         ix = np.floor(x).astype(np.int64) % nx
         hist = np.bincount(iy * nx + ix, minlength=ny * nx).reshape(ny, nx).astype(float)

@@ -75,8 +75,9 @@ class StressSpec:
         Camera image or rendered localisations.
     psf_sigma_px, photons, read_noise : float
         Camera: PSF std in pixels, photons per pixel at full occupancy, read noise (ADU).
-    locs_per_px, precision_nm : float
-        STORM: localisations per pixel at full occupancy, localisation precision.
+    locs_per_px, precision_nm, locs_per_molecule : float
+        STORM: localisations per pixel at full occupancy, localisation precision, mean
+        localisations of one molecule (1: independent localisations; more: blinking).
     nucleus : bool
         A whole elliptical nucleus in a dark background (else the fields fill the image).
     background : float
@@ -100,6 +101,7 @@ class StressSpec:
     read_noise: float = 2.0
     locs_per_px: float = 20.0
     precision_nm: float = 15.0
+    locs_per_molecule: float = 1.0
     nucleus: bool = False
     background: float = 0.0
     calibration_error: tuple[float, ...] = (0.0,)
@@ -197,6 +199,8 @@ STRESS_SPECS: tuple[StressSpec, ...] = (
        precision_nm=10, noise="high"),
     _c("storm_lognormal_2ch_px40", "lognormal", 2, 0.04, 192, 2.0, rendering="storm",
        locs_per_px=2, precision_nm=25, noise="high"),
+    _c("storm_smooth_1ch_blink", "smooth", 1, 0.02, 256, 1.6, rendering="storm",
+       locs_per_px=50, precision_nm=15, locs_per_molecule=4, noise="high"),
     # whole nuclei in a dark background
     _c("nuc_cam_smooth_1ch", "smooth", 1, 0.04, 256, 1.6, psf_sigma_px=1.0, nucleus=True,
        background=0.03),
@@ -208,7 +212,7 @@ STRESS_SPECS: tuple[StressSpec, ...] = (
     _c("nuc_storm_lognormal_2ch", "lognormal", 2, 0.04, 192, 1.2, rendering="storm",
        locs_per_px=10, precision_nm=20, nucleus=True, background=0.02, noise="high"),
 )
-"""The stress suite's designs (22): see docs/stress.md for what each dimension covers."""
+"""The stress suite's designs (23): see docs/stress.md for what each dimension covers."""
 
 
 def _lambda(spec: StressSpec, rng: np.random.Generator) -> np.ndarray:
@@ -283,7 +287,8 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
         precision = spec.precision_nm / 1000.0
         image, calibration = render_storm(
             occupancy, pixel_size_um=px, locs_per_px=spec.locs_per_px, precision_um=precision,
-            background=spec.background, rng=rng_noise)
+            background=spec.background, locs_per_molecule=spec.locs_per_molecule,
+            rng=rng_noise)
         clean = np.stack([storm_expected(o, precision_um=precision, pixel_size_um=px)
                           for o in occupancy])
     errors = spec.calibration_error * (spec.channels if len(spec.calibration_error) == 1 else 1)
