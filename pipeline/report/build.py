@@ -199,7 +199,9 @@ def _image_section(store: Path, images: pd.DataFrame | None, sheet_cols: list[st
         if rows is not None and "plane" in rows.columns and (rows["plane"] == p).any():
             row = rows[rows["plane"] == p].iloc[0]
         title = f"plane {p}" if raw.shape[0] > 1 else "maps"
-        parts += [f"<h3>{title}</h3>", _fig(fig, f"{name} {title}: raw, lambda "
+        parts += [f"<h3>{title}</h3>", '<p class="note">grey in the λ and std maps: no value '
+                  "(unidentifiable, or outside nuclei); colour limits: 1st-99th percentile</p>",
+                  _fig(fig, f"{name} {title}: raw, lambda "
                                                  f"({figures.LAMBDA_TITLE}), std, nuclei"),
                   "<h3>quality checks</h3><ul>"
                   + "".join(f"<li>{i}</li>" for i in _qc_items(attrs, plane, row)) + "</ul>",
