@@ -86,7 +86,10 @@ class StressSpec:
         Relative scale error of the calibration a user passes, one value for all channels or
         one per channel (0.1: the given scale is 1.1 times the true one).
     noise : {"low", "moderate", "high"}
-        Design noise level (the targets' "moderate noise" cases are those marked moderate).
+        Noise label: the std of the calibrated heterochromatin field about its noiseless
+        rendering (``params["noise_std_heterochromatin"]``) is below 0.012 (low), 0.012-0.035
+        (moderate) or above (high) on the tuning seeds. The targets' "moderate noise" cases
+        are those marked moderate.
     """
 
     name: str
@@ -206,7 +209,7 @@ STRESS_SPECS: tuple[StressSpec, ...] = (
        background=0.03),
     _c("nuc_cam_lognormal_2ch", "lognormal", 2, 0.03, 256, 1.0, nucleus=True, background=0.03),
     _c("nuc_cam_step_1ch_cal+10", "step", 1, 0.04, 256, 1.5, psf_sigma_px=1.0, photons=400,
-       nucleus=True, background=0.05, calibration_error=(0.1,), noise="high"),
+       nucleus=True, background=0.05, calibration_error=(0.1,)),
     _c("nuc_storm_smooth_1ch", "smooth", 1, 0.03, 256, 1.6, rendering="storm", locs_per_px=50,
        precision_nm=25, nucleus=True, background=0.02),
     _c("nuc_storm_lognormal_2ch", "lognormal", 2, 0.04, 192, 1.2, rendering="storm",
