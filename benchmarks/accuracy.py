@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import EstimatorSettings, NeuralSettings
-from pipeline.estimate import estimate_closed_form, linear_terms, local_least_squares
+from pipeline.config import Settings
+from pipeline.estimate import coverage, fit_plane, linear_terms, local_least_squares
 from pipeline.estimate.bandwidth import DEFAULT_DELTAS_PX, DEFAULT_WINDOWS_PX
 from pipeline.estimate.closed_form import identifiable_mask
-from pipeline.estimate.neural import calibration_fraction, fit_image
 from pipeline.metrics import interior_r
 from pipeline.physics import ChromatinModel
 from pipeline.physics.observation import to_fields
@@ -32,7 +31,11 @@ from pipeline.simulate import simulate_case
 
 PX = 0.02
 BORDER = 16
-HELD_OUT_SEED = 37  # the bandwidth rule and the neural std were chosen on seeds 0, 11 and 23
+TUNING_SEEDS = (0, 11, 23, 37)
+"""Every rule and default was chosen on these (seed 37 was once called held out; it was looked
+at and rules were changed after, so it is tuning data). The held-out tables are the stress
+suite's test seeds (benchmarks/stress.py)."""
+DEFAULT_SEED = 37
 
 
 def sweep(fields, truth, model):
@@ -49,13 +52,12 @@ def sweep(fields, truth, model):
 
 def neural_row(fields, truth, model) -> dict:
     t0 = time.time()
-    nn = fit_image(fields, model, PX, (NeuralSettings(), EstimatorSettings()), device="cpu")
+    nn = fit_plane(fields, model, PX, Settings(method="neural", device="cpu"))
     return {
-        "r": interior_r(nn["mean"], truth, nn["identifiable"]),
-        "cal": calibration_fraction(nn["mean"], nn["std"], truth, nn["identifiable"],
-                                    border_px=BORDER),
+        "r": interior_r(nn.mean, truth, nn.identifiable),
+        "cal": coverage(nn.mean, nn.std, truth, nn.identifiable, border_px=BORDER),
         "t": time.time() - t0,
-        "diverged": nn["diagnostics"]["diverged"],
+        "diverged": bool(nn.record["tiles_diverged"]),
     }
 
 
@@ -81,8 +83,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "accuracy.md")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED,
-                    help="case seed (the rule was tuned on seeds 0, 11 and 23)")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                    help=f"case seed (tuning seeds: {TUNING_SEEDS})")
     ap.add_argument("--no-neural", action="store_true", help="closed form only (about 1 minute)")
     args = ap.parse_args(argv)
     model = ChromatinModel()
@@ -96,12 +98,14 @@ def main(argv=None) -> None:
                 roles = ("heterochromatin",) if channels == 1 else ("chromatin", "heterochromatin")
                 fields = to_fields(case.image, roles, case.calibration)[0]
                 t0 = time.time()
-                res = estimate_closed_form(fields, model, PX, EstimatorSettings())
+                res = fit_plane(fields, model, PX, Settings(method="closed-form"))
                 t_auto = time.time() - t0
-                r_auto = interior_r(res.lam, case.lam, res.identifiable)
+                r_auto = interior_r(res.mean, case.lam, res.identifiable)
+                cov_cf = coverage(res.mean, res.std, case.lam, res.identifiable, border_px=BORDER)
                 r_best, dpx, spx = sweep(fields, case.lam, model)
-                rows.append((kind, channels, noise, r_auto, res.delta_um, res.window_um,
-                             r_best, dpx * PX, spx * PX, float(res.identifiable.mean()), t_auto))
+                rows.append((kind, channels, noise, r_auto, res.bandwidth["delta_um"],
+                             res.bandwidth["window_um"], r_best, dpx * PX, spx * PX,
+                             float(res.identifiable.mean()), t_auto, cov_cf))
                 print(rows[-1], flush=True)
                 if not args.no_neural:
                     nn_rows.append(neural_row(fields, case.lam, model) | {"r_cf": r_auto})
@@ -129,16 +133,16 @@ def main(argv=None) -> None:
         "bandwidths, `NeuralSettings()`), its mean's r and the calibration of its std. "
         "**time**: seconds for this 256 x 256 plane on 2 shared CPU cores.",
         "",
-        "| lambda | channels | noise | r auto | delta, s auto (um) | r best fixed | delta, s best (um) | gap | identifiable | r neural | neural - auto | calibration | time cf / neural (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lambda | channels | noise | r auto | delta, s auto (um) | r best fixed | delta, s best (um) | gap | identifiable | coverage closed form | r neural | neural - auto | coverage neural | time cf / neural (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, (kind, ch, noise, ra, da, sa, rb, db, sb, ident, t) in enumerate(rows):
+    for i, (kind, ch, noise, ra, da, sa, rb, db, sb, ident, t, cov) in enumerate(rows):
         nn = nn_rows[i] if nn_rows else None
         neural = (f"{nn['r']:.3f} | {nn['r'] - ra:+.3f} | {nn['cal']:.2f} | {t:.1f} / {nn['t']:.1f}"
                   if nn else f"- | - | - | {t:.1f} / -")
         lines.append(
             f"| {kind} | {ch} | {noise} | {ra:.3f} | {da:.2f}, {sa:.2f} | {rb:.3f} | "
-            f"{db:.2f}, {sb:.2f} | {rb - ra:+.3f} | {ident:.2f} | {neural} |"
+            f"{db:.2f}, {sb:.2f} | {rb - ra:+.3f} | {ident:.2f} | {cov:.2f} | {neural} |"
         )
     gaps = np.array([r[6] - r[3] for r in rows])
     mod = [r for r in rows if r[2] == 0.02]
@@ -182,9 +186,12 @@ def main(argv=None) -> None:
         "## How the rule was chosen",
         "",
         "Every candidate's split statistics and true r were recorded for the 18 cases at seeds "
-        "0, 11 and 23 (54 cases, the tuning set), and rules were compared offline on them; this "
-        f"table (seed {args.seed}) was run once, after the choice. Mean / worst gap to the best "
-        "fixed bandwidth over the tuning set, and the fraction within 0.01:",
+        "0, 11 and 23 (54 cases), and rules were compared offline on them. Seed 37 was first "
+        "reported as held out, but it was looked at and rules were changed after, so it is "
+        f"tuning data too: **this table (seed {args.seed}) is a tuning table, not a held-out "
+        "one.** Held-out numbers come from the stress suite's test seeds "
+        "(`benchmarks/stress.py`, docs/stress.md). Mean / worst gap to the best fixed "
+        "bandwidth over the tuning set, and the fraction within 0.01:",
         "",
         "- least smoothing (delta_px + s_px) with split reliability >= 0.97 (shipped before): "
         "0.022 / 0.154, 33 %; it under-smooths the fields: the best delta is large, and "
@@ -204,8 +211,8 @@ def main(argv=None) -> None:
         "correlation with the least-smoothed candidate (up to 0.16: its reproducible noise "
         "bias counts as signal).",
         "",
-        "The neural std (the members' spread plus the smoothing-bias term) was chosen on the same "
-        "tuning set; how, and what it misses, is in [neural.md](neural.md).",
+        "The std (the members' spread plus the smoothing-bias and noise-bias terms) is described "
+        "in [uncertainty.md](uncertainty.md); the neural method in [neural.md](neural.md).",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -15,7 +15,9 @@ __all__ = [
     "PhysicsSettings",
     "EstimatorSettings",
     "NeuralSettings",
+    "UncertaintySettings",
     "RunSettings",
+    "SegmentSettings",
     "Settings",
     "parse_calibration",
     "parse_channels",
@@ -65,6 +67,39 @@ class EstimatorSettings(BaseModel):
         return v
 
 
+class SegmentSettings(BaseModel):
+    """Nucleus segmentation (``pipeline.segment``; docs/your-own-images.md).
+
+    Lengths in micrometres, areas in square micrometres. ``"auto"``/None values are measured
+    on each plane and recorded.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    threshold: Literal["otsu", "li"] = "otsu"
+    smooth_um: float = Field(0.2, gt=0, description="Gaussian sigma before the threshold (at "
+                             "least one pixel): hides the chromatin texture inside nuclei")
+    nucleus_radius_um: float | Literal["auto"] = Field(
+        "auto", description="expected nucleus radius; seeds of the watershed are at least "
+        "half of it apart. auto: the median half-width of the thresholded objects")
+    min_area_um2: float | None = Field(None, gt=0, description="smaller objects are dropped "
+                                       "(None: a tenth of a typical nucleus's area)")
+    max_area_um2: float | None = Field(None, gt=0, description="larger objects are dropped "
+                                       "(None: no upper limit)")
+    split: bool = Field(True, description="split touching nuclei by a distance watershed")
+    edge_level: float = Field(
+        0.5, gt=0, lt=1, description="each nucleus's edge is drawn this fraction of the way "
+        "from the background up to its own bright level (0.5: half maximum)")
+    max_background_ratio: float = Field(
+        0.5, gt=0, lt=1, description="the darker class is background only if its mean is at "
+        "most this fraction of the brighter class's (field units: 0 is no chromatin)")
+    min_background_contrast: float = Field(
+        4.0, gt=0, description="... and if the class gap is at least this many of its standard "
+        "deviations (a flat background, not a chromatin texture)")
+    max_border_fraction: float = Field(
+        0.6, gt=0, le=1, description="... and if at most this fraction of the bright area lies "
+        "in objects cut by the image border (more: the structure is larger than the field)")
+
+
 class RunSettings(BaseModel):
     """How ``chromarate run`` executes: denoising, tiling and the dask cluster.
 
@@ -80,6 +115,27 @@ class RunSettings(BaseModel):
     tile_px: int = Field(256, ge=16, description="output side of an interior tile, in pixels")
     overlap_px: int = Field(32, ge=0, description="width of the feathered blend between tiles")
     segment: bool = True
+    nuclei_dir: str | None = Field(
+        None, description="folder of label images, one per input matched by stem (e.g. from "
+        "Cellpose or StarDist): used instead of the automatic segmentation")
+    axes: str | None = Field(
+        None, description="axes of files whose metadata do not name them (tifffile's Q or "
+        "I), e.g. ZYX or TCYX; default: pages are Z planes")
+    z_step_um: float | None = Field(
+        None, gt=0, description="Z step in micrometres when the metadata give none")
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().upper()
+        lead = v[:-2]
+        if (not v.endswith("YX") or set(lead) - set("CZT") or len(set(lead)) != len(lead)
+                or ("Z" in lead and "T" in lead)):
+            raise ValueError(f"axes {v!r}: use letters C, Z or T (at most one of Z, T) "
+                             "followed by YX, e.g. ZYX, CYX, TCYX")
+        return v
     workers: int = Field(1, ge=1, description="1: in process; N > 1: a dask LocalCluster")
     cluster: Literal["local", "slurm", "address"] = "local"
     scheduler_address: str | None = None
@@ -90,6 +146,16 @@ class RunSettings(BaseModel):
     slurm_walltime: str = "02:00:00"
     slurm_jobs: int = Field(1, ge=1)
     slurm_job_extra: tuple[str, ...] = ()
+    tls_ca_file: str | None = Field(
+        None, description="address mode: the CA certificate (PEM) of a TLS dask scheduler")
+    tls_cert_file: str | None = Field(
+        None, description="address mode: this client's certificate (PEM), signed by the CA")
+    tls_key_file: str | None = Field(
+        None, description="address mode: this client's private key (PEM); omit if it is in "
+        "the certificate file")
+    tls_shared_dir: str = Field(
+        "~/.chromarate/tls", description="slurm: a folder on the file system the jobs share, "
+        "where each run's temporary TLS certificates are written (readable by you only)")
 
     @model_validator(mode="after")
     def _check(self) -> RunSettings:
@@ -99,45 +165,36 @@ class RunSettings(BaseModel):
             )
         if self.cluster == "address" and not self.scheduler_address:
             raise ValueError("cluster 'address' needs scheduler_address, e.g. tcp://host:8786")
+        if (self.tls_cert_file or self.tls_key_file) and not self.tls_ca_file:
+            raise ValueError("tls_cert_file and tls_key_file need tls_ca_file (the CA that "
+                             "signed the scheduler's certificate)")
+        if self.tls_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_ca_file needs tls_cert_file (a client certificate signed by "
+                             "that CA; the scheduler refuses clients without one)")
+        if (self.scheduler_address or "").startswith("tls://") and not self.tls_ca_file:
+            raise ValueError(f"scheduler_address {self.scheduler_address} uses TLS: give "
+                             "tls_ca_file, tls_cert_file and tls_key_file in the config file")
         return self
 
 
-class NeuralSettings(BaseModel):
-    """The neural per-tile fit (``pipeline.estimate.neural``; see docs/neural.md).
+class UncertaintySettings(BaseModel):
+    """The per-pixel standard deviation of lambda, for every method (docs/uncertainty.md).
 
-    Bounds on lambda are ``EstimatorSettings.lambda_min/lambda_max``; bandwidths come from the
-    closed-form selection.
+    ``std^2 = spread^2 + bias^2 + noise_bias^2``: the spread of estimates on noise-resampled
+    copies of the data (antithetic pairs ``y + z``, ``y - z``, ``z`` drawn from the estimated
+    noise model), the smoothing bias from the s^2 law, and the second-order noise bias (the
+    members' mean minus the estimate on the data).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    field_network: Literal["grid", "frozen"] = Field(
-        "frozen", description="grid: a learnable pixel grid read through the mollifier; "
-        "frozen: the measured data (docs/neural.md says why this is the default)"
-    )
-    ensemble_size: int = Field(4, ge=2, description="members per tile (even: antithetic noise)")
-    epochs: int = Field(30, ge=0)
-    lr_rate: float = Field(0.003, gt=0, description="Adam step of the rate grid (logit units)")
-    lr_field: float = Field(1e-4, gt=0, description="Adam step of the field grid")
-    residual_weight: float = Field(1.0, gt=0, description="residual term / noise-weighted data term")
-    rate_spacing: float = Field(2.0, gt=0, description="rate-grid spacing in units of the window s")
-    resample_noise: bool = True
-    bandwidth_jitter: float = Field(
-        1.0, ge=1, description="member pairs use (delta, s) times factors from 1/j to j; 1: "
-        "all members at the chosen bandwidths (the default: jitter cost accuracy, docs/neural.md)"
-    )
+    ensemble_size: int = Field(4, ge=2, description="noise-resampled members per tile (even)")
     bias_factor: float = Field(
-        1.2, ge=1, description="the std adds a smoothing-bias term from the closed-form maps at "
-        "(delta, s) times j and 1/j: |lam_j - lam_1/j| / (j^2 - j^-2), the s^2 law of the "
-        "smoothing bias (docs/neural.md); 1 leaves it out"
+        1.2, ge=1, description="the smoothing-bias term compares the closed-form maps at "
+        "(delta, s) times j and 1/j: |lam_j - lam_1/j| / (j^2 - j^-2) (the s^2 law); 1 leaves "
+        "it out"
     )
-    std_scale: float = Field(
-        1.0, gt=0, description="factor on the ensemble's std before the bias term is added "
-        "(1: none; kept for users who want wider or narrower intervals)"
-    )
-    retry_lr_factor: float = Field(
-        0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with both "
-        "learning rates times this factor and twice the epochs (same seeds); if it diverges "
-        "again it falls back to the closed-form estimate (pipeline.tiling.fit_plane)"
+    noise_bias: bool = Field(
+        True, description="add |mean of members - estimate| (the second-order noise bias)"
     )
 
     @field_validator("ensemble_size")
@@ -148,14 +205,53 @@ class NeuralSettings(BaseModel):
         return v
 
 
+class NeuralSettings(BaseModel):
+    """The neural per-tile fit (``pipeline.estimate.neural``; docs/neural.md): a field network
+    (a multiresolution feature grid with an MLP decoder) read through the mollifier layer, and
+    a rate network (a coordinate MLP on Fourier features), trained jointly on the raw-data
+    misfit plus the PDE residual.
+
+    Bounds on lambda are ``EstimatorSettings.lambda_min/lambda_max``; bandwidths come from the
+    automatic selection. Members of the ensemble are ``uncertainty.ensemble_size``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    field_spacing: float = Field(
+        0.5, gt=0, description="finest feature-grid spacing of the field network, in units "
+        "of the mollifier radius delta (its capacity)"
+    )
+    field_features: int = Field(8, ge=1, description="features per grid level")
+    hidden: int = Field(32, ge=4, description="width of both networks' hidden layers")
+    rate_frequencies: int = Field(16, ge=1, description="Fourier features of the rate network")
+    rate_spacing: float = Field(
+        1.0, gt=0, description="the rate network's Fourier frequencies have scale 1 / "
+        "(rate_spacing * s): its spatial bandwidth is tied to the window s"
+    )
+    pretrain_epochs: int = Field(150, ge=0, description="field to the data, rate to the "
+                                 "closed-form lambda, before the joint fit")
+    epochs: int = Field(150, ge=0, description="joint epochs (data misfit + residual)")
+    lr: float = Field(0.01, gt=0, description="Adam step of both networks")
+    misfit_increase: float = Field(
+        0.05, ge=0, description="discrepancy principle: the residual weight is raised while "
+        "the data misfit (mean squared, in units of the noise variance) is below its "
+        "pretrained value plus this, lowered while above (docs/neural.md)"
+    )
+    retry_lr_factor: float = Field(
+        0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with the "
+        "learning rate times this factor and twice the epochs (same seeds); if it diverges "
+        "again it falls back to the closed-form estimate"
+    )
+
+
 class Settings(BaseModel):
     """Everything a run needs. Field names match the CLI's long options."""
 
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["closed-form", "neural"] = Field(
-        "neural", description="neural: as accurate as closed-form on the held-out synthetic table "
-        "and gives a calibrated std (docs/accuracy.md); closed-form: faster, no std"
+        "closed-form", description="closed-form: mollified local least squares (fast); "
+        "neural: the paper's field and rate networks trained per tile (docs/neural.md). Both "
+        "give a std (docs/uncertainty.md)"
     )
     channels: tuple[ChannelRole, ...] | None = Field(
         None, description="channel roles in C order; default by channel count"
@@ -163,7 +259,9 @@ class Settings(BaseModel):
     calibration: tuple[Calibration, ...] | Literal["auto"] = "auto"
     pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
     physics: PhysicsSettings = PhysicsSettings()
+    segmentation: SegmentSettings = SegmentSettings()
     estimator: EstimatorSettings = EstimatorSettings()
+    uncertainty: UncertaintySettings = UncertaintySettings()
     neural: NeuralSettings = NeuralSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0

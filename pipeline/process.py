@@ -31,13 +31,12 @@ from . import __version__
 from .config import Settings
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError
-from .estimate.bandwidth import SELECTION_CROP_PX, central_crop
+from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
 from .physics.chromatin import ChromatinModel
 from .physics.observation import to_fields
-from .segment import segment_domains, segment_nuclei
-from .tiling import fit_plane
+from .segment import find_user_labels, read_user_labels, segment_domains, segment_nuclei
 
 __all__ = [
     "MIN_SIDE_PX",
@@ -60,7 +59,9 @@ log = logging.getLogger(__name__)
 WORK_DIR = ".chromarate"
 _NO_EFFECT: dict[str, Any] = {"recursive": True, "run": {"workers", "cluster", "scheduler_address", "slurm_queue",
                                    "slurm_account", "slurm_cores", "slurm_memory",
-                                   "slurm_walltime", "slurm_jobs", "slurm_job_extra"}}
+                                   "slurm_walltime", "slurm_jobs", "slurm_job_extra",
+                                   "tls_ca_file", "tls_cert_file", "tls_key_file",
+                                   "tls_shared_dir"}}
 Progress = Callable[[dict], None] | None
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
@@ -215,7 +216,8 @@ def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[st
 
 
 def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
-    info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um)
+    info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um, axes=settings.run.axes,
+                        z_step_um=settings.run.z_step_um)
     h, w = (info.shape[info.axes.index(a)] for a in "YX")
     if min(h, w) < MIN_SIDE_PX:
         raise InputError(path, f"the image is {h} x {w} pixels; chromarate needs at least "
@@ -231,6 +233,16 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[s
                 "and --calibration (or leave those out)")
         raise InputError(path, str(exc), hint) from exc
     key = image_key(path, settings)
+    labels = None
+    if settings.run.nuclei_dir and settings.run.segment:
+        labels = find_user_labels(path, settings.run.nuclei_dir)
+        try:  # checked now, so that a bad label file fails before any work
+            read_user_labels(labels, (h, w), info.n_planes, info.plane_axis is not None)
+        except InputError as exc:
+            raise InputError(path, f"its label image {labels}: {exc.reason}", exc.hint) from exc
+        st = labels.stat()
+        key = hashlib.sha256(f"{key}:{_file_hash(str(labels), st.st_size, st.st_mtime_ns)}"
+                             .encode()).hexdigest()[:20]
     store = result_path(path, out_dir)
     stem = store.name[: -len(".ome.zarr")]
     work = Path(out_dir) / WORK_DIR / "work" / f"{stem}-{key}"
@@ -243,12 +255,16 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[s
             "pixel_size_um": float(info.pixel_size_um),
             "pixel_size_source": info.pixel_size_source, "n_planes": info.n_planes,
             "plane_axis": info.plane_axis, "roles": list(roles),
-            "done": done}
+            "axes_source": info.axes_source, "axes_note": info.axes_note,
+            "axes_override": settings.run.axes if info.axes_source == "--axes" else None,
+            "z_step_um": info.z_step_um, "z_step_source": info.z_step_source,
+            "nuclei_path": str(labels) if labels else None, "done": done}
 
 
 def _planes(manifest: dict[str, Any]):
     path = manifest["image"]
-    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest["pixel_size_um"]))
+    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest["pixel_size_um"],
+                                          axes=manifest.get("axes_override")))
 
 
 def _save(path: Path, arrays: dict[str, Any], attrs: dict[str, Any]) -> Path:
@@ -324,7 +340,6 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
     if done:
         return str(out)
     raw = _planes(manifest)
-    den = zarr.open_group(denoised, mode="r")["denoised"]
     model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
     roles, px = tuple(manifest["roles"]), manifest["pixel_size_um"]
     n, _, h, w = raw.shape
@@ -335,24 +350,17 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
     for p in range(n):
         plane_raw = np.asarray(raw[p], dtype=np.float64)
         _check_finite(manifest["image"], p, plane_raw)
-        # bandwidths are chosen on the un-denoised fields: the noise split needs white noise
-        # (calibrated on the whole plane; only the central crop they are chosen on is kept)
-        fields_raw, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
-                                      phi_max=model.phi_max)
-        selection = np.array(central_crop(fields_raw, SELECTION_CROP_PX))
-        del fields_raw, plane_raw  # 2 planes of float64 freed before the fit (8192²: 1 GB each)
-        cals = [(c["offset"], c["scale"]) for c in calib["channels"]]
-        from .config import Calibration
-
-        fields, _ = to_fields(np.asarray(den[p], np.float64), roles,
-                              tuple(Calibration(offset=o, scale=s) for o, s in cals),
-                              phi_max=model.phi_max)
-        res = fit_plane(fields, model, px, settings, selection_fields=selection,
-                        plane=p, progress=progress)
-        rates[p, 0], rates[p, 1] = res["mean"], res["std"]
-        ident[p], fields_out[p] = res["identifiable"], res["fields"]
-        planes.append({"plane": p, "calibration": calib, **res["record"]})
-        tiles.extend(res["tiles"])
+        # lambda is fitted on the calibrated raw fields, not the denoised ones: the mollifier
+        # is the smoothing, the bandwidths are chosen for it on these data, and the std
+        # resamples their noise (the denoised planes serve segmentation and display)
+        fields, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
+                                  phi_max=model.phi_max)
+        del plane_raw
+        res = fit_plane(fields, model, px, settings, plane=p, progress=progress)
+        rates[p, 0], rates[p, 1] = res.mean, res.std
+        ident[p], fields_out[p] = res.identifiable, res.fields
+        planes.append({"plane": p, "calibration": calib, **res.record})
+        tiles.extend(res.tiles)
     arrays = {"rates": rates, "identifiable": ident, "fields": fields_out}
     return str(_save(out, arrays, {"planes": planes, "tiles": tiles}))
 
@@ -372,13 +380,25 @@ def _segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> st
     n, _, h, w = fields.shape
     nuclei, domains = np.zeros((n, h, w), np.int32), np.zeros((n, h, w), np.int32)
     records = []
+    user = None
+    if settings.run.segment and manifest.get("nuclei_path"):
+        user, rec_user = read_user_labels(manifest["nuclei_path"], (h, w), n,
+                                          manifest["plane_axis"] is not None)
     for p in range(n):
         f = np.asarray(fields[p], np.float64)
-        if settings.run.segment:
-            nuclei[p], rec_n = segment_nuclei(f, px, single_channel=single)
-            domains[p], rec_d = segment_domains(f[0], nuclei[p], px)
-        else:
+        if not settings.run.segment:
             nuclei[p], rec_n, rec_d = 1, {"mode": "disabled"}, {"n_domains": 0}
+        else:
+            if user is not None:
+                nuclei[p] = user[p]
+                rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
+                    user[p].ravel())[1:]))}
+            else:
+                nuclei[p], rec_n = segment_nuclei(f, px, single_channel=single,
+                                                  settings=settings.segmentation)
+                if rec_n["mode"] == "whole-field":
+                    log.warning("%s plane %d: %s", manifest["image"], p, rec_n["note"])
+            domains[p], rec_d = segment_domains(f[0], nuclei[p], px)
         records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
     return str(_save(out, {"nuclei": nuclei, "domains": domains}, {"planes": records}))
 
@@ -419,7 +439,16 @@ def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: 
         "settings": settings.model_dump(mode="json"), "seed": settings.seed,
         "denoise": _record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
         "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",
+        "axes_source": manifest.get("axes_source", "metadata"),
+        "axes_note": manifest.get("axes_note"), "z_step_um": manifest.get("z_step_um"),
+        "z_step_source": manifest.get("z_step_source"),
+        "nuclei_source": (f"user labels {manifest['nuclei_path']}" if manifest.get("nuclei_path")
+                          else "automatic" if settings.run.segment else "disabled"),
     }
+    if manifest["plane_axis"] == "Z" and manifest.get("z_step_um") is None:
+        attrs["z_scale"] = ("unknown: no Z step in the metadata and no --z-step; the store's z "
+                            "scale is 1 with no unit")
+        log.warning("%s: %s", manifest["image"], attrs["z_scale"])
     if settings.method == "closed-form":
         attrs["lambda_std"] = "NaN: the closed-form estimator gives no uncertainty"
     store = write_result_store(
@@ -430,6 +459,7 @@ def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: 
         labels={"identifiable": sq(ident), "nuclei": sq(nuclei),
                 "domains": sq(np.asarray(g_seg["domains"]))},
         attrs=attrs, plane_axis=(manifest["plane_axis"] or "z").lower(),
+        z_spacing_um=manifest.get("z_step_um"),
     )
     shutil.rmtree(manifest["work"], ignore_errors=True)
     return str(store)

@@ -3,30 +3,44 @@
 The trap (SCIENCE.md section 3): cross-validating the residual picks the widest window,
 because the residual is dominated by derivative noise and barely sees the bias in lambda.
 chromarate judges candidates on lambda itself, through a **noise split**: the fields are
-recorrupted into two halves ``y1 = f + z`` and ``y2 = f - z`` with ``z`` drawn at the
-estimated noise level (wavelet MAD), so that the halves carry independent noise (Gaussian
-approximation) and any disagreement between their estimates is noise.
+recorrupted into two halves ``y1 = f + z`` and ``y2 = f - z``. When ``z`` has the same
+covariance as the image noise ``n``, ``n + z`` and ``n - z`` are uncorrelated (independent for
+Gaussian noise), so any disagreement between the halves' estimates is noise. ``z`` is drawn
+from a per-channel :class:`~pipeline.estimate.noise.NoiseModel` fitted to the noise power
+spectrum, which includes the noise's **spatial correlation** (white for a camera; correlated
+over about the localisation precision for a rendered STORM/PALM image). White ``z`` at a
+finest-scale noise level, as before, leaves the halves' noise correlated on such images and
+makes every candidate look reliable: the smallest window won.
 
-For each candidate ``b = (delta, s)`` on a grid (in pixels), ``l1`` and ``l2`` are the estimates
-from the halves. Because their noise is independent, cross-half covariances see only the
-noise-free expectations ``m_b``:
+For each candidate ``b = (delta, s)``, ``l1`` and ``l2`` are the estimates from the halves.
+Cross-half covariances see only the noise-free expectations ``m_b``:
 
 - the **split reliability** ``rho_b = corr(l1_b, l2_b)`` (Spearman-Brown ``2 rho / (1 + rho)`` for
   the full data) is ``var(m_b) / var(lam_b)``, the fraction of the map that is not noise;
 - the **signal agreement** ``cov_x(b, ref) / sqrt(cov_x(b, b) cov_x(ref, ref))``, with
   ``cov_x(b, c) = (cov(l1_b, l2_c) + cov(l1_c, l2_b)) / 2``, is ``corr(m_b, m_ref)``.
 
-The correlation of an estimate with the truth factorises exactly as
-``corr(lam_b, truth) = corr(m_b, truth) * sqrt(rho_b)``. The rule replaces the unknown truth by a
-**reference** ``m_ref``: the least-smoothed map that is still mostly signal (the smallest window
-``s`` whose reliability reaches ``reference_reliability`` = 0.8, at the largest delta that does),
-and **takes the candidate with the largest predicted correlation**
-``corr(m_b, m_ref) * sqrt(rho_b)``. Smoothing raises the second factor and, once it blurs the
-signal, lowers the first, so the rule balances noise against bias instead of capping one.
+``corr(lam_b, truth) = corr(m_b, truth) * sqrt(rho_b)``. The rule replaces the unknown truth by
+a **reference** ``m_ref`` (the smallest window whose reliability reaches
+``reference_reliability`` = 0.8, at the largest delta that does) and **takes the candidate
+with the largest predicted correlation** ``corr(m_b, m_ref) * sqrt(rho_b)``.
 
-Measured on the synthetic table (``docs/accuracy.md``, a held-out seed): within 0.01 of the best
-fixed bandwidth of the same grid on most cases. Earlier rules (a reliability threshold, cross-split
-MSE against a reference, ...) are listed with their numbers in ``docs/accuracy.md``.
+**Where it is evaluated.** With a ``foreground`` mask (the nuclei), the noise is fitted on it
+and the statistics are computed only on foreground pixels farther from its edge than the
+largest derivative support plus ``EDGE_WINDOWS`` largest windows: the dark background and the
+nuclear-edge band (where the derivatives see the edge, not chromatin) carry no information on
+the choice.
+
+**Candidates.** The grid is defined in micrometres (``DEFAULT_DELTAS_UM``,
+``DEFAULT_WINDOWS_UM``) and converted to pixels; when its smallest delta would span fewer than
+``MIN_DELTA_PX`` (windows: ``MIN_WINDOW_PX``) the whole grid is scaled up to it. When the
+choice sits at the grid's edge, the grid is extended by up to ``EXTEND_STEPS`` steps in that
+direction (a delta only while its blanked border band stays under ``MAX_BORDER_FRACTION`` of
+the field) and the choice is made again; a choice still at the edge is flagged
+(``at_grid_edge``) and logged as a warning.
+
+How the rule and its constants were chosen, with numbers: ``docs/bandwidth.md`` and
+``docs/accuracy.md``.
 """
 
 from __future__ import annotations
@@ -37,16 +51,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import TooSmallError
-from ..mollifier import Backend
+from ..mollifier import Backend, Mollifier
 from ..physics.base import LinearResidualModel
 from .closed_form import linear_terms, local_least_squares
+from .noise import NoiseModel, estimate_noise_model
 
 __all__ = [
     "DEFAULT_DELTAS_PX",
     "DEFAULT_WINDOWS_PX",
+    "DEFAULT_DELTAS_UM",
+    "DEFAULT_WINDOWS_UM",
     "estimate_noise",
+    "candidate_grid",
     "BandwidthChoice",
     "select_bandwidth",
     "choose_bandwidths",
@@ -58,24 +77,51 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELTAS_PX: tuple[float, ...] = (3, 4, 5, 7, 10, 14, 18)
 DEFAULT_WINDOWS_PX: tuple[float, ...] = (2.5, 4, 5.5, 7.5, 10, 15, 22)
+_REFERENCE_PIXEL_UM = 0.02
+"""The pixel size at which the grid in pixels above is the grid in micrometres below."""
+DEFAULT_DELTAS_UM: tuple[float, ...] = tuple(round(d * _REFERENCE_PIXEL_UM, 6)
+                                             for d in DEFAULT_DELTAS_PX)
+DEFAULT_WINDOWS_UM: tuple[float, ...] = tuple(round(s * _REFERENCE_PIXEL_UM, 6)
+                                              for s in DEFAULT_WINDOWS_PX)
+MIN_DELTA_PX = 2.5
+MIN_WINDOW_PX = 1.5
+MAX_BORDER_FRACTION = 0.25
+"""Largest fraction of the field an extension of the delta grid may blank at the border."""
+EXTEND_STEPS = 2
+EDGE_WINDOWS = 1.0
+"""Foreground erosion for the statistics: the largest support plus this many largest windows."""
+_MIN_EVAL_PX = 256
 
 
-def estimate_noise(fields: np.ndarray) -> np.ndarray:
-    """Per-channel noise standard deviation of ``(C, H, W)`` fields (wavelet MAD, scikit-image).
+def estimate_noise(fields: np.ndarray, *, correlated: bool = False) -> np.ndarray:
+    """Per-channel noise standard deviation of ``(C, H, W)`` fields.
 
-    A channel that is constant (the single-channel model's ``phi_w``) gets 0.
+    By default the wavelet MAD of scikit-image (finest scale: white noise only).
+    ``correlated=True`` gives the pixel std of the fitted
+    :class:`~pipeline.estimate.noise.NoiseModel`, which is right for spatially correlated noise
+    (rendered localisation images) as well. A constant channel (the single-channel model's
+    ``phi_w``) gets 0.
     """
     from skimage.restoration import estimate_sigma
 
     out = []
     for ch in np.asarray(fields, dtype=np.float64):
-        out.append(0.0 if float(np.ptp(ch)) == 0.0 else float(estimate_sigma(ch)))
+        if float(np.ptp(ch)) == 0.0:
+            out.append(0.0)
+        else:
+            out.append(estimate_noise_model(ch).sigma if correlated else float(estimate_sigma(ch)))
     return np.asarray(out)
 
 
 @dataclass
 class BandwidthChoice:
-    """The selected bandwidths and the evidence behind them."""
+    """The selected bandwidths and the evidence behind them.
+
+    ``noise`` holds each channel's noise model (pixel std ``sigma``, ``corr_length_px``, ...);
+    ``at_grid_edge`` says whether the choice sits at an edge of the (extended) candidate grid,
+    with ``grid_message`` saying which and what was done; ``evaluated_px`` is the number of
+    pixels the statistics were computed on.
+    """
 
     delta_um: float
     window_um: float
@@ -85,6 +131,13 @@ class BandwidthChoice:
     noise_sigma: list[float]
     criterion: str
     table: list[dict[str, float]] = field(default_factory=list)
+    noise: list[dict[str, Any]] = field(default_factory=list)
+    at_grid_edge: bool = False
+    grid_message: str = ""
+    deltas_px: list[float] = field(default_factory=list)
+    windows_px: list[float] = field(default_factory=list)
+    evaluated_px: int = 0
+    foreground: str = "not given: all pixels"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,13 +147,143 @@ def _cov(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a - a.mean()) * (b - b.mean())))
 
 
+def _support_px(delta_px: float) -> int:
+    return Mollifier(delta_px, 1.0, ("u",)).support_px
+
+
+def border_fraction(delta_px: float, shape: Sequence[int]) -> float:
+    """Fraction of an ``(H, W)`` field that the border band of radius ``delta_px`` blanks."""
+    b, (h, w) = _support_px(delta_px), shape[-2:]
+    return 1.0 - max(h - 2 * b, 0) * max(w - 2 * b, 0) / float(h * w)
+
+
+def candidate_grid(pixel_size_um: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(deltas_px, windows_px)``: the micrometre grid in pixels, scaled up where it would
+    fall below ``MIN_DELTA_PX`` / ``MIN_WINDOW_PX``.
+
+    >>> candidate_grid(0.02)[0] == DEFAULT_DELTAS_PX
+    True
+    >>> candidate_grid(0.1)[0][0]
+    2.5
+    """
+    out = []
+    for grid, low in ((DEFAULT_DELTAS_UM, MIN_DELTA_PX), (DEFAULT_WINDOWS_UM, MIN_WINDOW_PX)):
+        px = np.asarray(grid) / pixel_size_um
+        px = px * max(1.0, low / px.min())
+        out.append(tuple(float(round(v, 3)) for v in px))
+    return out[0], out[1]
+
+
+def _halves(f: np.ndarray, models: list[NoiseModel], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = np.stack([m.sample(f.shape[-2:], rng) for m in models])
+    return np.stack([f + z, f - z])  # (2, C, H, W): one mollification pass for both
+
+
+def _statistics(cands: list[dict], ok: np.ndarray) -> None:
+    for c in cands:
+        a, b = c["l1"][ok], c["l2"][ok]
+        c["a"], c["b"] = a - a.mean(), b - b.mean()
+        denom = np.sqrt(a.var() * b.var())
+        rho = _cov(a, b) / denom if denom > 0 else 0.0
+        c["reliability"] = float(2 * rho / (1 + abs(rho))) if rho > -1 else -1.0
+        c["signal_var"] = float(np.mean(c["a"] * c["b"]))  # cov_x(b, b): var of m_b
+
+
+def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str, dict]:
+    refs = [c for c in cands if c["reliability"] >= reference_reliability]
+    if not refs:
+        best = max(cands, key=lambda c: c["reliability"])
+        how = f"no candidate reached reliability {reference_reliability}: the most reliable one"
+        log.warning("bandwidth: %s (%.3f); the rate map is noise-dominated", how,
+                    best["reliability"])
+        return best, how, {}
+    ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
+    for c in cands:
+        cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
+        ok_c = c["signal_var"] > 0 and c["reliability"] > 0
+        agree = cross / np.sqrt(c["signal_var"] * ref["signal_var"]) if ok_c else -np.inf
+        c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
+    best = max(cands, key=lambda c: c["predicted_r"])
+    how = ("largest predicted correlation with the truth, corr(m, m_ref) x sqrt(split "
+           f"reliability), against the reference delta={ref['delta_px']:g} px, "
+           f"s={ref['window_px']:g} px (least window with reliability >= "
+           f"{reference_reliability})")
+    return best, how, {"delta_px": ref["delta_px"], "window_px": ref["window_px"],
+                       "reliability": ref["reliability"]}
+
+
+def _extend(grid: list[float], at_top: bool, low: float) -> list[float]:
+    """Up to ``EXTEND_STEPS`` new values beyond the grid's end, at the end's ratio."""
+    g = sorted(grid)
+    if len(g) < 2:
+        return []
+    if at_top:
+        ratio = g[-1] / g[-2]
+        return [round(g[-1] * ratio**k, 3) for k in range(1, EXTEND_STEPS + 1)]
+    ratio = g[1] / g[0]
+    return [v for v in (round(g[0] / ratio**k, 3) for k in range(1, EXTEND_STEPS + 1))
+            if v >= low]
+
+
+class _Maps:
+    """Candidate maps of both halves, computed once per ``(delta, s)``."""
+
+    def __init__(self, halves, model, px, backend, lmin, lmax, progress, total):
+        self.args = (halves, model, px, backend, lmin, lmax)
+        self.terms: dict[float, Any] = {}
+        self.cands: dict[tuple[float, float], dict] = {}
+        self.progress, self.total = progress, total
+
+    def get(self, dpx: float, spx: float) -> dict | None:
+        halves, model, px, backend, lmin, lmax = self.args
+        if (dpx, spx) not in self.cands:
+            if dpx not in self.terms:
+                try:
+                    self.terms[dpx] = linear_terms(halves, model, dpx * px, px, backend=backend)
+                except ValueError as exc:  # delta too small for the grid
+                    log.debug("skipping delta=%s px: %s", dpx, exc)
+                    self.terms[dpx] = None
+            t = self.terms[dpx]
+            if t is None:
+                return None
+            lam, _ = local_least_squares(t, spx * px, px, lambda_min=lmin, lambda_max=lmax)
+            self.cands[(dpx, spx)] = {"delta_px": dpx, "window_px": spx, "l1": lam[0],
+                                      "l2": lam[1], "support_px": t.support_px,
+                                      "weight": t.weight}
+            if self.progress is not None:
+                self.progress({"stage": "bandwidth", "done": len(self.cands),
+                               "total": max(self.total, len(self.cands))})
+        return self.cands[(dpx, spx)]
+
+
+def _evaluation_mask(cands: list[dict], foreground: np.ndarray | None) -> tuple[np.ndarray, str]:
+    weight = min((c["weight"] for c in cands), key=lambda w: w.sum())
+    ok = weight > 0
+    for c in cands:
+        ok &= np.isfinite(c["l1"]) & np.isfinite(c["l2"])
+    if foreground is None:
+        return ok, "not given: all pixels"
+    support = max(c["support_px"] for c in cands)
+    window = max(c["window_px"] for c in cands)
+    for k in (EDGE_WINDOWS, 0.0):
+        erode = int(np.ceil(support + k * window))
+        inner = ndi.binary_erosion(foreground, iterations=erode) if erode > 0 else foreground
+        if (ok & inner).sum() >= _MIN_EVAL_PX:
+            return ok & inner, (f"foreground eroded by {erode} px (support {support} px + "
+                                f"{k:g} x window {window:g} px)")
+    log.warning("bandwidth: the foreground is too small to leave the nuclear-edge band out; "
+                "evaluating on the whole foreground")
+    return ok & foreground, "foreground, not eroded (too small)"
+
+
 def select_bandwidth(
     fields: np.ndarray,
     model: LinearResidualModel,
     pixel_size_um: float,
     *,
-    deltas_px: Sequence[float] = DEFAULT_DELTAS_PX,
-    windows_px: Sequence[float] = DEFAULT_WINDOWS_PX,
+    deltas_px: Sequence[float] | None = None,
+    windows_px: Sequence[float] | None = None,
     noise_sigma: Sequence[float] | None = None,
     reference_reliability: float = 0.8,
     seed: int = 0,
@@ -108,6 +291,9 @@ def select_bandwidth(
     lambda_min: float = 0.0,
     lambda_max: float = 20.0,
     progress: Callable[[dict], None] | None = None,
+    foreground: np.ndarray | None = None,
+    field_shape: Sequence[int] | None = None,
+    extend: bool = True,
 ) -> BandwidthChoice:
     """Choose ``(delta, s)`` for :func:`~pipeline.estimate.closed_form.local_least_squares`.
 
@@ -121,81 +307,85 @@ def select_bandwidth(
     pixel_size_um
         Grid spacing.
     deltas_px, windows_px
-        Candidate grids in pixels (radius of the bump; sigma of the Gaussian window).
+        Candidate grids in pixels (radius of the bump; sigma of the Gaussian window); default
+        :func:`candidate_grid`. A grid of one value is kept fixed (never extended).
     noise_sigma
-        Per-channel noise std; estimated with :func:`estimate_noise` when omitted.
+        Per-channel noise std, taken as white noise; fitted per channel
+        (:func:`~pipeline.estimate.noise.estimate_noise_model`, spatial correlation included)
+        when omitted.
     reference_reliability
         Full-data split reliability the reference map must reach (see the module text).
     seed
         Seed of the recorruption noise.
+    foreground
+        Optional boolean ``(H, W)`` mask of the nuclei: the noise is fitted and the split
+        statistics are computed only inside it, away from its edge (see the module text).
+    field_shape
+        ``(H, W)`` of the whole plane, when ``fields`` is a crop of it: bounds how far the
+        delta grid is extended (``MAX_BORDER_FRACTION``).
+    extend
+        Extend the grid when the choice sits at its edge.
     """
     f = np.asarray(fields, dtype=np.float64)
-    sigma = estimate_noise(f) if noise_sigma is None else np.asarray(noise_sigma, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=f.shape) * sigma[:, None, None]
-    halves = np.stack([f + z, f - z])  # (2, C, H, W): one mollification pass for both
-
-    cands: list[dict[str, Any]] = []
-    weight = None
-    for dpx in deltas_px:
-        delta = float(dpx) * pixel_size_um
-        try:
-            terms = linear_terms(halves, model, delta, pixel_size_um, backend=backend)
-        except ValueError as exc:  # delta too small for the grid
-            log.debug("skipping delta=%s: %s", delta, exc)
-            continue
-        if weight is None or terms.weight.sum() < weight.sum():
-            weight = terms.weight
-        for spx in windows_px:
-            lam, _ = local_least_squares(
-                terms, float(spx) * pixel_size_um, pixel_size_um,
-                lambda_min=lambda_min, lambda_max=lambda_max,
-            )
-            cands.append({"delta_px": float(dpx), "window_px": float(spx), "l1": lam[0], "l2": lam[1]})
-            if progress is not None:
-                progress({"stage": "bandwidth", "done": len(cands),
-                          "total": len(deltas_px) * len(windows_px)})
-    if not cands:
-        raise TooSmallError("no bandwidth candidate fits this grid (image too small?)")
-
-    # evaluate on pixels that every candidate covers with finite values
-    ok = weight > 0
-    for c in cands:
-        ok &= np.isfinite(c["l1"]) & np.isfinite(c["l2"])
-    if ok.sum() < 16:
-        raise TooSmallError("too few interior pixels to choose a bandwidth (image too small?)")
-    for c in cands:
-        a, b = c["l1"][ok], c["l2"][ok]
-        c["a"], c["b"] = a - a.mean(), b - b.mean()
-        denom = np.sqrt(a.var() * b.var())
-        rho = _cov(a, b) / denom if denom > 0 else 0.0
-        c["reliability_half"] = float(rho)
-        c["reliability"] = float(2 * rho / (1 + abs(rho))) if rho > -1 else -1.0
-        c["signal_var"] = float(np.mean(c["a"] * c["b"]))  # cov_x(b, b): var of m_b
-
-    refs = [c for c in cands if c["reliability"] >= reference_reliability]
-    if refs:
-        ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
-        for c in cands:
-            cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
-            ok_c = c["signal_var"] > 0 and c["reliability"] > 0
-            agree = cross / np.sqrt(c["signal_var"] * ref["signal_var"]) if ok_c else -np.inf
-            c["agreement"] = float(agree)
-            c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
-        best = max(cands, key=lambda c: c["predicted_r"])
-        how = ("largest predicted correlation with the truth, corr(m, m_ref) x sqrt(split "
-               f"reliability), against the reference delta={ref['delta_px']:g} px, "
-               f"s={ref['window_px']:g} px (least window with reliability >= "
-               f"{reference_reliability})")
-        reference = {"delta_px": ref["delta_px"], "window_px": ref["window_px"],
-                     "reliability": ref["reliability"]}
+    shape = tuple(field_shape or f.shape[-2:])
+    fg = None
+    if foreground is not None:
+        fg = np.asarray(foreground, dtype=bool)
+        if fg.shape != f.shape[-2:]:
+            raise ValueError(f"foreground mask of shape {fg.shape} does not match the fields' "
+                             f"plane {f.shape[-2:]}")
+        if not fg.any():
+            raise ValueError("the foreground mask is empty: no nucleus to choose bandwidths on")
+    if noise_sigma is not None:
+        models = [NoiseModel.white(s) for s in np.asarray(noise_sigma, dtype=np.float64)]
     else:
-        best = max(cands, key=lambda c: c["reliability"])
-        how = (f"no candidate reached reliability {reference_reliability}: the most reliable "
-               "one")
-        reference = {}
-        log.warning("bandwidth: %s (%.3f); the rate map is noise-dominated", how,
-                    best["reliability"])
+        mask = None if fg is None else ndi.binary_erosion(fg, iterations=2)
+        models = [NoiseModel.white(0.0, "constant channel") if float(np.ptp(ch)) == 0.0
+                  else estimate_noise_model(ch, mask if mask is not None and mask.any() else fg)
+                  for ch in f]
+    grid_d, grid_s = candidate_grid(pixel_size_um)
+    deltas = sorted(float(v) for v in (grid_d if deltas_px is None else deltas_px))
+    windows = sorted(float(v) for v in (grid_s if windows_px is None else windows_px))
+    maps = _Maps(_halves(f, models, seed), model, pixel_size_um, backend, lambda_min,
+                 lambda_max, progress, len(deltas) * len(windows))
+
+    def run() -> tuple[list[dict], dict, str, dict, np.ndarray, str]:
+        cands = [c for d in deltas for s in windows if (c := maps.get(d, s)) is not None]
+        if not cands:
+            raise TooSmallError("no bandwidth candidate fits this grid (image too small?)")
+        ok, where = _evaluation_mask(cands, fg)
+        if ok.sum() < 16:
+            raise TooSmallError("too few interior pixels to choose a bandwidth (image too small?)")
+        _statistics(cands, ok)
+        return cands, *_choose(cands, reference_reliability), ok, where
+
+    cands, best, how, reference, ok, where = run()
+    notes: list[str] = []
+    if extend:
+        new_d, new_s = [], []
+        if len(deltas) > 1 and best["delta_px"] in (deltas[0], deltas[-1]):
+            top = best["delta_px"] == deltas[-1]
+            new_d = [d for d in _extend(deltas, top, MIN_DELTA_PX)
+                     if border_fraction(d, shape) <= MAX_BORDER_FRACTION]
+        if len(windows) > 1 and best["window_px"] in (windows[0], windows[-1]):
+            new_s = _extend(windows, best["window_px"] == windows[-1], MIN_WINDOW_PX)
+        if new_d or new_s:
+            notes.append(f"extended the grid by delta {new_d} px, s {new_s} px")
+            deltas, windows = sorted(deltas + new_d), sorted(windows + new_s)
+            cands, best, how, reference, ok, where = run()
+    edges = [f"delta at the grid's {'largest' if best['delta_px'] == deltas[-1] else 'smallest'}"
+             f" value ({best['delta_px']:g} px)" for _ in [0]
+             if len(deltas) > 1 and best["delta_px"] in (deltas[0], deltas[-1])]
+    edges += [f"s at the grid's {'largest' if best['window_px'] == windows[-1] else 'smallest'}"
+              f" value ({best['window_px']:g} px)" for _ in [0]
+              if len(windows) > 1 and best["window_px"] in (windows[0], windows[-1])]
+    frac = border_fraction(best["delta_px"], shape)
+    if frac > MAX_BORDER_FRACTION:
+        notes.append(f"the border band of delta={best['delta_px']:g} px blanks {frac:.0%} of "
+                     "the field")
+    message = "; ".join(notes + edges)
+    if edges or frac > MAX_BORDER_FRACTION:
+        log.warning("bandwidth: %s", message)
 
     table = [
         {k: (float(c[k]) if np.isfinite(c[k]) else None)
@@ -208,12 +398,20 @@ def select_bandwidth(
         reliability=float(best["reliability"]),
         reference_reliability=float(reference_reliability),
         reference=reference,
-        noise_sigma=[float(s) for s in sigma],
+        noise_sigma=[m.sigma for m in models],
         criterion=f"noise-split reliability of lambda (no ground truth): {how}",
         table=table,
+        noise=[m.to_dict() for m in models],
+        at_grid_edge=bool(edges),
+        grid_message=message,
+        deltas_px=deltas,
+        windows_px=windows,
+        evaluated_px=int(ok.sum()),
+        foreground=where,
     )
-    log.info("bandwidth: delta=%.3f um, s=%.3f um (reliability %.3f)", choice.delta_um,
-             choice.window_um, choice.reliability)
+    log.info("bandwidth: delta=%.3f um, s=%.3f um (reliability %.3f; noise %s)",
+             choice.delta_um, choice.window_um, choice.reliability,
+             ", ".join(f"sigma {m.sigma:.3g}, corr {m.corr_length_px:.2f} px" for m in models))
     return choice
 
 
@@ -244,12 +442,16 @@ def choose_bandwidths(
     seed: int = 0,
     crop_px: int = SELECTION_CROP_PX,
     progress: Callable[[dict], None] | None = None,
+    foreground: np.ndarray | None = None,
 ) -> tuple[float, float, dict[str, Any]]:
     """``(delta_um, window_um, evidence)`` for one plane under ``EstimatorSettings``.
 
     Values fixed by the user are kept; ``"auto"`` ones are chosen by :func:`select_bandwidth`
     on a central crop of at most ``crop_px`` pixels a side (which bounds the cost on large
-    images). The evidence dict is what ``run.json`` records.
+    images). ``foreground`` (boolean, the plane's shape: the nuclei) restricts the noise fit
+    and the split statistics to the nuclei away from their edges. The evidence dict is what
+    ``run.json`` records (``at_grid_edge`` and ``grid_message`` say when the choice sits at
+    the candidate grid's edge).
     """
     delta, window = settings.delta_um, settings.window_um
     if delta != "auto" and window != "auto":
@@ -260,10 +462,15 @@ def choose_bandwidths(
     if window != "auto":
         kwargs["windows_px"] = (float(window) / pixel_size_um,)
     crop = central_crop(fields, crop_px)
+    if foreground is not None:
+        foreground = central_crop(np.asarray(foreground, dtype=bool), crop_px)
+        if not foreground.any():
+            log.warning("bandwidth: no nucleus in the central crop; choosing on all of it")
+            foreground = None
     choice = select_bandwidth(
         crop, model, pixel_size_um, seed=seed, backend=settings.backend,
         lambda_min=settings.lambda_min, lambda_max=settings.lambda_max,
-        progress=progress, **kwargs,
+        progress=progress, foreground=foreground, field_shape=fields.shape[-2:], **kwargs,
     )
     evidence = choice.to_dict() | {"crop_px": list(crop.shape[-2:])}
     return choice.delta_um, choice.window_um, evidence

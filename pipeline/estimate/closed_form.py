@@ -14,8 +14,7 @@ are masked and never given a confident number.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -28,7 +27,6 @@ __all__ = [
     "linear_terms",
     "local_least_squares",
     "identifiable_mask",
-    "ClosedFormResult",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,15 +126,3 @@ def identifiable_mask(
     if not (ref > 0 and ref_den > 0):
         return np.zeros(a2.shape, dtype=bool)
     return (a2 > fraction * ref) & (denominator > fraction * ref_den)
-
-
-@dataclass
-class ClosedFormResult:
-    """What the closed-form estimator returns for one plane."""
-
-    lam: np.ndarray  # (H, W) float, NaN where not identifiable
-    identifiable: np.ndarray  # (H, W) bool
-    delta_um: float
-    window_um: float
-    selection: dict[str, Any] = field(default_factory=dict)
-    std: np.ndarray | None = None

@@ -5,14 +5,29 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.config import EstimatorSettings
-from pipeline.estimate import estimate_closed_form, estimate_noise, select_bandwidth
+from pipeline.config import EstimatorSettings, Settings
+from pipeline.estimate import (
+    estimate_noise,
+    fit_plane,
+    identifiable_mask,
+    linear_terms,
+    local_least_squares,
+    select_bandwidth,
+)
 from pipeline.metrics import interior_r
 from pipeline.physics import ChromatinModel, HeatModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
 
 PX = 0.02
+
+
+def _untiled(fields, model, est: EstimatorSettings):
+    """The closed form on the whole plane at fixed bandwidths (no tiles, no std)."""
+    terms = linear_terms(fields, model, est.delta_um, PX)
+    lam, den = local_least_squares(terms, est.window_um, PX)
+    ok = identifiable_mask(terms, den) & np.isfinite(lam)
+    return SimpleNamespace(lam=np.where(ok, lam, np.nan), identifiable=ok)
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +38,11 @@ def case():
 
 def test_recovers_lambda_with_automatic_bandwidth(case):
     fields = case.fields
-    res = estimate_closed_form(fields, ChromatinModel(), PX, EstimatorSettings(), seed=0)
-    r = interior_r(res.lam, case.lam)
+    res = fit_plane(fields, ChromatinModel(), PX, Settings(method="closed-form",
+                                                           run={"tile_px": 256}))
+    r = interior_r(res.mean, case.lam)
     assert r > 0.95, r
-    sel = res.selection
+    sel = res.bandwidth["selection"]
     assert sel["criterion"].startswith("noise-split reliability")
     ref = sel["reference"]
     assert ref["reliability"] >= sel["reference_reliability"] == 0.8
@@ -34,7 +50,7 @@ def test_recovers_lambda_with_automatic_bandwidth(case):
     top = max((t for t in sel["table"] if t["predicted_r"] is not None),
               key=lambda t: t["predicted_r"])
     assert (top["delta_px"] * PX, top["window_px"] * PX) == pytest.approx(
-        (res.delta_um, res.window_um))
+        (res.bandwidth["delta_um"], res.bandwidth["window_um"]))
     assert len(sel["table"]) == 49
     assert sel["crop_px"] == [256, 256]
     # the noise estimate sees the requested field noise (single-channel: phi_w is exact)
@@ -45,8 +61,7 @@ def test_recovers_lambda_with_automatic_bandwidth(case):
 def test_no_mollification_fails_where_mollification_works(case):
     """Without smoothing (the smallest radius, a 1-px window) the estimate is noise."""
     fields = case.fields
-    raw = estimate_closed_form(fields, ChromatinModel(), PX,
-                               EstimatorSettings(delta_um=PX * 1.5, window_um=PX))
+    raw = _untiled(fields, ChromatinModel(), EstimatorSettings(delta_um=PX * 1.5, window_um=PX))
     assert abs(interior_r(raw.lam, case.lam)) < 0.5
 
 
@@ -62,8 +77,7 @@ def test_unidentifiable_pixels_are_masked():
     ph = np.full((64, 64), 0.35)
     ph[:, 32:] = 0.7  # phi_e = 1 - 0.3 - 0.7 = 0 on the right half
     fields = np.stack([ph, np.full_like(ph, 0.3)])
-    res = estimate_closed_form(fields, ChromatinModel(), PX,
-                               EstimatorSettings(delta_um=0.06, window_um=0.06))
+    res = _untiled(fields, ChromatinModel(), EstimatorSettings(delta_um=0.06, window_um=0.06))
     assert not res.identifiable[:, 48:].any()
     assert np.isnan(res.lam[:, 48:]).all()
     assert res.identifiable[16:48, 8:20].all()
@@ -79,8 +93,7 @@ def test_heat_model_closed_form():
     lap = -2 * k**2 * (u - 2)
     lam = 1.0 + 0.5 * np.cos(2 * np.pi * x / (n * PX))
     m = -lam * lap
-    res = estimate_closed_form(u[None], HeatModel(source=m), PX,
-                               EstimatorSettings(delta_um=0.06, window_um=0.04))
+    res = _untiled(u[None], HeatModel(source=m), EstimatorSettings(delta_um=0.06, window_um=0.04))
     ok = res.identifiable.copy()
     ok[:12] = ok[-12:] = False
     ok[:, :12] = ok[:, -12:] = False

@@ -1,0 +1,296 @@
+"""The one fit path: lambda, its std and its identifiability for one plane, for every method.
+
+:func:`fit_plane` is what ``chromarate run``, the napari run widget and the benchmarks call:
+
+1. choose the bandwidths ``(delta, s)`` once for the plane (:mod:`.bandwidth`) and the noise
+   model the uncertainty resamples with;
+2. cut the plane into tiles with a halo derived from the operator (:mod:`pipeline.tiling`) and
+   stream them in batches: the closed-form estimate of every tile (:mod:`.closed_form`), then
+   the method's mean and std (closed form: :func:`.uncertainty.closed_form_std`; neural:
+   :func:`.neural.fit_tiles`, guarded against divergence);
+3. blend the tiles into plane maps with feathered weights, and decide identifiability on the
+   blended closed-form terms with thresholds from the whole plane.
+
+The result is a :class:`PlaneFit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..mollifier import Mollifier
+from ..tiling import (
+    PlaneBlend,
+    extract_tiles,
+    feather,
+    halo_px,
+    plan_tiles,
+    valid_cut,
+    valid_slices,
+)
+from .bandwidth import choose_bandwidths, estimate_noise
+from .closed_form import linear_terms, local_least_squares
+from .uncertainty import NoiseModel, closed_form_std
+
+__all__ = ["PlaneFit", "fit_plane", "noise_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlaneFit:
+    """What :func:`fit_plane` returns for one plane.
+
+    Attributes
+    ----------
+    mean, std : ndarray (Y, X) float32
+        lambda and its standard deviation; NaN where not identifiable.
+    identifiable : ndarray (Y, X) bool
+    fields : ndarray (C, Y, X) float32
+        The fields fitted.
+    bandwidth : dict
+        ``delta_um``, ``window_um`` and the evidence behind the choice (``selection``), and
+        the noise model the std resamples with.
+    tiles : list of dict
+        One JSON-able row per tile: its valid part, ``fraction_identifiable``,
+        ``lambda_median``, the closed-form flags ``cf_nonfinite_px`` and ``cf_degenerate``,
+        and for the neural method its diagnostics and ``diverged``, ``retried``, ``fallback``
+        (``"none"``, ``"retry"`` or ``"closed-form"``), ``dropped_px``.
+    record : dict
+        Bandwidths, tile plan, counts of flagged tiles and pixels, seconds (run.json).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    identifiable: np.ndarray
+    fields: np.ndarray
+    bandwidth: dict[str, Any]
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def noise_model(fields: np.ndarray, evidence: dict[str, Any] | None = None) -> NoiseModel:
+    """The plane's noise model: from the bandwidth evidence when it has one, else estimated on
+    ``fields`` (per-channel wavelet MAD, white)."""
+    ev = evidence or {}
+    sigma = ev.get("noise_sigma")
+    sigma = estimate_noise(fields) if sigma is None else np.asarray(sigma, dtype=np.float64)
+    return NoiseModel(np.asarray(sigma, dtype=np.float64), float(ev.get("noise_corr_px") or 0.0))
+
+
+def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
+    """Median of the finite ``values[where]`` (inf when there are none), with one copy."""
+    v = values[where]
+    v = v[np.isfinite(v)] if not np.isfinite(v).all() else v
+    return float(np.median(v, overwrite_input=True)) if v.size else np.inf
+
+
+def _safer(settings: Any) -> Any:
+    """Settings of the retry of a diverged tile: the learning rate times
+    ``neural.retry_lr_factor`` and twice the joint epochs (run in float64 by the caller)."""
+    nn = settings.neural
+    safer = nn.model_copy(update={"lr": nn.lr * float(nn.retry_lr_factor),
+                                  "epochs": max(1, 2 * nn.epochs)})
+    return settings.model_copy(update={"neural": safer})
+
+
+def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
+                    bandwidth: tuple[float, float], noise: NoiseModel, seeds: Sequence[int],
+                    progress: Callable[[dict], None] | None) -> dict:
+    """The neural fit of a batch, with divergence handling per tile.
+
+    A tile whose fit diverged (a problem's loss turned non-finite, its residual ended above
+    10x its start, or its lambda is non-finite) is refitted once, alone with the other failed
+    tiles of the batch, with :func:`_safer` settings in float64 and the same seeds. If the
+    retry also fails, the tile takes its closed-form estimate ``init`` with NaN std: inventing
+    an uncertainty would be dishonest.
+    """
+    from .neural import fit_tiles
+
+    def run(idx, s, dtype):
+        return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
+                         noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
+                         dtype=dtype, progress=progress)
+
+    every = list(range(len(tiles)))
+    out = run(every, settings, "float32")
+    mean, std = np.array(out["mean"]), np.array(out["std"])
+    diags = [dict(d) | {"retried": False, "fallback": "none"} for d in out["diagnostics"]]
+    bad = [i for i, d in enumerate(diags) if d["diverged"]]
+    if not bad:
+        return {"mean": mean, "std": std, "diagnostics": diags}
+    log.warning("neural fit: %d tile(s) diverged; retrying in float64 with a smaller step",
+                len(bad))
+    again = run(bad, _safer(settings), "float64")
+    for j, i in enumerate(bad):
+        d = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True}
+        if not again["diagnostics"][j]["diverged"]:
+            mean[i], std[i] = again["mean"][j], again["std"][j]
+            diags[i] = d | {"fallback": "retry"}
+        else:
+            log.warning("neural fit: a tile diverged again; using its closed-form estimate "
+                        "(std NaN)")
+            mean[i], std[i] = init[i], np.nan
+            diags[i] = d | {"fallback": "closed-form"}
+    return {"mean": mean, "std": std, "diagnostics": diags}
+
+
+def fit_plane(
+    fields: np.ndarray,
+    model: Any,
+    pixel_size_um: float,
+    settings: Any,
+    *,
+    selection_fields: np.ndarray | None = None,
+    plane: int = 0,
+    max_batch_px: int = 1_000_000,
+    progress: Callable[[dict], None] | None = None,
+) -> PlaneFit:
+    """lambda, its std and its identifiability for one plane of ``(C, Y, X)`` fields.
+
+    Parameters
+    ----------
+    fields
+        The plane's fields in the model's channel order.
+    model
+        The residual model (:class:`~pipeline.physics.ChromatinModel`).
+    pixel_size_um
+        Grid spacing.
+    settings
+        :class:`~pipeline.config.Settings`: ``method``, ``estimator``, ``uncertainty``,
+        ``neural``, ``run.tile_px``/``overlap_px``, ``seed``, ``device``.
+    selection_fields
+        What the bandwidths and the noise model are chosen on (default ``fields``; a central
+        crop is taken).
+    max_batch_px
+        Window pixels per batch of tiles: memory is the plane's accumulators plus one batch.
+        The result does not depend on it (tile ``n``'s seed is ``settings.seed + n``).
+
+    Examples
+    --------
+    >>> from pipeline.config import Settings
+    >>> from pipeline.physics import ChromatinModel
+    >>> f = np.stack([np.full((48, 48), 0.35), np.full((48, 48), 0.3)])
+    >>> s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1})
+    >>> res = fit_plane(f + 0.001 * np.random.default_rng(0).normal(size=f.shape),
+    ...                 ChromatinModel(), 0.02, s)
+    >>> round(float(np.nanmedian(res.mean)), 1), bool(np.nanmedian(res.std) > 0)
+    (1.0, True)
+    """
+    t0 = time.perf_counter()
+    est = settings.estimator
+    fields = np.asarray(fields, dtype=np.float64)
+    sel_src = fields if selection_fields is None else selection_fields
+    delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
+                                                 seed=settings.seed)
+    noise = noise_model(sel_src if selection_fields is not None else fields, selection)
+    support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
+    plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
+                      overlap_px=settings.run.overlap_px,
+                      halo_px=halo_px(support, window, pixel_size_um))
+    n = len(plan.tiles)
+    per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
+    neural = settings.method == "neural"
+    weights = feather(plan)
+    acc = PlaneBlend(plan, ("lam", "a2", "den", "mean", "std"))
+    diagnostics: list[dict] = [{} for _ in range(n)]
+    cf_nonfinite = np.zeros(n, dtype=np.int64)
+    cf_den_max = np.zeros(n)
+    for s in range(0, n, per):  # stream: only one batch of tiles is ever held
+        batch = plan.tiles[s : s + per]
+        seeds = [int(settings.seed) + s + i for i in range(len(batch))]
+        tiles = extract_tiles(fields, plan, tiles=batch)
+        terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
+        lam_b, den_b = local_least_squares(terms, window, pixel_size_um,
+                                           lambda_min=est.lambda_min, lambda_max=est.lambda_max)
+        vals = {"lam": lam_b, "a2": terms.a**2, "den": den_b}
+        del terms
+        for i, t in enumerate(batch):
+            cut = valid_cut(t)
+            a2v, denv, lamv = vals["a2"][i][cut], den_b[i][cut], lam_b[i][cut]
+            with np.errstate(invalid="ignore"):
+                # arithmetic failure (overflow, NaN), not a merely empty window
+                bad = ~np.isfinite(a2v) | ~np.isfinite(denv) | (~np.isfinite(lamv) & (denv > 0))
+            cf_nonfinite[s + i] = int(bad.sum())
+            finite_den = denv[np.isfinite(denv)]
+            cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
+        if neural:
+            out = _neural_guarded(tiles, model, pixel_size_um, settings, lam_b,
+                                  (delta, window), noise, seeds, progress)
+            vals |= {"mean": out["mean"], "std": out["std"]}
+            diagnostics[s : s + len(batch)] = out["diagnostics"]
+        else:
+            with np.errstate(all="ignore"):
+                std_b = closed_form_std(tiles, lam_b, model, pixel_size_um, delta, window, est,
+                                        settings.uncertainty, noise, seeds)
+            vals |= {"mean": lam_b, "std": std_b}
+        for i, t in enumerate(batch):
+            acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
+        del tiles, vals
+        if progress is not None:
+            progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
+    a2, den, lam_cf = acc.result("a2"), acc.result("den"), acc.result("lam")
+    lam, std = acc.result("mean"), acc.result("std")
+    inside = np.zeros(plan.shape, bool)
+    if 2 * support < min(plan.shape):
+        inside[support:-support, support:-support] = True
+    else:
+        inside[:] = True
+    ref, ref_den = _finite_median(a2, inside), _finite_median(den, inside)
+    frac = est.identifiable_fraction
+    # identifiability: the blended closed-form terms against the plane's medians, both methods
+    with np.errstate(invalid="ignore"):
+        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam_cf)
+    ident &= np.isfinite(a2) & np.isfinite(den)
+    del a2, den, lam_cf
+    # no non-finite value inside the mask: a missing mean or std (a failed fit) drops the pixel
+    # and is counted, except the NaN std of tiles that fell back to the closed form
+    fallback_cover = np.zeros(plan.shape, bool)
+    for t, diag in zip(plan.tiles, diagnostics, strict=True):
+        if diag.get("fallback") == "closed-form":
+            fallback_cover[valid_slices(t)] = True
+    missing = ident & (~np.isfinite(lam) | (~np.isfinite(std) & ~fallback_cover))
+    if missing.any():
+        log.warning("plane %d: %d identifiable pixel(s) had no finite fitted value; marked not "
+                    "identifiable", plane, int(missing.sum()))
+        ident &= ~missing
+    lam[~ident] = np.nan
+    std[~ident] = np.nan
+    rows = []
+    for t, diag, nf, dmax in zip(plan.tiles, diagnostics, cf_nonfinite, cf_den_max, strict=True):
+        sl = valid_slices(t)
+        part, ok = lam[sl], ident[sl]
+        rows.append({"plane": plane, "tile": t.index, "y0_px": t.valid[0], "y1_px": t.valid[1],
+                     "x0_px": t.valid[2], "x1_px": t.valid[3],
+                     "fraction_identifiable": float(ok.mean()),
+                     "lambda_median": float(np.median(part[ok])) if ok.any() else None,
+                     **{k: v for k, v in diag.items() if isinstance(v, int | float | str)},
+                     "diverged": bool(diag.get("diverged", False)),
+                     "retried": bool(diag.get("retried", False)),
+                     "fallback": str(diag.get("fallback", "none")),
+                     "cf_nonfinite_px": int(nf),
+                     "cf_degenerate": bool(dmax <= frac * ref_den),  # NaN: non-finite
+                     "dropped_px": int(missing[sl].sum())})
+    if cf_nonfinite.any():
+        log.warning("plane %d: the closed-form estimate was non-finite at %d pixel(s) in %d "
+                    "tile(s) (see cf_nonfinite_px in the tile table); those pixels are not "
+                    "identifiable", plane, int(cf_nonfinite.sum()), int((cf_nonfinite > 0).sum()))
+    fallbacks = [r["fallback"] for r in rows]
+    bandwidth = {"delta_um": delta, "window_um": window, "selection": selection,
+                 "noise": noise.to_dict()}
+    record = {"method": settings.method, **bandwidth, "tiling": plan.to_dict(),
+              "fraction_identifiable": float(ident.mean()),
+              "tiles_diverged": sum(r["diverged"] for r in rows),
+              "tiles_fallback_retry": fallbacks.count("retry"),
+              "tiles_fallback_closed_form": fallbacks.count("closed-form"),
+              "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
+              "seconds": time.perf_counter() - t0}
+    return PlaneFit(mean=lam.astype(np.float32), std=std.astype(np.float32), identifiable=ident,
+                    fields=fields.astype(np.float32), bandwidth=bandwidth, tiles=rows,
+                    record=record)

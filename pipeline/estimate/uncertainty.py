@@ -1,0 +1,202 @@
+"""The per-pixel standard deviation of lambda: noise resampling plus two bias terms.
+
+Every method reports ``std^2 = spread^2 + bias^2 + noise_bias^2`` per pixel:
+
+**spread**
+    The data are recorrupted into antithetic members ``y + z_k`` and ``y - z_k``, with ``z_k``
+    drawn from the estimated noise model (:class:`NoiseModel`: per-channel pixel std and a
+    Gaussian correlation length, so rendered localisations and other correlated noise are
+    resampled with their own covariance). Each member is refitted; to first order
+    ``lam(y + z) - lam(y) = J z`` has the distribution of the noise-induced error ``J n``, so
+    the members' standard deviation is the noise part of the error.
+**bias**
+    The smoothing bias of a window of width ``s`` grows as ``s^2``, so the closed-form maps at
+    ``(j delta, j s)`` and ``(delta / j, s / j)`` differ by the bias at ``s`` times
+    ``j^2 - j^-2`` (:func:`smoothing_bias`).
+**noise_bias**
+    ``lam`` is a nonlinear function of the data (a ratio of smoothed products), so noise also
+    shifts its mean: to second order ``E lam(y) - lam(f) = H[n, n] / 2``. The members see
+    twice the noise variance of the data, so ``mean_k lam(y +- z_k) - lam(y)`` estimates that
+    same shift; its magnitude is added.
+
+The closed-form method computes the members in closed form (:func:`closed_form_std`); the
+neural method refits its networks on the members (:mod:`.neural`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ..physics.base import LinearResidualModel
+from .closed_form import linear_terms, local_least_squares
+
+__all__ = [
+    "NoiseModel",
+    "member_data",
+    "closed_form_scaled",
+    "smoothing_bias",
+    "closed_form_std",
+    "unbounded",
+    "combine_std",
+    "coverage",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Additive noise of ``(C, H, W)`` fields: per-channel pixel std ``sigma`` and a Gaussian
+    spatial correlation of width ``corr_px`` pixels (0: white).
+
+    >>> nm = NoiseModel(np.array([0.1]), corr_px=1.0)
+    >>> z = nm.draw(np.random.default_rng(0), (1, 256, 256))
+    >>> round(float(z.std()), 2)
+    0.1
+    """
+
+    sigma: np.ndarray
+    corr_px: float = 0.0
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Noise of ``shape`` ``(..., C, H, W)`` with this model's covariance."""
+        z = rng.normal(size=shape)
+        if self.corr_px > 0:
+            sig = [0.0] * (len(shape) - 2) + [self.corr_px, self.corr_px]
+            z = gaussian_filter(z, sig, mode="wrap", truncate=4.0)
+            z /= _unit_gain(self.corr_px)
+        return z * np.asarray(self.sigma, dtype=np.float64)[:, None, None]
+
+    def to_dict(self) -> dict:
+        return {"sigma": [float(s) for s in self.sigma], "corr_px": float(self.corr_px)}
+
+
+def _unit_gain(corr_px: float) -> float:
+    """Pixel std of unit white noise after a Gaussian filter of ``corr_px`` (2-D)."""
+    n = 2 * int(4 * corr_px + 1) + 1
+    imp = np.zeros((n, n))
+    imp[n // 2, n // 2] = 1.0
+    return float(np.sqrt((gaussian_filter(imp, corr_px, mode="constant", truncate=4.0) ** 2).sum()))
+
+
+def member_data(fields: np.ndarray, noise: NoiseModel, n_members: int, seed: int
+                ) -> np.ndarray:
+    """Antithetic noise-resampled copies ``(E, C, H, W)`` of one tile's ``(C, H, W)`` fields.
+
+    Members ``2k`` and ``2k + 1`` are ``y + z_k`` and ``y - z_k``, ``z_k`` drawn from
+    ``noise`` with ``numpy.random.default_rng(seed)``; a tile's members depend only on its
+    fields and its seed.
+
+    >>> m = member_data(np.zeros((1, 4, 4)), NoiseModel(np.array([0.1])), 2, 0)
+    >>> m.shape, bool(np.allclose(m.mean(axis=0), 0.0))
+    ((2, 1, 4, 4), True)
+    """
+    y = np.asarray(fields, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    z = noise.draw(rng, (n_members // 2,) + y.shape)
+    return np.stack([y + s * zk for zk in z for s in (1.0, -1.0)])
+
+
+def closed_form_scaled(fields: np.ndarray, model: LinearResidualModel, px: float,
+                       delta_um: float, window_um: float, factor: float, est) -> np.ndarray:
+    """The closed-form ``lam`` of ``(N, C, H, W)`` fields at ``(delta, s)`` times ``factor``
+    (the radius kept at least 1.5 px)."""
+    terms = linear_terms(fields, model, max(delta_um * factor, 1.5 * px), px,
+                         backend=est.backend)
+    lam, _ = local_least_squares(terms, window_um * factor, px, lambda_min=est.lambda_min,
+                                 lambda_max=est.lambda_max)
+    return lam
+
+
+def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta_um: float,
+                   window_um: float, factor: float, est) -> np.ndarray:
+    """Per-pixel size of the smoothing bias of the closed-form map at ``(delta, s)``, for
+    ``(N, C, H, W)`` fields: ``|lam(j delta, j s) - lam(delta / j, s / j)| / (j^2 - j^-2)``.
+
+    Where either map is undefined the term is 0; ``factor`` 1 gives zeros.
+
+    >>> from pipeline.config import EstimatorSettings
+    >>> from pipeline.physics import ChromatinModel
+    >>> f = np.stack([np.full((1, 32, 32), 0.35), np.full((1, 32, 32), 0.3)], axis=1)
+    >>> b = smoothing_bias(f, ChromatinModel(), 0.02, 0.08, 0.08, 1.2, EstimatorSettings())
+    >>> b.shape, float(np.abs(b).max()) < 1e-6
+    ((1, 32, 32), True)
+    """
+    f = np.asarray(fields, dtype=np.float64)
+    if factor == 1.0:
+        return np.zeros((f.shape[0],) + f.shape[-2:])
+    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est)
+    narrow = closed_form_scaled(f, model, px, delta_um, window_um, 1 / factor, est)
+    return np.nan_to_num(np.abs(wide - narrow)) / (factor**2 - factor**-2)
+
+
+def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
+                noise_bias: bool = True) -> np.ndarray:
+    """``sqrt(spread^2 + bias^2 + noise_bias^2)`` from members ``(N, E, H, W)``, the estimate
+    on the data ``(N, H, W)`` and the smoothing bias ``(N, H, W)``.
+
+    >>> m = np.array([[[[1.0]], [[3.0]]]])          # two members: 1 and 3
+    >>> combine_std(m, np.array([[[2.0]]]), np.zeros((1, 1, 1))).round(3).tolist()
+    [[[1.414]]]
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+        spread = np.nanstd(members, axis=1, ddof=1)
+        total = spread**2 + np.asarray(bias) ** 2
+        if noise_bias:
+            total += np.nan_to_num(np.nanmean(members, axis=1) - estimate) ** 2
+    return np.sqrt(total)
+
+
+def unbounded(est):
+    """``est`` without the bounds on lambda (for the spread and bias maps of the std)."""
+    return est.model_copy(update={"lambda_min": -np.inf, "lambda_max": np.inf})
+
+
+def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualModel, px: float,
+                    delta_um: float, window_um: float, est, unc, noise: NoiseModel,
+                    seeds: Sequence[int]) -> np.ndarray:
+    """The std of the closed-form ``lam`` ``(N, H, W)`` of ``(N, C, H, W)`` tiles.
+
+    Members are refitted in closed form one antithetic pair at a time (memory: two copies of
+    the batch). Tile ``n`` uses ``seeds[n]``. Members and bias maps are not clipped to the
+    lambda bounds: an estimate at a bound keeps the spread of the estimator, never a std of 0.
+    """
+    est = unbounded(est)
+    n, c, h, w = tiles.shape
+    e = unc.ensemble_size
+    members = np.empty((n, e, h, w))
+    ys = [member_data(tiles[i], noise, e, int(seeds[i])) for i in range(n)]
+    for k in range(0, e, 2):
+        pair = np.stack([y[k : k + 2] for y in ys]).reshape(n * 2, c, h, w)
+        members[:, k : k + 2] = closed_form_scaled(pair, model, px, delta_um, window_um, 1.0,
+                                                   est).reshape(n, 2, h, w)
+    del ys
+    bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est)
+    return combine_std(members, lam, bias, noise_bias=unc.noise_bias)
+
+
+def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, ok: np.ndarray, *,
+             border_px: int = 16, z: float = 1.645) -> float:
+    """Fraction of ``ok`` pixels at least ``border_px`` from the border with
+    ``|truth - mean| <= z * std`` (the nominal 90 % interval; target 0.85-0.95).
+
+    >>> coverage(np.zeros((40, 40)), np.ones((40, 40)), np.zeros((40, 40)),
+    ...          np.ones((40, 40), bool), border_px=4)
+    1.0
+    """
+    keep = np.asarray(ok, bool) & np.isfinite(mean) & np.isfinite(std)
+    keep = keep.copy()
+    if border_px > 0:
+        b = border_px
+        keep[:b] = keep[-b:] = False
+        keep[:, :b] = keep[:, -b:] = False
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs(truth[keep] - mean[keep]) <= z * std[keep]))
