@@ -1,9 +1,14 @@
-"""Regenerate docs/benchmarks.md: the paper's benchmarks, autograd against the mollifier layer.
+"""Regenerate docs/benchmarks.md: the paper's benchmarks, autograd, DeepXDE and the mollifier.
 
 Usage (from the repository root)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/paper_benchmarks.py            # full, ~15-20 min
     PYTHONPATH=. .venv/bin/python benchmarks/paper_benchmarks.py --quick    # < 5 min, JSON only
+    PYTHONPATH=. .venv/bin/python benchmarks/paper_benchmarks.py --peer     # DeepXDE, ~6 min
+
+``--peer`` (needs ``pip install 'chromarate[bench]'``) replaces only the DeepXDE section of
+``docs/benchmarks.md`` and writes ``docs/benchmarks_peer.json``; the full run keeps that
+section (and the large-image ones) when it rewrites the rest.
 
 The full run writes ``docs/benchmarks.md``, ``docs/benchmarks.json`` and
 ``docs/img/bench_*.png``. ``--threads`` defaults to 1: on the shared two-core development
@@ -26,13 +31,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.paper import config_for, run_benchmarks, summarize, write_report  # noqa: E402
+from benchmarks.paper.report import render_peer_section, update_section  # noqa: E402
 
 
 def _printer(event: dict) -> None:
     kind = event.get("event")
     stamp = time.strftime("%H:%M:%S")
     if kind == "train":
-        if event["iteration"] % 200 == 0 or event["arm"] == "autograd":
+        if event["iteration"] % 200 == 0 or event["arm"] != "mollifier":
             print(f"{stamp} {event['label']:<32} {event['arm']:<9} step {event['iteration']:>5} "
                   f"{event['train_s']:7.1f} s  r={event['r']:.3f}", flush=True)
     elif kind == "scaling":
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the < 5 min preset (no report)")
     parser.add_argument("--smoke", action="store_true", help="the tiny test preset")
+    parser.add_argument("--peer", action="store_true",
+                        help="the DeepXDE comparison: its section of docs/benchmarks.md only")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: docs/ for the full run, else a temp dir)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
@@ -61,8 +69,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-render the markdown and plots from OUT/benchmarks.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    config = config_for("smoke") if args.smoke else None
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    config = config_for("smoke") if args.smoke else config_for("peer") if args.peer else None
+    mode = ("smoke" if args.smoke else "peer" if args.peer else "quick" if args.quick
+            else "full")
+    if args.peer:
+        out = args.out or ROOT / "docs"
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="chromarate-bench-peer-"))
+        results = run_benchmarks(quick=True, out_dir=tmp, device=args.device,
+                                 progress=_printer, config=config, threads=args.threads,
+                                 report=False)
+        (out / "benchmarks_peer.json").write_text(json.dumps(results, indent=1, default=str))
+        print(f"wrote {update_section(out / 'benchmarks.md', render_peer_section(results))}",
+              flush=True)
+        return 0
     out = args.out or (ROOT / "docs" if mode == "full" else
                        Path(tempfile.gettempdir()) / f"chromarate-bench-{mode}")
     if args.render_only:

@@ -21,7 +21,8 @@ from benchmarks.paper import (
     time_alternating,
     train_alternating,
 )
-from benchmarks.paper.arms import derivative_maps
+from benchmarks.paper.arms import ALL_ARMS, derivative_maps, make_arm
+from benchmarks.paper.deepxde_arm import deepxde_available
 from benchmarks.paper.measure import rss_bytes
 from benchmarks.paper.problems import chromatin_steady_state
 from pipeline.mollifier import Mollifier
@@ -85,6 +86,38 @@ def test_arms_share_the_network_and_agree_on_smooth_fields():
         assert pearson(a, m) > 0.95, name
 
 
+needs_deepxde = pytest.mark.skipif(deepxde_available() is not None,
+                                   reason=str(deepxde_available()))
+
+
+@needs_deepxde
+@pytest.mark.parametrize("name,options", [("chromatin", {"pixel_size_um": 0.1}), ("heat", {})])
+def test_deepxde_arm_is_the_same_problem(name, options):
+    """DeepXDE's weighted losses at the initial weights are the autograd arm's loss terms (the
+    same networks, data misfit and normalised residual), and training moves its λ."""
+    p = make_problem(name, 24, noise=0.05, **options)
+    s = TrainSettings(warmup=0, dtype="float64", residual_weight=100.0)
+    device = torch.get_default_device()
+    ag = make_arm("autograd", p, s, torch.device("cpu"))
+    dx = make_arm("deepxde", p, s, torch.device("cpu"))
+    assert torch.get_default_device() == device  # importing DeepXDE changed nothing global
+    for pa, pd in zip(ag.field.parameters(), dx.net.field.parameters(), strict=True):
+        assert torch.equal(pa, pd)
+    _, parts = ag.loss()
+    m = dx.model
+    m.train_state.set_data_train(*m.data.train_next_batch(None))
+    dx._residual_on = True
+    _, losses = m.outputs_losses_train(m.train_state.X_train, m.train_state.y_train, None)
+    residual, data = (float(v) for v in losses)
+    assert data == pytest.approx(parts["data"], rel=1e-6)
+    assert residual == pytest.approx(s.residual_weight * parts["residual"], rel=1e-6)
+    if name == "heat":  # a cheap problem to step (order 4 in float64 takes seconds a step)
+        lam0 = dx.lam()
+        for _ in range(2):
+            dx.step()
+        assert dx.iteration == 2 and not np.allclose(dx.lam(), lam0)
+
+
 def test_training_improves_r_on_the_first_order_problem():
     p = make_problem("langevin", 256, noise=0.02)
     st = ArmState("mollifier", p, TrainSettings(warmup=20, residual_weight=10.0),
@@ -134,8 +167,12 @@ def test_smoke_run(tmp_path):
     assert {f.name for f in (tmp_path / "img").glob("bench_*.png")} == {
         "bench_training.png", "bench_scaling_size.png", "bench_scaling_order.png"}
     assert {p["problem"] for p in res["problems"]} == {"langevin", "heat", "chromatin"}
+    dde = deepxde_available() is None
     for p in res["problems"]:
-        for arm in ARMS:
+        # DeepXDE (installed with the bench extra) runs on the 2-D problems, else says why not
+        assert ("deepxde" in p["arms"]) == (dde and p["problem"] != "langevin")
+        assert ("deepxde" in p["skipped_arms"]) == (not dde or p["problem"] == "langevin")
+        for arm in p["arms"]:
             run = p["arms"][arm]
             assert run["iterations"] > 0 and np.isfinite(run["s_per_iter"])
             # the reported r is the last evaluation of the arm's own λ against the truth
@@ -147,12 +184,18 @@ def test_smoke_run(tmp_path):
     size = {r["arm"]: r for r in res["scaling"]["size"]}
     assert size["autograd"]["s_per_iter"] > size["mollifier"]["s_per_iter"]
     assert size["autograd"]["peak_bytes"] > size["mollifier"]["peak_bytes"] > 0
-    orders = {(r["order"], r["arm"]) for r in res["scaling"]["order"]}
-    assert orders == {(o, a) for o in config_for("smoke").orders for a in ARMS}
+    orders = {(r["order"], r["arm"]) for r in res["scaling"]["order"] if "skipped" not in r}
+    arms = ALL_ARMS if dde else ARMS
+    assert orders == {(o, a) for o in config_for("smoke").orders for a in arms}
+    if dde:
+        assert size["deepxde"]["s_per_iter"] > size["mollifier"]["s_per_iter"]
+        assert size["deepxde"]["peak_bytes"] > size["mollifier"]["peak_bytes"] > 0
+        assert "DeepXDE" in (tmp_path / "benchmarks.md").read_text()
 
 
 def test_config_presets():
     assert config_for("full").scaling_sizes == (32, 64, 128, 256)
+    assert config_for("peer").scaling_sizes == (128,) and "deepxde" in config_for("peer").arms
     quick = config_for("quick")
     assert replace(quick, max_iters=1).max_iters == 1
     with pytest.raises(ValueError, match="unknown benchmark mode"):

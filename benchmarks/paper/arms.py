@@ -30,12 +30,24 @@ from pipeline.mollifier import Mollifier, autograd_derivatives
 from .nets import build_networks
 from .problems import Problem
 
-__all__ = ["ArmName", "ARMS", "TrainSettings", "ArmState", "derivative_maps", "pearson"]
+__all__ = [
+    "ALL_ARMS",
+    "ARMS",
+    "ArmName",
+    "ArmState",
+    "TrainSettings",
+    "derivative_maps",
+    "make_arm",
+    "pearson",
+    "residual_scale",
+]
 
 log = logging.getLogger(__name__)
 
-ArmName = Literal["autograd", "mollifier"]
+ArmName = Literal["autograd", "mollifier", "deepxde"]
 ARMS: tuple[str, ...] = ("autograd", "mollifier")
+"""The two arms built here; :data:`ALL_ARMS` adds the outside peer (:mod:`.deepxde_arm`)."""
+ALL_ARMS: tuple[str, ...] = ("autograd", "mollifier", "deepxde")
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,28 @@ def interior_mask(problem: Problem, border: int) -> np.ndarray:
     return mask
 
 
+def residual_scale(problem: Problem, names, mask: np.ndarray, device, dtype) -> float:
+    """``mean(A²)`` over ``mask`` from the mollified data: the residual's normaliser, the same
+    for every arm."""
+    torch = _torch()
+    layer = Mollifier(problem.delta_um, problem.pixel_size_um, names, ndim=problem.ndim)
+    data = torch.as_tensor(problem.data[None], dtype=dtype, device=device)
+    with torch.no_grad():
+        a, _ = problem.model(like=data).linear_terms(_append_fixed(layer(data), problem))
+    return float((a[0][torch.as_tensor(mask, device=device)] ** 2).mean()) or 1.0
+
+
+def make_arm(arm: str, problem: Problem, settings: TrainSettings, device, *,
+             names: tuple[str, ...] | None = None):
+    """The arm ``arm`` on ``problem``: an :class:`ArmState`, or a
+    :class:`~.deepxde_arm.DeepXDEArm` for ``"deepxde"`` (imported only then)."""
+    if arm == "deepxde":
+        from .deepxde_arm import DeepXDEArm
+
+        return DeepXDEArm(problem, settings, device, names=names)
+    return ArmState(arm, problem, settings, device, names=names)
+
+
 class ArmState:
     """One arm's networks, optimiser and loss on one problem.
 
@@ -205,10 +239,7 @@ class ArmState:
         )
         self.mask_np = interior_mask(problem, settings.border_px)
         self.mask = torch.as_tensor(self.mask_np, device=device)
-        with torch.no_grad():
-            ref = self.mollifier(self.data)
-            a, _ = self.model.linear_terms(_append_fixed(ref, problem))
-            self.a_scale = float((a[0][self.mask] ** 2).mean()) or 1.0
+        self.a_scale = residual_scale(problem, self.names, self.mask_np, device, dtype)
         self.sigma2 = max(problem.noise_sigma, 1e-6 * float(problem.data.std())) ** 2
         params = list(self.field.parameters()) + list(self.rate.parameters())
         self.optimizer = torch.optim.Adam(params, lr=settings.lr)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .arms import ArmState, TrainSettings
+from .arms import ArmState, TrainSettings, make_arm
 from .problems import Problem
 
 __all__ = [
@@ -120,7 +120,7 @@ def _memory_child(problem, arm, settings, device, names, steps, threads, queue) 
         if threads:
             torch.set_num_threads(threads)
         dev = torch.device(device)
-        state = ArmState(arm, problem, settings, dev, names=names)
+        state = make_arm(arm, problem, settings, dev, names=names)
         cuda = dev.type == "cuda"
         if cuda:
             torch.cuda.synchronize(dev)

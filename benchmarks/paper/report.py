@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PAPER", "write_report", "render_markdown", "plot_training", "plot_scaling"]
+__all__ = [
+    "PAPER",
+    "plot_scaling",
+    "plot_training",
+    "render_markdown",
+    "render_peer_section",
+    "update_section",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +31,12 @@ PAPER = {
     "across": "6-10x lighter and faster across benchmarks",
 }
 
-COLORS = {"autograd": "tab:red", "mollifier": "tab:blue"}
+COLORS = {"autograd": "tab:red", "deepxde": "tab:green", "mollifier": "tab:blue"}
+LABELS = {"autograd": "autograd", "deepxde": "DeepXDE", "mollifier": "mollifier"}
+RATIO_KEYS = {"autograd": ("s_per_iter", "memory"),
+              "deepxde": ("deepxde_s_per_iter", "deepxde_memory")}
 REGENERATE = "PYTHONPATH=. .venv/bin/python benchmarks/paper_benchmarks.py"
+PEER_HEADING = "## DeepXDE beside autograd and the mollifier layer"
 
 
 def _mb(b: Any) -> str:
@@ -88,6 +100,8 @@ def plot_scaling(rows: list[dict], key: str, path: Path, *, xlabel: str) -> Path
         pts = [r for r in rows if r["arm"] == arm and "s_per_iter" in r]
         xs = [r[key] for r in pts]
         a1.plot(xs, [r["s_per_iter"] for r in pts], "o-", color=color, label=arm)
+        if not pts:
+            continue
         mem = [(r[key], r["peak_bytes"] / 1e6) for r in pts if r.get("peak_bytes")]
         if mem:
             a2.plot(*zip(*mem, strict=True), "o-", color=color, label=arm)
@@ -120,52 +134,70 @@ def _setup_table(results: dict[str, Any]) -> list[str]:
 
 
 def _problem_table(results: dict[str, Any]) -> list[str]:
+    """Every arm of every problem; the ratios (the mollifier arm faster / lighter by) are on
+    the rows of the arms it is compared with."""
     lines = [
-        "| problem | grid | noise | arm | time/step | speed-up | peak memory | lighter | "
-        "steps | training time | r | r ≥ target after | mollifier r at autograd's steps |",
+        "| problem | grid | noise | arm | time/step | mollifier faster by | peak memory | "
+        "mollifier lighter by | steps | training time | r | r ≥ target after | "
+        "mollifier r at autograd's steps |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["problems"]:
         grid = "x".join(map(str, p["grid"]))
         for arm, run in p["arms"].items():
-            ag = arm == "autograd"
             mem = run.get("memory", {}).get("peak_bytes")
+            speed_key, mem_key = RATIO_KEYS.get(arm, (None, None))
             target = ("not reached" if run["time_to_target_s"] is None else
                       f"{run['time_to_target_s']:.1f} s ({run['iters_to_target']} steps)")
             lines.append(
-                f"| {p['problem']} (order {p['order']}) | {grid} | {p['noise']:g} | {arm} | "
-                f"{_s(run['s_per_iter'])} | {'' if ag else _x(p['ratios']['s_per_iter'])} | "
-                f"{_mb(mem)} | {'' if ag else _x(p['ratios']['memory'])} | "
+                f"| {p['problem']} (order {p['order']}) | {grid} | {p['noise']:g} | "
+                f"{LABELS.get(arm, arm)} | {_s(run['s_per_iter'])} | "
+                f"{_x(p['ratios'].get(speed_key)) if speed_key else ''} | {_mb(mem)} | "
+                f"{_x(p['ratios'].get(mem_key)) if mem_key else ''} | "
                 f"{run['iterations']} ({run['stopped']}) | {run['train_s']:.0f} s | "
                 f"{_r(run['r'])} | {target} | "
-                f"{_r(p['mollifier_r_at_autograd_iterations']) if ag else ''} |"
+                f"{_r(p['mollifier_r_at_autograd_iterations']) if arm == 'autograd' else ''} |"
             )
+        for arm, why in p.get("skipped_arms", {}).items():
+            lines.append(f"| {p['problem']} (order {p['order']}) | {grid} | {p['noise']:g} | "
+                         f"{LABELS.get(arm, arm)} | skipped: {why} | | | | | | | | |")
     return lines
 
 
+def _cell(pair: dict[str, dict], arm: str, field: str, fmt) -> str:
+    r = pair.get(arm, {})
+    return "skipped" if "skipped" in r else fmt(r.get(field))
+
+
+def _ratio_cell(pair: dict[str, dict], arm: str, field: str) -> str:
+    a, m = pair.get(arm, {}).get(field), pair.get("mollifier", {}).get(field)
+    return _x(a / m) if a and m else ""
+
+
 def _scaling_table(rows: list[dict], key: str, title: str) -> list[str]:
-    lines = [f"| {title} | autograd time/step | mollifier time/step | speed-up | "
-             "autograd memory | mollifier memory | lighter |", "|---|---|---|---|---|---|---|"]
+    """Time per step and peak memory of every arm measured, and the mollifier arm's ratios."""
+    arms = [a for a in COLORS if any(r["arm"] == a and "s_per_iter" in r for r in rows)]
+    others = [a for a in arms if a != "mollifier"]
+    head = ([f"{LABELS[a]} time/step" for a in arms]
+            + [f"mollifier faster than {LABELS[a]}" for a in others]
+            + [f"{LABELS[a]} memory" for a in arms]
+            + [f"mollifier lighter than {LABELS[a]}" for a in others])
+    lines = [f"| {title} | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for value in dict.fromkeys(r[key] for r in rows):
         pair = {r["arm"]: r for r in rows if r[key] == value}
-        ag, mo = pair.get("autograd", {}), pair.get("mollifier", {})
-        if "skipped" in ag:
-            lines.append(f"| {value} | skipped | {_s(mo.get('s_per_iter'))} | | skipped | "
-                         f"{_mb(mo.get('peak_bytes'))} | |")
-            continue
-        sp = ag["s_per_iter"] / mo["s_per_iter"] if mo.get("s_per_iter") else None
-        mr = (ag["peak_bytes"] / mo["peak_bytes"]
-              if ag.get("peak_bytes") and mo.get("peak_bytes") else None)
-        lines.append(f"| {value} | {_s(ag.get('s_per_iter'))} | {_s(mo.get('s_per_iter'))} | "
-                     f"{_x(sp)} | {_mb(ag.get('peak_bytes'))} | {_mb(mo.get('peak_bytes'))} | "
-                     f"{_x(mr)} |")
+        cells = ([_cell(pair, a, "s_per_iter", _s) for a in arms]
+                 + [_ratio_cell(pair, a, "s_per_iter") for a in others]
+                 + [_cell(pair, a, "peak_bytes", _mb) for a in arms]
+                 + [_ratio_cell(pair, a, "peak_bytes") for a in others])
+        lines.append(f"| {value} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _skip_note(results: dict[str, Any]) -> str:
     """Why autograd is missing at the largest grids, with the measured growth."""
     cfg = results["config"]
-    skipped = sorted({r["n"] for r in results["scaling"]["size"] if "skipped" in r})
+    skipped = sorted({r["n"] for r in results["scaling"]["size"]
+                      if "skipped" in r and r["arm"] == "autograd"})
     if not skipped:
         return "Autograd was measured at every size."
     ag = sorted((r["n"], r["peak_bytes"]) for r in results["scaling"]["size"]
@@ -217,6 +249,15 @@ def _findings(results: dict[str, Any]) -> list[str]:
             )
         out.append(f"- **{name}** (order {order}): the mollifier arm is {speed} faster per step "
                    f"and {mem} lighter. " + "; ".join(parts) + ".")
+        peer = [p for p in runs if "deepxde" in p["arms"]]
+        if peer:
+            out.append(
+                f"- **{name}, DeepXDE**: the mollifier arm is "
+                f"{_span([p['ratios'].get('deepxde_s_per_iter') for p in peer])} faster per step"
+                + "".join(
+                    f"; at noise {p['noise']:g} DeepXDE reached r {_r(p['arms']['deepxde']['r'])} "
+                    f"in {p['arms']['deepxde']['iterations']} steps "
+                    f"({p['arms']['deepxde']['train_s']:.0f} s)" for p in peer) + ".")
     order4 = [p for p in results["problems"] if p["order"] == 4]
     if order4:
         gaps = [p["arms"]["autograd"]["r"] - p["mollifier_r_at_autograd_iterations"]
@@ -243,6 +284,26 @@ def _findings(results: dict[str, Any]) -> list[str]:
     return out
 
 
+TARGET_LABELS = {
+    "speed_128": "time per step, 4th order at 128x128: autograd/mollifier ≥ 30x",
+    "memory_128": "peak memory above baseline, 4th order at 128x128: ≥ 20x",
+    "deepxde_speed_128": "time per step, 4th order at 128x128: DeepXDE/mollifier ≥ 30x",
+    "deepxde_memory_128": "peak memory above baseline, 4th order at 128x128: DeepXDE/mollifier "
+                          "≥ 30x",
+    "mollifier_r_order4": "mollifier r ≥ 0.95 on the 4th-order problem (worst noise)",
+}
+
+
+def _target_rows(targets: dict[str, Any], keys=None) -> list[str]:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for key, t in targets.items():
+        if keys is not None and key not in keys:
+            continue
+        value = _r(t["value"]) if key.endswith("r_order4") else _x(t["value"])
+        lines.append(f"| {TARGET_LABELS.get(key, key)} | {value} | {'yes' if t['met'] else 'no'} |")
+    return lines
+
+
 def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
     """The text of ``benchmarks.md``."""
     m, cfg = results["machine"], results["config"]
@@ -254,7 +315,10 @@ def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
         "The paper's three inverse problems with the same networks, loss "
         "and optimiser in both arms; only the route to the derivatives differs: nested "
         "`create_graph` autograd of a coordinate MLP, or the same MLP evaluated on the pixel "
-        "grid (plus a halo of the mollifier's support) and read through the mollifier layer.",
+        "grid (plus a halo of the mollifier's support) and read through the mollifier layer. "
+        "Where DeepXDE is installed (`pip install 'chromarate[bench]'`), a third arm sets the "
+        "same networks and loss up as a DeepXDE user would (`benchmarks/paper/deepxde_arm.py`; "
+        f"see the section \"{PEER_HEADING[3:]}\").",
         "",
         f"Generated by `{REGENERATE}` ({cfg['mode']} preset, {results['started']}, "
         f"{results['wall_s'] / 60:.1f} min). Raw numbers: `benchmarks.json` next to this file.",
@@ -295,13 +359,7 @@ def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
             f"{_r(ag['r'])} | {_r(mo['r'])} |",
         ]
     lines += ["", f"The paper reports the mollifier layer {PAPER['across']}.", "",
-              "## Targets of the issue", "", "| target | measured | met |", "|---|---|---|"]
-    labels = {"speed_128": "time per step, 4th order at 128x128: autograd/mollifier ≥ 30x",
-              "memory_128": "peak memory above baseline, 4th order at 128x128: ≥ 20x",
-              "mollifier_r_order4": "mollifier r ≥ 0.95 on the 4th-order problem (worst noise)"}
-    for key, t in results.get("targets", {}).items():
-        value = _r(t["value"]) if key.endswith("r_order4") else _x(t["value"])
-        lines.append(f"| {labels.get(key, key)} | {value} | {'yes' if t['met'] else 'no'} |")
+              "## Targets of the issue", "", *_target_rows(results.get("targets", {}))]
     lines += ["", "## What the numbers say", "", *_findings(results)]
     lines += [
         "",
@@ -351,12 +409,95 @@ def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
     return "\n".join(lines)
 
 
+def render_peer_section(results: dict[str, Any]) -> str:
+    """The section of ``benchmarks.md`` on DeepXDE, from a run of the ``peer`` preset."""
+    m, cfg = results["machine"], results["config"]
+    lines = [
+        PEER_HEADING,
+        "",
+        "DeepXDE is the library a user would otherwise pick. Its arm solves the same problems "
+        "with the same field and rate networks (same sizes, same initial weights), the same "
+        f"loss and Adam at the same learning rate, after the same {cfg['warmup']} data-only "
+        "steps; it is set up as a DeepXDE user would: `dde.geometry.Rectangle`, the "
+        "observations as `dde.icbc.PointSetBC` at every pixel, the interior pixels as the PDE's "
+        "`anchors`, `dde.data.PDE`, `dde.Model(...).compile(\"adam\", loss_weights=...)`, the "
+        "derivatives by `dde.grad.jacobian` and `dde.grad.hessian` (the biharmonic as the "
+        "Hessian of the Laplacian). DeepXDE evaluates the PDE on every input row, the "
+        "observation rows included, and keeps the anchor rows in the loss: part of its cost. A "
+        "step is one iteration of `Model.train`'s loop; its periodic evaluation is not timed. "
+        "DeepXDE gets autograd's time budget.",
+        "",
+        f"Generated by `{REGENERATE} --peer` ({results['started']}, "
+        f"{results['wall_s'] / 60:.1f} min) on {m['cpu']} ({m['cores']} cores, shared with "
+        f"other jobs), torch {m['torch']}, {m['torch_threads']} thread(s), device "
+        f"{m['device']}. Peak memory is the resident set above the baseline just before the "
+        "first step, in a fresh process per arm.",
+        "",
+        "### Time and memory per step: 4th order",
+        "",
+        *_scaling_table(results["scaling"]["size"], "n", "grid (n x n)"),
+        "",
+        *_target_rows(results.get("targets", {}), keys=("deepxde_speed_128",
+                                                       "deepxde_memory_128", "speed_128",
+                                                       "memory_128")),
+        "",
+        "### Training side by side",
+        "",
+        *_problem_table(results),
+        "",
+    ]
+    peer = [p for p in results["problems"] if "deepxde" in p["arms"]]
+    for p in peer:
+        ag, dx, mo = (p["arms"][a] for a in ("autograd", "deepxde", "mollifier"))
+        lines.append(
+            f"- {p['problem']} (order {p['order']}, {'x'.join(map(str, p['grid']))}): r "
+            f"{_r(dx['r'])} (DeepXDE, {dx['iterations']} steps), {_r(ag['r'])} (autograd, "
+            f"{ag['iterations']} steps), {_r(mo['r'])} (mollifier, {mo['iterations']} steps) "
+            f"within the same budget.")
+    if not peer:
+        why = next((w for p in results["problems"] for a, w in
+                    p.get("skipped_arms", {}).items() if a == "deepxde"), "not run")
+        lines.append(f"DeepXDE was not measured: {why}.")
+    return "\n".join(lines) + "\n"
+
+
+def update_section(doc: Path, text: str) -> Path:
+    """Replace the section of ``doc`` with ``text``'s ``## `` heading (up to the next ``## ``
+    heading), or append it."""
+    doc = Path(doc)
+    old = doc.read_text() if doc.exists() else ""
+    heading = text.split("\n", 1)[0]
+    if heading + "\n" in old:
+        before, rest = old.split(heading + "\n", 1)
+        after = rest.split("\n## ", 1)[1] if "\n## " in rest else None
+        new = before.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+        if after is not None:
+            new += "\n## " + after
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    doc.write_text(new)
+    return doc
+
+
+def _kept_sections(old: str, new: str) -> str:
+    """The ``## `` sections of ``old`` whose headings ``new`` does not have (written by other
+    scripts into the same file: the large-image runs, the DeepXDE comparison)."""
+    ours = {line for line in new.splitlines() if line.startswith("## ")}
+    kept = []
+    for part in old.split("\n## ")[1:]:
+        heading = "## " + part.split("\n", 1)[0]
+        if heading not in ours:
+            kept.append("## " + part.rstrip("\n"))
+    return "".join("\n\n" + k for k in kept)
+
+
 def write_report(
     results: dict[str, Any], out_dir: Path, *, img_dir: Path | None = None
 ) -> Path:
     """Write ``benchmarks.md`` into ``out_dir`` and the PNGs into ``img_dir``.
 
-    The markdown links the images relative to ``out_dir``.
+    The markdown links the images relative to ``out_dir``. Sections of an existing file that
+    this report does not write (added by other scripts) are kept, after it.
     """
     out_dir = Path(out_dir)
     img_dir = Path(img_dir) if img_dir is not None else out_dir / "img"
@@ -370,6 +511,8 @@ def write_report(
 
     rel = os.path.relpath(img_dir, out_dir)
     path = out_dir / "benchmarks.md"
-    path.write_text(render_markdown(results, img_rel=rel))
+    text = render_markdown(results, img_rel=rel)
+    old = path.read_text() if path.exists() else ""
+    path.write_text(text.rstrip("\n") + _kept_sections(old, text) + "\n")
     log.info("wrote %s", path)
     return path

@@ -1,6 +1,7 @@
 """The benchmark suite: configurations (smoke, quick, full) and :func:`run_benchmarks`.
 
-Three parts, each run for both arms with the same network and optimiser:
+Three parts, each run for every arm with the same network and optimiser (autograd, the
+mollifier layer, and DeepXDE where it is installed and the problem is 2-D):
 
 1. **Problems.** The three inverse problems at two noise levels: the arms are trained in
    alternating chunks; per arm the final Pearson r of λ with the truth, the median time per
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 from pipeline.device import resolve_device
 
-from .arms import ARMS, ArmState, TrainSettings
+from .arms import ALL_ARMS, TrainSettings, make_arm
 from .measure import machine_info, measure_memory, time_alternating, train_alternating
 from .problems import make_problem, probe_problem
 
@@ -31,7 +32,7 @@ __all__ = ["Mode", "ProblemSpec", "BenchConfig", "config_for", "summarize", "run
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["smoke", "quick", "full"]
+Mode = Literal["smoke", "quick", "full", "peer"]
 Progress = Callable[[dict], None] | None
 
 
@@ -70,11 +71,14 @@ class BenchConfig:
     mollifier_steps_per_block: int = 5
     memory_steps: int = 2
     seed: int = 0
+    arms: tuple[str, ...] = ALL_ARMS
 
 
 def config_for(mode: Mode) -> BenchConfig:
-    """The preset for ``mode``: ``"smoke"`` (tests, < 60 s), ``"quick"`` (< 5 min) or
-    ``"full"`` (the documented run, about 15-20 min on two shared CPU cores).
+    """The preset for ``mode``: ``"smoke"`` (tests, < 60 s), ``"quick"`` (< 5 min),
+    ``"full"`` (the documented run, about 15-20 min on two shared CPU cores) or ``"peer"``
+    (the DeepXDE comparison of docs/benchmarks.md: heat and 4th order with short budgets, and
+    time and memory per step at 128x128; about 6 min).
 
     >>> config_for("quick").mode
     'quick'
@@ -104,6 +108,18 @@ def config_for(mode: Mode) -> BenchConfig:
             autograd_max_size=64, order_size=32, timing_blocks=2, mollifier_steps_per_block=3,
             memory_steps=1,
         )
+    if mode == "peer":
+        return BenchConfig(
+            mode="peer",
+            problems=(
+                ProblemSpec("heat", 32, budget_s={"autograd": 20.0, "mollifier": 20.0}),
+                ProblemSpec("chromatin", 48, {"pixel_size_um": 0.0533}, residual_weight=100.0,
+                            lr=2e-3, budget_s={"autograd": 30.0, "mollifier": 30.0}),
+            ),
+            noise_levels=(0.05,), max_iters=600, warmup=50, problem_memory=False,
+            scaling_sizes=(128,), orders=(), timing_blocks=2, mollifier_steps_per_block=3,
+            memory_steps=1,
+        )
     if mode == "smoke":
         return BenchConfig(
             mode="smoke",
@@ -118,7 +134,7 @@ def config_for(mode: Mode) -> BenchConfig:
             order_memory=False,
             timing_blocks=2, mollifier_steps_per_block=2, memory_steps=1,
         )
-    raise ValueError(f"unknown benchmark mode {mode!r}; use 'smoke', 'quick' or 'full'")
+    raise ValueError(f"unknown benchmark mode {mode!r}; use 'smoke', 'quick', 'full' or 'peer'")
 
 
 def _emit(progress: Progress, **event: Any) -> None:
@@ -140,30 +156,62 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return float(a / b)
 
 
+def _arms_for(problem, cfg: BenchConfig, skipped: dict[str, str]) -> tuple[str, ...]:
+    """The configured arms that can run on ``problem``; the others go to ``skipped`` with why."""
+    arms = []
+    for arm in cfg.arms:
+        if arm == "deepxde":
+            from .deepxde_arm import deepxde_available
+
+            why = deepxde_available()
+            if why is None and problem.ndim != 2:
+                why = "the DeepXDE arm covers the 2-D problems"
+            if why is not None:
+                skipped[arm] = why
+                continue
+        arms.append(arm)
+    return tuple(arms)
+
+
 # --------------------------------------------------------------------------- part 1
 def _run_problem(spec, noise, cfg, device, threads, progress, memory_cache) -> dict[str, Any]:
     problem = make_problem(spec.name, spec.n, noise=noise, seed=cfg.seed, **spec.options)
     settings = _settings(cfg, spec)
     label = f"{spec.name} n={spec.n} noise={noise:g}"
     _emit(progress, event="stage", stage="problem", label=label)
-    states = {arm: ArmState(arm, problem, settings, device) for arm in ARMS}
+    skipped: dict[str, str] = {}
+    arms = _arms_for(problem, cfg, skipped)
+    states = {arm: make_arm(arm, problem, settings, device) for arm in arms}
+    # an outside peer gets autograd's budget (the same derivative route, nested autograd)
+    budget = {arm: spec.budget_s.get(arm, spec.budget_s["autograd"]) for arm in arms}
     runs = train_alternating(
-        states, max_iters=cfg.max_iters, budget_s=spec.budget_s, eval_every=cfg.eval_every,
+        states, max_iters=cfg.max_iters, budget_s=budget, eval_every=cfg.eval_every,
         target_r=cfg.target_r, progress=progress, label=label,
     )
+    del states
     key = (spec.name, spec.n)
     if cfg.problem_memory:
         if key not in memory_cache:
             memory_cache[key] = {
                 arm: measure_memory(problem, arm, settings, device=device, threads=threads,
                                     steps=cfg.memory_steps)
-                for arm in ARMS
+                for arm in arms
             }
             _emit(progress, event="memory", label=label, result=memory_cache[key])
-        for arm in ARMS:
+        for arm in arms:
             runs[arm]["memory"] = memory_cache[key][arm]
     ag, mo = runs["autograd"], runs["mollifier"]
     equal = [row for row in mo["history"] if row[0] <= ag["iterations"]]
+    ratios = {
+        "s_per_iter": _ratio(ag["s_per_iter"], mo["s_per_iter"]),
+        "memory": _ratio(ag.get("memory", {}).get("peak_bytes"),
+                         mo.get("memory", {}).get("peak_bytes")),
+    }
+    if "deepxde" in runs:
+        dx = runs["deepxde"]
+        ratios["deepxde_s_per_iter"] = _ratio(dx["s_per_iter"], mo["s_per_iter"])
+        ratios["deepxde_memory"] = _ratio(dx.get("memory", {}).get("peak_bytes"),
+                                          mo.get("memory", {}).get("peak_bytes"))
     return {
         "problem": spec.name,
         "order": problem.order,
@@ -173,13 +221,10 @@ def _run_problem(spec, noise, cfg, device, threads, progress, memory_cache) -> d
         "noise": noise,
         "noise_sigma": problem.noise_sigma,
         "settings": asdict(settings),
-        "budget_s": dict(spec.budget_s),
+        "budget_s": budget,
         "arms": runs,
-        "ratios": {
-            "s_per_iter": _ratio(ag["s_per_iter"], mo["s_per_iter"]),
-            "memory": _ratio(ag.get("memory", {}).get("peak_bytes"),
-                             mo.get("memory", {}).get("peak_bytes")),
-        },
+        "skipped_arms": skipped,
+        "ratios": ratios,
         "mollifier_r_at_autograd_iterations": equal[-1][3] if equal else None,
     }
 
@@ -189,12 +234,15 @@ def _scaling_point(
     problem, cfg, device, threads, arms, progress, label, *, memory: bool = True
 ) -> list[dict]:
     settings = replace(_settings(cfg), warmup=0)
-    states = {arm: ArmState(arm, problem, settings, device) for arm in arms}
-    steps = {"autograd": 1, "mollifier": cfg.mollifier_steps_per_block}
+    skipped: dict[str, str] = {}
+    runnable = _arms_for(problem, cfg, skipped)
+    arms = tuple(a for a in arms if a in runnable)
+    states = {arm: make_arm(arm, problem, settings, device) for arm in arms}
+    steps = {"autograd": 1, "deepxde": 1, "mollifier": cfg.mollifier_steps_per_block}
     timing = time_alternating(states, blocks=cfg.timing_blocks, steps_per_block=steps)
     del states
     rows = []
-    for arm in ARMS:
+    for arm in cfg.arms:
         row: dict[str, Any] = {"arm": arm}
         if arm in arms:
             row.update(s_per_iter=timing[arm]["median_s"], min_s=timing[arm]["min_s"],
@@ -205,7 +253,8 @@ def _scaling_point(
                 row["peak_bytes"] = mem.get("peak_bytes")
                 row["memory"] = mem
         else:
-            row["skipped"] = "autograd is skipped at this size (too slow / too much memory)"
+            row["skipped"] = skipped.get(arm, f"{arm} is skipped at this size (too slow / too "
+                                              "much memory)")
         rows.append(row)
     _emit(progress, event="scaling", label=label, rows=rows)
     return rows
@@ -216,13 +265,13 @@ def _run_scaling(cfg, device, threads, progress) -> dict[str, list[dict]]:
     for n in cfg.scaling_sizes:
         problem = make_problem("chromatin", n, noise=0.05, seed=cfg.seed,
                                pixel_size_um=cfg.scaling_pixel_um)
-        arms = ARMS if n <= cfg.autograd_max_size else ("mollifier",)
+        arms = cfg.arms if n <= cfg.autograd_max_size else ("mollifier",)
         for row in _scaling_point(problem, cfg, device, threads, arms, progress, f"size {n}"):
             by_size.append({"n": n, **row})
     by_order = []
     for order in cfg.orders:
         problem = probe_problem(cfg.order_size, order=order, noise=0.05, seed=cfg.seed)
-        for row in _scaling_point(problem, cfg, device, threads, ARMS, progress,
+        for row in _scaling_point(problem, cfg, device, threads, cfg.arms, progress,
                                   f"order {order}", memory=cfg.order_memory):
             by_order.append({"order": order, "n": cfg.order_size, **row})
     return {"size": by_size, "order": by_order}
@@ -241,6 +290,13 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
         mem = _ratio(at["autograd"].get("peak_bytes"), at["mollifier"].get("peak_bytes"))
         out["speed_128"] = {"value": speed, "target": 30.0, "met": bool(speed and speed >= 30)}
         out["memory_128"] = {"value": mem, "target": 20.0, "met": bool(mem and mem >= 20)}
+    if "s_per_iter" in at.get("deepxde", {}) and "s_per_iter" in at.get("mollifier", {}):
+        speed = _ratio(at["deepxde"]["s_per_iter"], at["mollifier"]["s_per_iter"])
+        mem = _ratio(at["deepxde"].get("peak_bytes"), at["mollifier"].get("peak_bytes"))
+        out["deepxde_speed_128"] = {"value": speed, "target": 30.0,
+                                    "met": bool(speed and speed >= 30)}
+        out["deepxde_memory_128"] = {"value": mem, "target": 30.0,
+                                     "met": bool(mem and mem >= 30)}
     rs = [p["arms"]["mollifier"]["r"] for p in results["problems"] if p["order"] == 4]
     if rs:
         out["mollifier_r_order4"] = {"value": min(rs), "target": 0.95, "met": min(rs) >= 0.95}
@@ -248,8 +304,9 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers: per problem and noise level the autograd/mollifier ratios of time
-    per step and peak memory and both arms' r; the targets; time and memory at 128x128."""
+    """The headline numbers: per problem and noise level the autograd/mollifier (and
+    DeepXDE/mollifier) ratios of time per step and peak memory and every arm's r; the targets;
+    time and memory at 128x128."""
     rows = []
     for p in results["problems"]:
         ag, mo = p["arms"]["autograd"], p["arms"]["mollifier"]
@@ -260,6 +317,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "r_mollifier": mo["r"], "steps_mollifier": mo["iterations"],
             "r_mollifier_at_autograd_steps": p["mollifier_r_at_autograd_iterations"],
         })
+        if "deepxde" in p["arms"]:
+            dx = p["arms"]["deepxde"]
+            rows[-1].update(r_deepxde=dx["r"], steps_deepxde=dx["iterations"],
+                            speedup_vs_deepxde=p["ratios"].get("deepxde_s_per_iter"),
+                            memory_ratio_vs_deepxde=p["ratios"].get("deepxde_memory"))
     at = _pair(results["scaling"]["size"], "n", 128)
     return {
         "problems": rows,
