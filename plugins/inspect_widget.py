@@ -23,6 +23,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from pipeline.report.figures import LAMBDA_TITLE, STD_TITLE
 from plugins.layers import LAMBDA_UNITS
 from plugins.summary import (
     format_summary,
@@ -37,12 +38,13 @@ from plugins.summary import (
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FADE_OPACITY", "InspectWidget"]
+__all__ = ["FADE_OPACITY", "InspectWidget", "SHOW_LAMBDA", "SHOW_STD"]
 
 log = logging.getLogger(__name__)
 
 FADE_OPACITY = 0.25  # of the λ layer's opacity, for pixels that are faded rather than hidden
 _FADED = "lambda_faded"
+SHOW_LAMBDA, SHOW_STD = "λ mean", "λ std"
 
 
 def _info(layer: Any) -> dict[str, Any]:
@@ -80,6 +82,9 @@ class InspectWidget(Container):
         self._region_generation = 0
         self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self.rates = ComboBox(label="λ layer", choices=self._rate_choices, nullable=True)
+        self.show = ComboBox(label="show", choices=[SHOW_LAMBDA, SHOW_STD], value=SHOW_LAMBDA,
+                             tooltip="λ std replaces λ on screen (its own colours and colour "
+                             "bar); it is never blended into λ")
         self.use_std = CheckBox(text="mask where λ std above", value=False)
         self.std_max = FloatSpinBox(label="λ std max", value=0.5, min=0.0, max=1e6, step=0.05)
         self.identifiable = CheckBox(text="mask unidentifiable pixels", value=True)
@@ -94,13 +99,14 @@ class InspectWidget(Container):
         self.csv = FileEdit(label="CSV", mode="w", filter="*.csv")
         self.export = PushButton(text="Export visible summaries to CSV")
         self.extend([
-            self.image, self.rates, self.use_std, self.std_max, self.identifiable, self.mode,
+            self.image, self.rates, self.show, self.use_std, self.std_max, self.identifiable, self.mode,
             self.legend, self.cursor, self.selection, self.shapes, self.region, self.csv,
             self.export,
         ])
         for w in (self.use_std, self.std_max, self.identifiable, self.mode):
             w.changed.connect(self.apply)
         self.rates.changed.connect(self._on_rates)
+        self.show.changed.connect(self._on_show)
         self.image.changed.connect(self._on_image)
         self.shapes.changed.connect(self._on_shapes)
         self.export.changed.connect(lambda *_: self.export_csv())
@@ -206,7 +212,7 @@ class InspectWidget(Container):
             self._hooked.add(str(lam.unique_id))
         std = self._sibling(lam, "lambda_std")
         has_std = std is not None and _info(std).get("available", True)
-        self.use_std.enabled = self.std_max.enabled = bool(has_std)
+        self.use_std.enabled = self.std_max.enabled = self.show.enabled = bool(has_std)
         self.use_std.tooltip = None if has_std else "this store holds no λ uncertainty"
         nuclei = self._sibling(lam, "nuclei")
         if nuclei is not None:  # outlines: a filled whole-field nucleus would tint λ
@@ -218,6 +224,40 @@ class InspectWidget(Container):
         if store:
             self.csv.value = Path(store).parent / f"{_info(lam).get('stem', 'lambda')}_view_summary.csv"
         self.apply()
+        self._on_show()
+
+    def _on_show(self, *_: Any) -> None:
+        """Show λ mean or its std (one at a time), each with its colour bar and its title."""
+        lam = self.rates.value
+        if lam is None:
+            return
+        std = self._sibling(lam, "lambda_std")
+        want_std = (self.show.value == SHOW_STD and std is not None
+                    and bool(_info(std).get("available", True)))
+        lam.visible = lam.colorbar.visible = not want_std
+        faded = self._faded_layer(lam)
+        if faded is not None:
+            faded.visible = not want_std
+        if std is not None:
+            std.visible = std.colorbar.visible = want_std
+        shown = std if want_std else lam
+        shown.colorbar.gridded = True  # the title goes beside the bar, not over it
+        self._colorbar_title(STD_TITLE if want_std else LAMBDA_TITLE)
+
+    def _colorbar_title(self, text: str) -> None:
+        from plugins.view import canvas_overlay
+
+        title = canvas_overlay(self._viewer, "text")
+        title.text, title.position, title.visible = text, "top_right", True
+        if hasattr(title, "gridded"):
+            title.gridded = True
+
+    @property
+    def colorbar_title(self) -> str:
+        """The title shown beside the colour bar (``λ (unitless)`` or its std's)."""
+        from plugins.view import canvas_overlay
+
+        return str(canvas_overlay(self._viewer, "text").text)
 
     # --- masking ---------------------------------------------------------------------------
     def masks(self, layer: Any | None = None) -> list[Any]:

@@ -3,8 +3,10 @@
 Every builder returns napari ``LayerData`` tuples ``(data, kwargs, layer_type)``, so the reader,
 the sample data, the run widget and ``chromarate view`` share one description of how results
 look: the raw and denoised images in grey, λ mean as a translucent overlay with a perceptual
-colormap and robust contrast, λ std hidden beneath it, and the identifiable mask and nuclei as
-labels, all at the physical scale of the image (micrometres).
+colormap and robust contrast, λ std (hidden; its own colormap and contrast, opaque above λ
+so that showing it replaces λ rather than mixing with it: the inspect widget's "show"
+switches between the two), and the identifiable mask and nuclei as labels, all at the
+physical scale of the image (micrometres).
 
 Each layer carries ``metadata["chromarate"]``: ``role`` (``raw``, ``denoised``, ``fields``,
 ``lambda_mean``, ``lambda_std``, ``identifiable``, ``nuclei``, ``lambda_truth``), ``store``,
@@ -209,8 +211,8 @@ def store_layers(
     Returns
     -------
     list of LayerData
-        Raw channels (grey, additive), extra images (hidden), λ std (hidden), λ mean
-        (translucent overlay), then labels, in that order (later is drawn on top).
+        Raw channels (grey, additive), extra images (hidden), λ mean (translucent
+        overlay), λ std (hidden, opaque), then labels, in that order (later is drawn on top).
     """
     from pipeline.io import open_result_store
 
@@ -279,19 +281,6 @@ def store_layers(
                 **spatial,
             }, "image"))
     if first["rates"] is not None:
-        std_small = np.asarray(channel(smallest, "rates", 1))
-        has_std = bool(np.isfinite(std_small).any())
-        data, multi = _split([channel(lv, "rates", 1) for lv in levels])
-        layers.append((data, {
-            "name": f"{stem} λ std",
-            "colormap": STD_COLORMAP,
-            "blending": "translucent",
-            "contrast_limits": robust_limits(std_small, LAMBDA_PERCENTILES),
-            "multiscale": multi,
-            "visible": False,
-            "metadata": meta("lambda_std", units=LAMBDA_UNITS, available=has_std),
-            **spatial,
-        }, "image"))
         data, multi = _split([channel(lv, "rates", 0) for lv in levels])
         layers.append((data, {
             "name": f"{stem} λ mean",
@@ -302,6 +291,19 @@ def store_layers(
             "multiscale": multi,
             "visible": visible,
             "metadata": meta("lambda_mean", units=LAMBDA_UNITS),
+            **spatial,
+        }, "image"))
+        std_small = np.asarray(channel(smallest, "rates", 1))
+        has_std = bool(np.isfinite(std_small).any())
+        data, multi = _split([channel(lv, "rates", 1) for lv in levels])
+        layers.append((data, {  # above λ and opaque: shown, it replaces λ, never mixes
+            "name": f"{stem} λ std",
+            "colormap": STD_COLORMAP,
+            "blending": "opaque",
+            "contrast_limits": robust_limits(std_small, LAMBDA_PERCENTILES),
+            "multiscale": multi,
+            "visible": False,
+            "metadata": meta("lambda_std", units=LAMBDA_UNITS, available=has_std),
             **spatial,
         }, "image"))
     for name in first["labels"]:

@@ -24,7 +24,13 @@ from magicgui.widgets import (
 )
 
 from pipeline.config import Settings
-from plugins.runner import build_settings, default_out_dir, run_folder
+from plugins.runner import (
+    ENSEMBLE_SECTION,
+    build_settings,
+    config_fields,
+    default_out_dir,
+    run_folder,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -55,13 +61,17 @@ class RunWidget(Container):
         self.last_result: dict[str, Any] | None = None
         self.folder = FileEdit(label="TIFF folder", mode="d")
         self.out = FileEdit(label="results (optional)", mode="d")
+        defaults = Settings()  # the one set of defaults (pipeline.config)
         self.method = ComboBox(label="method", choices=["neural", "closed-form"],
-                               value=Settings.model_fields["method"].default)
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"])
-        self.ensemble = SpinBox(label="ensemble size", value=0, min=0, max=64, step=2,
-                                tooltip="neural fit: models in the ensemble (0: default)")
-        self.tile = SpinBox(label="tile size (px)", value=0, min=0, max=16384, step=64,
-                            tooltip="0: default")
+                               value=defaults.method)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"],
+                               value=defaults.device)
+        self.ensemble = SpinBox(label="ensemble size",
+                                value=getattr(defaults, ENSEMBLE_SECTION).ensemble_size,
+                                min=2, max=64, step=2, tooltip="noise-resampled members per "
+                                "tile (even); their spread gives λ std")
+        self.tile = SpinBox(label="tile size (px)", value=defaults.run.tile_px, min=16,
+                            max=16384, step=64, tooltip="side of the tiles fitted one at a time")
         self.calibration = LineEdit(label="calibration", value="auto",
                                     tooltip="auto, or OFFSET:SCALE[,OFFSET:SCALE]")
         self.config = FileEdit(label="settings file (optional)", mode="r",
@@ -75,8 +85,23 @@ class RunWidget(Container):
             self.calibration, self.config, self.run_button, self.cancel_button, self.bar,
             self.status,
         ])
+        self.config.changed.connect(self._load_config)
         self.run_button.changed.connect(lambda *_: self.start())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
+
+    def _load_config(self, *_: Any) -> None:
+        """Show the values a chosen settings file sets (the fields then override it)."""
+        from napari.utils.notifications import show_error
+
+        try:
+            found = config_fields(_path_or_none(self.config.value))
+        except ValueError as exc:
+            show_error(f"chromarate: cannot read the settings file: {exc}")
+            return
+        widgets = {"method": self.method, "device": self.device, "ensemble_size": self.ensemble,
+                   "tile_size_px": self.tile, "calibration": self.calibration}
+        for key, value in found.items():
+            widgets[key].value = value
 
     def start(self) -> Any:
         """Validate the fields and start the run; returns the worker, or None on bad input."""

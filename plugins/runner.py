@@ -25,9 +25,11 @@ from typing import Any, Literal
 
 from pipeline.config import Settings, load_settings, parse_calibration
 
-__all__ = ["build_settings", "default_out_dir", "run_folder"]
+__all__ = ["build_settings", "config_fields", "default_out_dir", "run_folder"]
 
 Method = Literal["closed-form", "neural"]
+# the settings section that holds ensemble_size ("uncertainty": members for every method)
+ENSEMBLE_SECTION = "uncertainty" if "uncertainty" in Settings.model_fields else "neural"
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -43,8 +45,8 @@ def default_out_dir(folder: str | os.PathLike[str]) -> Path:
 
 def build_settings(
     *,
-    method: Method = "neural",
-    device: Device = "auto",
+    method: Method | None = None,
+    device: Device | None = None,
     ensemble_size: int | None = None,
     tile_size_px: int | None = None,
     calibration: str = "auto",
@@ -54,10 +56,12 @@ def build_settings(
 
     Parameters
     ----------
-    method, device : str
-        As ``chromarate run --method/--device``.
+    method, device : str, optional
+        As ``chromarate run --method/--device``; None: the settings file's, else the default
+        of :class:`pipeline.config.Settings`.
     ensemble_size : int, optional
-        ``neural.ensemble_size`` (members per tile of the neural fit). None or 0: the default.
+        ``uncertainty.ensemble_size`` (noise-resampled members per tile, whose spread gives
+        λ std). None or 0: the default.
     tile_size_px : int, optional
         ``run.tile_px``, as ``--tile-size``. None or 0: the default.
     calibration : str
@@ -70,17 +74,48 @@ def build_settings(
     ValueError
         With the bad value quoted (pydantic's ``ValidationError`` is a ``ValueError``).
     """
-    data: dict[str, Any] = {"method": method, "device": device}
+    data: dict[str, Any] = {k: v for k, v in (("method", method), ("device", device))
+                            if v is not None}
     if calibration and calibration.strip().lower() != "auto":
         data["calibration"] = parse_calibration(calibration)
     if ensemble_size:
-        data["neural"] = {"ensemble_size": int(ensemble_size)}
+        data[ENSEMBLE_SECTION] = {"ensemble_size": int(ensemble_size)}
     if tile_size_px:
         data["run"] = {"tile_px": int(tile_size_px)}
     config = Path(config) if config and str(config).strip() not in ("", ".") else None
     if config is not None and not config.is_file():
         raise ValueError(f"config file {str(config)!r} does not exist")
     return load_settings(config, **data)
+
+
+def config_fields(config: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The run widget's fields that a settings file sets, as the widget shows them.
+
+    Keys (only those the file gives): ``method``, ``device``, ``ensemble_size``,
+    ``tile_size_px`` and ``calibration`` (``"auto"`` or ``"OFFSET:SCALE[,...]"``).
+
+    Raises
+    ------
+    ValueError
+        For a missing file or bad settings (the value quoted).
+    """
+    config = Path(config) if config and str(config).strip() not in ("", ".") else None
+    if config is None:
+        return {}
+    if not config.is_file():
+        raise ValueError(f"config file {str(config)!r} does not exist")
+    settings = load_settings(config)
+    given = settings.model_dump(exclude_unset=True)
+    found: dict[str, Any] = {k: getattr(settings, k) for k in ("method", "device") if k in given}
+    if "ensemble_size" in given.get(ENSEMBLE_SECTION, {}):
+        found["ensemble_size"] = getattr(settings, ENSEMBLE_SECTION).ensemble_size
+    if "tile_px" in given.get("run", {}):
+        found["tile_size_px"] = settings.run.tile_px
+    if "calibration" in given:
+        cal = settings.calibration
+        found["calibration"] = cal if cal == "auto" else ",".join(
+            f"{c.offset:.10g}:{c.scale:.10g}" for c in cal)
+    return found
 
 
 def run_folder(

@@ -20,7 +20,7 @@ from plugins.layers import LayerData
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["add_layer_data", "main", "open_viewer", "overlay_screenshot"]
+__all__ = ["add_layer_data", "canvas_overlay", "main", "open_viewer", "overlay_screenshot"]
 
 _MISSING = (
     "chromarate view needs napari and a Qt binding: pip install 'chromarate[napari]'"
@@ -46,6 +46,16 @@ def add_layer_data(
     return added
 
 
+def canvas_overlay(viewer: napari.viewer.Viewer, name: str) -> Any:
+    """The viewer's ``scale_bar`` or ``text`` overlay, where napari ≥ 0.9 keeps it
+    (``viewer.canvas.overlays``; the old ``viewer.scale_bar`` warns), else the old attribute."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and name in overlays:
+        return overlays[name]
+    return getattr(viewer, {"text": "text_overlay"}.get(name, name))
+
+
 def open_viewer(
     path: str | os.PathLike[str] | None = None, *, show: bool = True, widgets: bool = True
 ) -> napari.viewer.Viewer:
@@ -68,15 +78,16 @@ def open_viewer(
     if path is not None:
         add_layer_data(viewer, read_path(path))
         viewer.reset_view()
-    viewer.scale_bar.visible = True
+    canvas_overlay(viewer, "scale_bar").visible = True
     if widgets:
         from plugins.inspect_widget import InspectWidget
         from plugins.run_widget import RunWidget
 
-        viewer.window.add_dock_widget(InspectWidget(viewer), name="chromarate: inspect")
+        inspect = viewer.window.add_dock_widget(InspectWidget(viewer), name="chromarate: inspect")
         viewer.window.add_dock_widget(
             RunWidget(viewer), name="chromarate: run", tabify=True
         )
+        inspect.raise_()  # open on Inspect: the results are what the user came to see
     return viewer
 
 

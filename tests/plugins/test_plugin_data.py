@@ -41,7 +41,7 @@ def test_store_layers_names_scale_units_and_display(synthetic_results: Path) -> 
     assert napari_get_reader(str(store)) is read_path
     layers = _by_name(read_path(str(store)))
     assert list(layers) == [
-        "cell raw heterochromatin", "cell λ std", "cell λ mean", "cell identifiable",
+        "cell raw heterochromatin", "cell λ mean", "cell λ std", "cell identifiable",
         "cell nuclei",
     ]
     for data, kw, _ in layers.values():
@@ -54,8 +54,10 @@ def test_store_layers_names_scale_units_and_display(synthetic_results: Path) -> 
     assert mean["contrast_limits"] == pytest.approx((1.0, 2.0), abs=0.02)
     assert mean["metadata"]["chromarate"]["role"] == "lambda_mean"
     assert np.isnan(np.asarray(data[0])[-1, 0]) and np.asarray(data[0])[0, -1] == 2.0
-    assert not layers["cell λ std"][1]["visible"]
-    assert layers["cell λ std"][1]["metadata"]["chromarate"]["available"]
+    std = layers["cell λ std"][1]  # hidden; shown, it replaces λ (above, opaque), own look
+    assert not std["visible"] and std["blending"] == "opaque"
+    assert std["colormap"] != mean["colormap"] and std["metadata"]["chromarate"]["available"]
+    assert std["contrast_limits"] == pytest.approx((0.1, 0.9), abs=0.01)  # its own data
     assert layers["cell identifiable"][2] == layers["cell nuclei"][2] == "labels"
     assert not layers["cell nuclei"][1]["visible"] and not layers["cell identifiable"][1]["visible"]
     features = layers["cell nuclei"][1]["features"]  # from summary_nuclei.csv, this file only

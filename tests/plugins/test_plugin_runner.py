@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from plugins.runner import build_settings, default_out_dir, run_folder
+from plugins.runner import (
+    ENSEMBLE_SECTION,
+    build_settings,
+    config_fields,
+    default_out_dir,
+    run_folder,
+)
 
 CAL = "100:0.00112801"  # as in conftest.py
 
@@ -27,7 +33,8 @@ def test_build_settings_maps_fields_and_quotes_bad_values(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="nope.toml"):
         build_settings(config=tmp_path / "nope.toml")
     settings = build_settings(method="neural", ensemble_size=8, tile_size_px=128)
-    assert settings.neural.ensemble_size == 8 and settings.run.tile_px == 128
+    assert getattr(settings, ENSEMBLE_SECTION).ensemble_size == 8
+    assert settings.run.tile_px == 128
     default = Settings()
     assert build_settings(ensemble_size=0, tile_size_px=None).run == default.run
     with pytest.raises(ValueError, match="even"):
@@ -40,6 +47,24 @@ def test_config_file_is_read_and_fields_override(fixed_bandwidth_toml: Path) -> 
     settings = build_settings(device="cpu", tile_size_px=64, config=fixed_bandwidth_toml)
     assert settings.estimator.delta_um == 0.14 and settings.device == "cpu"
     assert settings.run.tile_px == 64
+
+
+def test_config_fields_are_what_the_file_sets(fixed_bandwidth_toml: Path, tmp_path: Path
+                                              ) -> None:
+    """The run widget shows a chosen file's values; a file that sets none of its fields
+    leaves them alone."""
+    assert config_fields(fixed_bandwidth_toml) == {} and config_fields(None) == {}
+    path = tmp_path / "s.toml"
+    path.write_text('method = "neural"\ndevice = "cpu"\n'
+                    'calibration = [{offset = 100, scale = 0.00112801}]\n'
+                    f"[{ENSEMBLE_SECTION}]\nensemble_size = 6\n[run]\ntile_px = 128\n")
+    assert config_fields(path) == {"method": "neural", "device": "cpu", "ensemble_size": 6,
+                                   "tile_size_px": 128, "calibration": CAL}
+    settings = build_settings(**config_fields(path), config=path)  # the widget's round trip
+    assert settings == build_settings(method="neural", device="cpu", config=path)
+    path.write_text(f"[{ENSEMBLE_SECTION}]\nensemble_size = 3\n")
+    with pytest.raises(ValueError, match="even"):
+        config_fields(path)
 
 
 def test_run_folder_runs_the_flow(pipeline_run: tuple[Path, list[dict]]) -> None:

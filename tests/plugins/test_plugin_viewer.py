@@ -43,7 +43,7 @@ def test_reader_layers_and_overlay_screenshot(make_napari_viewer, synthetic_resu
     viewer = make_napari_viewer(show=True)
     viewer.open(str(synthetic_results / "cell.ome.zarr"), plugin="chromarate")
     names = [layer.name for layer in viewer.layers]
-    assert names == ["cell raw heterochromatin", "cell λ std", "cell λ mean",
+    assert names == ["cell raw heterochromatin", "cell λ mean", "cell λ std",
                      "cell identifiable", "cell nuclei"]
     lam = viewer.layers["cell λ mean"]
     assert tuple(lam.scale) == (PX, PX)
@@ -84,6 +84,19 @@ def test_inspect_widget_masks_reads_out_and_exports(
     lam = viewer.layers["cell λ mean"]
     assert widget.rates.value is lam and widget.image.value.name == "cell raw heterochromatin"
     assert lam.colorbar.visible and "dimensionless" in widget.legend.value
+    assert widget.colorbar_title == "λ (unitless)"
+
+    # λ std replaces λ on screen (never blended), with its own colour bar and title
+    std = viewer.layers["cell λ std"]
+    assert not std.visible and widget.show.enabled
+    widget.show.value = "λ std"
+    assert std.visible and std.colorbar.visible and std.blending == "opaque"
+    assert not lam.visible and not lam.colorbar.visible
+    assert widget.colorbar_title == "λ std (unitless)"
+    assert std.colormap.name != lam.colormap.name
+    assert std.contrast_limits == pytest.approx((0.1, 0.9), abs=0.01)
+    widget.show.value = "λ mean"
+    assert lam.visible and not std.visible and widget.colorbar_title == "λ (unitless)"
     assert viewer.layers["cell nuclei"].visible and viewer.layers["cell nuclei"].contour == 2
 
     # unidentifiable corner hidden in λ, shown faded beneath
@@ -285,10 +298,41 @@ def test_sample_data_and_view_entry(make_napari_viewer, sample_cache: Path, monk
     viewer.open_sample("chromarate", "smooth")
     assert {"smooth_1ch_s0 λ mean", "smooth_1ch_s0 λ truth"} <= {x.name for x in viewer.layers}
 
-    own = open_viewer(synthetic_results, show=False)
+    import warnings
+
+    from qtpy.QtWidgets import QApplication, QTabBar
+
+    from plugins.view import canvas_overlay
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        own = open_viewer(synthetic_results, show=False)
     try:
         assert "cell λ mean" in own.layers and not own.layers["stack λ mean"].visible
         assert {"chromarate: inspect", "chromarate: run"} <= set(own.window.dock_widgets)
-        assert own.scale_bar.visible
+        assert canvas_overlay(own, "scale_bar").visible
+        assert not [w for w in caught if "scale_bar" in str(w.message)]  # no deprecation
+        QApplication.processEvents()
+        tabs = {bar.tabText(i): bar.currentIndex() == i
+                for bar in own.window._qt_window.findChildren(QTabBar) for i in range(bar.count())}
+        assert tabs == {"chromarate: inspect": True, "chromarate: run": False}  # opens on Inspect
     finally:
         own.close()
+
+
+def test_run_widget_shows_the_real_defaults_and_a_settings_files_values(
+        make_napari_viewer, tmp_path: Path) -> None:
+    from pipeline.config import Settings
+    from plugins.run_widget import RunWidget
+    from plugins.runner import ENSEMBLE_SECTION
+
+    widget = RunWidget(make_napari_viewer())
+    default = Settings()
+    assert widget.method.value == default.method and widget.device.value == default.device
+    assert widget.ensemble.value == getattr(default, ENSEMBLE_SECTION).ensemble_size > 0
+    assert widget.tile.value == default.run.tile_px > 0
+    path = tmp_path / "s.toml"
+    path.write_text(f"[{ENSEMBLE_SECTION}]\nensemble_size = 8\n[run]\ntile_px = 128\n")
+    widget.config.value = path
+    assert widget.ensemble.value == 8 and widget.tile.value == 128
+    assert widget.method.value == default.method  # not in the file: left alone
