@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler-address", help="tcp://host:port of a running dask scheduler")
     r.add_argument("--no-segment", dest="segment", action="store_false", default=None,
                    help="report rates over the whole field (no nucleus segmentation)")
+    r.add_argument("--nuclei", dest="nuclei_dir", metavar="LABELS_DIR",
+                   help="folder of nucleus label images (0 background, 1..n nuclei), one per "
+                   "input with the same stem (Cellpose's _cp_masks and _masks suffixes are "
+                   "understood), used instead of the automatic segmentation")
+    r.add_argument("--axes", help="axes of files whose metadata do not name them (plain "
+                   "multi-page TIFFs), e.g. ZYX, TYX, CYX, ZCYX, TCYX (default: pages are Z)")
+    r.add_argument("--z-step", type=float, dest="z_step_um", metavar="UM",
+                   help="Z step in um (overrides the metadata); without one the Z scale is "
+                   "recorded as unknown")
 
     s = sub.add_parser("simulate", help="write synthetic images and their ground truth")
     s.add_argument("outdir", type=Path, help="image folder to create")
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _RUN_FLAGS = ("denoise", "tile_px", "overlap_px", "workers", "cluster", "scheduler_address",
-              "segment")
+              "segment", "nuclei_dir", "axes", "z_step_um")
 
 
 def _settings_from_args(args: argparse.Namespace):
@@ -118,6 +127,39 @@ class _Display:
             self.bar.update(self.images, description=f"{name}: {stage}")
 
 
+def _print_qc(console, record: dict) -> None:
+    """Per image: its QC flags (the ``flags`` column of summary_images.csv) and warnings."""
+    from rich.markup import escape
+
+    from pipeline.summary import store_notes
+
+    flagged = []
+    for item in record["images"]:
+        name = escape(Path(item["image"]).name)
+        try:
+            flags, notes = store_notes(item["store"])
+        except (OSError, KeyError, ValueError):
+            continue
+        table = record.get("summaries", {}).get("images")
+        if table and Path(table).is_file():
+            import pandas as pd
+
+            df = pd.read_csv(table, dtype=str, keep_default_na=False)
+            rows = df[df["file"] == Path(item["image"]).name] if "flags" in df else df[:0]
+            for text in rows.get("flags", []):
+                flags += [f for f in str(text).split(";") if f and f not in flags]
+        for note in notes:
+            console.print(f"[yellow]warning[/] {name}: {escape(note)}", highlight=False,
+                          soft_wrap=True)
+        if flags:
+            flagged.append(f"  {name}: {', '.join(flags)}")
+    if flagged:
+        console.print("QC flags (column 'flags' of summary_images.csv; meanings in "
+                      "docs/your-own-images.md):", highlight=False)
+        for line in flagged:
+            console.print(line, highlight=False, soft_wrap=True)
+
+
 def _not_from_this_run(out: Path, record: dict) -> list[str]:
     """Names of result stores in ``out`` that this run did not produce or confirm."""
     mine = {Path(i["store"]).resolve() for i in record["images"]}
@@ -158,6 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     n_skip = sum(i["skipped"] for i in record["images"])
     console.print(f"{len(record['images'])} image(s) finished ({n_skip} up to date), "
                   f"{len(record['failed'])} failed, in {record['seconds']:.0f} s")
+    _print_qc(console, record)
     if record["failed"]:
         console.print("failed images are listed with their reasons under 'failed' in "
                       f"{escape(str(args.out))}/run.json; fix them and run the same command again "

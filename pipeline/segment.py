@@ -1,15 +1,36 @@
-"""Nuclei and heterochromatin domains, with scikit-image.
+"""Nuclei and heterochromatin domains, with scikit-image; user label images; matching.
 
-**Nuclei**: the chromatin fraction ``c = 1 - phi_w`` (two channels) or ``phi_h`` (one channel)
-is smoothed with a Gaussian of ``nucleus_sigma_um``, thresholded by Otsu, holes filled, small
-objects dropped, and connected components labelled. When the smoothed image is not bimodal,
-that is, Otsu's effectiveness (between-class over total variance) is below ``min_separation``,
-or its darker class is not dark (mean above a quarter of the brighter one's: a split between
-chromatin states, not nucleus and background), there is no background to separate (a field of
-view inside one nucleus, as in the synthetic data): the whole field is labelled as one nucleus
-and the record says so. A unimodal Gaussian
-histogram gives 2/π ≈ 0.64, a clean nucleus-on-background image above 0.9; the default 0.8
-sits between.
+**Nuclei** (:func:`segment_nuclei`) are found on the chromatin signal, ``c = 1 - phi_w`` (two
+channels) or ``phi_h`` (one channel), in five steps:
+
+1. Gaussian smoothing of ``smooth_um`` (at least one pixel), which hides the chromatin
+   texture inside a nucleus.
+2. A global threshold (Otsu or Li), holes filled.
+3. **Is there a background at all?** A field of view inside one nucleus (as in the synthetic
+   data) has none, and a threshold would only split chromatin states. The field is one
+   nucleus (mode ``whole-field``) when the darker class is not dark (its mean above
+   ``max_background_ratio`` of the brighter class's mean, in field units, where 0 means no
+   chromatin), or not flat (the gap between the class means below ``min_background_contrast``
+   standard deviations of the darker class: a textured nucleus, not an empty background), or
+   when more than ``max_border_fraction`` of the objects' area (after step 4) lies in objects
+   cut by the image border (a structure larger than the field, such as a step between two
+   chromatin states).
+4. Each object is grown into the pixels clearly above the background level (``PERMISSIVE_SD``
+   of its SDs), split from touching neighbours by a watershed of the distance to the
+   background seeded at its maxima at least one ``nucleus_radius_um`` apart, and cut at its
+   own edge: ``edge_level`` (half maximum) of the way from the background up to its own bright
+   level, so that dim and bright nuclei get their edges alike. The radius, when ``"auto"``,
+   is the median over thresholded objects of their largest distance to the background: the
+   half-width of one nucleus, which a cluster of touching nuclei shares.
+5. Objects smaller than ``min_area_um2`` (default: a tenth of a typical nucleus's area) or
+   larger than ``max_area_um2`` are dropped.
+
+The record of each plane says which mode was used and why, with every number the decision
+read. Fields of one nucleus also get a ``note`` to show the user.
+
+**User labels** (:func:`find_user_labels`, :func:`read_user_labels`): an integer label
+image per input, matched by file stem (Cellpose's ``_cp_masks`` and ``_masks`` suffixes are
+understood), its shape checked against the image.
 
 **Domains**: inside nuclei, ``phi_h`` smoothed by ``domain_sigma_um`` above its Otsu threshold
 (computed inside nuclei), labelled, tiny ones dropped.
@@ -25,28 +46,56 @@ Examples
 >>> fields = np.stack([phi_h, 1 - phi_h / 0.4 * 0.8])
 >>> nuclei, rec = segment_nuclei(fields, 0.05)
 >>> int(nuclei.max()), rec["mode"]
-(1, 'otsu')
+(1, 'threshold')
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["edge_distance_um", "segment_domains", "segment_nuclei"]
+from .config import SegmentSettings
+
+__all__ = [
+    "LABEL_SUFFIXES",
+    "edge_distance_um",
+    "find_user_labels",
+    "match_labels",
+    "read_user_labels",
+    "segment_domains",
+    "segment_nuclei",
+    "touches_border",
+]
 
 log = logging.getLogger(__name__)
 
+LABEL_SUFFIXES = ("", "_cp_masks", "_masks", "_labels", "_label")
+"""Accepted label-file names: ``<stem><suffix>.<ext>`` (Cellpose writes ``_cp_masks``)."""
+_LABEL_EXTS = (".tif", ".tiff", ".png", ".npy")
+_HINT_LABELS = ("Save one integer label image per input (0 background, 1..n nuclei), with the "
+                "input's stem as its name, e.g. from Cellpose or StarDist")
 
-def _otsu_effectiveness(image: np.ndarray, threshold: float) -> float:
-    lo, hi = image[image <= threshold], image[image > threshold]
-    total = float(image.var())
-    if total <= 0 or lo.size == 0 or hi.size == 0:
-        return 0.0
-    w0, w1 = lo.size / image.size, hi.size / image.size
-    return float(w0 * w1 * (lo.mean() - hi.mean()) ** 2 / total)
+
+def _signal(fields: np.ndarray, single_channel: bool | None) -> tuple[np.ndarray, str]:
+    phi_h, phi_w = np.asarray(fields[0], float), np.asarray(fields[1], float)
+    if single_channel is None:
+        single_channel = float(np.ptp(phi_w)) == 0.0
+    if single_channel:
+        return phi_h, "phi_h"
+    return 1.0 - phi_w, "chromatin (1 - phi_w)"
+
+
+def _background_test(smooth: np.ndarray, thr: float) -> dict[str, Any]:
+    lo, hi = smooth[smooth <= thr], smooth[smooth > thr]
+    if lo.size == 0 or hi.size == 0:
+        return {"background_ratio": 1.0, "background_contrast": 0.0}
+    m0, m1, sd0 = float(lo.mean()), float(hi.mean()), float(lo.std())
+    ratio = m0 / m1 if m1 > 0 else 1.0
+    contrast = (m1 - m0) / sd0 if sd0 > 0 else float("inf")
+    return {"background_ratio": ratio, "background_contrast": contrast}
 
 
 def segment_nuclei(
@@ -54,10 +103,7 @@ def segment_nuclei(
     pixel_size_um: float,
     *,
     single_channel: bool | None = None,
-    nucleus_sigma_um: float = 0.2,
-    min_area_um2: float = 1.0,
-    min_separation: float = 0.8,
-    max_background_ratio: float = 0.25,
+    settings: SegmentSettings | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Label nuclei in one plane of ``(2, Y, X)`` fields ``[phi_h, phi_w]``.
 
@@ -70,55 +116,268 @@ def segment_nuclei(
     single_channel : bool, optional
         Whether ``phi_w`` is the single-channel constant (segment on ``phi_h``). Default:
         detected from a constant ``phi_w``.
-    nucleus_sigma_um, min_area_um2, min_separation
-        Smoothing, smallest nucleus kept, and the bimodality below which the whole field is
-        one nucleus.
-    max_background_ratio : float
-        Background must be dark: the lower Otsu class's mean at most this fraction of the
-        upper's. Otherwise the split is between chromatin states (say a step in
-        heterochromatin), not nucleus and background, and the whole field is one nucleus.
+    settings : SegmentSettings, optional
+        Threshold, smoothing, radius, size limits and the background test.
 
     Returns
     -------
     labels : ndarray of int32, shape (Y, X)
         0 background, 1..n nuclei.
     record : dict
-        ``mode`` (``"otsu"`` or ``"whole-field"``), threshold and effectiveness.
+        ``mode`` (``"threshold"`` or ``"whole-field"``), the numbers behind it, and
+        ``n_nuclei``; ``note`` when the whole field is one nucleus.
+    """
+    signal, name = _signal(fields, single_channel)
+    labels, record = segment_signal(signal, pixel_size_um, settings=settings)
+    return labels, {"signal": name, **record}
+
+
+def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
+                   settings: SegmentSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`segment_nuclei` on one ``(Y, X)`` chromatin signal (bright nuclei)."""
+    from skimage.filters import gaussian, threshold_li, threshold_otsu
+
+    cfg = settings or SegmentSettings()
+    sigma_px = max(1.0, cfg.smooth_um / pixel_size_um)
+    smooth = gaussian(np.asarray(signal, float), sigma=sigma_px, mode="reflect")
+    record: dict[str, Any] = {"threshold_method": cfg.threshold, "smooth_um": sigma_px *
+                              pixel_size_um}
+    if float(np.ptp(smooth)) == 0.0:
+        thr, test = float("nan"), {"background_ratio": 1.0, "background_contrast": 0.0}
+    else:
+        thr = float((threshold_otsu if cfg.threshold == "otsu" else threshold_li)(smooth))
+        test = _background_test(smooth, thr)
+    record.update(threshold=thr, **test)
+    labels = np.zeros(smooth.shape, np.int32)
+    if float(np.ptp(smooth)) > 0.0:
+        labels, radius_px, min_px = _nuclei(signal, smooth, sigma_px, thr, pixel_size_um, cfg)
+        area = np.bincount(labels.ravel())
+        cut = sorted(touches_border(labels))
+        record.update(border_fraction=float(area[cut].sum() / max(1, area[1:].sum())),
+                      nucleus_radius_um=radius_px * pixel_size_um,
+                      nucleus_radius_source="auto" if cfg.nucleus_radius_um == "auto" else "user",
+                      min_area_um2=min_px * pixel_size_um**2, split=cfg.split)
+    reasons = []
+    if test["background_ratio"] > cfg.max_background_ratio:
+        reasons.append(f"the darker class is not dark (background/foreground "
+                       f"{test['background_ratio']:.2f} > {cfg.max_background_ratio})")
+    if test["background_contrast"] < cfg.min_background_contrast:
+        reasons.append(f"the darker class is textured, not flat (class gap "
+                       f"{test['background_contrast']:.1f} of its SDs < "
+                       f"{cfg.min_background_contrast})")
+    if labels.any() and record["border_fraction"] > cfg.max_border_fraction:
+        reasons.append(f"{record['border_fraction']:.0%} of the bright area is in objects cut "
+                       f"by the image border (> {cfg.max_border_fraction:.0%}): larger than "
+                       "the field")
+    if reasons:
+        record.update(mode="whole-field", n_nuclei=1, note=(
+            "no background around nuclei: " + "; ".join(reasons)
+            + ". The whole field is treated as one nucleus"))
+        return np.ones(smooth.shape, dtype=np.int32), record
+    record.update(mode="threshold", n_nuclei=int(labels.max()),
+                  foreground_fraction=float((labels > 0).mean()))
+    return labels, record
+
+
+SEED_SPACING = 1.0
+"""Watershed seeds are at least this many nucleus radii apart (chosen on synthetic fields and
+the top half of the real test image; docs/your-own-images.md)."""
+PERMISSIVE_SD = 5.0
+"""Nuclei are grown into pixels this many background SDs above the background level (chosen
+with ``SEED_SPACING``)."""
+
+
+def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float, px: float,
+            cfg: SegmentSettings) -> tuple[np.ndarray, float, int]:
+    """Labels of nuclei in ``signal`` (``smooth`` by ``sigma_px``, threshold ``thr``); the
+    radius and minimum area used.
+
+    The threshold finds the nuclei's cores and their typical radius (the smoothing is then
+    reduced to at most an eighth of it, for the edges); each nucleus is then
+    grown into the pixels clearly above background (``PERMISSIVE_SD``), split from its
+    neighbours by a distance watershed, and cut at its own edge level: ``edge_level`` of the
+    way from the background up to its bright level (95th percentile), so that dim and bright
+    nuclei alike get their edge at the same relative height (half maximum by default).
     """
     from scipy import ndimage as ndi
-    from skimage.filters import gaussian, threshold_otsu
+    from skimage.feature import peak_local_max
     from skimage.measure import label
     from skimage.morphology import remove_small_objects
+    from skimage.segmentation import relabel_sequential, watershed
 
-    phi_h, phi_w = np.asarray(fields[0], float), np.asarray(fields[1], float)
-    if single_channel is None:
-        single_channel = float(np.ptp(phi_w)) == 0.0
-    signal = phi_h if single_channel else 1.0 - phi_w
-    smooth = gaussian(signal, sigma=nucleus_sigma_um / pixel_size_um, mode="reflect")
-    record: dict[str, Any] = {"signal": "phi_h" if single_channel else "chromatin (1 - phi_w)",
-                              "sigma_um": nucleus_sigma_um}
-    if float(np.ptp(smooth)) == 0.0:
-        eff, thr = 0.0, float("nan")
+    low = smooth[smooth <= thr]
+    bg = float(np.median(low))
+    bg_sd = float(1.4826 * np.median(np.abs(low - bg)))
+    core = ndi.binary_fill_holes(smooth > thr)
+    comp = label(core)
+    if cfg.nucleus_radius_um == "auto":
+        dist = ndi.distance_transform_edt(core)
+        peaks = np.asarray(ndi.maximum(dist, comp, index=np.arange(1, comp.max() + 1))
+                           if comp.max() else [], float)
+        big = peaks[peaks >= 2] if (peaks >= 2).any() else peaks  # not specks of noise
+        radius_px = float(np.median(big)) if big.size else 1.0
     else:
-        thr = float(threshold_otsu(smooth))
-        eff = _otsu_effectiveness(smooth, thr)
-    lo_mean = float(smooth[smooth <= thr].mean()) if eff > 0 else 0.0
-    hi_mean = float(smooth[smooth > thr].mean()) if eff > 0 else 1.0
-    ratio = lo_mean / hi_mean if hi_mean > 0 else 1.0
-    record.update(threshold=thr, effectiveness=eff, background_ratio=ratio)
-    if eff < min_separation or ratio > max_background_ratio:
-        record["mode"] = "whole-field"
-        record["note"] = (f"no dark background found (Otsu effectiveness {eff:.2f}, needs "
-                          f">= {min_separation}; background/foreground {ratio:.2f}, needs "
-                          f"<= {max_background_ratio}): the whole field is one nucleus")
-        return np.ones(signal.shape, dtype=np.int32), record
-    mask = ndi.binary_fill_holes(smooth > thr)
-    min_px = max(1, int(min_area_um2 / pixel_size_um**2))
-    mask = remove_small_objects(mask, max_size=min_px - 1) if min_px > 1 else mask
-    labels = label(mask).astype(np.int32)
-    record["mode"] = "otsu"
-    record["n_nuclei"] = int(labels.max())
-    return labels, record
+        radius_px = cfg.nucleus_radius_um / px
+    if cfg.min_area_um2 is None:
+        min_px = max(1, int(0.1 * np.pi * radius_px**2))
+    else:
+        min_px = max(1, int(np.ceil(cfg.min_area_um2 / px**2)))
+    if sigma_px > max(1.0, radius_px / 8):  # edges of small nuclei: less smoothing
+        from skimage.filters import gaussian
+
+        smooth = gaussian(np.asarray(signal, float), sigma=max(1.0, radius_px / 8),
+                          mode="reflect")
+    grown = ndi.binary_fill_holes(smooth > min(thr, bg + PERMISSIVE_SD * bg_sd))
+    comp = label(grown)
+    if min_px > 1:
+        comp = label(remove_small_objects(comp, max_size=min_px - 1) > 0)
+    if cfg.split and comp.any():
+        dist = ndi.distance_transform_edt(comp > 0)
+        seeds = peak_local_max(dist, min_distance=max(1, round(SEED_SPACING * radius_px)),
+                               labels=comp, exclude_border=False)
+        markers = np.zeros(comp.shape, np.int32)
+        markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
+        comp = watershed(-dist, markers, mask=comp > 0)
+    labels = np.zeros(comp.shape, np.int32)
+    for i, sl in enumerate(ndi.find_objects(comp), start=1):
+        if sl is None:
+            continue
+        region = comp[sl] == i
+        level = bg + cfg.edge_level * (float(np.percentile(smooth[sl][region], 95)) - bg)
+        keep = label(ndi.binary_fill_holes(region & (smooth[sl] > level)))
+        if keep.max():
+            labels[sl][keep == np.argmax(np.bincount(keep.ravel())[1:]) + 1] = i
+    area_px = np.bincount(labels.ravel())
+    drop = area_px < min_px
+    if cfg.max_area_um2 is not None:
+        drop |= area_px * px**2 > cfg.max_area_um2
+    drop[0] = False
+    labels = np.where(drop[labels], 0, labels).astype(np.int32)
+    return relabel_sequential(labels)[0], radius_px, min_px
+
+
+def touches_border(labels: np.ndarray) -> set[int]:
+    """Label values with at least one pixel on the image border.
+
+    >>> m = np.zeros((5, 5), int); m[0, 1] = 1; m[2, 2] = 2
+    >>> sorted(touches_border(m))
+    [1]
+    """
+    lab = np.asarray(labels)
+    edge = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    return {int(v) for v in np.unique(edge) if v != 0}
+
+
+def match_labels(pred: np.ndarray, ref: np.ndarray, iou: float = 0.5) -> dict[str, float]:
+    """Object matching of two label images: pairs with IoU ≥ ``iou`` are true positives.
+
+    With ``iou`` ≥ 0.5 a reference object can match at most one predicted object.
+    Returns ``tp``, ``fp``, ``fn``, ``precision``, ``recall`` and ``f1``.
+
+    >>> a = np.zeros((6, 6), int); a[:3, :3] = 1; a[4:, 4:] = 2
+    >>> b = np.zeros((6, 6), int); b[:3, :2] = 7
+    >>> match_labels(b, a)["f1"]
+    0.6666666666666666
+    """
+    from skimage.metrics import contingency_table
+
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    table = contingency_table(ref, pred).toarray()  # ref x pred pixel counts
+    inter = table[1:, 1:].astype(float)
+    union = table[1:, :].sum(1)[:, None] + table[:, 1:].sum(0)[None, :] - inter
+    ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    n_ref = int(np.count_nonzero(np.bincount(ref.ravel())[1:]))
+    n_pred = int(np.count_nonzero(np.bincount(pred.ravel())[1:]))
+    tp = int((ious >= iou).any(axis=1).sum()) if ious.size else 0
+    prec = tp / n_pred if n_pred else 0.0
+    rec = tp / n_ref if n_ref else 0.0
+    f1 = 2 * tp / (n_pred + n_ref) if n_pred + n_ref else 1.0
+    return {"tp": tp, "fp": n_pred - tp, "fn": n_ref - tp, "precision": prec, "recall": rec,
+            "f1": f1}
+
+
+def find_user_labels(image: str | Path, folder: str | Path) -> Path:
+    """The label file for ``image`` in ``folder``: ``<stem><suffix>.<ext>``.
+
+    Suffixes are :data:`LABEL_SUFFIXES`; extensions ``.tif``, ``.tiff``, ``.png``, ``.npy``.
+    Raises :class:`~pipeline.io.InputError` naming the image when none or several match.
+    """
+    from .io import InputError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "the --nuclei folder does not exist", "Check the path")
+    name = Path(image).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    found = sorted(p for p in folder.iterdir() if p.is_file() and any(
+        p.name.lower() == f"{name}{s}{e}".lower() for s in LABEL_SUFFIXES for e in _LABEL_EXTS))
+    if not found:
+        raise InputError(image, f"no label image for it in {folder} (looked for {name}.tif, "
+                         f"{name}_cp_masks.png, ... )", _HINT_LABELS)
+    if len(found) > 1:
+        raise InputError(image, f"several label images match it in {folder}: "
+                         f"{', '.join(p.name for p in found)}", "Keep only one")
+    return found[0]
+
+
+def read_user_labels(path: str | Path, shape_yx: tuple[int, int], n_planes: int,
+                     stack: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read and check a user label image: ``(P, Y, X)`` int32 and a record.
+
+    The image must hold integers ≥ 0 (0 background), with the input's ``(Y, X)`` shape, or
+    ``(P, Y, X)`` for a stack of ``P`` planes (a single ``(Y, X)`` image is refused for a
+    stack: nothing is guessed). A mask of one value (0 and 255, say) is a binary mask: its
+    connected components become the nuclei, and the record says so.
+    """
+    from skimage.measure import label
+
+    from .io import InputError
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".png":
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+        else:
+            import tifffile
+
+            data = tifffile.imread(path)
+    except Exception as exc:
+        raise InputError(path, f"the label image cannot be read ({type(exc).__name__}: {exc})",
+                         _HINT_LABELS) from exc
+    data = np.asarray(data)
+    if data.dtype.kind not in "iub":
+        raise InputError(path, f"the label image holds {data.dtype} values, not integers",
+                         "Save labels as an integer image (uint16 or int32), 0 for background")
+    while data.ndim > 2 and data.shape[0] == 1 and not (stack and data.ndim == 3):
+        data = data[0]
+    want = (n_planes, *shape_yx) if stack else tuple(shape_yx)
+    if data.shape != want:
+        what = f"(Z, Y, X) = {want}" if stack else f"(Y, X) = {want}"
+        raise InputError(path, f"the label image has shape {data.shape}; the image needs "
+                         f"{what}", "Save labels of the image's own size (one plane per Z "
+                         "plane for a stack)")
+    if data.dtype.kind == "i" and data.size and int(data.min()) < 0:
+        raise InputError(path, "the label image holds negative values",
+                         "Use 0 for background and 1..n for nuclei")
+    if data.size and int(data.max()) >= 2**31:
+        raise InputError(path, f"label value {int(data.max())} is too large",
+                         "Renumber the labels from 1")
+    planes = data.reshape(-1, *shape_yx)
+    record: dict[str, Any] = {"mode": "user", "path": str(path)}
+    values = np.unique(planes)
+    if data.dtype == bool or len(values[values > 0]) == 1:
+        planes = np.stack([label(p > 0) for p in planes])
+        record["binary"] = True
+        record["note"] = (f"{path.name} holds one value: a binary mask, its connected "
+                          "components are the nuclei")
+    return planes.astype(np.int32), record
 
 
 def segment_domains(

@@ -23,8 +23,11 @@ import pandas as pd
 
 from .compare import FLOAT_FORMAT, attach_samples
 from .io.atomic import atomic_write_text
+from .segment import touches_border
 
 __all__ = [
+    "FLAGS",
+    "image_flags",
     "IMAGE_COLUMNS",
     "OBJECT_COLUMNS",
     "PROVENANCE",
@@ -41,8 +44,24 @@ IMAGE_COLUMNS = PROVENANCE + [
     "pixel_size_source", "delta_um", "window_um", "bandwidth_reliability", "denoise",
     "lambda_median", "lambda_iqr", "lambda_mean", "lambda_std_mean", "fraction_identifiable",
     "n_nuclei", "n_domains", "nuclei_mode", "n_tiles", "tile_px", "halo_px", "fit_seconds",
-    "code_version",
+    "code_version", "flags",
 ]
+"""Image rows (one per plane). ``flags`` lists, separated by ``;``, the QC codes of
+:data:`FLAGS` that apply to the plane (empty: none)."""
+FLAGS = {
+    "calibration-auto": "no --calibration: intensities were mapped to fields automatically",
+    "calibration-unidentifiable": "the automatic calibration could not be determined",
+    "whole-field": "no background around nuclei: the whole field was treated as one nucleus",
+    "no-nuclei": "segmentation found no nucleus: no λ is reported",
+    "no-segmentation": "--no-segment: λ is reported over the whole field",
+    "bandwidth-at-grid-edge": "the automatic bandwidth sits at the edge of its candidate grid",
+    "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
+    "axes-assumed": "the file does not name its axes: pages were read as Z planes",
+    "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
+}
+"""QC codes of the ``flags`` column and what each means (docs/your-own-images.md)."""
+LOW_IDENTIFIABLE = 0.5
+"""Below this fraction of identifiable pixels inside nuclei, a plane is flagged."""
 TILE_COLUMNS = PROVENANCE + ["tile", "y0_px", "y1_px", "x0_px", "x1_px",
                              "fraction_identifiable", "lambda_median", "diverged", "retried",
                              "fallback", "cf_nonfinite_px", "cf_degenerate", "dropped_px"]
@@ -57,8 +76,10 @@ value there). Stores written before these columns existed leave them empty."""
 OBJECT_COLUMNS = PROVENANCE + [
     "kind", "label", "nucleus", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_median",
     "lambda_iqr", "lambda_mean", "lambda_sd", "lambda_std_mean", "fraction_identifiable",
-    "distance_to_edge_um",
+    "distance_to_edge_um", "touches_border",
 ]
+"""Object rows (nuclei and domains). ``touches_border``: the object reaches the image border,
+so it is cut off and its area, centroid and λ describe only the part in the field."""
 
 
 def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
@@ -85,6 +106,64 @@ def _stats(lam: np.ndarray, std: np.ndarray, ok: np.ndarray) -> dict[str, float]
             "lambda_std_mean": float(np.nanmean(s)) if np.isfinite(s).any() else np.nan}
 
 
+def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
+                ) -> list[str]:
+    """The QC codes (:data:`FLAGS`) of one plane of a store, from its record.
+
+    Reads the calibration record (``source``, and ``identifiable`` when the calibration says
+    whether it could be determined), the nuclei record (``mode``, ``n_nuclei``), the bandwidth
+    selection (``at_grid_edge``, absent in older stores), the axes and the Z step.
+    """
+    rec = attrs["planes"][plane]
+    flags = []
+    cal = rec.get("calibration") or {}
+    chans = cal.get("channels") or [{}]
+    if chans[0].get("source") == "auto":
+        flags.append("calibration-auto")
+    if cal.get("identifiable") is False:
+        flags.append("calibration-unidentifiable")
+    nuc = (rec.get("segmentation") or {}).get("nuclei") or {}
+    mode = nuc.get("mode")
+    if mode == "whole-field":
+        flags.append("whole-field")
+    elif mode == "disabled":
+        flags.append("no-segmentation")
+    elif not nuc.get("n_nuclei"):
+        flags.append("no-nuclei")
+    selection = rec.get("selection") or {}
+    if selection.get("at_grid_edge") or rec.get("at_grid_edge"):
+        flags.append("bandwidth-at-grid-edge")
+    if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
+        flags.append("low-identifiable-fraction")
+    if attrs.get("axes_source") == "default":
+        flags.append("axes-assumed")
+    if attrs.get("z_scale"):
+        flags.append("z-scale-unknown")
+    return flags
+
+
+def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
+    """The QC flags (all planes) and the notes for the user recorded in one result store.
+
+    Notes: why the whole field was one nucleus, how a file without named axes was read, and
+    an unknown Z step. Fraction-based flags need the labels and are left to the tables.
+    """
+    import zarr
+
+    attrs = dict(zarr.open_group(store, mode="r").attrs["chromarate"])
+    flags: list[str] = []
+    notes: list[str] = []
+    for p, rec in enumerate(attrs.get("planes", [])):
+        for flag in image_flags(attrs, p, 1.0):
+            if flag not in flags:
+                flags.append(flag)
+        note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
+        if note and note not in notes:
+            notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")
+    notes += [n for n in (attrs.get("axes_note"), attrs.get("z_scale")) if n]
+    return flags, notes
+
+
 def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
              std: np.ndarray, ident: np.ndarray, dist: np.ndarray, px: float,
              base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,6 +174,7 @@ def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
     if n == 0:
         return rows
     slices = ndi.find_objects(labels)
+    border = touches_border(labels)
     for lab, sl in enumerate(slices, start=1):
         if sl is None:
             continue
@@ -105,7 +185,7 @@ def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
         host = nuclei[sl][obj]
         st = _stats(lam[sl], std[sl], ok)
         rows.append(base | {
-            "kind": kind, "label": lab,
+            "kind": kind, "label": lab, "touches_border": lab in border,
             "nucleus": int(np.bincount(host).argmax()) if host.size else 0,
             "area_um2": float(obj.sum() * px * px),
             "centroid_y_um": float((yy.mean() + sl[0].start) * px),
@@ -154,6 +234,7 @@ def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
             "halo_px": rec["tiling"]["halo_px"], "fit_seconds": rec["seconds"],
             "code_version": attrs.get("code_version"),
         })
+        images[-1]["flags"] = ";".join(image_flags(attrs, p, images[-1]["fraction_identifiable"]))
         dist = edge_distance_um(nuc, px)
         nuclei_rows += _objects("nucleus", nuc, nuc, lam, std, ident, dist, px, base)
         domain_rows += _objects("domain", dom, nuc, lam, std, ident, dist, px, base)

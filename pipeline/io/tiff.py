@@ -72,7 +72,10 @@ class ImageInfo:
     """What :func:`inspect_tiff` learnt about a file, with no pixel read.
 
     ``axes`` and ``shape`` are in the file's order (normalised axis letters); ``n_planes`` is
-    the length of the Z or T axis (``plane_axis``), 1 without one.
+    the length of the Z or T axis (``plane_axis``), 1 without one. ``axes_source`` says where
+    the axes came from (``"default"``: a plain multi-page file read as Z planes, explained
+    in ``axes_note``); ``z_step_um`` is the Z spacing (None: unknown) and ``z_step_source``
+    where it came from.
     """
 
     path: Path
@@ -84,6 +87,10 @@ class ImageInfo:
     n_channels: int
     n_planes: int
     plane_axis: Literal["Z", "T"] | None
+    axes_source: Literal["metadata", "--axes", "default"] = "metadata"
+    axes_note: str | None = None
+    z_step_um: float | None = None
+    z_step_source: Literal["ome", "imagej", "override"] | None = None
 
 
 def discover_tiffs(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
@@ -185,23 +192,72 @@ def _pixel_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], PixelSizeS
     return None
 
 
-def _normalise_axes(path: Path, axes: str, shape: tuple[int, ...]) -> str:
-    """Map tifffile's axis codes onto ours, or refuse the file."""
+_UNNAMED = set("QI")  # tifffile's letters for an axis the metadata do not name
+
+
+def _normalise_axes(path: Path, axes: str, shape: tuple[int, ...], declared: str | None = None
+                    ) -> tuple[str, Literal["metadata", "--axes", "default"], str | None]:
+    """Map tifffile's axis codes onto ours, or refuse the file.
+
+    Returns the axes, their source and a note for the user. Axes the metadata do not name
+    (tifffile's ``Q`` or ``I``) take ``declared`` (``--axes``) when given; a single such axis
+    before ``YX`` is otherwise read as Z planes, and the note says so.
+    """
     if "S" in axes:
         n = shape[axes.index("S")]
         reason = "it is RGB/RGBA colour" if n in (3, 4) else f"it has {n} samples per pixel"
         raise InputError(path, reason, "Save one grey-level image per channel (axes CYX)")
     if axes[-2:] != "YX":
         raise InputError(path, f"axes {axes!r} do not end in YX", _AXES_HINT)
-    lead = axes[:-2]
-    if lead == "I":  # a bare multi-page TIFF: pages are planes
-        log.info("%s: reading its %d pages as Z planes", path, shape[0])
-        lead = "Z"
+    lead, source, note = axes[:-2], "metadata", None
+    if set(lead) & _UNNAMED:
+        if declared is not None:
+            if len(declared) != len(axes):
+                raise InputError(path, f"--axes {declared} has {len(declared)} letters but "
+                                 f"the file has {len(axes)} dimensions (shape {shape})",
+                                 "Pass --axes with one letter per dimension, e.g. ZYX")
+            lead, source = declared[:-2], "--axes"
+        elif len(lead) == 1:
+            lead, source = "Z", "default"
+            note = (f"the file does not name its axes ({axes}): its {shape[0]} pages are read "
+                    "as Z planes; pass --axes TYX for time points or --axes CYX for channels")
+            log.warning("%s: %s", path, note)
+        else:
+            raise InputError(path, f"the file does not name its axes ({axes}, shape {shape})",
+                             "Pass --axes, e.g. --axes ZCYX or --axes TCYX")
+    elif declared is not None and declared != axes:
+        log.info("%s: its metadata name axes %s; --axes %s applies only to files whose "
+                 "metadata do not", path, axes, declared)
     unknown = sorted(set(lead) - set("CZT"))
     if unknown or lead + "YX" not in SUPPORTED_AXES:
         what = f"unknown axis {', '.join(map(repr, unknown))}" if unknown else "unsupported layout"
         raise InputError(path, f"{what} in axes {axes!r} (shape {shape})", _AXES_HINT)
-    return lead + "YX"
+    return lead + "YX", source, note  # type: ignore[return-value]
+
+
+def _z_step(tif: tifffile.TiffFile) -> tuple[float, Literal["ome", "imagej"]] | None:
+    """The Z spacing in µm from OME ``PhysicalSizeZ`` or ImageJ ``spacing``, if stated."""
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+        except ET.ParseError:
+            return None
+        pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+        if pixels is not None and pixels.get("PhysicalSizeZ") is not None:
+            factor = _um_per_unit(pixels.get("PhysicalSizeZUnit", "µm"))
+            try:
+                z = float(pixels.get("PhysicalSizeZ")) * (factor or float("nan"))
+            except ValueError:
+                z = float("nan")
+            if np.isfinite(z) and z > 0:
+                return z, "ome"
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        factor = _um_per_unit(meta.get("unit"))
+        spacing = meta.get("spacing")
+        if factor is not None and isinstance(spacing, int | float) and spacing > 0:
+            return float(spacing) * factor, "imagej"
+    return None
 
 
 def _check_data_present(path: Path, tif: tifffile.TiffFile, series: Any) -> None:
@@ -242,7 +298,8 @@ def _tifffile_errors() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None) -> ImageInfo:
+def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None,
+                 axes: str | None = None, z_step_um: float | None = None) -> ImageInfo:
     """Read a TIFF's layout, dtype and pixel size from its metadata (no pixel data).
 
     Parameters
@@ -251,6 +308,10 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         The TIFF file.
     pixel_size_um : float, optional
         Overrides the metadata (source ``"override"``).
+    axes : str, optional
+        Axes of a file whose metadata do not name them (``--axes``, e.g. ``"ZYX"``).
+    z_step_um : float, optional
+        Z spacing in µm; overrides the metadata (source ``"override"``).
 
     Raises
     ------
@@ -281,12 +342,13 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
             if len(tif.series) > 1:
                 log.info("%s: %d image series, using the first", path, len(tif.series))
             series = tif.series[0]
-            axes, shape, dtype = series.axes, tuple(int(n) for n in series.shape), series.dtype
+            series_axes = series.axes
+            shape, dtype = tuple(int(n) for n in series.shape), series.dtype
             photometric = series.keyframe.photometric
             if 0 in shape:
                 raise InputError(
                     path,
-                    f"a dimension is empty (axes {axes!r}, shape {shape})",
+                    f"a dimension is empty (axes {series_axes!r}, shape {shape})",
                     "Copy or export the file again",
                 )
             _check_data_present(path, tif, series)
@@ -297,6 +359,7 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
                     "Copy or export the file again",
                 )
             found = None if pixel_size_um is not None else _pixel_size(tif)
+            z_found = None if z_step_um is not None else _z_step(tif)
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
@@ -324,7 +387,8 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         )
     if dtype.kind not in "uif":
         raise InputError(path, f"data type {dtype} is not a number", "Save integers or floats")
-    axes = _normalise_axes(path, axes, shape)
+    declared = axes
+    axes, axes_source, axes_note = _normalise_axes(path, series_axes, shape, declared)
     if pixel_size_um is not None:
         size_um, source = float(pixel_size_um), "override"
     elif found is None:
@@ -343,6 +407,13 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
             )
         size_um = float(sx)
     plane_axis = next((a for a in axes if a in "ZT"), None)
+    if z_step_um is not None and not (np.isfinite(z_step_um) and z_step_um > 0):
+        raise InputError(path, f"Z step {z_step_um!r} is not positive",
+                         "Pass --z-step in micrometres")
+    z_step, z_source = ((float(z_step_um), "override") if z_step_um is not None
+                        else z_found if z_found is not None else (None, None))
+    if plane_axis != "Z":
+        z_step, z_source = None, None
     return ImageInfo(
         path=path,
         axes=axes,
@@ -353,6 +424,10 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         n_channels=shape[axes.index("C")] if "C" in axes else 1,
         n_planes=shape[axes.index(plane_axis)] if plane_axis else 1,
         plane_axis=plane_axis,  # type: ignore[arg-type]
+        axes_source=axes_source,
+        axes_note=axes_note,
+        z_step_um=z_step,
+        z_step_source=z_source,  # type: ignore[arg-type]
     )
 
 
@@ -433,6 +508,7 @@ def write_tiff(
     pixel_size_um: float,
     metadata: Literal["ome", "imagej"] = "ome",
     compression: str | None = None,
+    z_step_um: float | None = None,
 ) -> Path:
     """Write ``data`` (uint8, uint16 or float32) as OME-TIFF or an ImageJ hyperstack.
 
@@ -450,6 +526,8 @@ def write_tiff(
         Which metadata convention to write.
     compression : str, optional
         A tifffile compression name, e.g. ``"zlib"``.
+    z_step_um : float, optional
+        Z spacing, stored as OME ``PhysicalSizeZ`` or ImageJ ``spacing``.
     """
     data = np.asarray(data)
     axes = axes.upper()
@@ -469,6 +547,8 @@ def write_tiff(
                 "PhysicalSizeXUnit": "µm",
                 "PhysicalSizeY": pixel_size_um,
                 "PhysicalSizeYUnit": "µm",
+                **({"PhysicalSizeZ": z_step_um, "PhysicalSizeZUnit": "µm"}
+                   if z_step_um else {}),
             },
         )
     elif metadata == "imagej":
@@ -477,7 +557,8 @@ def write_tiff(
         kwargs.update(
             imagej=True,
             resolution=(1 / pixel_size_um, 1 / pixel_size_um),
-            metadata={"axes": axes, "unit": "um"},
+            metadata={"axes": axes, "unit": "um",
+                      **({"spacing": z_step_um} if z_step_um else {})},
         )
     else:
         raise ValueError(f"metadata must be 'ome' or 'imagej', got {metadata!r}")

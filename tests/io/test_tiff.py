@@ -195,7 +195,7 @@ def test_refusals(tmp_path: Path) -> None:
     _refusal(cplx, "complex")
     unknown = tmp_path / "q.tif"
     tifffile.imwrite(unknown, np.zeros((3, 2, 6, 7), np.uint16), photometric="minisblack")  # QQYX
-    _refusal(unknown, "unknown axis 'Q'")
+    assert "Pass --axes" in str(_refusal(unknown, r"does not name its axes \(QQYX"))
     nosize = tmp_path / "nosize.tif"
     tifffile.imwrite(nosize, np.zeros((6, 7), np.uint16), metadata={"axes": "YX"})
     assert "Pass --pixel-size" in str(_refusal(nosize, "no pixel size"))
@@ -287,6 +287,67 @@ def test_bare_multipage_is_planes(tmp_path: Path) -> None:
     info = inspect_tiff(path, pixel_size_um=0.05)
     assert (info.axes, info.n_planes, info.plane_axis) == ("ZYX", 3, "Z")
     np.testing.assert_array_equal(read_planes(path, info).compute()[:, 0], data)
+
+
+def test_plain_stack_defaults_to_z_and_says_so(tmp_path: Path, caplog) -> None:
+    data = np.arange(4 * 6 * 7, dtype=np.uint16).reshape(4, 6, 7)
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")  # no axes named: tifffile says QYX
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "QYX"
+    with caplog.at_level("WARNING", logger="pipeline.io.tiff"):
+        info = inspect_tiff(path, pixel_size_um=0.1)
+    assert (info.axes, info.plane_axis, info.axes_source) == ("ZYX", "Z", "default")
+    assert "4 pages are read as Z planes" in info.axes_note and "--axes" in info.axes_note
+    assert "read as Z planes" in caplog.text
+    assert info.z_step_um is None  # nothing says how far apart the planes are
+    as_t = inspect_tiff(path, pixel_size_um=0.1, axes="TYX")
+    assert (as_t.axes, as_t.plane_axis, as_t.axes_source, as_t.axes_note) == (
+        "TYX", "T", "--axes", None)
+    as_c = inspect_tiff(path, pixel_size_um=0.1, axes="CYX")
+    assert (as_c.n_channels, as_c.n_planes) == (4, 1)
+    np.testing.assert_array_equal(read_planes(path, as_c).compute()[0], data)
+    with pytest.raises(InputError, match="--axes ZCYX has 4 letters but the file has 3"):
+        inspect_tiff(path, pixel_size_um=0.1, axes="ZCYX")
+    named = write_tiff(tmp_path / "named.tif", data, axes="ZYX", pixel_size_um=0.1)
+    assert inspect_tiff(named, axes="TYX").axes == "ZYX"  # metadata that name axes win
+
+
+def test_axes_flag_for_an_unnamed_4d_stack(tmp_path: Path) -> None:
+    data = np.arange(3 * 2 * 6 * 7, dtype=np.uint16).reshape(3, 2, 6, 7)
+    path = tmp_path / "qq.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    info = inspect_tiff(path, pixel_size_um=0.1, axes="ZCYX")
+    assert (info.axes, info.n_planes, info.n_channels) == ("ZCYX", 3, 2)
+    np.testing.assert_array_equal(read_planes(path, info).compute(), data)
+
+
+@pytest.mark.parametrize("style", ["ome", "imagej"])
+def test_z_step_from_metadata_or_flag(tmp_path: Path, style: str) -> None:
+    data = np.zeros((3, 16, 16), np.uint16)
+    path = write_tiff(tmp_path / "z.tif", data, axes="ZYX", pixel_size_um=0.1, metadata=style,
+                      z_step_um=0.25)
+    info = inspect_tiff(path)
+    assert (info.z_step_um, info.z_step_source) == (pytest.approx(0.25), style)
+    assert inspect_tiff(path, z_step_um=0.4).z_step_um == 0.4
+    assert inspect_tiff(path, z_step_um=0.4).z_step_source == "override"
+    bare = write_tiff(tmp_path / "bare.tif", data, axes="ZYX", pixel_size_um=0.1, metadata=style)
+    assert (inspect_tiff(bare).z_step_um, inspect_tiff(bare).z_step_source) == (None, None)
+    time = write_tiff(tmp_path / "t.tif", data, axes="TYX", pixel_size_um=0.1, metadata=style)
+    assert inspect_tiff(time, z_step_um=0.4).z_step_um is None  # no Z axis
+    with pytest.raises(InputError, match="Z step"):
+        inspect_tiff(path, z_step_um=-1.0)
+
+
+def test_axes_setting_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from pipeline.config import Settings
+
+    assert Settings(run={"axes": "tcyx"}).run.axes == "TCYX"
+    for bad in ("XYZ", "ZTYX", "ZZYX", "QYX"):
+        with pytest.raises(ValidationError, match="axes"):
+            Settings(run={"axes": bad})
 
 
 def test_discover(tmp_path: Path) -> None:

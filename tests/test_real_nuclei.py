@@ -1,0 +1,101 @@
+"""A real widefield field of ~125 DNA-stained nuclei with its reference masks (tests/data).
+
+The image and masks are from the 2018 Data Science Bowl as shipped with StarDist (see
+tests/data/README.md). The segmentation constants were chosen on synthetic fields and on the
+TOP half of this image; the bottom half is held out, and both halves and the whole are
+checked here. Its pixel size is not known; 0.1 µm is passed (the segmentation measures the
+nucleus size itself, so another value gives similar masks: checked at 0.3 µm too).
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from pipeline.config import Settings
+from pipeline.io import open_result_store
+from pipeline.physics.observation import to_fields
+from pipeline.process import process_image
+from pipeline.segment import match_labels, segment_nuclei
+from pipeline.summary import summarize_store, write_summaries
+
+DATA = Path(__file__).parent / "data"
+IMAGE, MASKS = DATA / "dsb2018_nuclei.tif", DATA / "dsb2018_nuclei_masks.tif"
+
+
+def _fields(image):
+    fields, _ = to_fields(np.asarray(image, float)[None], ("heterochromatin",), "auto",
+                          phi_max=0.7)
+    return fields
+
+
+def _background_fraction(labels, ref):
+    return float(((labels > 0) & (ref == 0)).sum() / (ref == 0).sum())
+
+
+@pytest.mark.parametrize("part", ["top (tuning)", "bottom (held out)", "whole"])
+@pytest.mark.parametrize("pixel_size_um", [0.1, 0.3])
+def test_segmentation_matches_reference_masks(part, pixel_size_um):
+    image, ref = tifffile.imread(IMAGE), tifffile.imread(MASKS)
+    rows = {"top (tuning)": slice(0, 256), "bottom (held out)": slice(256, 512),
+            "whole": slice(0, 512)}[part]
+    labels, rec = segment_nuclei(_fields(image[rows]), pixel_size_um)
+    assert rec["mode"] == "threshold"
+    m = match_labels(labels, ref[rows])
+    # measured F1 (0.1 / 0.3 µm): top 0.92 / 0.93, bottom 0.83 / 0.85, whole 0.86 / 0.83
+    assert m["f1"] >= 0.8, m
+    assert _background_fraction(labels, ref[rows]) < 0.02
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The real image through every stage: automatic nuclei, and the reference masks given
+    as user labels (``--nuclei``)."""
+    root = tmp_path_factory.mktemp("real")
+    (root / "in").mkdir()
+    (root / "labels").mkdir()
+    shutil.copy(IMAGE, root / "in" / "field.tif")
+    shutil.copy(MASKS, root / "labels" / "field_masks.tif")
+    fast = {"method": "closed-form", "pixel_size_um": 0.1,
+            "estimator": {"delta_um": 0.3, "window_um": 0.3}}
+    auto = process_image(root / "in" / "field.tif", root / "auto", Settings(
+        **fast, run={"denoise": "gaussian"}))
+    user = process_image(root / "in" / "field.tif", root / "user", Settings(
+        **fast, run={"denoise": "gaussian", "nuclei_dir": str(root / "labels")}))
+    return auto, user
+
+
+def test_lambda_only_inside_found_nuclei(runs):
+    auto, _ = runs
+    res = open_result_store(auto["store"])
+    ref = tifffile.imread(MASKS)
+    nuclei = np.asarray(res["labels"]["nuclei"])
+    lam, std = np.asarray(res["rates"][0]), np.asarray(res["rates"][1])
+    assert np.isnan(lam[nuclei == 0]).all() and np.isnan(std[nuclei == 0]).all()
+    assert np.isfinite(lam[nuclei > 0]).mean() > 0.5
+    assert np.isfinite(lam[ref == 0]).mean() < 0.02  # measured 0.9 % (auto bandwidths too)
+    assert match_labels(nuclei, ref)["f1"] >= 0.8  # measured 0.86
+    rec = res["attrs"]["planes"][0]["segmentation"]["nuclei"]
+    assert rec["mode"] == "threshold" and res["attrs"]["nuclei_source"] == "automatic"
+
+
+def test_user_labels_give_one_row_per_nucleus(runs, tmp_path):
+    _, user = runs
+    ref = tifffile.imread(MASKS)
+    res = open_result_store(user["store"])
+    np.testing.assert_array_equal(np.asarray(res["labels"]["nuclei"]), ref)
+    assert res["attrs"]["nuclei_source"].startswith("user labels")
+    assert np.isnan(np.asarray(res["rates"][0])[ref == 0]).all()
+    tables = summarize_store(user["store"])
+    nuc = tables["nuclei"]
+    ids = sorted(set(np.unique(ref)) - {0})
+    assert sorted(nuc["label"]) == ids  # the user's own label values, every one of them
+    edge = set(np.unique(np.concatenate([ref[0], ref[-1], ref[:, 0], ref[:, -1]]))) - {0}
+    assert set(nuc.loc[nuc["touches_border"], "label"]) == edge and len(edge) == 13
+    write_summaries([tables], tmp_path)
+    images = pd.read_csv(tmp_path / "summary_images.csv", keep_default_na=False)
+    assert images.loc[0, "nuclei_mode"] == "user"
+    assert images.loc[0, "flags"].split(";") == ["calibration-auto"]
