@@ -105,6 +105,20 @@ def test_sample_sheet_is_in_every_csv_and_the_report(results: Path) -> None:
     assert "condition: treated" in text and "condition: control" in text
 
 
+def test_rebuilding_the_report_leaks_no_warning(results: Path, tmp_path) -> None:
+    """numpy's "Mean of empty slice" and matplotlib's layout warnings would reach users."""
+    import warnings
+
+    from pipeline.report import write_report
+
+    out = tmp_path / "copy"
+    shutil.copytree(results, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("error", UserWarning)
+        write_report(out)
+
+
 def test_colour_bar_has_a_title_and_maps_have_a_scale_bar() -> None:
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
@@ -137,10 +151,11 @@ def test_report_without_tables_or_run_json_and_with_qc_flags(results: Path, tmp_
     flagged = tmp_path / "flagged"
     shutil.copytree(results, flagged)
     images = pd.read_csv(flagged / "summary_images.csv")
-    images["flags"] = ["", "low_identifiable", ""]
+    images["flags"] = ["", "low-identifiable-fraction;whole-field", ""]
     images.to_csv(flagged / "summary_images.csv", index=False)
     text = " ".join(_parse(write_report(flagged)).text)
-    assert "QC flags: low_identifiable" in text and "QC flags: none" in text
+    assert "QC flags: low-identifiable-fraction; whole-field" in text
+    assert "QC flags: none" in text and "treated as one nucleus" in text  # what it means
 
     with pytest.raises(FileNotFoundError, match="no chromarate results"):
         write_report(tmp_path)

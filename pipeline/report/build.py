@@ -89,10 +89,14 @@ def _stores(out_dir: Path, record: dict[str, Any] | None) -> list[Path]:
 def _qc_items(attrs: dict[str, Any], plane: dict[str, Any], row: pd.Series | None) -> list[str]:
     items = []
     if row is not None and "flags" in row.index:
+        from ..summary import FLAGS
+
         flags = row["flags"]
         text = "" if flags is None or (isinstance(flags, float) and math.isnan(flags)) else flags
-        items.append(f'<span class="{"flag" if text else ""}">QC flags: '
-                     f'{_e(text) if text else "none"}</span>')
+        codes = [c.strip() for c in str(text).split(";") if c.strip()]
+        items.append(f'<span class="{"flag" if codes else ""}">QC flags: '
+                     f'{_e("; ".join(codes)) if codes else "none"}</span>'
+                     + "".join(f"<br>· {_e(c)}: {_e(FLAGS.get(c, ''))}" for c in codes))
     frac = plane.get("fraction_identifiable")
     if row is not None and "fraction_identifiable" in row.index:
         frac = row["fraction_identifiable"]
