@@ -1,11 +1,12 @@
-"""``chromarate``: the command line.
+"""chromarate: maps of the epigenetic rate ratio λ (methylation/acetylation) from chromatin images.
 
 Subcommands: ``run`` (rate maps for a folder of TIFFs), ``simulate`` (synthetic ground truth),
 ``bench`` (the paper's benchmarks). Exit codes: 0 all images done; 1 some images failed
 (each named with its reason and what to do; the others are finished) or the run itself
 stopped on an I/O error; 2 bad command line or settings, an input folder with no TIFF, an
-output folder that cannot be written, or one that another run is writing to right now
-(nothing is processed then). See docs/when-things-go-wrong.md.
+output folder that cannot be written, one that another run is writing to right now, one
+inside the input folder, or one holding results made with other settings (without
+``--overwrite``); nothing is written then. See docs/when-things-go-wrong.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chromarate", description=__doc__.splitlines()[0])
+    from pipeline.config import Settings
+
+    p = argparse.ArgumentParser(prog="chromarate", description=__doc__.splitlines()[0],
+                                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -30,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", type=Path, help="folder of TIFFs (or one TIFF)")
     r.add_argument("--out", type=Path, required=True, help="results folder")
     r.add_argument("--config", type=Path, help="TOML or YAML settings; flags override it")
-    r.add_argument("--method", choices=["closed-form", "neural"], default=None)
+    r.add_argument("--method", choices=["closed-form", "neural"], default=None,
+                   help="neural: with a per-pixel std; closed-form: faster, no std (default: "
+                   f"{Settings.model_fields['method'].default})")
     r.add_argument("--channels", help="roles in C order, e.g. chromatin,heterochromatin")
     r.add_argument("--calibration", help="OFFSET:SCALE[,OFFSET:SCALE] or auto (default)")
     r.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="um per pixel")
@@ -57,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--z-step", type=float, dest="z_step_um", metavar="UM",
                    help="Z step in um (overrides the metadata); without one the Z scale is "
                    "recorded as unknown")
+    r.add_argument("--samples", type=Path, help="sample sheet (CSV): a 'file' column (each "
+                   "TIFF's name or stem) and any others (condition, replicate, ...), joined into "
+                   "every table and the report; checked against the images before anything runs")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace results in --out made with other settings (without it, "
+                   "such a folder is refused and nothing is written)")
 
     s = sub.add_parser("simulate", help="write synthetic images and their ground truth")
     s.add_argument("outdir", type=Path, help="image folder to create")
@@ -72,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("view", help="open results in napari (needs chromarate[napari])")
     v.add_argument("path", type=Path, nargs="?", help="results folder or <stem>.ome.zarr")
 
+    rp = sub.add_parser("report", help="rebuild RESULTS/report.html from existing results")
+    rp.add_argument("results", type=Path, help="results folder of chromarate run")
+
+    c = sub.add_parser("compare", help="compare λ between conditions of the sample sheet")
+    c.add_argument("results", type=Path, help="results folder of chromarate run --samples")
+    c.add_argument("--by", default="condition", help="sample-sheet column (default: condition)")
+    c.add_argument("--reference", help="the condition others are compared with (default: the "
+                   "first in the sample sheet)")
+    c.add_argument("--unit", default="image", help="what counts once: image (default), or a "
+                   "sample-sheet column such as replicate; nuclei never count as independent")
+
     b = sub.add_parser("bench", help="autograd vs mollifier layer (and DeepXDE, if installed: "
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -79,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return p
 
+
+_EPILOG = """examples:
+  chromarate run images/ --out results/ --samples sheet.csv   rate maps, tables, report.html
+  chromarate view results/                                    look at them in napari
+  chromarate compare results/ --by condition --reference control
+  chromarate report results/                                  rebuild results/report.html
+see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
 _RUN_FLAGS = ("denoise", "tile_px", "overlap_px", "workers", "cluster", "scheduler_address",
               "segment", "nuclei_dir", "axes", "z_step_um")
@@ -116,11 +146,9 @@ class _Display:
 
     def __call__(self, ev: dict) -> None:
         name, stage = Path(ev.get("image", "")).name, ev.get("stage")
-        if stage in ("done", "skipped"):
-            self.bar.advance(self.images)
-            self.bar.console.print(f"{'skipped (up to date)' if stage == 'skipped' else 'done'}"
-                                   f" {name}")
-        elif stage == "tiles":
+        if stage in ("done", "skipped"):  # the run's own events print these (_cmd_run)
+            return
+        if stage == "tiles":
             self.bar.update(self.tiles, visible=True, total=ev["total"], completed=ev["done"],
                             description=f"{name} plane {ev['plane']} tiles")
         elif stage:
@@ -174,29 +202,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from flows.outdir import check_out
-    from pipeline.io import InputError, discover_tiffs
+    from flows.flow import run  # imports Prefect only if images are left to compute
 
     console = Console(stderr=True)
     settings = _settings_from_args(args)
-    if not args.input.exists():
-        raise InputError(args.input, "no such file or folder", "Check the path given as input")
-    images = ([args.input] if args.input.is_file()
-              else discover_tiffs(args.input, recursive=settings.recursive))
-    check_out(args.out)  # before Prefect starts: a bad --out costs nothing
-    from flows.flow import run
-    from flows.tasks import set_progress_sink
+    samples = _check_samples(args, settings)  # a bad sheet: refused before anything runs
+
+    def report(ev: dict) -> None:  # one line per image, as soon as it is known
+        name = escape(Path(ev.get("image", "")).name)
+        if ev["event"] == "failed":
+            bar.console.print(f"[red]failed[/] {name}: {escape(ev['reason'])}",
+                              highlight=False, soft_wrap=True)
+        elif ev["event"] in ("done", "skipped"):
+            bar.console.print(f"{'skipped (up to date)' if ev['event'] == 'skipped' else 'done'}"
+                              f" {name}", highlight=False)
+        if ev["event"] == "start":
+            bar.update(display.images, total=ev["total"])
+        elif ev["event"] in ("done", "skipped", "failed"):
+            bar.advance(display.images)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as bar:
-        set_progress_sink(_Display(bar, len(images)))
-        try:
-            record = run(args.input, args.out, settings)  # holds the folder's run lock
-        finally:
-            set_progress_sink(None)
-    for item in record["failed"]:
-        console.print(f"[red]failed[/] {escape(Path(item['image']).name)}: "
-                      f"{escape(item['reason'])}", highlight=False, soft_wrap=True)
+        display = _Display(bar, 1)
+        # holds the folder's run lock; refuses a bad --out before anything is written
+        record = run(args.input, args.out, settings, progress=report, stages=display,
+                     overwrite=args.overwrite, samples=samples)
     n_skip = sum(i["skipped"] for i in record["images"])
     console.print(f"{len(record['images'])} image(s) finished ({n_skip} up to date), "
                   f"{len(record['failed'])} failed, in {record['seconds']:.0f} s")
@@ -216,9 +246,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(f"tables    : {out}/summary_images.csv, summary_tiles.csv, "
                       "summary_nuclei.csv, summary_domains.csv")
         console.print(f"record    : {out}/run.json")
+        if (out / "report.html").is_file():
+            console.print(f"report    : {out}/report.html  (figures; open in a browser)")
         console.print(f"view      : napari {record['images'][0]['store']}  "
                       "(needs napari-ome-zarr: pip install 'chromarate\\[napari]')")
     return EXIT_SOME_FAILED if record["failed"] else EXIT_OK
+
+
+def _check_samples(args: argparse.Namespace, settings):
+    """The ``--samples`` sheet, checked against the input images (None without one)."""
+    if args.samples is None or not args.input.exists():  # run() names a missing input
+        return None
+    from pipeline.compare import match_samples, read_sample_sheet
+    from pipeline.io import discover_tiffs
+
+    sheet = read_sample_sheet(args.samples)
+    images = ([args.input] if args.input.is_file()
+              else discover_tiffs(args.input, recursive=settings.recursive))
+    match_samples(sheet, images, args.samples)
+    return sheet
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import ReportUnavailable, write_report
+
+    try:
+        print(write_report(args.results))
+    except (FileNotFoundError, ReportUnavailable) as exc:
+        print(f"chromarate report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline.report import ReportUnavailable, write_comparison_outputs
+
+    try:
+        paths = write_comparison_outputs(args.results, args.by, reference=args.reference,
+                                         unit=args.unit)
+    except (FileNotFoundError, ReportUnavailable) as exc:
+        print(f"chromarate compare: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in paths.values():
+        print(path)
+    return EXIT_OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -267,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.io import InputError
 
     handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench,
-                "view": _cmd_view}
+                "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare}
     try:
         return handlers[args.command](args)
     except (ValidationError, InputError, ValueError) as exc:

@@ -1,18 +1,23 @@
 """The ``chromarate`` Prefect flow: a folder of TIFFs to rate maps and tables.
 
-Per image: ingest → denoise → fit → segment → assemble (see :mod:`flows.tasks`), all images
-submitted at once to the task runner chosen by :mod:`flows.cluster`. Finished images are
-skipped, a failing image is recorded and never stops the others, and the run ends with the
-CSV summaries and ``OUT/run.json``.
+:func:`run` first checks the results folder (:mod:`flows.outdir`) and inspects every image in
+process (:func:`plan_run`: layout, pixel size, channels, and whether its store is already up
+to date), all before Prefect starts: a refused file is reported at once, and a re-run with
+everything up to date ends without starting Prefect at all. Only when images remain to
+compute does the flow start; per image: denoise → fit → segment → assemble (see
+:mod:`flows.tasks`), all images submitted at once to the task runner chosen by
+:mod:`flows.cluster`. A failing image is recorded and never stops the others, and the run
+ends with the CSV summaries and ``OUT/run.json``.
 
 Optional hooks, for a caller that shows progress or lets the user stop (the napari run
-widget): ``progress`` receives an event per image from the flow's own loop (in the caller's
-thread), and ``cancel`` is polled while the loop waits; when it returns True the flow raises
-:class:`RunCancelled`, and Prefect's task runner cancels the tasks not yet started. Finished
-stores stay (they are written atomically); the task already running ends first.
+widget): ``progress`` receives an event per image (in the caller's thread), and ``cancel``
+is polled while the run waits; when it returns True the run raises :class:`RunCancelled`,
+and Prefect's task runner cancels the tasks not yet started. Finished stores stay (they are
+written atomically); the task already running ends first.
 
-Calling :func:`run_flow` runs against Prefect's ephemeral local API (no server to start by
-hand); set ``PREFECT_API_URL`` to use a running server instead.
+The flow runs against Prefect's ephemeral local API (no server to start by hand; it listens
+on 127.0.0.1 only); set ``PREFECT_API_URL`` to use a running server instead
+(docs/when-things-go-wrong.md). Importing this module does not import Prefect.
 """
 
 from __future__ import annotations
@@ -27,28 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
-from prefect.states import Cancelled
-
-from flows.cluster import make_task_runner
-from flows.outdir import check_out, out_lock
-from flows.tasks import (
-    allow_tasks,
-    assemble_task,
-    denoise_task,
-    fit_task,
-    ingest_task,
-    segment_task,
-    stop_tasks,
-    summarize_task,
-)
-from pipeline import __version__
+from flows.outdir import check_not_inside, check_out, check_settings, out_lock
+from pipeline import __version__, process
 from pipeline.config import Settings
-from pipeline.io import discover_tiffs
+from pipeline.io import InputError, discover_tiffs
 from pipeline.io.atomic import atomic_write_text, clean_partials
 from pipeline.process import WORK_DIR, code_version, result_path
 
-__all__ = ["RunCancelled", "environment", "run", "run_flow"]
+__all__ = ["RunCancelled", "environment", "plan_run", "run", "run_flow"]  # noqa: F822 (lazy)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +87,8 @@ def _wait(fut: Any, cancel: Cancel | None, out: str) -> None:
     point (:func:`flows.tasks.stop_tasks`), so a long fit does not run on unseen (the task
     runner waits for running tasks before the flow returns).
     """
+    from flows.tasks import stop_tasks
+
     if cancel is None:
         fut.wait()
         return
@@ -128,6 +121,38 @@ def _one_image_per_store(images: list[Path], out_dir: Path
     return keep, failed
 
 
+def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
+             progress: Progress | None = None, cancel: Cancel | None = None) -> dict[str, Any]:
+    """Inspect every image in process, without Prefect and without reading pixels.
+
+    Returns ``{"images": [path, ...], "manifests": [(path, manifest), ...], "failed": [...]}``
+    where each manifest says whether its store is up to date (``"done"``). Sends the
+    ``start`` event, then ``failed`` for each refused file and ``skipped`` for each image
+    already up to date. Call it with the output folder's lock held: it removes the work
+    folders of earlier runs with other settings (:func:`pipeline.process.ingest`).
+    """
+    src, out_dir = Path(input), Path(out)
+    images = [src] if src.is_file() else discover_tiffs(src, recursive=settings.recursive)
+    _tell(progress, {"event": "start", "total": len(images), "images": [str(p) for p in images]})
+    keep, failed = _one_image_per_store(images, out_dir)
+    for item in failed:
+        _tell(progress, {"event": "failed", **item})
+    manifests = []
+    for p in keep:
+        if cancel is not None and cancel():
+            raise RunCancelled("cancelled by the user")
+        try:
+            m = process.ingest(p, out_dir, settings)
+        except (InputError, process.ImageError) as exc:
+            failed.append({"image": str(p), "reason": str(exc)})
+            _tell(progress, {"event": "failed", **failed[-1]})
+            continue
+        manifests.append((str(p), m))
+        if m["done"]:
+            _tell(progress, {"event": "skipped", "image": str(p), "store": m["store"]})
+    return {"images": [str(p) for p in images], "manifests": manifests, "failed": failed}
+
+
 def _image_record(store: str, skipped: bool) -> dict[str, Any]:
     import zarr
 
@@ -137,55 +162,93 @@ def _image_record(store: str, skipped: bool) -> dict[str, Any]:
             "planes": attrs["planes"]}
 
 
-@flow(name="chromarate-run", validate_parameters=False, log_prints=False)
-def run_flow(input: str, out: str, settings: Settings, progress: Progress | None = None,
-             cancel: Cancel | None = None) -> dict[str, Any]:
+def _summaries(out_dir: Path, settings: Settings, records: list[dict[str, Any]],
+               failed: list[dict[str, str]]) -> dict[str, str]:
+    """Write the CSV summaries over ``records``, unless the last run's record shows the same
+    settings, stores and keys, no failure either time, and its tables are still there (an
+    up-to-date re-run then rewrites nothing)."""
+    from pipeline.summary import summarize_store, write_summaries
+
+    if not records:
+        return {}
+    try:
+        last = json.loads((out_dir / "run.json").read_text())
+        same = (not failed and not last["failed"]
+                and last["settings"] == settings.model_dump(mode="json")
+                and [(i["store"], i["key"]) for i in last["images"]]
+                == [(i["store"], i["key"]) for i in records]
+                and all(Path(p).is_file() for p in last["summaries"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        same = False
+    if same:
+        return dict(last["summaries"])
+    return write_summaries((summarize_store(i["store"]) for i in records), out_dir)
+
+
+def _finish(input: str | Path, out_dir: Path, settings: Settings, records: list[dict[str, Any]],
+            failed: list[dict[str, str]], t0: float) -> dict[str, Any]:
+    """The end of every run: the CSV summaries and ``OUT/run.json``."""
+    record = {
+        "version": __version__, "code_version": code_version(),
+        "settings": settings.model_dump(mode="json"), "seed": settings.seed,
+        "input": str(Path(input).resolve()), "out": str(out_dir.resolve()),
+        "images": records, "failed": failed,
+        "summaries": _summaries(out_dir, settings, records, failed),
+        "seconds": time.perf_counter() - t0, "environment": environment(),
+    }
+    atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, default=str))
+    if records:
+        from pipeline.report import try_write_report
+
+        try_write_report(out_dir)  # OUT/report.html; never fails the run
+    return record
+
+
+def _run_flow(input: str, out: str, settings: Settings, progress: Progress | None = None,
+              cancel: Cancel | None = None, plan: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
     """Process every TIFF under ``input`` into ``out``; returns the ``run.json`` record.
 
     ``progress`` gets ``{"event": "start", "total", "images"}``, then per image
     ``{"event": "done" | "skipped", "image", "store"}`` or ``{"event": "failed", "image",
-    "reason"}``. ``cancel`` returning True ends the run with :class:`RunCancelled`.
+    "reason"}``. ``cancel`` returning True ends the run with :class:`RunCancelled`. ``plan``
+    is :func:`plan_run`'s result when the caller has made it (otherwise it is made here).
     """
+    from prefect.states import Cancelled
+
+    given = _GIVEN.pop(str(Path(out).resolve()), {})  # from run(): not flow parameters
+    progress, cancel = progress or given.get("progress"), cancel or given.get("cancel")
+    plan = plan or given.get("plan")
     try:
-        return _run(input, out, settings, progress, cancel)
+        return _run(input, out, settings, progress, cancel, plan)
     except RunCancelled as exc:  # a Cancelled flow run, not a Failed one; the caller gets exc
         return Cancelled(message=str(exc), data=exc)
 
 
 def _run(input: str, out: str, settings: Settings, progress: Progress | None,
-         cancel: Cancel | None) -> dict[str, Any]:
+         cancel: Cancel | None, plan: dict[str, Any] | None) -> dict[str, Any]:
+    from flows.tasks import allow_tasks, assemble_task, denoise_task, fit_task, segment_task
+
     t0 = time.perf_counter()
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / WORK_DIR).mkdir(parents=True, exist_ok=True)
     allow_tasks(out)  # a cancelled earlier run's stop request is not this run's
-    clean_partials(out_dir)
-    src = Path(input)
-    images = [src] if src.is_file() else discover_tiffs(src, recursive=settings.recursive)
-    _tell(progress, {"event": "start", "total": len(images), "images": [str(p) for p in images]})
-    images, failed = _one_image_per_store(images, out_dir)
-    for item in failed:
-        _tell(progress, {"event": "failed", **item})
-    manifests = {str(p): ingest_task.submit(str(p), out, settings) for p in images}
+    if plan is None:
+        clean_partials(out_dir)
+        plan = plan_run(input, out, settings, progress=progress, cancel=cancel)
+    failed = list(plan["failed"])
     chains = {}
-    for path, fut in manifests.items():
-        _wait(fut, cancel, out)
-        if not fut.state.is_completed():
-            failed.append({"image": path, "reason": _reason(fut.state)})
-            _tell(progress, {"event": "failed", **failed[-1]})
-            continue
-        m = fut.result()
+    for path, m in plan["manifests"]:
         if m["done"]:
             chains[path] = (m, None)
-            _tell(progress, {"event": "skipped", "image": path, "store": m["store"]})
             continue
         den = denoise_task.submit(m, settings)
         fit = fit_task.submit(m, settings, den)
         seg = segment_task.submit(m, settings, fit)
         chains[path] = (m, [den, fit, seg, assemble_task.submit(m, settings, den, fit, seg)])
-    stores, records = [], []
+    records = []
     for path, (m, futs) in chains.items():
         if futs is None:
-            stores.append(m["store"])
             records.append(_image_record(m["store"], True))
             continue
         for f in futs:
@@ -196,29 +259,79 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
             failed.append({"image": path, "reason": _reason(bad or futs[-1].state)})
             _tell(progress, {"event": "failed", **failed[-1]})
             continue
-        stores.append(futs[-1].result())
-        records.append(_image_record(stores[-1], False))
-        _tell(progress, {"event": "done", "image": path, "store": stores[-1]})
-    summaries = summarize_task(stores, out) if stores else {}
-    record = {
-        "version": __version__, "code_version": code_version(),
-        "settings": settings.model_dump(mode="json"), "seed": settings.seed,
-        "input": str(src.resolve()), "out": str(out_dir.resolve()),
-        "images": records, "failed": failed, "summaries": summaries,
-        "seconds": time.perf_counter() - t0, "environment": environment(),
-    }
-    atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, default=str))
-    return record
+        records.append(_image_record(futs[-1].result(), False))
+        _tell(progress, {"event": "done", "image": path, "store": records[-1]["store"]})
+    return _finish(input, out_dir, settings, records, failed, t0)
+
+
+_FLOW: Any = None
+# run() hands its hooks and plan to the flow here, keyed by output folder (one run per folder
+# at a time: flows.outdir.out_lock), not as flow parameters: Prefect records parameters and
+# ships them with the run's context to dask workers, and a hook may hold a lock or a window
+_GIVEN: dict[str, dict[str, Any]] = {}
+
+
+def _flow() -> Any:
+    """The Prefect flow object (Prefect is imported on first use only)."""
+    global _FLOW
+    if _FLOW is None:
+        from prefect import flow
+
+        _FLOW = flow(name="chromarate-run", validate_parameters=False,
+                     log_prints=False)(_run_flow)
+    return _FLOW
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_flow":  # the flow object, built when first asked for
+        return _flow()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(input: str | Path, out: str | Path, settings: Settings, *,
-        progress: Progress | None = None, cancel: Cancel | None = None) -> dict[str, Any]:
-    """Run the flow with the task runner that ``settings.run`` asks for (hooks: see
-    :func:`run_flow`; without them the flow behaves exactly as ``chromarate run``)."""
-    out = Path(out)
+        progress: Progress | None = None, cancel: Cancel | None = None,
+        stages: Progress | None = None, overwrite: bool = False,
+        samples: Any = None) -> dict[str, Any]:
+    """Run with the task runner that ``settings.run`` asks for; returns the ``run.json`` record.
+
+    Before anything is written: the output folder is refused (an
+    :class:`~pipeline.io.InputError`) when it lies inside the input folder, holds results made
+    with other settings (unless ``overwrite``), cannot be written, or another run is writing
+    to it. Then every image is inspected in process (:func:`plan_run`); when none is left to
+    compute, the run ends there without starting Prefect. ``progress`` and ``cancel``: see
+    :func:`run_flow`; ``stages`` receives the tasks' stage and tile events while the flow runs
+    (:func:`flows.tasks.set_progress_sink`). ``samples``: a sample sheet checked by the caller
+    (:func:`pipeline.compare.read_sample_sheet`), kept as ``OUT/samples.csv`` and joined
+    into the tables and the report.
+    """
+    t0 = time.perf_counter()
+    input, out = Path(input), Path(out)
+    if not input.exists():
+        raise InputError(input, "no such file or folder", "Check the path given as input")
+    check_not_inside(input, out)
+    check_settings(out, settings, overwrite=overwrite)
     check_out(out)
     with out_lock(out):  # a second run into ``out`` is refused while this one writes
+        clean_partials(out)
+        if samples is not None:
+            from pipeline.compare import write_sample_sheet
+
+            write_sample_sheet(samples, out)
+        plan = plan_run(input, out, settings, progress=progress, cancel=cancel)
+        if all(m["done"] for _, m in plan["manifests"]):  # nothing to compute: no Prefect
+            records = [_image_record(m["store"], True) for _, m in plan["manifests"]]
+            return _finish(input, out, settings, records, plan["failed"], t0)
+        from flows.cluster import make_task_runner
+        from flows.tasks import set_progress_sink
+
         runner = make_task_runner(settings.run)
-        (out / WORK_DIR).mkdir(parents=True, exist_ok=True)
-        hooks = {k: v for k, v in (("progress", progress), ("cancel", cancel)) if v is not None}
-        return run_flow.with_options(task_runner=runner)(str(input), str(out), settings, **hooks)
+        key = str(out.resolve())
+        _GIVEN[key] = {"progress": progress, "cancel": cancel, "plan": plan}
+        if stages is not None:
+            set_progress_sink(stages)
+        try:
+            return _flow().with_options(task_runner=runner)(str(input), str(out), settings)
+        finally:
+            _GIVEN.pop(key, None)
+            if stages is not None:
+                set_progress_sink(None)

@@ -1,19 +1,125 @@
-"""The results folder of a run: refused early when it cannot be written, and locked while a
-run writes to it, so that two runs into one folder never delete each other's partial outputs.
+"""The results folder of a run, checked before anything is written to it.
 
-Both :func:`flows.flow.run` (every caller: the CLI, the napari run widget, code) and the CLI
-(before Prefect starts, so that a bad ``--out`` fails fast) use them.
+- :func:`check_not_inside`: an output folder inside the input folder is refused.
+- :func:`check_settings`: a folder that holds results made with other settings is refused,
+  naming the settings that differ, unless the caller passes ``overwrite`` (``--overwrite``);
+  a refused run writes nothing.
+- :func:`check_out`: a folder that cannot be created or written is refused.
+- :func:`out_lock`: held while a run writes, so that two runs into one folder never delete
+  each other's partial outputs.
+
+:func:`flows.flow.run` (every caller: the CLI, the napari run widget, code) calls them in
+that order, before Prefect starts. Nothing here imports Prefect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["check_out", "out_lock"]
+__all__ = ["check_not_inside", "check_out", "check_settings", "out_lock",
+           "settings_differences"]
+
+
+def check_not_inside(input: Path, out: Path) -> None:
+    """Refuse an output folder that is the input folder or lies inside it (when the input is a
+    folder): results there could be taken for inputs by later runs and tools, and a copy of
+    the input folder would carry them."""
+    from pipeline.io import InputError
+
+    if not input.is_dir():
+        return
+    src, dst = input.resolve(), out.resolve()
+    if dst == src or src in dst.parents:
+        raise InputError(out, f"the results folder is inside the input folder {input}",
+                         "Pass --out a folder outside the input folder, e.g. "
+                         f"{src.parent / (src.name + '_results')}")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return flat
+
+
+def _result_settings(settings_json: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change results (those that enter an image's key), flattened."""
+    from pipeline.process import _NO_EFFECT
+
+    flat = _flat(settings_json)
+    for key, sub in _NO_EFFECT.items():
+        names = [key] if sub is True else [f"{key}.{s}" for s in sub]
+        for name in names:
+            flat.pop(name, None)
+    return flat
+
+
+def _recorded_settings(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, settings)`` of ``OUT/run.json`` and of every result store in ``out``."""
+    run_json = out / "run.json"
+    if run_json.is_file():
+        try:
+            settings = json.loads(run_json.read_text()).get("settings")
+        except (OSError, ValueError):
+            settings = None
+        if isinstance(settings, dict):
+            yield "run.json", settings
+    for store in sorted(out.glob("*.ome.zarr")):
+        try:
+            attrs = json.loads((store / "zarr.json").read_text())["attributes"]["chromarate"]
+            settings = attrs["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a chromarate result: the run leaves it alone
+        if isinstance(settings, dict):
+            yield store.name, settings
+
+
+def settings_differences(out: Path, settings: Any) -> dict[str, dict[str, list[str]]]:
+    """Result-changing settings of ``settings`` that differ from those recorded in ``out``.
+
+    Returns ``{"method": {'"neural"': ["run.json", "a.ome.zarr"]}, ...}``: per setting, each
+    recorded value with the files that hold it. Settings that do not change results (workers,
+    cluster, ...) and settings one side does not know (another version) are not compared.
+    """
+    if not out.is_dir():
+        return {}
+    mine = _result_settings(settings.model_dump(mode="json"))
+    diffs: dict[str, dict[str, list[str]]] = {}
+    for name, recorded in _recorded_settings(out):
+        for key, value in _result_settings(recorded).items():
+            if key in mine and mine[key] != value:
+                diffs.setdefault(key, {}).setdefault(value, []).append(name)
+    return diffs
+
+
+def check_settings(out: Path, settings: Any, *, overwrite: bool = False) -> None:
+    """Refuse a results folder that holds results made with other settings (unless
+    ``overwrite``): a re-run would replace them, and the folder's tables would mix runs."""
+    from pipeline.io import InputError
+
+    diffs = settings_differences(out, settings)
+    if not diffs or overwrite:
+        return
+    mine = _result_settings(settings.model_dump(mode="json"))
+    parts = []
+    for key, values in sorted(diffs.items()):
+        held = "; ".join(f"{v} in {_files(names)}" for v, names in values.items())
+        parts.append(f"{key} = {mine[key]} now, {held}")
+    raise InputError(out, "it holds results made with other settings (" + "; ".join(parts)
+                     + ")", "Pass --overwrite to replace them, or choose another --out")
+
+
+def _files(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def check_out(out: Path) -> None:

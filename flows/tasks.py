@@ -1,5 +1,9 @@
 """Prefect tasks over the stages of :mod:`pipeline.process`: paths and manifests in and out.
 
+Ingest (inspecting each file) and the summaries run in process, outside these tasks
+(:func:`flows.flow.plan_run`), so that refused files and up-to-date images are known before
+Prefect starts.
+
 Caching is content-addressed on disk, not in Prefect's result store: each stage's output is
 named by the image key (input content, settings, code version), so a re-run, or a run after
 ``kill -9``, finds what is finished however Prefect's own state was lost. Tasks therefore use
@@ -35,11 +39,9 @@ __all__ = [
     "denoise_task",
     "emit",
     "fit_task",
-    "ingest_task",
     "segment_task",
     "set_progress_sink",
     "stop_tasks",
-    "summarize_task",
     "TaskStopped",
 ]
 
@@ -119,14 +121,6 @@ _OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False,
                          "retry_condition_fn": _retry_unless_refused}
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=1, **_OPTS)
-def ingest_task(path: str, out: str, settings: Settings) -> dict[str, Any]:
-    """Inspect a TIFF; the manifest says whether its store is already finished."""
-    manifest = process.ingest(path, out, settings)
-    emit({"image": manifest["image"], "stage": "skipped" if manifest["done"] else "ingest"})
-    return manifest
-
-
 @task(name="denoise", retries=1, retry_delay_seconds=1, **_OPTS)
 def denoise_task(manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
     t = time.perf_counter()
@@ -163,11 +157,3 @@ def assemble_task(manifest: dict[str, Any], settings: Settings, denoised: dict[s
                              segment["path"], timings=timings)
     emit({"image": manifest["image"], "stage": "done"})
     return store
-
-
-@task(name="summaries", retries=2, retry_delay_seconds=1, **_OPTS)
-def summarize_task(stores: list[str], out: str) -> dict[str, str]:
-    """Tidy CSV tables over every finished store."""
-    from pipeline.summary import summarize_store, write_summaries
-
-    return write_summaries((summarize_store(s) for s in stores), out)

@@ -107,7 +107,7 @@ def _run(folder: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(prefect_api, tmp_path_factory):
-    """Run 1 over the corpus; then run 2 (another --delta) into the same output folder."""
+    """Run 1 over the corpus; then run 2 (another --delta, --overwrite) into the same folder."""
     root = tmp_path_factory.mktemp("bad")
     images, out = _corpus(root), root / "out"
     before = _sha256(images)
@@ -116,7 +116,7 @@ def runs(prefect_api, tmp_path_factory):
     keys1 = {Path(i["image"]).name: i["key"] for i in first["images"]}
     # a store whose input left the folder since: it must not enter run 2's summaries
     shutil.copytree(out / "good.ome.zarr", out / "removed_image.ome.zarr")
-    rc2 = main(_run(images, out, "--delta", "0.12", "--window", "0.1"))
+    rc2 = main(_run(images, out, "--delta", "0.12", "--window", "0.1", "--overwrite"))
     second = json.loads((out / "run.json").read_text())
     return {"images": images, "out": out, "before": before, "after": _sha256(images),
             "rc": (rc1, rc2), "runs": (first, second), "keys1": keys1}
