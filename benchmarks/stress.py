@@ -17,6 +17,7 @@ says λ is identifiable:
 
     python benchmarks/stress.py --seeds tuning --method closed-form --out /tmp/stress.md
     python benchmarks/stress.py --seeds tuning --specs 'storm_*,nuc_*' --max-seeds 1
+    python benchmarks/stress.py --seeds tuning --write /tmp/stress_files   # TIFFs + truth
 
 Run ``--seeds test`` only when a choice has been made on tuning seeds; see docs/stress.md
 for the protocol (a test table you look at and then change something for becomes tuning data).
@@ -215,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", choices=("tuning", "test"), required=True)
     ap.add_argument("--method", default="closed-form", choices=("closed-form", "neural"))
-    ap.add_argument("--out", type=Path, required=True, help="markdown file (a .json beside it)")
+    ap.add_argument("--out", type=Path, help="markdown file (a .json beside it)")
+    ap.add_argument("--write", type=Path, metavar="DIR",
+                    help="write the cases as TIFFs + truth + manifest (with each case's "
+                    "--calibration) under DIR instead of fitting them")
     ap.add_argument("--specs", default="*", help="comma-separated name patterns (fnmatch)")
     ap.add_argument("--max-seeds", type=int, default=None, help="only the first N seeds")
     ap.add_argument("--no-best", action="store_true", help="skip the best-fixed sweep")
@@ -226,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     specs = [s for s in STRESS_SPECS if any(fnmatch.fnmatch(s.name, p) for p in pats)]
     if not specs:
         ap.error(f"no spec matches {args.specs!r}")
+    if args.write is not None:
+        from pipeline.simulate.stress_files import write_stress_folder
+
+        manifest = write_stress_folder(args.write, seeds=seeds, specs=specs)
+        print(f"wrote {len(manifest['cases'])} cases to {args.write}")
+        return 0
+    if args.out is None:
+        ap.error("--out is required unless --write is given")
     if args.seeds == "test":
         print("TEST seeds: if you change anything after looking at this table, move these seeds "
               "to TUNING_SEEDS and draw fresh test seeds (docs/stress.md).", file=sys.stderr)

@@ -57,7 +57,8 @@ def test_generator_never_imports_the_inverse_model() -> None:
     bad = {p.name: m for p in files for m in _imports(p) if m.startswith(INVERSE_MODEL)}
     assert bad == {}, f"pipeline.simulate imports the inverse model: {bad}"
     # and at run time, nothing of it gets loaded on the way
-    code = ("import sys, pipeline.simulate, pipeline.simulate.stress; "
+    code = ("import sys, pipeline.simulate, pipeline.simulate.stress, "
+            "pipeline.simulate.stress_files; "
             f"print(sorted(m for m in sys.modules if m.startswith({INVERSE_MODEL!r})))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
@@ -201,6 +202,29 @@ def test_cases_are_reproducible_and_seeds_draw_new_cases() -> None:
     np.testing.assert_array_equal(a.lam, b.lam)
     assert not np.array_equal(make_stress_case(_small(), 5).lam, a.lam)
     assert a.name == "t_s4" and a.params["seed"] == 4 and a.params["solver_residual_max"] < 1e-6
+
+
+@pytest.mark.parametrize("metadata", ["ome", "imagej"])
+def test_stress_folder_round_trip_through_the_product_reader(tmp_path, metadata: str) -> None:
+    """Written cases open in the product's TIFF reader with their pixel size and channels, and
+    the manifest's --calibration is the given (erroneous) calibration."""
+    from pipeline.config import parse_calibration
+    from pipeline.io import inspect_tiff, read_planes
+    from pipeline.simulate.stress_files import load_stress_truth, write_stress_folder
+
+    spec = _small(channels=2, size_px=64, pixel_size_um=0.031, calibration_error=(0.1, -0.1))
+    manifest = write_stress_folder(tmp_path, seeds=(1,), specs=(spec,), metadata=metadata)
+    (entry,) = manifest["cases"]
+    info = inspect_tiff(tmp_path / entry["image"])
+    assert info.n_channels == 2 and info.pixel_size_um == pytest.approx(0.031, rel=1e-6)
+    case = make_stress_case(spec, 1)
+    planes = np.asarray(read_planes(tmp_path / entry["image"], info))
+    np.testing.assert_array_equal(planes.reshape(case.image.shape), case.image)
+    truth = load_stress_truth(tmp_path / entry["truth"])
+    np.testing.assert_array_equal(truth["lam"], case.lam)
+    assert truth["calibration_given"] == case.calibration_given != case.calibration
+    assert parse_calibration(entry["calibration_arg"]) == case.calibration_given
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "truth"]
 
 
 # ---------------------------------------------------------------- suite and seeds
