@@ -446,8 +446,8 @@ def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: 
                           else "automatic" if settings.run.segment else "disabled"),
     }
     if manifest["plane_axis"] == "Z" and manifest.get("z_step_um") is None:
-        attrs["z_scale"] = ("unknown: no Z step in the metadata and no --z-step; the store's z "
-                            "scale is 1 with no unit")
+        attrs["z_scale"] = ("Z step unknown (none in the metadata, no --z-step): the store's z "
+                            "scale is 1 with no unit; pass --z-step UM")
         log.warning("%s: %s", manifest["image"], attrs["z_scale"])
     if settings.method == "closed-form":
         attrs["lambda_std"] = "NaN: the closed-form estimator gives no uncertainty"

@@ -204,3 +204,31 @@ def test_user_labels_are_checked(tmp_path):
     binary, rec = read_user_labels(_write(tmp_path / "f.tif", (lab > 0).astype(np.uint8) * 255),
                                    (16, 20), 1, False)
     assert binary.max() == 2 and rec["binary"]  # connected components of a 0/255 mask
+
+
+def test_labels_are_checked_at_ingest_and_key_the_result(tmp_path):
+    """A bad label file fails its image before any work, naming both files; new labels
+    give a new result key (the image is processed again)."""
+    from pipeline.config import Settings
+    from pipeline.io import write_tiff
+    from pipeline.process import ingest
+
+    image = write_tiff(tmp_path / "cell.tif", np.zeros((32, 40), np.uint16), axes="YX",
+                       pixel_size_um=0.1)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    settings = Settings(run={"nuclei_dir": str(labels)})
+    with pytest.raises(InputError, match="no label image for it"):
+        ingest(image, tmp_path / "out", settings)
+    _write(labels / "cell.tif", np.zeros((40, 32), np.uint16))
+    with pytest.raises(InputError, match=r"cell\.tif: its label image .*labels/cell\.tif: the "
+                       r"label image has shape \(40, 32\)"):
+        ingest(image, tmp_path / "out", settings)
+    lab = np.zeros((32, 40), np.uint16)
+    lab[4:10, 4:10] = 1
+    _write(labels / "cell.tif", lab)
+    first = ingest(image, tmp_path / "out", settings)
+    assert first["nuclei_path"] == str(labels / "cell.tif")
+    lab[20:26, 20:26] = 2
+    _write(labels / "cell.tif", lab)
+    assert ingest(image, tmp_path / "out", settings)["key"] != first["key"]

@@ -1,0 +1,134 @@
+"""Every QC flag of summary_images.csv on a case that raises it, through the real stages."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from pipeline.config import Settings
+from pipeline.io import open_result_store
+from pipeline.process import process_image
+from pipeline.simulate import simulate_folder
+from pipeline.summary import FLAGS, image_flags, store_notes, summarize_store
+
+DATA = Path(__file__).parent / "data"
+FAST = {"method": "closed-form", "estimator": {"delta_um": 0.06, "window_um": 0.06}}
+
+
+def _flags(store) -> list[str]:
+    return summarize_store(store)["images"]["flags"].iloc[0].split(";")
+
+
+@pytest.fixture(scope="module")
+def inside_one_nucleus(tmp_path_factory):
+    """A synthetic field inside one nucleus (the synthetic suite's kind of image)."""
+    root = tmp_path_factory.mktemp("inside")
+    simulate_folder(root / "images", truth_dir=root / "truth", cases=[("lognormal", 1)],
+                    shape=(64, 64), seed=21)
+    return next((root / "images").glob("*.tif"))
+
+
+def test_whole_field_and_calibration_auto(inside_one_nucleus, tmp_path):
+    m = process_image(inside_one_nucleus, tmp_path, Settings(**FAST, run={"denoise": "none"}))
+    assert _flags(m["store"]) == ["calibration-auto", "whole-field"]
+    flags, notes = store_notes(m["store"])
+    assert flags == ["calibration-auto", "whole-field"]
+    assert len(notes) == 1 and "whole field is treated as one nucleus" in notes[0]
+
+
+def test_user_calibration_and_no_segmentation(inside_one_nucleus, tmp_path):
+    s = Settings(**FAST, calibration=({"offset": 0.0, "scale": 1e-3},),
+                 run={"denoise": "none", "segment": False})
+    m = process_image(inside_one_nucleus, tmp_path, s)
+    assert _flags(m["store"]) == ["no-segmentation"]
+
+
+def test_no_nuclei_from_empty_user_labels(inside_one_nucleus, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    tifffile.imwrite(labels / f"{inside_one_nucleus.stem}.tif", np.zeros((64, 64), np.uint16))
+    m = process_image(inside_one_nucleus, tmp_path / "out",
+                      Settings(**FAST, run={"denoise": "none", "nuclei_dir": str(labels)}))
+    assert _flags(m["store"]) == ["calibration-auto", "no-nuclei"]
+    assert np.isnan(np.asarray(open_result_store(m["store"])["rates"])).all()
+
+
+def test_bandwidth_at_grid_edge_and_low_identifiable_fraction(tmp_path):
+    """A 128-pixel crop of the real field (tests/data) at 0.1 µm: the automatic bandwidth
+    runs to the edge of its grid, and the border band it blanks leaves under half of the
+    nuclei identifiable."""
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "crop.tif",
+                     tifffile.imread(DATA / "dsb2018_nuclei.tif")[:128, :128])
+    m = process_image(tmp_path / "in" / "crop.tif", tmp_path / "out", Settings(
+        method="closed-form", pixel_size_um=0.1, run={"denoise": "gaussian"}))
+    assert open_result_store(m["store"])["attrs"]["planes"][0]["selection"]["at_grid_edge"]
+    flags = _flags(m["store"])
+    assert flags == ["calibration-auto", "bandwidth-at-grid-edge", "low-identifiable-fraction"]
+
+
+def test_plain_stack_axes_assumed_and_z_scale_unknown(tmp_path):
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:64, :64]
+    cell = ((yy - 30) ** 2 + (xx - 34) ** 2 < 20**2) * 800.0
+    stack = np.stack([rng.poisson(cell + 100) for _ in range(2)]).astype(np.uint16)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "stack.tif", stack, photometric="minisblack")
+    s = Settings(**FAST, pixel_size_um=0.02, run={"denoise": "none"})
+    m = process_image(tmp_path / "in" / "stack.tif", tmp_path / "out", s)
+    res = open_result_store(m["store"])
+    assert res["axes"] == "zcyx" and res["attrs"]["axes_source"] == "default"
+    for flags in summarize_store(m["store"])["images"]["flags"]:  # one row per plane
+        assert {"axes-assumed", "z-scale-unknown"} <= set(flags.split(";"))
+    _, notes = store_notes(m["store"])
+    assert any("read as Z planes" in n for n in notes) and any("Z step" in n for n in notes)
+    import zarr
+
+    axes = dict(zarr.open_group(m["store"], mode="r").attrs["ome"])["multiscales"][0]["axes"]
+    assert next(a for a in axes if a["name"] == "z").get("unit") is None
+    # with --z-step the Z axis gets its scale and unit, and the flags go
+    s = Settings(**FAST, pixel_size_um=0.02, run={"denoise": "none", "axes": "ZYX",
+                                                  "z_step_um": 0.3})
+    shutil.rmtree(tmp_path / "out")
+    m = process_image(tmp_path / "in" / "stack.tif", tmp_path / "out", s)
+    ms = dict(zarr.open_group(m["store"], mode="r").attrs["ome"])["multiscales"][0]
+    z = [a["name"] for a in ms["axes"]].index("z")
+    assert ms["axes"][z]["unit"] == "micrometer"
+    scale = next(t for t in ms["datasets"][0]["coordinateTransformations"]
+                 if t["type"] == "scale")["scale"]
+    assert scale[z] == pytest.approx(0.3)
+    for flags in summarize_store(m["store"])["images"]["flags"]:
+        assert not {"axes-assumed", "z-scale-unknown"} & set(flags.split(";"))
+
+
+def test_unidentifiable_calibration_is_read_from_the_record():
+    """The calibration record may say it could not be determined (``identifiable``)."""
+    attrs = {"planes": [{"calibration": {"channels": [{"source": "auto"}], "identifiable": False},
+                         "segmentation": {"nuclei": {"mode": "threshold", "n_nuclei": 3}},
+                         "selection": {}}]}
+    assert image_flags(attrs, 0, 0.9) == ["calibration-auto", "calibration-unidentifiable"]
+    assert set(image_flags(attrs, 0, 0.9)) <= set(FLAGS)
+
+
+def test_console_ends_with_flags_and_warnings(inside_one_nucleus, tmp_path, capsys,
+                                              prefect_api):
+    from flows.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(inside_one_nucleus, images / "inside.tif")
+    tifffile.imwrite(images / "plain.tif", tifffile.imread(inside_one_nucleus)[None].repeat(2, 0),
+                     photometric="minisblack")
+    rc = main(["run", str(images), "--out", str(tmp_path / "out"), "--method", "closed-form",
+               "--delta", "0.06", "--window", "0.06", "--denoise", "none",
+               "--pixel-size", "0.02"])
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert rc == 0
+    assert "QC flags (column 'flags' of summary_images.csv" in err
+    assert "inside.tif: calibration-auto, whole-field" in err
+    assert "plain.tif: calibration-auto, whole-field, axes-assumed, z-scale-unknown" in err
+    assert "warning inside.tif: no background around nuclei" in err
+    assert "warning plain.tif: the file does not name its axes (QYX)" in err
+    assert "warning plain.tif: Z step unknown (none in the metadata, no --z-step)" in err
