@@ -62,21 +62,22 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     The single adapter to the product's public fit path (switch it here when that API
     changes). ``fields_or_image`` is the uint16 image (C, Y, X), calibrated here with
     ``case.calibration_given``, or already the (2, Y, X) fields. ``info``, when given, receives
-    the record (chosen bandwidths). Today: :func:`pipeline.tiling.fit_plane` without the run's
-    denoising stage.
+    the bandwidth record (``delta_um``, ``window_um``). Today:
+    :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields, without
+    the run's denoising stage.
     """
     from pipeline.config import Settings
+    from pipeline.estimate import fit_plane
     from pipeline.physics import ChromatinModel
     from pipeline.physics.observation import to_fields
-    from pipeline.tiling import fit_plane
 
     data = np.asarray(fields_or_image)
     if np.issubdtype(data.dtype, np.integer):
         data = to_fields(data, case.channel_names, case.calibration_given)[0]
     out = fit_plane(data, ChromatinModel(), case.pixel_size_um, Settings(method=method))
     if info is not None:
-        info.update(out.get("record", {}))
-    return out["mean"], out["std"], out["identifiable"]
+        info.update(out.bandwidth)
+    return out.mean, out.std, out.identifiable
 
 
 def evaluation_region(case: StressCase, edge_um: float = EDGE_UM) -> np.ndarray:
