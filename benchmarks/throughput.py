@@ -21,8 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.bench.throughput import PIXEL_SIZE_UM, measure, synthetic_image
-from pipeline.tiling import fit_plane
+from pipeline.estimate import fit_plane
+
+try:
+    from benchmarks.endtoend import PIXEL_SIZE_UM, measure, synthetic_image
+except ImportError:  # run as a script from the benchmarks folder
+    from endtoend import PIXEL_SIZE_UM, measure, synthetic_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,11 +57,8 @@ def main(argv=None) -> None:
                 runs.append(measure(small, method=method, denoise=denoise))
                 print(json.dumps(runs[-1]), flush=True)
         big = synthetic_image(Path(tmp) / f"synthetic_{args.big}.tif", args.big)
-        mem = []
-        for legacy in (True, False):
-            mem.append(measure(big, method="closed-form", denoise="nl-means", legacy=legacy))
-            print(json.dumps(mem[-1]), flush=True)
-    before, after = mem
+        after = measure(big, method="closed-form", denoise="nl-means")
+        print(json.dumps(after), flush=True)
     batch = inspect.signature(fit_plane).parameters["max_batch_px"].default
     total = time.time() - t_start
     header = ("| method | denoise | image | seconds | MP / min | denoise s | fit s | segment s "
@@ -77,8 +78,9 @@ def main(argv=None) -> None:
         f"two-channel synthetic uint16 TIFFs at {PIXEL_SIZE_UM} um/px, a mirrored tiling of one "
         "512 x 512 `simulate_case` (lognormal lambda, noise 0.02). Settings: defaults "
         "(automatic bandwidths chosen on a central 512 px crop, 256 px tiles with 32 px "
-        "overlap, nl-means denoising, segmentation on; neural: 4 members, 30 epochs, frozen "
-        "field, CPU), and the same with `--denoise none`.",
+        "overlap, nl-means denoising, segmentation on, 4 noise-resampled members per tile for "
+        "the std; neural: the field and rate networks with `NeuralSettings()`, CPU), and the "
+        "same with `--denoise none`.",
         "",
         "## Throughput",
         "",
@@ -92,21 +94,14 @@ def main(argv=None) -> None:
         "",
         f"## Peak memory of a {args.big} x {args.big} image (closed-form, other settings default)",
         "",
-        "Before: the tiled fit extracted every tile with its halo at once and kept the "
-        "closed-form terms of every tile before blending (the pre-streaming `fit_plane`, kept "
-        "as `pipeline.bench.throughput.legacy_fit_plane`, with its batch of 6 M window pixels). "
-        f"After: tiles are streamed in batches of at most {batch / 1e6:g} M window pixels (the "
+        f"Tiles are streamed in batches of at most {batch / 1e6:g} M window pixels (the "
         "default `max_batch_px`) into plane-size feathered sums; results do not depend on the "
-        "batch (tests/test_tiling.py). Same image, same run.",
+        "batch (tests/estimate/test_fit.py).",
         "",
         header,
-        _row(before).replace(f"| {before['method']} |", "| closed-form, before |", 1),
-        _row(after).replace(f"| {after['method']} |", "| closed-form, streamed |", 1),
+        _row(after),
         "",
-        f"Peak RSS {before['peak_rss_mb']:.0f} MB → {after['peak_rss_mb']:.0f} MB "
-        f"({after['peak_rss_mb'] / before['peak_rss_mb']:.2f}x). Most of the saving is the "
-        "smaller batch: the FFT working set of one batch of tiles, not the tiles kept for "
-        "blending, was the larger part of the fit's peak. What remains is plane-size: "
+        "What the peak holds is plane-size: "
         "the raw and denoised image, the float64 fields, the blend accumulators, the result "
         "arrays of `fit_image` and the segmentation, and one batch of tiles.",
         "",

@@ -93,8 +93,8 @@ class SegmentSettings(BaseModel):
         0.5, gt=0, lt=1, description="the darker class is background only if its mean is at "
         "most this fraction of the brighter class's (field units: 0 is no chromatin)")
     min_background_contrast: float = Field(
-        4.0, gt=0, description="... and if the class gap is at least this many of its standard "
-        "deviations (a flat background, not a chromatin texture)")
+        5.0, gt=0, description="... and if the threshold is at least this many of its robust "
+        "standard deviations above its median (a flat background, not a chromatin texture)")
     max_border_fraction: float = Field(
         0.6, gt=0, le=1, description="... and if at most this fraction of the bright area lies "
         "in objects cut by the image border (more: the structure is larger than the field)")
@@ -189,12 +189,16 @@ class UncertaintySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     ensemble_size: int = Field(4, ge=2, description="noise-resampled members per tile (even)")
     bias_factor: float = Field(
-        1.2, ge=1, description="the smoothing-bias term compares the closed-form maps at "
+        1.5, ge=1, description="the smoothing-bias term compares the closed-form maps at "
         "(delta, s) times j and 1/j: |lam_j - lam_1/j| / (j^2 - j^-2) (the s^2 law); 1 leaves "
         "it out"
     )
     noise_bias: bool = Field(
         True, description="add |mean of members - estimate| (the second-order noise bias)"
+    )
+    variance_smoothing: float = Field(
+        2.0, ge=0, description="the members' variance is averaged over a Gaussian of this "
+        "many rate windows s (a few members give a noisy per-pixel variance); 0: none"
     )
 
     @field_validator("ensemble_size")
@@ -232,7 +236,7 @@ class NeuralSettings(BaseModel):
     epochs: int = Field(150, ge=0, description="joint epochs (data misfit + residual)")
     lr: float = Field(0.01, gt=0, description="Adam step of both networks")
     misfit_increase: float = Field(
-        0.05, ge=0, description="discrepancy principle: the residual weight is raised while "
+        0.0, ge=0, description="discrepancy principle: the residual weight is raised while "
         "the data misfit (mean squared, in units of the noise variance) is below its "
         "pretrained value plus this, lowered while above (docs/neural.md)"
     )
@@ -256,7 +260,15 @@ class Settings(BaseModel):
     channels: tuple[ChannelRole, ...] | None = Field(
         None, description="channel roles in C order; default by channel count"
     )
-    calibration: tuple[Calibration, ...] | Literal["auto"] = "auto"
+    calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
+        "image", description="OFFSET:SCALE per channel; image: from the image itself "
+        "(dark level, two-channel self-calibration; refused when not identifiable); auto: "
+        "percentiles 0.5/99.5 to 0 and full occupancy (docs/calibration.md)"
+    )
+    dark_frame: Path | None = Field(
+        None, description="TIFF recorded with the shutter closed: its median per channel is "
+        "the dark level (offset) for --calibration image"
+    )
     pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
     physics: PhysicsSettings = PhysicsSettings()
     segmentation: SegmentSettings = SegmentSettings()
@@ -280,7 +292,7 @@ class Settings(BaseModel):
                     "a single channel must be 'heterochromatin' (the single-channel model "
                     f"assumes a constant chromatin fraction); got {self.channels[0]!r}"
                 )
-        if self.calibration != "auto" and self.channels is not None:
+        if not isinstance(self.calibration, str) and self.channels is not None:
             if len(self.calibration) not in (1, len(self.channels)):
                 raise ValueError(
                     f"{len(self.calibration)} calibration pair(s) given for "
@@ -288,10 +300,12 @@ class Settings(BaseModel):
                 )
         return self
 
-    def calibration_for(self, n_channels: int) -> tuple[Calibration, ...] | Literal["auto"]:
+    def calibration_for(
+        self, n_channels: int
+    ) -> tuple[Calibration, ...] | Literal["auto", "image"]:
         """The calibration for an image with ``n_channels`` channels (one pair applies to all)."""
-        if self.calibration == "auto":
-            return "auto"
+        if isinstance(self.calibration, str):
+            return self.calibration
         if len(self.calibration) == 1:
             return self.calibration * n_channels
         if len(self.calibration) != n_channels:
@@ -320,14 +334,18 @@ class Settings(BaseModel):
         )
 
 
-def parse_calibration(text: str | None) -> tuple[Calibration, ...] | Literal["auto"]:
-    """Parse ``"OFFSET:SCALE[,OFFSET:SCALE]"`` (or ``"auto"``).
+def parse_calibration(text: str | None) -> tuple[Calibration, ...] | Literal["auto", "image"]:
+    """Parse ``"OFFSET:SCALE[,OFFSET:SCALE]"`` (or ``"auto"``, ``"image"``).
 
     >>> parse_calibration("100:0.001,50:0.002")[1].offset
     50.0
+    >>> parse_calibration("image"), parse_calibration(None)
+    ('image', 'auto')
     """
     if text is None or text.strip().lower() == "auto":
         return "auto"
+    if text.strip().lower() == "image":
+        return "image"
     pairs = []
     for item in text.split(","):
         try:

@@ -57,8 +57,8 @@ def test_diverged_tiles_reach_summary_tiles_csv(tmp_path):
                     shape=(64, 64), seed=4)
     s = Settings(method="neural", device="cpu",
                  estimator={"delta_um": 0.06, "window_um": 0.06},
-                 neural={"epochs": 2, "ensemble_size": 2, "field_network": "grid",
-                         "lr_field": 1e6},
+                 uncertainty={"ensemble_size": 2},
+                 neural={"pretrain_epochs": 2, "epochs": 2, "lr": 1e8},
                  run={"denoise": "none", "tile_px": 24, "overlap_px": 6, "segment": False})
     m = process_image(tmp_path / "images" / "lognormal_2ch_s4.tif", tmp_path / "out", s)
     write_summaries([summarize_store(m["store"])], tmp_path / "out")

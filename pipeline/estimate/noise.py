@@ -26,17 +26,22 @@ covariance), which the bandwidth choice needs for a valid noise split.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
 
-__all__ = ["NoiseModel", "estimate_noise_model", "F_LOW", "PATCH_PX"]
+__all__ = ["NoiseModel", "estimate_noise_model", "mad_sigma", "F_LOW", "PATCH_PX"]
 
 F_LOW = 0.2
 """Lowest spatial frequency (cycles/px) the spectrum is fitted on."""
 PATCH_PX = 32
 """Side of the patches whose periodograms are combined (16 when too few fit)."""
+F_DOMINANT = 0.3
+"""Correlated noise is accepted only if it exceeds the white part up to this frequency."""
+RHO_MIN = 0.1
+"""Noise whose lag-1 autocorrelation is below this is taken as white (camera images of the
+tuning seeds: at most 0.02; a rendering at 0.5 px precision: 0.27)."""
 C_MAX = 2.0
 """Largest correlation length (px) fitted: beyond it the noise has no power left above F_LOW."""
 _MIN_PATCHES = 6
@@ -106,6 +111,11 @@ class NoiseModel:
             return np.zeros(shape)
         w = np.fft.rfft2(rng.normal(size=shape))
         return np.fft.irfft2(w * np.sqrt(self.spectrum(shape)), s=shape)
+
+    @property
+    def is_white(self) -> bool:
+        """True when the model has no correlated part."""
+        return self.a == 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -182,16 +192,26 @@ def _radial_mean(x: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> np.ndarray
     return np.bincount(idx.ravel(), x.ravel())[keep] / np.bincount(idx.ravel())[keep]
 
 
-def _mad_white(channel: np.ndarray, mask: np.ndarray | None) -> NoiseModel:
-    """White-noise fallback: MAD of the finest diagonal differences on ``mask``."""
+def mad_sigma(channel: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """White-noise std from the median absolute deviation of the finest diagonal (Haar)
+    differences, on ``mask`` when given.
+
+    >>> round(mad_sigma(np.random.default_rng(0).normal(0, 0.1, (128, 128))), 2)
+    0.1
+    """
     d = 0.5 * (channel[:-1, :-1] - channel[1:, :-1] - channel[:-1, 1:] + channel[1:, 1:])
     if mask is not None:
         m = mask[:-1, :-1] & mask[1:, :-1] & mask[:-1, 1:] & mask[1:, 1:]
         d = d[m]
     if d.size < 16:
         raise ValueError("too few pixels to estimate the noise")
-    sigma = float(np.median(np.abs(d - np.median(d))) / 0.6745)
-    return NoiseModel.white(sigma, "white, MAD of diagonal differences (too few patches)")
+    return float(np.median(np.abs(d - np.median(d))) / 0.6745)
+
+
+def _mad_white(channel: np.ndarray, mask: np.ndarray | None) -> NoiseModel:
+    """White-noise fallback when too few patches fit."""
+    return NoiseModel.white(mad_sigma(channel, mask),
+                            "white, MAD of diagonal differences (too few patches)")
 
 
 def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
@@ -265,10 +285,14 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
         profile.append((cost, np.array([la0, c0, lb0])))
     q0 = min(profile, key=lambda t: t[0])[1]
     best = least_squares(resid, q0, bounds=([-80, 0.0, -80], [20, C_MAX, 20]), x_scale="jac")
-    if best.cost > 0.5 * cost_white:  # not clearly better than white noise
+    la, c, lb = best.x
+    dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
+    model = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
+    if best.cost > 0.5 * cost_white or not dominant or model.rho1 < RHO_MIN:
+        # not clearly better than white noise, or the correlated part shows only in the lowest
+        # fitted frequencies: there it is the signal's edges (measured on camera images)
         return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
                                 f"cycles/px, median periodogram of {len(patches)} patches")
-    la, c, lb = best.x
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
-    return NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), method)
+    return replace(model, method=method)

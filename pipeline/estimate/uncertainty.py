@@ -137,9 +137,14 @@ def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, de
 
 
 def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
-                noise_bias: bool = True) -> np.ndarray:
+                noise_bias: bool = True, smooth_px: float = 0.0) -> np.ndarray:
     """``sqrt(spread^2 + bias^2 + noise_bias^2)`` from members ``(N, E, H, W)``, the estimate
     on the data ``(N, H, W)`` and the smoothing bias ``(N, H, W)``.
+
+    With a handful of members the per-pixel variance is itself noisy (3 degrees of freedom for
+    4 members), and an interval from a noisy variance covers less than its nominal level. The
+    noise variance of lambda varies on the scale of the rate window, so ``smooth_px`` > 0
+    averages the squared spread and noise bias over a Gaussian of that width (pixels).
 
     >>> m = np.array([[[[1.0]], [[3.0]]]])          # two members: 1 and 3
     >>> combine_std(m, np.array([[[2.0]]]), np.zeros((1, 1, 1))).round(3).tolist()
@@ -147,10 +152,15 @@ def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-        spread = np.nanstd(members, axis=1, ddof=1)
-        total = spread**2 + np.asarray(bias) ** 2
+        noise = np.nanvar(members, axis=1, ddof=1)
         if noise_bias:
-            total += np.nan_to_num(np.nanmean(members, axis=1) - estimate) ** 2
+            noise = noise + np.nan_to_num(np.nanmean(members, axis=1) - estimate) ** 2
+        if smooth_px > 0:
+            bad = ~np.isfinite(noise)
+            noise = gaussian_filter(np.where(bad, 0.0, noise), [0.0, smooth_px, smooth_px],
+                                    mode="reflect", truncate=3.0)
+            noise[bad] = np.nan
+        total = noise + np.asarray(bias) ** 2
     return np.sqrt(total)
 
 
@@ -179,7 +189,8 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
                                                    est).reshape(n, 2, h, w)
     del ys
     bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est)
-    return combine_std(members, lam, bias, noise_bias=unc.noise_bias)
+    return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
+                       smooth_px=unc.variance_smoothing * window_um / px)
 
 
 def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, ok: np.ndarray, *,

@@ -96,19 +96,21 @@ def test_networks_have_layers_and_capacity_follows_delta():
 
 
 def test_training_moves_lambda_and_trades_misfit_for_residual():
-    """Through the mollifier layer in the training graph: with more joint epochs lambda moves
-    further from its closed-form start, the PDE residual falls below its start, and the field
-    departs from the data towards the misfit target (the discrepancy principle raises the
-    residual weight while the misfit is below it). A frozen run (0 joint epochs) moves only by
-    the rate pretraining."""
-    f, _ = _fields(3, shape=(64, 64), noise=0.03)
+    """Through the mollifier layer in the training graph: the joint phase moves lambda away
+    from where the warm start left it, lowers the PDE residual below its value at the start of
+    the joint phase, and the discrepancy principle raised the residual weight from its start
+    (0.1). A run with 0 joint epochs is the warm start alone. Break the gradient path (detach
+    the field before the mollifier) and the residual no longer falls."""
+    f, _ = _fields(3, shape=(48, 48), noise=0.03)
     tiles = f[None]
-    frozen = _fit(tiles, _settings(pretrain_epochs=30, epochs=0), [0])["diagnostics"][0]
-    trained = _fit(tiles, _settings(pretrain_epochs=30, epochs=60), [0])["diagnostics"][0]
-    assert trained["lambda_change"] > 2 * frozen["lambda_change"], (trained, frozen)
-    assert trained["residual"] < 0.9, trained
-    assert trained["data"] > trained["data_start"], trained
-    assert trained["residual_weight"] > 0.1, trained
+    warm = _fit(tiles, _settings(pretrain_epochs=20, epochs=0), [0])
+    joint = _fit(tiles, _settings(pretrain_epochs=20, epochs=30), [0])
+    d = joint["diagnostics"][0]
+    moved = np.nanmean(np.abs(joint["mean"] - warm["mean"]))
+    assert moved > 0.05 * np.nanstd(warm["mean"]), moved
+    assert warm["diagnostics"][0]["residual"] == pytest.approx(1.0)
+    assert d["residual"] < 0.9, d
+    assert d["residual_weight"] > 0.1, d
 
 
 def test_overflowing_tile_diverges_alone(tiles):
