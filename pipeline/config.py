@@ -228,7 +228,7 @@ class NeuralSettings(BaseModel):
     hidden: int = Field(32, ge=4, description="width of both networks' hidden layers")
     rate_frequencies: int = Field(16, ge=1, description="Fourier features of the rate network")
     rate_spacing: float = Field(
-        1.0, gt=0, description="the rate network's Fourier frequencies have scale 1 / "
+        3.0, gt=0, description="the rate network's Fourier frequencies have scale 1 / "
         "(rate_spacing * s): its spatial bandwidth is tied to the window s"
     )
     pretrain_epochs: int = Field(150, ge=0, description="field to the data, rate to the "
