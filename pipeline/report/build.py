@@ -302,7 +302,8 @@ def write_report(out_dir: str | Path) -> Path:
                                                                          "summary_nuclei.csv")
     sheet = pd.read_csv(out_dir / SAMPLES_FILE, dtype=str, nrows=0) if (
         out_dir / SAMPLES_FILE).is_file() else None
-    sheet_cols = [] if sheet is None else [c for c in sheet.columns if c != "file"]
+    sheet_cols = [] if sheet is None or images is None else [
+        c for c in sheet.columns if c != "file" and c in images.columns]
     sections, pixels = [], {}
     for store in stores:
         body, name, sample = _image_section(store, images, sheet_cols)
