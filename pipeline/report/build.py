@@ -252,6 +252,8 @@ def _comparison_section(out_dir: Path, nuclei: pd.DataFrame, spec: dict[str, Any
             "<code>p_min</code> is the smallest p-value the number of "
             f"{_e(unit)}s allows. See docs/report.md.</p>"
             + _table(table)
+            + '<p class="note">Points: nuclei (median λ of each); black bars: image medians; '
+            "diamond and coloured line: the condition's median and its 95 % interval.</p>"
             + _fig(figures.compare_figure(nuclei, table, by),
                    f"per-nucleus lambda grouped by image within {by}"))
 
