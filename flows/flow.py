@@ -121,8 +121,14 @@ def _one_image_per_store(images: list[Path], out_dir: Path
     return keep, failed
 
 
+def _images(src: Path, settings: Settings) -> list[Path]:
+    """The input TIFFs (an :class:`~pipeline.io.InputError` if ``src`` holds none)."""
+    return [src] if src.is_file() else discover_tiffs(src, recursive=settings.recursive)
+
+
 def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
-             progress: Progress | None = None, cancel: Cancel | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, cancel: Cancel | None = None,
+             images: list[Path] | None = None) -> dict[str, Any]:
     """Inspect every image in process, without Prefect and without reading pixels.
 
     Returns ``{"images": [path, ...], "manifests": [(path, manifest), ...], "failed": [...]}``
@@ -131,8 +137,8 @@ def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
     already up to date. Call it with the output folder's lock held: it removes the work
     folders of earlier runs with other settings (:func:`pipeline.process.ingest`).
     """
-    src, out_dir = Path(input), Path(out)
-    images = [src] if src.is_file() else discover_tiffs(src, recursive=settings.recursive)
+    out_dir = Path(out)
+    images = _images(Path(input), settings) if images is None else images
     _tell(progress, {"event": "start", "total": len(images), "images": [str(p) for p in images]})
     keep, failed = _one_image_per_store(images, out_dir)
     for item in failed:
@@ -308,6 +314,7 @@ def run(input: str | Path, out: str | Path, settings: Settings, *,
     input, out = Path(input), Path(out)
     if not input.exists():
         raise InputError(input, "no such file or folder", "Check the path given as input")
+    images = _images(input, settings)
     check_not_inside(input, out)
     check_settings(out, settings, overwrite=overwrite)
     check_out(out)
@@ -317,7 +324,7 @@ def run(input: str | Path, out: str | Path, settings: Settings, *,
             from pipeline.compare import write_sample_sheet
 
             write_sample_sheet(samples, out)
-        plan = plan_run(input, out, settings, progress=progress, cancel=cancel)
+        plan = plan_run(input, out, settings, progress=progress, cancel=cancel, images=images)
         if all(m["done"] for _, m in plan["manifests"]):  # nothing to compute: no Prefect
             records = [_image_record(m["store"], True) for _, m in plan["manifests"]]
             return _finish(input, out, settings, records, plan["failed"], t0)

@@ -263,6 +263,15 @@ def _z_step(tif: tifffile.TiffFile) -> tuple[float, Literal["ome", "imagej"]] | 
 def _check_data_present(path: Path, tif: tifffile.TiffFile, series: Any) -> None:
     size = os.path.getsize(path)
     page = series.keyframe
+    needed = int(np.prod(getattr(page, "chunked", ()) or (0,)))
+    if needed and len(page.dataoffsets) < needed:  # e.g. a damaged width: no pixels behind it
+        kind = "tiles" if page.is_tiled else "strips"
+        raise InputError(
+            path,
+            f"the file is damaged: its image of {page.imagelength} x {page.imagewidth} pixels needs "
+            f"{needed} {kind} but the file lists {len(page.dataoffsets)}",
+            "Copy or export the file again",
+        )
     ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
     if series.dataoffset is not None:
         ends.append(series.dataoffset + series.nbytes)
@@ -274,28 +283,32 @@ def _check_data_present(path: Path, tif: tifffile.TiffFile, series: Any) -> None
         )
 
 
-class _ThreadErrors(logging.Handler):
-    """Collects the ERROR records that tifffile logs in this thread (damage it skipped)."""
+class _ThreadErrors(logging.Filter):
+    """Takes the ERROR records that tifffile logs in this thread (damage it skipped): they
+    become part of the :class:`InputError` that names the file, so they are not logged too
+    (a refused file is reported once)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__()
         self.thread = threading.get_ident()
         self.messages: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.thread == self.thread:
             self.messages.append(record.getMessage())
+            return False
+        return True
 
 
 @contextlib.contextmanager
 def _tifffile_errors() -> Iterator[list[str]]:
-    handler = _ThreadErrors()
+    taken = _ThreadErrors()
     logger = logging.getLogger("tifffile")
-    logger.addHandler(handler)
+    logger.addFilter(taken)
     try:
-        yield handler.messages
+        yield taken.messages
     finally:
-        logger.removeHandler(handler)
+        logger.removeFilter(taken)
 
 
 def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None,

@@ -58,6 +58,8 @@ def test_refused_files_are_reported_once_before_prefect(folder, tmp_path):
     shutil.copytree(folder / "images", images)
     two = np.full((2, 48, 48), 300, np.uint16)
     (images / "broken.tif").write_text("not a tiff")
+    ome = (folder / "images" / "smooth_2ch_s2.tif").read_bytes()
+    (images / "truncated.tif").write_bytes(ome[:-300])  # its OME-XML cut: tifffile logs it
     tifffile.imwrite(images / "no_pixel_size.tif", two, metadata={"axes": "CYX"})
     write_tiff(images / "three.tif", np.concatenate([two, two[:1]]), axes="CYX",
                pixel_size_um=0.02)
@@ -69,12 +71,15 @@ def test_refused_files_are_reported_once_before_prefect(folder, tmp_path):
     err = res.stderr
     for name, words in (("broken.tif", "not a readable TIFF"),
                         ("no_pixel_size.tif", "no pixel size"),
-                        ("three.tif", "the image has 3 channels")):
+                        ("three.tif", "the image has 3 channels"),
+                        ("truncated.tif", "the file is damaged or truncated (tifffile:")):
         line = f"failed {name}: {images / name}: {words}"
         assert err.count(line) == 1, err
         assert err.count(str(images / name)) == 1, err  # named once: no Prefect log line
+    # nothing else: no Prefect log line, no tifffile log line about the damage
     assert "Traceback" not in err and "Finished in state" not in err
-    assert "2 image(s) finished (2 up to date), 3 failed" in err
+    assert "ERROR" not in err
+    assert "2 image(s) finished (2 up to date), 4 failed" in err
 
 
 def test_channel_mismatch_is_reported_before_prefect(folder, tmp_path):
