@@ -13,11 +13,11 @@ from __future__ import annotations
 from .bandwidth import BandwidthChoice, choose_bandwidths, estimate_noise, select_bandwidth
 from .closed_form import identifiable_mask, linear_terms, local_least_squares
 from .fit import PlaneFit, fit_plane, noise_model
-from .uncertainty import NoiseModel, coverage
+from .uncertainty import FieldNoise, coverage
 
 __all__ = [
     "BandwidthChoice",
-    "NoiseModel",
+    "FieldNoise",
     "PlaneFit",
     "choose_bandwidths",
     "coverage",

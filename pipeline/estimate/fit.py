@@ -34,9 +34,10 @@ from ..tiling import (
     valid_cut,
     valid_slices,
 )
-from .bandwidth import choose_bandwidths, estimate_noise
+from .bandwidth import central_crop, choose_bandwidths, estimate_noise
 from .closed_form import linear_terms, local_least_squares
-from .uncertainty import NoiseModel, closed_form_std
+from .noise import NoiseModel, estimate_noise_model
+from .uncertainty import FieldNoise, closed_form_std
 
 __all__ = ["PlaneFit", "fit_plane", "noise_model"]
 
@@ -75,13 +76,23 @@ class PlaneFit:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def noise_model(fields: np.ndarray, evidence: dict[str, Any] | None = None) -> NoiseModel:
-    """The plane's noise model: from the bandwidth evidence when it has one, else estimated on
-    ``fields`` (per-channel wavelet MAD, white)."""
+def noise_model(fields: np.ndarray, evidence: dict[str, Any] | None = None,
+                foreground: np.ndarray | None = None) -> FieldNoise:
+    """The plane's noise model: the one the bandwidth choice fitted (its evidence's ``noise``),
+    else fitted here on the central crop of ``fields`` (inside ``foreground`` when given)."""
     ev = evidence or {}
-    sigma = ev.get("noise_sigma")
-    sigma = estimate_noise(fields) if sigma is None else np.asarray(sigma, dtype=np.float64)
-    return NoiseModel(np.asarray(sigma, dtype=np.float64), float(ev.get("noise_corr_px") or 0.0))
+    if ev.get("noise"):
+        return FieldNoise.from_dicts(ev["noise"])
+    crop = central_crop(np.asarray(fields, dtype=np.float64))
+    mask = None if foreground is None else central_crop(np.asarray(foreground, bool))
+    models = []
+    for ch, sigma in zip(crop, estimate_noise(crop), strict=True):
+        if sigma == 0.0:
+            models.append(NoiseModel.white(0.0, "constant channel"))
+        else:
+            models.append(estimate_noise_model(ch, mask if mask is not None and mask.any()
+                                               else None))
+    return FieldNoise(tuple(models))
 
 
 def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
@@ -101,7 +112,7 @@ def _safer(settings: Any) -> Any:
 
 
 def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
-                    bandwidth: tuple[float, float], noise: NoiseModel, seeds: Sequence[int],
+                    bandwidth: tuple[float, float], noise: FieldNoise, seeds: Sequence[int],
                     progress: Callable[[dict], None] | None) -> dict:
     """The neural fit of a batch, with divergence handling per tile.
 

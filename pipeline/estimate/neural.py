@@ -39,7 +39,7 @@ from ..mollifier import Mollifier
 from ..physics.base import LinearResidualModel, prepare
 from .networks import FieldNet, RateNet
 from .uncertainty import (
-    NoiseModel,
+    FieldNoise,
     closed_form_scaled,
     combine_std,
     member_data,
@@ -67,7 +67,7 @@ def fit_tiles(
     *,
     init_lambda: np.ndarray,
     bandwidth: tuple[float, float],
-    noise: NoiseModel,
+    noise: FieldNoise,
     seeds: Sequence[int],
     device: str | None = "auto",
     dtype: str = "float32",

@@ -4,7 +4,7 @@ Every method reports ``std^2 = spread^2 + bias^2 + noise_bias^2`` per pixel:
 
 **spread**
     The data are recorrupted into antithetic members ``y + z_k`` and ``y - z_k``, with ``z_k``
-    drawn from the estimated noise model (:class:`NoiseModel`: per-channel pixel std and a
+    drawn from the estimated noise model (:class:`FieldNoise`: per-channel pixel std and a
     Gaussian correlation length, so rendered localisations and other correlated noise are
     resampled with their own covariance). Each member is refitted; to first order
     ``lam(y + z) - lam(y) = J z`` has the distribution of the noise-induced error ``J n``, so
@@ -35,9 +35,10 @@ from scipy.ndimage import gaussian_filter
 
 from ..physics.base import LinearResidualModel
 from .closed_form import linear_terms, local_least_squares
+from .noise import NoiseModel
 
 __all__ = [
-    "NoiseModel",
+    "FieldNoise",
     "member_data",
     "closed_form_scaled",
     "smoothing_bias",
@@ -51,41 +52,54 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class NoiseModel:
-    """Additive noise of ``(C, H, W)`` fields: per-channel pixel std ``sigma`` and a Gaussian
-    spatial correlation of width ``corr_px`` pixels (0: white).
+class FieldNoise:
+    """The noise of ``(C, H, W)`` fields: one :class:`~pipeline.estimate.noise.NoiseModel` per
+    channel (its pixel std and its spatial correlation, from the image's power spectrum).
 
-    >>> nm = NoiseModel(np.array([0.1]), corr_px=1.0)
-    >>> z = nm.draw(np.random.default_rng(0), (1, 256, 256))
+    >>> fn = FieldNoise.gaussian([0.1], corr_px=1.0)
+    >>> z = fn.draw(np.random.default_rng(0), (1, 256, 256))
     >>> round(float(z.std()), 2)
     0.1
     """
 
-    sigma: np.ndarray
-    corr_px: float = 0.0
+    models: tuple[NoiseModel, ...]
+
+    @classmethod
+    def gaussian(cls, sigmas: Sequence[float], corr_px: float = 0.0) -> FieldNoise:
+        """Noise of pixel std ``sigmas[c]``: white, or white blurred by a Gaussian of
+        ``corr_px`` pixels."""
+        if corr_px <= 0:
+            return cls(tuple(NoiseModel.white(float(s)) for s in sigmas))
+        unit = NoiseModel.from_spectrum(1.0, float(corr_px), 0.0, "given")
+        return cls(tuple(NoiseModel.from_spectrum((float(s) / unit.sigma) ** 2, float(corr_px),
+                                                  0.0, "given") for s in sigmas))
+
+    @classmethod
+    def from_dicts(cls, dicts: Sequence[dict]) -> FieldNoise:
+        """From the ``noise`` list of the bandwidth evidence (``NoiseModel.to_dict``)."""
+        return cls(tuple(NoiseModel(**d) for d in dicts))
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Per-channel pixel standard deviation."""
+        return np.array([m.sigma for m in self.models])
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """Noise of ``shape`` ``(..., C, H, W)`` with this model's covariance."""
-        z = rng.normal(size=shape)
-        if self.corr_px > 0:
-            sig = [0.0] * (len(shape) - 2) + [self.corr_px, self.corr_px]
-            z = gaussian_filter(z, sig, mode="wrap", truncate=4.0)
-            z /= _unit_gain(self.corr_px)
-        return z * np.asarray(self.sigma, dtype=np.float64)[:, None, None]
+        """Noise of ``shape`` ``(..., C, H, W)`` with each channel's covariance."""
+        lead, (c, h, w) = shape[:-3], shape[-3:]
+        if c != len(self.models):
+            raise ValueError(f"{len(self.models)} channel noise models for {c} channels")
+        out = np.empty((int(np.prod(lead, dtype=int)), c, h, w))
+        for k in range(out.shape[0]):
+            for ch, m in enumerate(self.models):
+                out[k, ch] = m.sample((h, w), rng)
+        return out.reshape(shape)
 
     def to_dict(self) -> dict:
-        return {"sigma": [float(s) for s in self.sigma], "corr_px": float(self.corr_px)}
+        return {"channels": [m.to_dict() for m in self.models]}
 
 
-def _unit_gain(corr_px: float) -> float:
-    """Pixel std of unit white noise after a Gaussian filter of ``corr_px`` (2-D)."""
-    n = 2 * int(4 * corr_px + 1) + 1
-    imp = np.zeros((n, n))
-    imp[n // 2, n // 2] = 1.0
-    return float(np.sqrt((gaussian_filter(imp, corr_px, mode="constant", truncate=4.0) ** 2).sum()))
-
-
-def member_data(fields: np.ndarray, noise: NoiseModel, n_members: int, seed: int
+def member_data(fields: np.ndarray, noise: FieldNoise, n_members: int, seed: int
                 ) -> np.ndarray:
     """Antithetic noise-resampled copies ``(E, C, H, W)`` of one tile's ``(C, H, W)`` fields.
 
@@ -93,7 +107,7 @@ def member_data(fields: np.ndarray, noise: NoiseModel, n_members: int, seed: int
     ``noise`` with ``numpy.random.default_rng(seed)``; a tile's members depend only on its
     fields and its seed.
 
-    >>> m = member_data(np.zeros((1, 4, 4)), NoiseModel(np.array([0.1])), 2, 0)
+    >>> m = member_data(np.zeros((1, 4, 4)), FieldNoise.gaussian([0.1]), 2, 0)
     >>> m.shape, bool(np.allclose(m.mean(axis=0), 0.0))
     ((2, 1, 4, 4), True)
     """
@@ -170,7 +184,7 @@ def unbounded(est):
 
 
 def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualModel, px: float,
-                    delta_um: float, window_um: float, est, unc, noise: NoiseModel,
+                    delta_um: float, window_um: float, est, unc, noise: FieldNoise,
                     seeds: Sequence[int]) -> np.ndarray:
     """The std of the closed-form ``lam`` ``(N, H, W)`` of ``(N, C, H, W)`` tiles.
 

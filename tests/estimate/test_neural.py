@@ -10,7 +10,7 @@ from pipeline.config import Settings, UncertaintySettings
 from pipeline.estimate import linear_terms, local_least_squares
 from pipeline.estimate.networks import FieldNet, RateNet
 from pipeline.estimate.neural import fit_tiles
-from pipeline.estimate.uncertainty import NoiseModel, member_data
+from pipeline.estimate.uncertainty import FieldNoise, member_data
 from pipeline.physics import ChromatinModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
@@ -45,7 +45,7 @@ def tiles():
 
 def _fit(tiles, settings, seeds, **kw):
     return fit_tiles(tiles, ChromatinModel(), PX, settings, init_lambda=_init(tiles),
-                     bandwidth=BW, noise=NoiseModel(np.array([0.02, 0.02])), seeds=seeds,
+                     bandwidth=BW, noise=FieldNoise.gaussian([0.02, 0.02]), seeds=seeds,
                      device="cpu", **kw)
 
 
@@ -128,12 +128,12 @@ def test_overflowing_tile_diverges_alone(tiles):
 
 def test_member_data_is_antithetic():
     y = np.random.default_rng(0).normal(size=(2, 64, 64))
-    m = member_data(y, NoiseModel(np.array([0.1, 0.0])), 4, seed=1)
+    m = member_data(y, FieldNoise.gaussian([0.1, 0.0]), 4, seed=1)
     assert m.shape == (4, 2, 64, 64)
     np.testing.assert_allclose(m.mean(axis=0), y, atol=1e-12)
     np.testing.assert_array_equal(m[:, 1], np.broadcast_to(y[1], (4, 64, 64)))  # sigma 0
     assert np.std(m[0, 0] - y[0]) == pytest.approx(0.1, rel=0.1)
-    corr = member_data(y, NoiseModel(np.array([0.1, 0.0]), corr_px=1.5), 2, seed=1)
+    corr = member_data(y, FieldNoise.gaussian([0.1, 0.0], corr_px=1.5), 2, seed=1)
     z = corr[0, 0] - y[0]
     assert np.std(z) == pytest.approx(0.1, rel=0.15)
     lag1 = np.corrcoef(z[:, 1:].ravel(), z[:, :-1].ravel())[0, 1]
@@ -150,4 +150,4 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="N, C, H, W"):
         fit_tiles(np.zeros((2, 32, 32)), ChromatinModel(), PX, _settings(),
                   init_lambda=np.ones((2, 32, 32)), bandwidth=BW,
-                  noise=NoiseModel(np.array([0.02])), seeds=[0, 1])
+                  noise=FieldNoise.gaussian([0.02]), seeds=[0, 1])
