@@ -159,6 +159,7 @@ def fit_plane(
     settings: Any,
     *,
     selection_fields: np.ndarray | None = None,
+    foreground: np.ndarray | None = None,
     plane: int = 0,
     max_batch_px: int = 1_000_000,
     progress: Callable[[dict], None] | None = None,
@@ -179,6 +180,10 @@ def fit_plane(
     selection_fields
         What the bandwidths and the noise model are chosen on (default ``fields``; a central
         crop is taken).
+    foreground
+        Boolean ``(Y, X)``: the nuclei. The noise model and the bandwidth choice then look
+        only inside them, away from their edges (a dark background has another noise level,
+        and the nuclear edge is not chromatin structure).
     max_batch_px
         Window pixels per batch of tiles: memory is the plane's accumulators plus one batch.
         The result does not depend on it (tile ``n``'s seed is ``settings.seed + n``).
@@ -198,9 +203,12 @@ def fit_plane(
     est = settings.estimator
     fields = np.asarray(fields, dtype=np.float64)
     sel_src = fields if selection_fields is None else selection_fields
+    fg = None if foreground is None else np.asarray(foreground, dtype=bool)
+    if fg is not None and not fg.any():
+        fg = None
     delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
-                                                 seed=settings.seed)
-    noise = noise_model(sel_src if selection_fields is not None else fields, selection)
+                                                 seed=settings.seed, foreground=fg)
+    noise = noise_model(sel_src, selection, fg)
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
                       overlap_px=settings.run.overlap_px,
