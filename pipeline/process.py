@@ -130,6 +130,7 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 # exist; error classes): editing it keeps users' finished results. tests/test_contracts.py
 # fails on a module in neither list, so a new module gets a decision.
 RESULT_SOURCES = (
+    "calibration.py",  # intensity -> fields, from the image itself
     "config.py",      # the settings and their defaults
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)

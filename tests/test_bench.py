@@ -118,6 +118,27 @@ def test_deepxde_arm_is_the_same_problem(name, options):
         assert dx.iteration == 2 and not np.allclose(dx.lam(), lam0)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_arms_on_cuda_match_cpu():
+    """At the same initial weights every arm's loss on CUDA equals the CPU's (float64), and a
+    step runs there; the DeepXDE arm leaves torch's default device alone."""
+    p = make_problem("chromatin", 24, noise=0.05, pixel_size_um=0.1)
+    s = TrainSettings(warmup=0, dtype="float64", residual_weight=100.0)
+    for arm in ARMS:
+        cpu = make_arm(arm, p, s, torch.device("cpu"))
+        gpu = make_arm(arm, p, s, torch.device("cuda"))
+        (_, a), (_, b) = cpu.loss(), gpu.loss()
+        assert b["data"] == pytest.approx(a["data"], rel=1e-9), arm
+        assert b["residual"] == pytest.approx(a["residual"], rel=1e-7), arm
+        gpu.step()
+    if deepxde_available() is None:
+        before = torch.get_default_device()
+        dx = make_arm("deepxde", p, s, torch.device("cuda"))
+        dx.step()
+        assert torch.get_default_device() == before and dx.coords.device.type == "cuda"
+
+
 def test_training_improves_r_on_the_first_order_problem():
     p = make_problem("langevin", 256, noise=0.02)
     st = ArmState("mollifier", p, TrainSettings(warmup=20, residual_weight=10.0),

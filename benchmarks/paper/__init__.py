@@ -5,11 +5,13 @@ asked, and ``benchmarks/paper_benchmarks.py`` calls it). The parts:
 
 - :mod:`.problems`: the Langevin (order 1), heat (order 2) and chromatin (order 4) problems
   with a known truth;
-- :mod:`.nets`: the field and rate networks both arms share;
-- :mod:`.arms`: the two derivative routes and the shared loss and optimiser;
+- :mod:`.nets`: the field and rate networks every arm shares;
+- :mod:`.arms`: the autograd and mollifier routes to the derivatives and the shared loss and
+  optimiser; :func:`.arms.make_arm` builds any arm;
+- :mod:`.deepxde_arm`: the same problem set up with DeepXDE (needs ``chromarate[bench]``);
 - :mod:`.measure`: peak memory in a fresh process, alternating timing, training to a budget;
 - :mod:`.suite`: the presets and the run;
-- :mod:`.report`: ``benchmarks.md`` and its plots.
+- :mod:`.report`, :mod:`.tables`, :mod:`.plots`: ``benchmarks.md``, its tables and plots.
 """
 
 from .arms import ARMS, ArmState, TrainSettings, pearson

@@ -113,10 +113,15 @@ def machine_info(device: Any = None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- memory
-def _memory_child(problem, arm, settings, device, names, steps, threads, queue) -> None:
+def _memory_child(problem, arm, settings, device, names, steps, threads, max_bytes,
+                  queue) -> None:
     try:
         import torch
 
+        if max_bytes:  # a cap on the address space: a MemoryError here, not the OOM killer
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (int(max_bytes), int(max_bytes)))
         if threads:
             torch.set_num_threads(threads)
         dev = torch.device(device)
@@ -129,9 +134,14 @@ def _memory_child(problem, arm, settings, device, names, steps, threads, queue) 
         reset = _reset_peak()
         base_rss, base_peak = rss_bytes()
         baseline = base_rss if reset else base_peak
+        step_s = []
         for _ in range(steps):
+            t0 = time.perf_counter()
             state.step()
-        out = {"rss_baseline_bytes": baseline, "hwm_reset": reset}
+            if cuda:
+                torch.cuda.synchronize(dev)
+            step_s.append(time.perf_counter() - t0)
+        out = {"rss_baseline_bytes": baseline, "hwm_reset": reset, "step_s": step_s}
         cur, peak = rss_bytes()
         out["rss_peak_bytes"] = peak
         out["peak_bytes"] = max(peak - baseline, 0)
@@ -154,10 +164,14 @@ def measure_memory(
     steps: int = 2,
     threads: int | None = None,
     timeout_s: float = 600.0,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Peak memory of ``steps`` training steps of ``arm`` above its baseline, in a fresh process.
 
     ``settings.warmup`` is overridden to 0 so that every measured step takes derivatives.
+    ``max_bytes`` caps the child's address space (``RLIMIT_AS``): an arm that needs more fails
+    with a ``MemoryError`` that is reported, instead of the machine's OOM killer picking a
+    process. The seconds of each step are reported too (``step_s``).
 
     Returns ``{"peak_bytes", "rss_baseline_bytes", "rss_peak_bytes", "hwm_reset"}`` (plus
     ``"cuda_peak_bytes"`` on CUDA), or ``{"error": message}``.
@@ -167,7 +181,8 @@ def measure_memory(
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     settings = replace(settings, warmup=0)
-    args = (problem, arm, settings, str(device), tuple(names) if names else None, steps, threads)
+    args = (problem, arm, settings, str(device), tuple(names) if names else None, steps, threads,
+            max_bytes)
     proc = ctx.Process(target=_memory_child, args=args + (queue,), daemon=True)
     proc.start()
     try:

@@ -12,6 +12,19 @@ from typing import Any
 
 import numpy as np
 
+from .plots import plot_scaling, plot_training
+from .tables import (
+    PAPER,
+    _mb,
+    _problem_table,
+    _r,
+    _s,
+    _scaling_table,
+    _setup_table,
+    _span,
+    _target_rows,
+)
+
 __all__ = [
     "PAPER",
     "plot_scaling",
@@ -24,173 +37,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The paper's fourth-order case as reported in the press.
-PAPER = {
-    "autograd": {"memory": "2.70 GB", "time": "> 3,300 s", "r": "0.44"},
-    "mollifier": {"memory": "0.21 GB", "time": "< 340 s", "r": "0.99"},
-    "across": "6-10x lighter and faster across benchmarks",
-}
-
-COLORS = {"autograd": "tab:red", "deepxde": "tab:green", "mollifier": "tab:blue"}
-LABELS = {"autograd": "autograd", "deepxde": "DeepXDE", "mollifier": "mollifier"}
-RATIO_KEYS = {"autograd": ("s_per_iter", "memory"),
-              "deepxde": ("deepxde_s_per_iter", "deepxde_memory")}
 REGENERATE = "PYTHONPATH=. .venv/bin/python benchmarks/paper_benchmarks.py"
 PEER_HEADING = "## DeepXDE beside autograd and the mollifier layer"
-
-
-def _mb(b: Any) -> str:
-    return "n/a" if b is None else f"{b / 1e6:,.0f} MB" if b < 1e9 else f"{b / 1e9:.2f} GB"
-
-
-def _s(x: Any) -> str:
-    if x is None or x != x:
-        return "n/a"
-    return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
-
-
-def _x(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.1f}x"
-
-
-def _r(x: Any) -> str:
-    return "n/a" if x is None or x != x else f"{x:.3f}"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_training(results: dict[str, Any], path: Path) -> Path:
-    """Pearson r against training time, one panel per problem, both arms, both noise levels."""
-    plt = _plt()
-    names = list(dict.fromkeys(p["problem"] for p in results["problems"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    for ax, name in zip(axes[0], names, strict=True):
-        runs = [p for p in results["problems"] if p["problem"] == name]
-        for i, p in enumerate(runs):
-            for arm, run in p["arms"].items():
-                hist = [row for row in run["history"] if row[1] > 0]
-                ax.plot([h[1] for h in hist], [h[3] for h in hist], styles[i % 4],
-                        color=COLORS[arm], label=f"{arm}, noise {p['noise']:g}")
-        ax.axhline(results["config"]["target_r"], color="0.6", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.2, 1.02)
-        ax.set_xlabel("training time (s)")
-        ax.set_title(f"{name} (order {runs[0]['order']}, grid {'x'.join(map(str, runs[0]['grid']))})")
-    axes[0][0].set_ylabel("Pearson r of λ with the truth")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_scaling(rows: list[dict], key: str, path: Path, *, xlabel: str) -> Path:
-    """Time per step and peak memory against ``key`` (grid size or order), both arms."""
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for arm, color in COLORS.items():
-        pts = [r for r in rows if r["arm"] == arm and "s_per_iter" in r]
-        xs = [r[key] for r in pts]
-        a1.plot(xs, [r["s_per_iter"] for r in pts], "o-", color=color, label=arm)
-        if not pts:
-            continue
-        mem = [(r[key], r["peak_bytes"] / 1e6) for r in pts if r.get("peak_bytes")]
-        if mem:
-            a2.plot(*zip(*mem, strict=True), "o-", color=color, label=arm)
-    for ax, label in ((a1, "time per step (s)"), (a2, "peak memory above baseline (MB)")):
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(label)
-        if key == "n":
-            ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _setup_table(results: dict[str, Any]) -> list[str]:
-    lines = ["| problem | grid | spacing | mollifier δ | noise σ (relative → absolute) | "
-             "residual weight | learning rate | time budget per arm |", "|---|---|---|---|---|---|---|---|"]
-    for p in results["problems"]:
-        h = p["pixel_size"]
-        lines.append(
-            f"| {p['problem']} | {'x'.join(map(str, p['grid']))} | {h:.4g} | "
-            f"{p['delta']:.4g} ({p['delta'] / h:.0f} px) | {p['noise']:g} → "
-            f"{p['noise_sigma']:.3g} | {p['settings']['residual_weight']:g} | "
-            f"{p['settings']['lr']:g} | {max(p['budget_s'].values()):.0f} s |")
-    return lines
-
-
-def _problem_table(results: dict[str, Any]) -> list[str]:
-    """Every arm of every problem; the ratios (the mollifier arm faster / lighter by) are on
-    the rows of the arms it is compared with."""
-    lines = [
-        "| problem | grid | noise | arm | time/step | mollifier faster by | peak memory | "
-        "mollifier lighter by | steps | training time | r | r ≥ target after | "
-        "mollifier r at autograd's steps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in results["problems"]:
-        grid = "x".join(map(str, p["grid"]))
-        for arm, run in p["arms"].items():
-            mem = run.get("memory", {}).get("peak_bytes")
-            speed_key, mem_key = RATIO_KEYS.get(arm, (None, None))
-            target = ("not reached" if run["time_to_target_s"] is None else
-                      f"{run['time_to_target_s']:.1f} s ({run['iters_to_target']} steps)")
-            lines.append(
-                f"| {p['problem']} (order {p['order']}) | {grid} | {p['noise']:g} | "
-                f"{LABELS.get(arm, arm)} | {_s(run['s_per_iter'])} | "
-                f"{_x(p['ratios'].get(speed_key)) if speed_key else ''} | {_mb(mem)} | "
-                f"{_x(p['ratios'].get(mem_key)) if mem_key else ''} | "
-                f"{run['iterations']} ({run['stopped']}) | {run['train_s']:.0f} s | "
-                f"{_r(run['r'])} | {target} | "
-                f"{_r(p['mollifier_r_at_autograd_iterations']) if arm == 'autograd' else ''} |"
-            )
-        for arm, why in p.get("skipped_arms", {}).items():
-            lines.append(f"| {p['problem']} (order {p['order']}) | {grid} | {p['noise']:g} | "
-                         f"{LABELS.get(arm, arm)} | skipped: {why} | | | | | | | | |")
-    return lines
-
-
-def _cell(pair: dict[str, dict], arm: str, field: str, fmt) -> str:
-    r = pair.get(arm, {})
-    return "skipped" if "skipped" in r else fmt(r.get(field))
-
-
-def _ratio_cell(pair: dict[str, dict], arm: str, field: str) -> str:
-    a, m = pair.get(arm, {}).get(field), pair.get("mollifier", {}).get(field)
-    return _x(a / m) if a and m else ""
-
-
-def _scaling_table(rows: list[dict], key: str, title: str) -> list[str]:
-    """Time per step and peak memory of every arm measured, and the mollifier arm's ratios."""
-    arms = [a for a in COLORS if any(r["arm"] == a and "s_per_iter" in r for r in rows)]
-    others = [a for a in arms if a != "mollifier"]
-    head = ([f"{LABELS[a]} time/step" for a in arms]
-            + [f"mollifier faster than {LABELS[a]}" for a in others]
-            + [f"{LABELS[a]} memory" for a in arms]
-            + [f"mollifier lighter than {LABELS[a]}" for a in others])
-    lines = [f"| {title} | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for value in dict.fromkeys(r[key] for r in rows):
-        pair = {r["arm"]: r for r in rows if r[key] == value}
-        cells = ([_cell(pair, a, "s_per_iter", _s) for a in arms]
-                 + [_ratio_cell(pair, a, "s_per_iter") for a in others]
-                 + [_cell(pair, a, "peak_bytes", _mb) for a in arms]
-                 + [_ratio_cell(pair, a, "peak_bytes") for a in others])
-        lines.append(f"| {value} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def _skip_note(results: dict[str, Any]) -> str:
@@ -212,15 +60,6 @@ def _skip_note(results: dict[str, Any]) -> str:
                  f"{n1}x{n1}), so about {_mb(guess)} is expected at {skipped[0]}x{skipped[0]}, "
                  f"against {results['machine']['memory_gb']} GB on this shared machine")
     return note + "."
-
-
-def _span(values: list[float], fmt: str = "{:.1f}x") -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "n/a"
-    lo, hi = min(vals), max(vals)
-    return fmt.format(lo) if abs(hi - lo) < 0.05 * max(abs(lo), 1e-9) else (
-        f"{fmt.format(lo)}-{fmt.format(hi)}")
 
 
 def _findings(results: dict[str, Any]) -> list[str]:
@@ -282,26 +121,6 @@ def _findings(results: dict[str, Any]) -> list[str]:
         "autograd's multiplies with every order of differentiation."
     )
     return out
-
-
-TARGET_LABELS = {
-    "speed_128": "time per step, 4th order at 128x128: autograd/mollifier ≥ 30x",
-    "memory_128": "peak memory above baseline, 4th order at 128x128: ≥ 20x",
-    "deepxde_speed_128": "time per step, 4th order at 128x128: DeepXDE/mollifier ≥ 30x",
-    "deepxde_memory_128": "peak memory above baseline, 4th order at 128x128: DeepXDE/mollifier "
-                          "≥ 30x",
-    "mollifier_r_order4": "mollifier r ≥ 0.95 on the 4th-order problem (worst noise)",
-}
-
-
-def _target_rows(targets: dict[str, Any], keys=None) -> list[str]:
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    for key, t in targets.items():
-        if keys is not None and key not in keys:
-            continue
-        value = _r(t["value"]) if key.endswith("r_order4") else _x(t["value"])
-        lines.append(f"| {TARGET_LABELS.get(key, key)} | {value} | {'yes' if t['met'] else 'no'} |")
-    return lines
 
 
 def render_markdown(results: dict[str, Any], *, img_rel: str = "img") -> str:
@@ -436,6 +255,12 @@ def render_peer_section(results: dict[str, Any]) -> str:
         "### Time and memory per step: 4th order",
         "",
         *_scaling_table(results["scaling"]["size"], "n", "grid (n x n)"),
+        "",
+        f"† Above {cfg['deepxde_in_process_max']}x{cfg['deepxde_in_process_max']} DeepXDE is "
+        "timed in its own fresh process (its second step), not alternating with the other "
+        "arms, so that its step never shares memory with theirs on this shared machine. "
+        + (f"Each memory process may use at most {cfg['memory_cap_gb']:g} GB of address space "
+           "(a larger need shows as \"out of memory\")." if cfg.get("memory_cap_gb") else ""),
         "",
         *_target_rows(results.get("targets", {}), keys=("deepxde_speed_128",
                                                        "deepxde_memory_128", "speed_128",
