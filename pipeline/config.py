@@ -93,10 +93,14 @@ class SegmentSettings(BaseModel):
         0.5, gt=0, lt=1, description="the darker class is background only if its mean is at "
         "most this fraction of the brighter class's (field units: 0 is no chromatin)")
     min_background_contrast: float = Field(
-        5.0, gt=0, description="... and if the threshold is at least this many of its robust "
+        2.5, gt=0, description="... and if the threshold is at least this many of its robust "
         "standard deviations above its median (a flat background, not a chromatin texture)")
+    min_nucleus_radius_um: float = Field(
+        1.0, gt=0, description="... and if the measured nucleus radius is at least this (smaller "
+        "bright objects are chromatin domains, e.g. chromocentres); not applied when "
+        "nucleus_radius_um is set")
     max_border_fraction: float = Field(
-        0.6, gt=0, le=1, description="... and if at most this fraction of the bright area lies "
+        0.9, gt=0, le=1, description="... and if at most this fraction of the bright area lies "
         "in objects cut by the image border (more: the structure is larger than the field)")
 
 

@@ -10,11 +10,13 @@ channels) or ``phi_h`` (one channel), in five steps:
    data) has none, and a threshold would only split chromatin states. The field is one
    nucleus (mode ``whole-field``) when the darker class is not dark (its mean above
    ``max_background_ratio`` of the brighter class's mean, in field units, where 0 means no
-   chromatin), or not flat (the gap between the class means below ``min_background_contrast``
-   standard deviations of the darker class: a textured nucleus, not an empty background), or
+   chromatin), or not flat (the threshold less than ``min_background_contrast`` robust
+   standard deviations above the darker class's median: a textured nucleus, not an empty
+   background), or
    when more than ``max_border_fraction`` of the objects' area (after step 4) lies in objects
    cut by the image border (a structure larger than the field, such as a step between two
-   chromatin states).
+   chromatin states), or when the objects' typical half-width (the measured radius) is under
+   ``min_nucleus_radius_um``: bright chromatin domains such as chromocentres, not nuclei.
 4. Each object is grown into the pixels clearly above the background level (``PERMISSIVE_SD``
    of its SDs), split from touching neighbours by a watershed of the distance to the
    background seeded at its maxima at least one ``nucleus_radius_um`` apart, and cut at its
@@ -89,12 +91,15 @@ def _signal(fields: np.ndarray, single_channel: bool | None) -> tuple[np.ndarray
 
 
 def _background_test(smooth: np.ndarray, thr: float) -> dict[str, Any]:
+    """How dark and how flat the darker class of ``smooth`` (split at ``thr``) is."""
     lo, hi = smooth[smooth <= thr], smooth[smooth > thr]
     if lo.size == 0 or hi.size == 0:
         return {"background_ratio": 1.0, "background_contrast": 0.0}
-    m0, m1, sd0 = float(lo.mean()), float(hi.mean()), float(lo.std())
+    m0, m1 = float(lo.mean()), float(hi.mean())
+    med = float(np.median(lo))
+    mad = 1.4826 * float(np.median(np.abs(lo - med)))  # robust: blurred nucleus edges aside
     ratio = m0 / m1 if m1 > 0 else 1.0
-    contrast = (m1 - m0) / sd0 if sd0 > 0 else float("inf")
+    contrast = (thr - med) / mad if mad > 0 else float("inf")
     return {"background_ratio": ratio, "background_contrast": contrast}
 
 
@@ -162,9 +167,16 @@ def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
         reasons.append(f"the darker class is not dark (background/foreground "
                        f"{test['background_ratio']:.2f} > {cfg.max_background_ratio})")
     if test["background_contrast"] < cfg.min_background_contrast:
-        reasons.append(f"the darker class is textured, not flat (class gap "
-                       f"{test['background_contrast']:.1f} of its SDs < "
-                       f"{cfg.min_background_contrast})")
+        reasons.append(f"the darker class is textured, not flat (threshold "
+                       f"{test['background_contrast']:.1f} of its robust SDs above its median "
+                       f"< {cfg.min_background_contrast})")
+    if (labels.any() and cfg.nucleus_radius_um == "auto"
+            and record["nucleus_radius_um"] < cfg.min_nucleus_radius_um):
+        reasons.append(f"the bright objects have a typical half-width of "
+                       f"{record['nucleus_radius_um']:.2g} µm, under the smallest nucleus "
+                       f"({cfg.min_nucleus_radius_um:g} µm): chromatin domains, not nuclei (if "
+                       "they are nuclei, check --pixel-size, or set [segmentation] "
+                       "nucleus_radius_um)")
     if labels.any() and record["border_fraction"] > cfg.max_border_fraction:
         reasons.append(f"{record['border_fraction']:.0%} of the bright area is in objects cut "
                        f"by the image border (> {cfg.max_border_fraction:.0%}): larger than "

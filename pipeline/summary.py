@@ -49,8 +49,10 @@ IMAGE_COLUMNS = PROVENANCE + [
 """Image rows (one per plane). ``flags`` lists, separated by ``;``, the QC codes of
 :data:`FLAGS` that apply to the plane (empty: none)."""
 FLAGS = {
-    "calibration-auto": "no --calibration: intensities were mapped to fields automatically",
-    "calibration-unidentifiable": "the automatic calibration could not be determined",
+    "calibration-auto": "no --calibration pairs: intensities were mapped to fields from the "
+                        "image or by the percentile rule",
+    "calibration-unidentifiable": "the automatic calibration could not be determined from "
+                                  "the image (its record says why)",
     "whole-field": "no background around nuclei: the whole field was treated as one nucleus",
     "no-nuclei": "segmentation found no nucleus: no λ is reported",
     "no-segmentation": "--no-segment: λ is reported over the whole field",
@@ -110,18 +112,20 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
                 ) -> list[str]:
     """The QC codes (:data:`FLAGS`) of one plane of a store, from its record.
 
-    Reads the calibration record (``source``, and ``identifiable`` when the calibration says
-    whether it could be determined), the nuclei record (``mode``, ``n_nuclei``), the bandwidth
+    Reads the calibration record (``mode``/``source``: anything but ``"user"`` is automatic;
+    ``identifiable`` when the calibration says whether it could be determined), the nuclei
+    record (``mode``, ``n_nuclei``), the bandwidth
     selection (``at_grid_edge``, absent in older stores), the axes and the Z step.
     """
     rec = attrs["planes"][plane]
     flags = []
     cal = rec.get("calibration") or {}
     chans = cal.get("channels") or [{}]
-    if chans[0].get("source") == "auto":
+    user = "user" in (cal.get("mode"), cal.get("source"), chans[0].get("source"))
+    if not user:  # from the image or the percentile rule
         flags.append("calibration-auto")
-    if cal.get("identifiable") is False:
-        flags.append("calibration-unidentifiable")
+        if cal.get("identifiable") is False:
+            flags.append("calibration-unidentifiable")
     nuc = (rec.get("segmentation") or {}).get("nuclei") or {}
     mode = nuc.get("mode")
     if mode == "whole-field":
