@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neural: with a per-pixel std; closed-form: faster, no std (default: "
                    f"{Settings.model_fields['method'].default})")
     r.add_argument("--channels", help="roles in C order, e.g. chromatin,heterochromatin")
-    r.add_argument("--calibration", help="OFFSET:SCALE[,OFFSET:SCALE] or auto (default)")
+    r.add_argument("--calibration", help="OFFSET:SCALE[,OFFSET:SCALE]; image (default: from "
+                   "the image, refused when not identifiable); auto (percentile rule). See "
+                   "docs/calibration.md")
+    r.add_argument("--dark-frame", type=Path, dest="dark_frame", metavar="TIFF",
+                   help="frame recorded with the shutter closed: its median per channel is "
+                   "the dark level for --calibration image")
     r.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="um per pixel")
     r.add_argument("--delta", dest="delta_um", help="mollifier radius in um, or auto")
     r.add_argument("--window", dest="window_um", help="rate window (Gaussian sigma) in um, or auto")
@@ -128,6 +133,7 @@ def _settings_from_args(args: argparse.Namespace):
         channels=parse_channels(args.channels) if args.channels else None,
         calibration=parse_calibration(args.calibration) if args.calibration else None,
         pixel_size_um=args.pixel_size_um,
+        dark_frame=getattr(args, "dark_frame", None),
         device=args.device,
         recursive=args.recursive,
         seed=args.seed,

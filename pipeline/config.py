@@ -284,6 +284,13 @@ class Settings(BaseModel):
     recursive: bool = False
     run: RunSettings = RunSettings()
 
+    @field_validator("dark_frame")
+    @classmethod
+    def _dark_frame_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"dark frame {v} is not a file")
+        return v
+
     @model_validator(mode="after")
     def _check_channels(self) -> Settings:
         if self.channels is not None:

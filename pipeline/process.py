@@ -28,6 +28,7 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .calibration import calibrate_plane
 from .config import Settings
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError
@@ -35,7 +36,6 @@ from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
 from .physics.chromatin import ChromatinModel
-from .physics.observation import to_fields
 from .segment import find_user_labels, read_user_labels, segment_domains, segment_nuclei
 
 __all__ = [
@@ -307,7 +307,7 @@ def denoise_image(manifest: dict[str, Any], settings: Settings, *, progress: Pro
         t0 = time.perf_counter()
         planes = _planes(manifest)
         cal = settings.calibration_for(len(manifest["roles"]))
-        offsets = None if cal == "auto" else tuple(c.offset for c in cal)
+        offsets = None if isinstance(cal, str) else tuple(c.offset for c in cal)
         first = np.asarray(planes[0])
         _check_finite(manifest["image"], 0, first)
         params = calibrate(first, method=settings.run.denoise,
@@ -354,8 +354,8 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
         # lambda is fitted on the calibrated raw fields, not the denoised ones: the mollifier
         # is the smoothing, the bandwidths are chosen for it on these data, and the std
         # resamples their noise (the denoised planes serve segmentation and display)
-        fields, calib = to_fields(plane_raw, roles, settings.calibration_for(len(roles)),
-                                  phi_max=model.phi_max)
+        fields, calib = calibrate_plane(plane_raw, roles, settings, px,
+                                        reuse=planes[0]["calibration"] if planes else None)
         del plane_raw
         res = fit_plane(fields, model, px, settings, plane=p, progress=progress)
         rates[p, 0], rates[p, 1] = res.mean, res.std

@@ -7,9 +7,11 @@ Each channel is calibrated as ``field = (intensity - offset) * scale``.
 - **single-channel**: the ``heterochromatin`` channel gives φ_h (clipped to [0, φ_max]);
   φ_w ≡ 1 − φ_max.
 
-Without a user calibration, ``"auto"`` maps the 0.5th percentile of a channel to 0 and the
-99.5th to 1 (chromatin) or φ_max (heterochromatin). Absolute λ then rests on that assumption,
-and the returned record says so.
+``"auto"`` (``--calibration auto``) maps the 0.5th percentile of a channel to 0 and the 99.5th
+to 1 (chromatin) or φ_max (heterochromatin). Absolute λ then rests on that assumption, and the
+returned record says so. On two-channel images this rule can leave λ's pattern uncorrelated
+with the truth (docs/calibration.md); the run's default, ``"image"``, calibrates from the image
+instead (:mod:`pipeline.calibration`) and uses :func:`to_fields` with the pairs it finds.
 
 Examples
 --------

@@ -1,0 +1,122 @@
+"""Calibration from the image (pipeline.calibration): dark level, self-calibration, records."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+
+from pipeline.calibration import (
+    background_level,
+    calibrate_plane,
+    dark_frame_offsets,
+    image_calibration,
+    noise_model,
+)
+from pipeline.config import Settings
+
+PX = 0.05
+DARK = 137.0
+
+
+def _nucleus_image(channels: int, seed: int = 0, shape=(96, 96)) -> np.ndarray:
+    """A bright textured disc (a nucleus) on a dark camera background at ``DARK`` ADU."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot(yy - shape[0] / 2, xx - shape[1] / 2)
+    inside = np.clip((30 - r) / 2, 0, 1)  # soft edge, radius 30 px
+    texture = 0.6 + 0.4 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    planes = []
+    for c in range(channels):
+        expected = 800.0 * inside * (texture if c else 1.0)
+        planes.append(DARK + rng.poisson(expected) + rng.normal(0, 2.0, shape))
+    return np.stack(planes)
+
+
+def test_noise_model_recovers_poisson_gaussian():
+    rng = np.random.default_rng(1)
+    mean = np.repeat(np.linspace(200, 3000, 128)[None], 128, 0)
+    img = 100 + rng.poisson(mean - 100) + rng.normal(0, 3, mean.shape)
+    a, b = noise_model(img)
+    assert a == pytest.approx(1.0, rel=0.1)
+    assert b == pytest.approx(9 - 100, abs=40)  # var = (I - 100) + 3^2
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_dark_level_from_the_background(channels):
+    img = _nucleus_image(channels)
+    bg = background_level(img, PX)
+    assert bg is not None
+    assert bg["offsets"] == pytest.approx([DARK] * channels, abs=1.0)
+    assert 0.4 < bg["fraction"] < 0.8  # the disc covers about 30 % of the image
+
+
+def test_no_background_in_a_field_filled_with_nucleus():
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:96, :96]
+    img = (500 + 200 * np.sin(xx / 6.0) + rng.normal(0, 10, (96, 96)))[None]
+    assert background_level(img, PX) is None
+
+
+def test_single_channel_offset_from_background_and_level_not_identifiable(caplog):
+    img = _nucleus_image(1)
+    with caplog.at_level(logging.WARNING, logger="pipeline.calibration"):
+        cals, info = image_calibration(img, ("heterochromatin",), PX)
+    assert cals[0].offset == pytest.approx(DARK, abs=1.0)
+    assert info["source"] == "image-background" and info["identifiable"] is False
+    assert "not identifiable" in info["statement"] and "--calibration" in info["hint"]
+    assert "not identifiable" in caplog.text  # said on the console, not only recorded
+    json.dumps(info)
+
+
+def test_dark_frame_wins_and_is_recorded(tmp_path):
+    frame = tmp_path / "dark.tif"
+    tifffile.imwrite(frame, np.full((2, 16, 16), 120, np.uint16))
+    assert dark_frame_offsets(frame, 2) == [120.0, 120.0]
+    img = _nucleus_image(1)
+    tifffile.imwrite(tmp_path / "dark1.tif", np.full((16, 16), 131, np.uint16))
+    settings = Settings(dark_frame=tmp_path / "dark1.tif")
+    _, rec = calibrate_plane(img, ("heterochromatin",), settings, PX)
+    assert rec["source"] == rec["channels"][0]["source"] == "dark-frame"
+    assert rec["channels"][0]["offset"] == 131.0
+    with pytest.raises(ValueError, match=r"dark\.tif.*3 channel"):
+        dark_frame_offsets(frame, 3)
+    with pytest.raises(ValueError, match="not a file"):
+        Settings(dark_frame=tmp_path / "missing.tif")
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a tiff")
+    with pytest.raises(ValueError, match="bad.tif"):
+        dark_frame_offsets(bad, 1)
+
+
+def test_two_channels_without_physics_are_refused():
+    """Two channels of an image that is no steady state (texture unrelated to the model):
+    the criterion does not single out a calibration; the run is refused, saying what to pass."""
+    img = _nucleus_image(2, seed=3)
+    roles = ("chromatin", "heterochromatin")
+    _, info = image_calibration(img, roles, PX)
+    assert info["identifiable"] is False
+    assert "not identifiable" in info["statement"]
+    with pytest.raises(ValueError, match="not identifiable.*--calibration auto"):
+        calibrate_plane(img, roles, Settings(), PX)
+
+
+def test_sources_for_user_and_auto():
+    img = _nucleus_image(1)
+    _, rec = calibrate_plane(img, ("heterochromatin",),
+                             Settings(calibration=({"offset": 100, "scale": 0.001},)), PX)
+    assert rec["source"] == "user" and rec["identifiable"] is True
+    assert rec["channels"][0]["source"] == "user"
+    _, rec = calibrate_plane(img, ("heterochromatin",), Settings(calibration="auto"), PX)
+    assert rec["source"] == "percentile" and rec["identifiable"] is False
+    assert rec["channels"][0]["source"] == "auto"
+
+
+def test_reuse_keeps_the_first_planes_calibration():
+    img = _nucleus_image(1)
+    _, first = calibrate_plane(img, ("heterochromatin",), Settings(), PX)
+    _, later = calibrate_plane(img * 2.0, ("heterochromatin",), Settings(), PX, reuse=first)
+    assert later["channels"] == first["channels"] and later["reused_from_plane"] == 0
