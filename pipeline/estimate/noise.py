@@ -287,12 +287,13 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     best = least_squares(resid, q0, bounds=([-80, 0.0, -80], [20, C_MAX, 20]), x_scale="jac")
     la, c, lb = best.x
     dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
-    model = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
-    if best.cost > 0.5 * cost_white or not dominant or model.rho1 < RHO_MIN:
+    fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
+    if best.cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
         # not clearly better than white noise, or the correlated part shows only in the lowest
         # fitted frequencies: there it is the signal's edges (measured on camera images)
         return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
                                 f"cycles/px, median periodogram of {len(patches)} patches")
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
-    return replace(model, method=method)
+    return replace(fitted, method=method)
+

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 from pipeline.estimate.bandwidth import (
     DEFAULT_DELTAS_PX,
     candidate_grid,
+    estimate_noise,
     select_bandwidth,
 )
 from pipeline.estimate.closed_form import linear_terms, local_least_squares
@@ -86,7 +87,7 @@ def _r(fields, truth, d_px, s_px):
 def test_storm_like_choice_is_not_the_smallest_window():
     fields, truth = _storm()
     model = ChromatinModel()
-    grid = {"deltas_px": (5, 10, 14), "windows_px": (2.5, 5.5, 10, 15), "extend": False}
+    grid = {"deltas_px": (10, 14), "windows_px": (2.5, 5.5, 10, 15), "extend": False}
     # the old split: white z at the finest-scale level -> the smallest window, r poor
     from skimage.restoration import estimate_sigma
     white = select_bandwidth(fields, model, PX, noise_sigma=[estimate_sigma(fields[0])], **grid)
@@ -122,6 +123,24 @@ def test_foreground_changes_the_evaluated_pixels():
     assert nucleus.noise_sigma[0] == pytest.approx(0.02, rel=0.25)
     with pytest.raises(ValueError, match="foreground"):
         select_bandwidth(fields, model, PX, foreground=inside[:-1], **grid)
+    # the estimator restricted to the nucleus: other candidate maps, other statistics
+    weighted = select_bandwidth(fields, model, PX, foreground=inside, foreground_weight=True,
+                                **grid)
+    assert [t["reliability"] for t in weighted.table] != [t["reliability"]
+                                                          for t in nucleus.table]
+
+
+def test_white_noise_keeps_the_split_of_before():
+    """On camera (white) noise the split is the one of the white-noise rule, draw for draw."""
+    case = simulate_case(kind="lognormal", channels=2, noise=0.02, shape=(128, 128), seed=SEED)
+    fields = np.stack([(im.astype(float) - c.offset) * c.scale
+                       for im, c in zip(case.image, case.calibration, strict=True)])
+    grid = {"deltas_px": (5, 10), "windows_px": (4, 10), "extend": False}
+    new = select_bandwidth(fields, ChromatinModel(), PX, **grid)
+    assert all(m["corr_length_px"] == 0 for m in new.noise)
+    old = select_bandwidth(fields, ChromatinModel(), PX, noise_sigma=estimate_noise(fields),
+                           **grid)
+    assert new.table == old.table
 
 
 def test_grid_edge_is_extended_and_recorded(caplog):
