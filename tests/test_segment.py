@@ -245,3 +245,16 @@ def test_bright_domains_inside_one_nucleus_are_not_nuclei(seed):
                                            np.full_like(phi_h, 0.3)]), 0.02)
     assert rec["mode"] == "whole-field"
     assert "textured, not flat" in rec["note"] or "not nuclei" in rec["note"]
+
+
+@pytest.mark.parametrize("seed", TEST_SEEDS[1:])
+def test_textured_chromatin_is_not_a_background(seed):
+    """Chromatin texture at the micrometre scale, as large as small nuclei: only the
+    flatness of the darker class tells it from a background."""
+    rng = np.random.default_rng(seed)
+    g = ndi.gaussian_filter(rng.normal(size=(256, 256)), 12)
+    phi_h = np.exp(0.5 * g / g.std())
+    labels, rec = segment_nuclei(np.stack([0.6 * phi_h / phi_h.max(),
+                                           np.full_like(phi_h, 0.3)]), 0.1)
+    assert rec["mode"] == "whole-field" and "textured, not flat" in rec["note"]
+    assert rec["nucleus_radius_um"] >= 1.0 and rec["background_ratio"] < 0.5
