@@ -223,8 +223,10 @@ def _normalise_axes(path: Path, axes: str, shape: tuple[int, ...], declared: str
                     "as Z planes; pass --axes TYX for time points or --axes CYX for channels")
             log.warning("%s: %s", path, note)
         else:
-            raise InputError(path, f"the file does not name its axes ({axes}, shape {shape})",
-                             "Pass --axes, e.g. --axes ZCYX or --axes TCYX")
+            raise InputError(path, f"the file does not name its axes (unknown axis "
+                             f"{axes[0]!r} in axes {axes!r}, shape {shape})",
+                             "Pass --axes, e.g. --axes ZCYX or --axes TCYX. Re-save it as "
+                             "OME-TIFF or ImageJ hyperstack to keep the axes in the file")
     elif declared is not None and declared != axes:
         log.info("%s: its metadata name axes %s; --axes %s applies only to files whose "
                  "metadata do not", path, axes, declared)

@@ -195,7 +195,7 @@ def test_refusals(tmp_path: Path) -> None:
     _refusal(cplx, "complex")
     unknown = tmp_path / "q.tif"
     tifffile.imwrite(unknown, np.zeros((3, 2, 6, 7), np.uint16), photometric="minisblack")  # QQYX
-    assert "Pass --axes" in str(_refusal(unknown, r"does not name its axes \(QQYX"))
+    assert "Pass --axes" in str(_refusal(unknown, r"does not name its axes \(unknown axis 'Q'"))
     nosize = tmp_path / "nosize.tif"
     tifffile.imwrite(nosize, np.zeros((6, 7), np.uint16), metadata={"axes": "YX"})
     assert "Pass --pixel-size" in str(_refusal(nosize, "no pixel size"))
