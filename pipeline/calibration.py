@@ -70,11 +70,20 @@ DENSE_CHROMATIN = 0.7
 """Assumed chromatin fraction c of the densest chromatin (the 99.5th percentile of the
 chromatin channel above its dark level): packing at phi_max. It sets the chromatin scale, which
 moves λ's level, not its pattern (docs/calibration.md)."""
-MIN_CONTRAST = 0.5
+MIN_CONTRAST = 0.2
 """Identifiability threshold: the criterion must rise by at least this fraction of its value
 at the optimum when the heterochromatin scale moves by :data:`PROBE_STEP` either way."""
 PROBE_STEP = 0.1
 """Relative step of the heterochromatin scale at which the contrast is measured."""
+SINGLE_CHANNEL_MEDIAN = 0.5
+"""One channel with a measured dark level: the nuclear median of φ_h is taken as this fraction
+of φ_max (a nucleus balanced between methylation and acetylation: median λ near 1). An
+assumption, not a measurement: λ is then reported relative to it."""
+MAX_BACKGROUND_NOISE_RATIO = 0.3
+"""A background's pixel-noise variance must be below this fraction of the nucleus's."""
+MAX_UNPHYSICAL = 0.02
+"""Largest fraction of criterion pixels allowed outside 0 <= phi_h <= c (a candidate
+calibration with more is rejected: it would give λ < 0 or no euchromatin)."""
 CROP_PX = 256
 """Side of the central crop the criterion is evaluated on (bounds its cost)."""
 _SCALE_GRID = np.exp(np.linspace(np.log(0.2), np.log(2.0), 15))
@@ -143,6 +152,16 @@ def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any]
     gap = float(np.median(fg_vals) - np.median(bg_vals))
     if not gap > 10 * max(spread, 1e-12):
         return None
+    # a dark background is (nearly) free of photon noise: its pixel noise is well below the
+    # nucleus's in every channel (a dim region of chromatin is not: its noise is of the same
+    # order; measured on the step-λ cases, where Otsu splits two chromatin regions)
+    d = (data[:, :-1, :-1] - data[:, :-1, 1:] - data[:, 1:, :-1] + data[:, 1:, 1:]) / 2
+    bg_d, fg_d = bg[:-1, :-1], ~bg[:-1, :-1]
+    for ch in d:
+        v_bg = np.median(np.abs(ch[bg_d] - np.median(ch[bg_d]))) ** 2
+        v_fg = np.median(np.abs(ch[fg_d] - np.median(ch[fg_d]))) ** 2
+        if not v_bg < MAX_BACKGROUND_NOISE_RATIO * v_fg:
+            return None
     offsets = [float(np.median(ch[bg])) for ch in data]
     return {"offsets": offsets, "fraction": fraction, "foreground": ~bg,
             "separation": gap / max(spread, 1e-12)}
@@ -243,6 +262,11 @@ class _Problem:
         f = np.empty((2, 2) + self.c.shape[-2:])
         f[:, 1] = 1.0 - self.c - b_c
         f[:, 0] = a_h * self.u_h + b_h
+        ph, c = f[:, 0].mean(0), 1.0 - f[:, 1].mean(0)
+        inside = self.weight > 0
+        bad = ((ph < -0.02) | (ph > c + 0.02))[inside].mean() if inside.any() else 1.0
+        if bad > MAX_UNPHYSICAL:
+            return float("inf")
         return residual_energy(f, self.weight, self.px, self.model, self.delta, self.window)
 
     def calibration(self, a_h: float, b_h: float, b_c: float = 0.0
@@ -315,7 +339,11 @@ def self_calibrate(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_
     a_h, b_h, b_c = unpack(res.x)
     best = crit(a_h, b_h, b_c)
     probes = [crit(a_h * (1 + PROBE_STEP), b_h, b_c), crit(a_h / (1 + PROBE_STEP), b_h, b_c)]
-    contrast = float((min(probes) - best) / max(abs(best), 1e-30))
+    finite = [q for q in probes if np.isfinite(q)]
+    # a probe outside the physical range (inf) does not count: the contrast is measured on
+    # the side that stays physical; none (or an infinite optimum) means no figure at all
+    contrast = (float((min(finite) - best) / max(abs(best), 1e-30))
+                if finite and np.isfinite(best) else 0.0)
     at_edge = bool(a_h <= grid[0] * 1.001 or a_h >= grid[-1] * 0.999
                    or (fit_offset and abs(b_h) >= _OFFSET_GRID[-1] * 0.999))
     identifiable = bool(contrast >= MIN_CONTRAST and not at_edge and best > 0)
@@ -326,7 +354,7 @@ def self_calibrate(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_
         "identifiable": identifiable,
         "contrast": contrast,
         "at_edge": at_edge,
-        "residual_energy": best,
+        "residual_energy": best if np.isfinite(best) else None,
         "heterochromatin_fraction_top": a_h + b_h,
         "chromatin_offset_shift": b_c,
         "evaluations": len(evals),
@@ -370,12 +398,16 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     if n == 1:
         cal = _single_channel(data[0], offsets, phi_max, fg)
         src = off_source or "percentile"
-        info |= {"source": src, "sources": [{"offset": src, "scale": "percentile"}],
+        rule = (f"the scale maps the {AUTO_PERCENTILES[1]:g}th percentile to φ_max={phi_max:g}"
+                if offsets is None else "the scale assumes a nuclear median φ_h of "
+                f"{SINGLE_CHANNEL_MEDIAN:g} φ_max (median λ near 1)")
+        info |= {"source": src,
+                 "sources": [{"offset": src,
+                              "scale": "percentile" if offsets is None else "assumed"}],
                  "identifiable": False, "confidence": None,
                  "statement": ("single channel: λ's level is not identifiable from the image "
-                               "(its pattern is robust to calibration); the scale maps the "
-                               f"{AUTO_PERCENTILES[1]:g}th percentile above the dark level to "
-                               f"φ_max={phi_max:g}; offset from {src}"),
+                               f"(its pattern is robust to calibration); {rule}; offset from "
+                               f"{src}"),
                  "hint": "pass --calibration OFFSET:SCALE for absolute λ"}
         log.warning("calibration: %s", info["statement"])
         return (cal,), info
@@ -410,14 +442,15 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
 
 def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max: float,
                     foreground: np.ndarray | None) -> Calibration:
+    """Percentile rule without a dark level; with one, the nuclear median at φ_max / 2."""
     if offsets is None:
         return auto_calibration(plane, "heterochromatin", phi_max=phi_max)
     vals = plane[foreground] if foreground is not None else plane
-    top = float(np.percentile(vals, AUTO_PERCENTILES[1])) - offsets[0]
-    if not top > 0:
+    mid = float(np.median(vals)) - offsets[0]
+    if not mid > 0:
         raise ValueError("the heterochromatin channel has no signal above its dark level; "
                          "pass --calibration OFFSET:SCALE")
-    return Calibration(offset=float(offsets[0]), scale=phi_max / top)
+    return Calibration(offset=float(offsets[0]), scale=SINGLE_CHANNEL_MEDIAN * phi_max / mid)
 
 
 def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
