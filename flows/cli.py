@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{Settings.model_fields['method'].default})")
     r.add_argument("--channels", help="roles in C order, e.g. chromatin,heterochromatin")
     r.add_argument("--calibration", help="OFFSET:SCALE[,OFFSET:SCALE]; image (default: from "
-                   "the image, refused when not identifiable); auto (percentile rule). See "
+                   "the image, with a warning when not identifiable); auto (percentile rule). See "
                    "docs/calibration.md")
     r.add_argument("--dark-frame", type=Path, dest="dark_frame", metavar="TIFF",
                    help="frame recorded with the shutter closed: its median per channel is "

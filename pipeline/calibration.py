@@ -84,6 +84,8 @@ MAX_BACKGROUND_NOISE_RATIO = 0.3
 MAX_UNPHYSICAL = 0.02
 """Largest fraction of criterion pixels allowed outside 0 <= phi_h <= c (a candidate
 calibration with more is rejected: it would give λ < 0 or no euchromatin)."""
+MIN_INTERIOR_PX = 64
+"""The criterion needs this many pixels (a side) inside the mollifier's border band."""
 CROP_PX = 256
 """Side of the central crop the criterion is evaluated on (bounds its cost)."""
 _SCALE_GRID = np.exp(np.linspace(np.log(0.2), np.log(2.0), 15))
@@ -377,8 +379,9 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     identifiability figure, or None), ``statement`` (what was and was not determined) and
     ``hint`` (what to pass when not identifiable).
 
-    A two-channel image whose calibration is not identifiable still gets the search's best
-    calibration, with ``identifiable`` False; :func:`calibrate_plane` refuses it.
+    A two-channel image whose calibration is not identifiable (or that is too small for the
+    criterion) gets the percentile rule, with ``identifiable`` False, a statement of why and a
+    hint of what to pass.
     """
     from pipeline.physics.chromatin import ChromatinModel
 
@@ -414,23 +417,38 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     if offsets is None:
         offsets = [float(np.percentile(ch, AUTO_PERCENTILES[0])) for ch in data]
     model = ChromatinModel(phi_max, interface_length_um)
-    out = self_calibrate(data, roles, pixel_size_um, model, offsets,
-                         fit_offset=off_source is None, foreground=fg, seed=seed)
-    off_het = off_source or "self-calibrated"
-    info |= {"source": "self-calibrated",
-             "sources": [{"offset": off_source or "percentile", "scale": "assumed"}
-                         if r == "chromatin" else {"offset": off_het, "scale": "self-calibrated"}
-                         for r in roles],
-             "identifiable": out["identifiable"], "confidence": out["contrast"],
-             "self_calibration": {k: v for k, v in out.items() if k != "calibration"}}
-    if not out["identifiable"]:
-        why = ("the optimum lies at the edge of the search" if out["at_edge"] else
-               f"the criterion is flat (contrast {out['contrast']:.2f} < {MIN_CONTRAST})")
-        info["statement"] = f"two channels: the calibration is not identifiable ({why})"
-        info["hint"] = ("pass --calibration OFFSET:SCALE,OFFSET:SCALE from a calibration "
-                        "sample, or --calibration auto to proceed with the percentile rule "
-                        "(λ's pattern may then be wrong)")
-        return out["calibration"], info
+    side = min(min(data.shape[-2:]), CROP_PX)
+    need = int(2 * max(CRITERION_DELTA_UM, 6 * pixel_size_um) / pixel_size_um) + MIN_INTERIOR_PX
+    out, why = None, f"the field ({side} px) is too small for the criterion (needs {need} px)"
+    if side >= need:
+        try:
+            out = self_calibrate(data, roles, pixel_size_um, model, offsets,
+                                 fit_offset=off_source is None, foreground=fg, seed=seed)
+        except ValueError as exc:  # e.g. too few pixels inside the nucleus
+            why = str(exc)
+    if out is not None:
+        off_het = off_source or "self-calibrated"
+        info |= {"source": "self-calibrated",
+                 "sources": [{"offset": off_source or "percentile", "scale": "assumed"}
+                             if r == "chromatin" else
+                             {"offset": off_het, "scale": "self-calibrated"} for r in roles],
+                 "identifiable": out["identifiable"], "confidence": out["contrast"],
+                 "self_calibration": {k: v for k, v in out.items() if k != "calibration"}}
+        if not out["identifiable"]:
+            why = ("the optimum lies at the edge of the search" if out["at_edge"] else
+                   f"the criterion is flat (contrast {out['contrast']:.2f} < {MIN_CONTRAST})")
+    if out is None or not out["identifiable"]:
+        cals = tuple(auto_calibration(ch, r, phi_max=phi_max) for ch, r in zip(data, roles,
+                                                                                strict=True))
+        info |= {"source": "percentile", "identifiable": False,
+                 "confidence": info.get("confidence"),
+                 "sources": [{"offset": "percentile", "scale": "percentile"} for _ in roles],
+                 "statement": (f"two channels: the calibration is not identifiable from this "
+                               f"image ({why}); the percentile rule was used, so λ's pattern "
+                               "may be wrong"),
+                 "hint": ("pass --calibration OFFSET:SCALE,OFFSET:SCALE from a calibration "
+                          "sample")}
+        return cals, info
     info["statement"] = (
         f"two channels: heterochromatin scale{'' if off_source else ' and offset'} "
         f"self-calibrated (contrast {out['contrast']:.2f}); chromatin scale assumed "
@@ -460,8 +478,8 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
 
     ``"image"`` calibrates from the image (:func:`image_calibration`); a stack is calibrated
     once, on its first plane, and later planes pass that plane's record as ``reuse``. A
-    two-channel image whose calibration is not identifiable is refused with a ``ValueError``
-    that says what to pass. ``"auto"`` and user pairs go straight to
+    two-channel image whose calibration is not identifiable gets the percentile rule and a
+    warning that says so and what to pass. ``"auto"`` and user pairs go straight to
     :func:`~pipeline.physics.observation.to_fields`. The record (stored per plane in the run)
     always holds ``source``, ``identifiable`` and ``confidence``.
     """
@@ -490,7 +508,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             interface_length_um=settings.physics.interface_length_um,
             dark_frame=getattr(settings, "dark_frame", None), seed=settings.seed)
         if not info["identifiable"] and len(roles) == 2:
-            raise ValueError(f"{info['statement']}. {info['hint'][0].upper()}{info['hint'][1:]}")
+            log.warning("calibration: %s. %s", info["statement"], info["hint"])
     fields, rec = to_fields(plane, roles, cals, phi_max=phi_max)
     for ch in rec["channels"]:
         ch["source"] = info["source"]

@@ -266,7 +266,8 @@ class Settings(BaseModel):
     )
     calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
         "image", description="OFFSET:SCALE per channel; image: from the image itself "
-        "(dark level, two-channel self-calibration; refused when not identifiable); auto: "
+        "(dark level, two-channel self-calibration; the percentile rule with a warning when "
+        "not identifiable); auto: "
         "percentiles 0.5/99.5 to 0 and full occupancy (docs/calibration.md)"
     )
     dark_frame: Path | None = Field(

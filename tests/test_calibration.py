@@ -92,16 +92,26 @@ def test_dark_frame_wins_and_is_recorded(tmp_path):
         dark_frame_offsets(bad, 1)
 
 
-def test_two_channels_without_physics_are_refused():
+def test_two_channels_without_physics_are_not_identifiable(caplog):
     """Two channels of an image that is no steady state (texture unrelated to the model):
-    the criterion does not single out a calibration; the run is refused, saying what to pass."""
+    the criterion does not single out a calibration. The plane says so (record and console),
+    says what to pass, and falls back to the percentile rule."""
     img = _nucleus_image(2, seed=3)
     roles = ("chromatin", "heterochromatin")
     _, info = image_calibration(img, roles, PX)
-    assert info["identifiable"] is False
-    assert "not identifiable" in info["statement"]
-    with pytest.raises(ValueError, match="not identifiable.*--calibration auto"):
-        calibrate_plane(img, roles, Settings(), PX)
+    assert info["identifiable"] is False and info["source"] == "percentile"
+    assert info["self_calibration"]["at_edge"] or info["confidence"] < 0.2
+    with caplog.at_level(logging.WARNING, logger="pipeline.calibration"):
+        _, rec = calibrate_plane(img, roles, Settings(), PX)
+    assert rec["identifiable"] is False and "not identifiable" in rec["statement"]
+    assert "not identifiable" in caplog.text and "--calibration" in caplog.text
+    assert [c["source"] for c in rec["channels"]] == ["percentile", "percentile"]
+
+
+def test_too_small_for_the_criterion_is_not_identifiable():
+    img = _nucleus_image(2, shape=(40, 40))
+    _, info = image_calibration(img, ("chromatin", "heterochromatin"), PX)
+    assert info["identifiable"] is False and "too small" in info["statement"]
 
 
 def test_sources_for_user_and_auto():
