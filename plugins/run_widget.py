@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from plugins.runner import (
     ENSEMBLE_SECTION,
     build_settings,
+    calibration_text,
     config_fields,
     default_out_dir,
     run_folder,
@@ -72,8 +73,10 @@ class RunWidget(Container):
                                 "tile (even); their spread gives λ std")
         self.tile = SpinBox(label="tile size (px)", value=defaults.run.tile_px, min=16,
                             max=16384, step=64, tooltip="side of the tiles fitted one at a time")
-        self.calibration = LineEdit(label="calibration", value="auto",
-                                    tooltip="auto, or OFFSET:SCALE[,OFFSET:SCALE]")
+        self.calibration = LineEdit(label="calibration",
+                                    value=calibration_text(defaults.calibration),
+                                    tooltip="as --calibration: a mode (e.g. image, auto) or "
+                                    "OFFSET:SCALE[,OFFSET:SCALE]")
         self.config = FileEdit(label="settings file (optional)", mode="r",
                                filter="*.toml *.yaml *.yml")
         self.run_button = PushButton(text="Run")
@@ -153,7 +156,7 @@ class RunWidget(Container):
         if kind == "starting":
             self.bar.max, self.bar.value = max(1, total), 0
             self._progress = progress(total=total, desc="chromarate run")
-            text = f"starting Prefect… ({total} image(s))"
+            text = f"checking {total} image(s)…"  # Prefect starts only if work is left
         elif kind == "start":
             text = f"running: 0/{total} image(s)"
         elif kind == "stage":

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from pipeline.config import Settings, load_settings, parse_calibration
 
-__all__ = ["build_settings", "config_fields", "default_out_dir", "run_folder"]
+__all__ = ["build_settings", "calibration_text", "config_fields", "default_out_dir",
+           "run_folder"]
 
 Method = Literal["closed-form", "neural"]
 # the settings section that holds ensemble_size ("uncertainty": members for every method)
@@ -49,7 +50,7 @@ def build_settings(
     device: Device | None = None,
     ensemble_size: int | None = None,
     tile_size_px: int | None = None,
-    calibration: str = "auto",
+    calibration: str | None = None,
     config: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """The :class:`pipeline.config.Settings` for the widget's fields.
@@ -64,8 +65,9 @@ def build_settings(
         λ std). None or 0: the default.
     tile_size_px : int, optional
         ``run.tile_px``, as ``--tile-size``. None or 0: the default.
-    calibration : str
-        ``"auto"`` or ``"OFFSET:SCALE[,OFFSET:SCALE]"``.
+    calibration : str, optional
+        As ``--calibration``: a mode (``"image"``, ``"auto"``) or
+        ``"OFFSET:SCALE[,OFFSET:SCALE]"``. None or empty: the settings file's, else the default.
     config : path, optional
         A TOML or YAML settings file, as ``--config``; the fields above override it.
 
@@ -76,7 +78,7 @@ def build_settings(
     """
     data: dict[str, Any] = {k: v for k, v in (("method", method), ("device", device))
                             if v is not None}
-    if calibration and calibration.strip().lower() != "auto":
+    if calibration and calibration.strip():
         data["calibration"] = parse_calibration(calibration)
     if ensemble_size:
         data[ENSEMBLE_SECTION] = {"ensemble_size": int(ensemble_size)}
@@ -92,7 +94,8 @@ def config_fields(config: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The run widget's fields that a settings file sets, as the widget shows them.
 
     Keys (only those the file gives): ``method``, ``device``, ``ensemble_size``,
-    ``tile_size_px`` and ``calibration`` (``"auto"`` or ``"OFFSET:SCALE[,...]"``).
+    ``tile_size_px`` and ``calibration`` (a mode such as ``"auto"``, or
+    ``"OFFSET:SCALE[,...]"``).
 
     Raises
     ------
@@ -113,9 +116,18 @@ def config_fields(config: str | os.PathLike[str] | None) -> dict[str, Any]:
         found["tile_size_px"] = settings.run.tile_px
     if "calibration" in given:
         cal = settings.calibration
-        found["calibration"] = cal if cal == "auto" else ",".join(
-            f"{c.offset:.10g}:{c.scale:.10g}" for c in cal)
+        found["calibration"] = calibration_text(cal)
     return found
+
+
+def calibration_text(cal: Any) -> str:
+    """The calibration as ``--calibration`` takes it: a mode, or ``OFFSET:SCALE[,...]``.
+
+    >>> calibration_text("auto"), calibration_text(parse_calibration("100:0.5"))
+    ('auto', '100:0.5')
+    """
+    return cal if isinstance(cal, str) else ",".join(
+        f"{c.offset:.10g}:{c.scale:.10g}" for c in cal)
 
 
 def run_folder(
@@ -129,8 +141,9 @@ def run_folder(
 
     Events (dicts with ``"event"``):
 
-    - ``starting`` (``total``, ``images``): the TIFFs were found; Prefect is starting (its
-      ephemeral API takes up to a minute the first time in a session);
+    - ``starting`` (``total``, ``images``): the TIFFs were found; they are checked next, and
+      Prefect starts only if some image is left to compute (its ephemeral API takes up to a
+      minute the first time in a session);
     - ``start`` (``total``, ``images``): the flow runs;
     - ``stage`` (``image``, ``stage``, ...): a task began a stage (``ingest``, ``denoise``,
       ``fit``, ``tiles`` with ``done``/``total``, ``segment``); only from tasks in this process;
