@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     config = config_for("smoke") if args.smoke else config_for("peer") if args.peer else None
     mode = ("smoke" if args.smoke else "peer" if args.peer else "quick" if args.quick
             else "full")
+    if args.peer and args.render_only:
+        out = args.out or ROOT / "docs"
+        results = json.loads((out / "benchmarks_peer.json").read_text())
+        print(f"wrote {update_section(out / 'benchmarks.md', render_peer_section(results))}",
+              flush=True)
+        return 0
     if args.peer:
         out = args.out or ROOT / "docs"
         out.mkdir(parents=True, exist_ok=True)

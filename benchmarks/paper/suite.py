@@ -122,7 +122,7 @@ def config_for(mode: Mode) -> BenchConfig:
             ),
             noise_levels=(0.05,), max_iters=600, warmup=50, problem_memory=False,
             scaling_sizes=(64, 128), orders=(), timing_blocks=2, mollifier_steps_per_block=3,
-            memory_steps=1, deepxde_in_process_max=64, memory_cap_gb=16.0,
+            memory_steps=1, deepxde_in_process_max=64, memory_cap_gb=17.0,
         )
     if mode == "smoke":
         return BenchConfig(
