@@ -255,6 +255,14 @@ def _extend(grid: list[float], at_top: bool, low: float) -> list[float]:
             if v >= low]
 
 
+def _edge(name: str, value: float, grid: list[float]) -> str:
+    """A message when ``value`` is the smallest or largest of a grid of several values."""
+    if len(grid) < 2 or value not in (grid[0], grid[-1]):
+        return ""
+    return f"{name} at the grid's {'largest' if value == grid[-1] else 'smallest'} value " \
+           f"({value:g} px)"
+
+
 class _Maps:
     """Candidate maps of both halves, computed once per ``(delta, s)``."""
 
@@ -412,12 +420,8 @@ def select_bandwidth(
             notes.append(f"extended the grid by delta {new_d} px, s {new_s} px")
             deltas, windows = sorted(deltas + new_d), sorted(windows + new_s)
             cands, best, how, reference, ok, where = run()
-    edges = [f"delta at the grid's {'largest' if best['delta_px'] == deltas[-1] else 'smallest'}"
-             f" value ({best['delta_px']:g} px)" for _ in [0]
-             if len(deltas) > 1 and best["delta_px"] in (deltas[0], deltas[-1])]
-    edges += [f"s at the grid's {'largest' if best['window_px'] == windows[-1] else 'smallest'}"
-              f" value ({best['window_px']:g} px)" for _ in [0]
-              if len(windows) > 1 and best["window_px"] in (windows[0], windows[-1])]
+    edges = [e for e in (_edge("delta", best["delta_px"], deltas),
+                         _edge("s", best["window_px"], windows)) if e]
     frac = border_fraction(best["delta_px"], shape)
     if frac > MAX_BORDER_FRACTION:
         notes.append(f"the border band of delta={best['delta_px']:g} px blanks {frac:.0%} of "
