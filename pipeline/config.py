@@ -80,7 +80,8 @@ class SegmentSettings(BaseModel):
                              "least one pixel): hides the chromatin texture inside nuclei")
     nucleus_radius_um: float | Literal["auto"] = Field(
         "auto", description="expected nucleus radius; seeds of the watershed are at least "
-        "half of it apart. auto: the median half-width of the thresholded objects")
+        "one radius apart. auto: the area-weighted median half-width of the thresholded "
+        "objects")
     min_area_um2: float | None = Field(None, gt=0, description="smaller objects are dropped "
                                        "(None: a tenth of a typical nucleus's area)")
     max_area_um2: float | None = Field(None, gt=0, description="larger objects are dropped "

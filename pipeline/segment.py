@@ -22,8 +22,9 @@ channels) or ``phi_h`` (one channel), in five steps:
    background seeded at its maxima at least one ``nucleus_radius_um`` apart, and cut at its
    own edge: ``edge_level`` (half maximum) of the way from the background up to its own bright
    level, so that dim and bright nuclei get their edges alike. The radius, when ``"auto"``,
-   is the median over thresholded objects of their largest distance to the background: the
-   half-width of one nucleus, which a cluster of touching nuclei shares.
+   is the area-weighted median over thresholded objects of their largest distance to the
+   background: the half-width of one nucleus, which a cluster of touching nuclei shares
+   (weighted by area, so that specks of noise do not set it).
 5. Objects smaller than ``min_area_um2`` (default: a tenth of a typical nucleus's area) or
    larger than ``max_area_um2`` are dropped.
 
@@ -199,6 +200,23 @@ PERMISSIVE_SD = 5.0
 with ``SEED_SPACING``)."""
 
 
+def _typical_radius(dist: np.ndarray, comp: np.ndarray) -> float:
+    """Typical nucleus radius (px): the area-weighted median of the objects' largest distance
+    to the background (weighted by area, so that specks of noise, however many, do not set
+    it; a cluster of touching nuclei shares the half-width of one of them)."""
+    from scipy import ndimage as ndi
+
+    n = int(comp.max())
+    if n == 0:
+        return 1.0
+    index = np.arange(1, n + 1)
+    peaks = np.asarray(ndi.maximum(dist, comp, index=index), float)
+    area = np.bincount(comp.ravel(), minlength=n + 1)[1:].astype(float)
+    order = np.argsort(peaks)
+    cum = np.cumsum(area[order])
+    return float(peaks[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
 def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float, px: float,
             cfg: SegmentSettings) -> tuple[np.ndarray, float, int]:
     """Labels of nuclei in ``signal`` (``smooth`` by ``sigma_px``, threshold ``thr``); the
@@ -224,10 +242,7 @@ def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float,
     comp = label(core)
     if cfg.nucleus_radius_um == "auto":
         dist = ndi.distance_transform_edt(core)
-        peaks = np.asarray(ndi.maximum(dist, comp, index=np.arange(1, comp.max() + 1))
-                           if comp.max() else [], float)
-        big = peaks[peaks >= 2] if (peaks >= 2).any() else peaks  # not specks of noise
-        radius_px = float(np.median(big)) if big.size else 1.0
+        radius_px = _typical_radius(dist, comp)
     else:
         radius_px = cfg.nucleus_radius_um / px
     if cfg.min_area_um2 is None:
