@@ -173,8 +173,6 @@ def _summaries(out_dir: Path, settings: Settings, records: list[dict[str, Any]],
     """Write the CSV summaries over ``records``, unless the last run's record shows the same
     settings, stores and keys, no failure either time, and its tables are still there (an
     up-to-date re-run then rewrites nothing)."""
-    from pipeline.summary import summarize_store, write_summaries
-
     if not records:
         return {}
     try:
@@ -188,6 +186,8 @@ def _summaries(out_dir: Path, settings: Settings, records: list[dict[str, Any]],
         same = False
     if same:
         return dict(last["summaries"])
+    from pipeline.summary import summarize_store, write_summaries  # pandas: only when needed
+
     return write_summaries((summarize_store(i["store"]) for i in records), out_dir)
 
 
