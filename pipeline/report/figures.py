@@ -17,6 +17,7 @@ import pandas as pd
 
 __all__ = [
     "LAMBDA_TITLE",
+    "STD_TITLE",
     "ReportUnavailable",
     "bandwidth_figure",
     "compare_figure",
