@@ -215,6 +215,15 @@ def test_rerun_keeps_a_current_report_and_a_new_sheet_rejoins(results: Path, tmp
     before = (out / "report.html").stat().st_mtime_ns
     assert main(["run", str(images), "--out", str(out), *FLAGS]) == 0  # the stored sheet
     assert (out / "report.html").stat().st_mtime_ns == before  # nothing changed
+    import subprocess
+    import sys
+
+    check = ("import sys; from pipeline.report import try_write_report; "
+             f"try_write_report({str(out)!r}); "
+             "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))")
+    got = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert got == "[]", got  # a current report costs no drawing library import
     sheet = tmp_path / "sheet.csv"
     sheet.write_text(SHEET.replace("condition", "genotype").replace("treated", "ko"))
     assert main(["run", str(images), "--out", str(out), *FLAGS, "--samples", str(sheet)]) == 0

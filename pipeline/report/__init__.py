@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from .build import REPORT_FILE, write_comparison_outputs, write_report
-from .figures import LAMBDA_TITLE, ReportUnavailable
+REPORT_FILE = "report.html"
 
 __all__ = [
     "LAMBDA_TITLE",
@@ -29,6 +29,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_LAZY = {"write_report": "build", "write_comparison_outputs": "build", "LAMBDA_TITLE": "figures",
+         "ReportUnavailable": "figures"}
+
+
+def __getattr__(name: str) -> Any:
+    """The drawing modules (pandas, matplotlib) load on first use: an up-to-date re-run only
+    checks :func:`report_is_current` and stays fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def report_is_current(out_dir: str | Path) -> bool:
@@ -51,6 +63,8 @@ def try_write_report(out_dir: str | Path, *, force: bool = False) -> Path | None
     try:
         if not force and report_is_current(out_dir):
             return Path(out_dir) / REPORT_FILE
+        from .build import write_report
+
         return write_report(out_dir)
     except Exception as exc:  # the results are written; a figure must not fail the run
         log.warning("report.html was not written (%s); the results are complete. Run "

@@ -16,13 +16,12 @@ import pandas as pd
 
 from ..compare import SAMPLES_FILE, compare_conditions, sheet_order, write_comparison
 from ..io.atomic import atomic_write_bytes, atomic_write_text
-from . import figures
+from . import REPORT_FILE, figures
 
 __all__ = ["REPORT_FILE", "write_comparison_outputs", "write_report"]
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
 MAX_SIDE = 512  # maps are drawn from every k-th pixel so that the longer side is at most this
 MAX_PLANES = 4  # planes drawn per image (all planes are in the CSVs)
 PIXEL_SAMPLE = 50_000  # identifiable pixels per image kept for the distribution figure
