@@ -144,3 +144,31 @@ def test_console_ends_with_flags_and_warnings(inside_one_nucleus, tmp_path, caps
     assert "warning inside.tif: no background around nuclei" in err
     assert "warning plain.tif: the file does not name its axes (QYX)" in err
     assert "warning plain.tif: Z step unknown (none in the metadata, no --z-step)" in err
+
+
+def test_user_labels_for_a_stack(tmp_path):
+    """A Z stack with one label plane per plane (--nuclei): each plane keeps its own labels,
+    and the Z step from the metadata gives the store its z scale."""
+    from pipeline.io import write_tiff
+
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((2, 64, 64), np.uint16)
+    labels[0][(yy - 20) ** 2 + (xx - 20) ** 2 < 12**2] = 4
+    labels[1][(yy - 40) ** 2 + (xx - 40) ** 2 < 14**2] = 9
+    image = rng.poisson(100 + 600 * (labels > 0) * (1 + 0.5 * rng.random((2, 64, 64))))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "labels").mkdir()
+    write_tiff(tmp_path / "in" / "zs.ome.tif", image.astype(np.uint16), axes="ZYX",
+               pixel_size_um=0.05, z_step_um=0.2)
+    tifffile.imwrite(tmp_path / "labels" / "zs_masks.tif", labels)
+    m = process_image(tmp_path / "in" / "zs.ome.tif", tmp_path / "out", Settings(
+        **FAST, run={"denoise": "none", "nuclei_dir": str(tmp_path / "labels")}))
+    res = open_result_store(m["store"])
+    np.testing.assert_array_equal(np.asarray(res["labels"]["nuclei"]), labels)
+    assert res["attrs"]["z_step_um"] == pytest.approx(0.2)
+    assert res["attrs"]["z_step_source"] == "ome"
+    nuc = summarize_store(m["store"])["nuclei"]
+    assert list(zip(nuc["plane"], nuc["label"], strict=True)) == [(0, 4), (1, 9)]
+    flags = summarize_store(m["store"])["images"]["flags"]
+    assert not any("z-scale-unknown" in f or "axes-assumed" in f for f in flags)
