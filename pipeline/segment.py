@@ -327,6 +327,7 @@ def find_user_labels(image: str | Path, folder: str | Path) -> Path:
     """The label file for ``image`` in ``folder``: ``<stem><suffix>.<ext>``.
 
     Suffixes are :data:`LABEL_SUFFIXES`; extensions ``.tif``, ``.tiff``, ``.png``, ``.npy``.
+    The image itself never counts (labels may sit beside the images, as ``_masks`` files).
     Raises :class:`~pipeline.io.InputError` naming the image when none or several match.
     """
     from .io import InputError
@@ -339,7 +340,8 @@ def find_user_labels(image: str | Path, folder: str | Path) -> Path:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
-    found = sorted(p for p in folder.iterdir() if p.is_file() and any(
+    me = Path(image).resolve()
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.resolve() != me and any(
         p.name.lower() == f"{name}{s}{e}".lower() for s in LABEL_SUFFIXES for e in _LABEL_EXTS))
     if not found:
         raise InputError(image, f"no label image for it in {folder} (looked for {name}.tif, "

@@ -182,6 +182,10 @@ def test_user_labels_are_matched_by_stem(tmp_path):
     _write(labels / "cell_01_masks.tif", np.zeros((8, 8), np.uint16))
     with pytest.raises(InputError, match="several label images"):
         find_user_labels(tmp_path / "cell_01.tif", labels)
+    # labels beside the images: the image is not its own label file
+    _write(labels / "cell_04.tif", np.zeros((8, 8), np.uint16))
+    _write(labels / "cell_04_cp_masks.tif", np.zeros((8, 8), np.uint16))
+    assert find_user_labels(labels / "cell_04.tif", labels).name == "cell_04_cp_masks.tif"
 
 
 def test_user_labels_are_checked(tmp_path):
