@@ -58,7 +58,7 @@ def test_diverged_tiles_reach_summary_tiles_csv(tmp_path):
     s = Settings(method="neural", device="cpu",
                  estimator={"delta_um": 0.06, "window_um": 0.06},
                  uncertainty={"ensemble_size": 2},
-                 neural={"pretrain_epochs": 2, "epochs": 2, "lr": 1e8},
+                 neural={"pretrain_epochs": 2, "epochs": 2, "lr": 1e30},
                  run={"denoise": "none", "tile_px": 24, "overlap_px": 6, "segment": False})
     m = process_image(tmp_path / "images" / "lognormal_2ch_s4.tif", tmp_path / "out", s)
     write_summaries([summarize_store(m["store"])], tmp_path / "out")
