@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import binary_erosion
 
 from ..mollifier import Mollifier
 from ..tiling import (
@@ -113,7 +114,8 @@ def _safer(settings: Any) -> Any:
 
 def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
                     bandwidth: tuple[float, float], noise: FieldNoise, seeds: Sequence[int],
-                    progress: Callable[[dict], None] | None) -> dict:
+                    progress: Callable[[dict], None] | None,
+                    weight: np.ndarray | None = None) -> dict:
     """The neural fit of a batch, with divergence handling per tile.
 
     A tile whose fit diverged (a problem's loss turned non-finite, its residual ended above
@@ -127,7 +129,8 @@ def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, ini
     def run(idx, s, dtype):
         return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
                          noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
-                         dtype=dtype, progress=progress)
+                         dtype=dtype, progress=progress,
+                         weight=None if weight is None else weight[idx])
 
     every = list(range(len(tiles)))
     out = run(every, settings, "float32")
@@ -207,9 +210,13 @@ def fit_plane(
     if fg is not None and not fg.any():
         fg = None
     delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
-                                                 seed=settings.seed, foreground=fg)
+                                                 seed=settings.seed, foreground=fg,
+                                                 foreground_weight=fg is not None)
     noise = noise_model(sel_src, selection, fg)
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
+    # with nuclei, the least squares weigh only pixels farther inside them than the
+    # derivative support: the nuclear edge and the background are not chromatin structure
+    inner = None if fg is None else binary_erosion(fg, iterations=support)
     plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
                       overlap_px=settings.run.overlap_px,
                       halo_px=halo_px(support, window, pixel_size_um))
@@ -226,6 +233,10 @@ def fit_plane(
         seeds = [int(settings.seed) + s + i for i in range(len(batch))]
         tiles = extract_tiles(fields, plan, tiles=batch)
         terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
+        weight_b = None if inner is None else extract_tiles(inner, plan, tiles=batch
+                                                            ).astype(np.float64)
+        if weight_b is not None:
+            terms.weight = terms.weight * weight_b
         lam_b, den_b = local_least_squares(terms, window, pixel_size_um,
                                            lambda_min=est.lambda_min, lambda_max=est.lambda_max)
         vals = {"lam": lam_b, "a2": terms.a**2, "den": den_b}
@@ -241,13 +252,13 @@ def fit_plane(
             cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
         if neural:
             out = _neural_guarded(tiles, model, pixel_size_um, settings, lam_b,
-                                  (delta, window), noise, seeds, progress)
+                                  (delta, window), noise, seeds, progress, weight_b)
             vals |= {"mean": out["mean"], "std": out["std"]}
             diagnostics[s : s + len(batch)] = out["diagnostics"]
         else:
             with np.errstate(all="ignore"):
                 std_b = closed_form_std(tiles, lam_b, model, pixel_size_um, delta, window, est,
-                                        settings.uncertainty, noise, seeds)
+                                        settings.uncertainty, noise, seeds, weight=weight_b)
             vals |= {"mean": lam_b, "std": std_b}
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})

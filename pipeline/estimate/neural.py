@@ -69,6 +69,7 @@ def fit_tiles(
     bandwidth: tuple[float, float],
     noise: FieldNoise,
     seeds: Sequence[int],
+    weight: np.ndarray | None = None,
     device: str | None = "auto",
     dtype: str = "float32",
     progress: Callable[[dict], None] | None = None,
@@ -91,6 +92,9 @@ def fit_tiles(
         The plane's noise model (the members' resampling and the misfit's units).
     seeds
         One per tile; a tile's result depends only on its fields and its seed.
+    weight
+        ``(N, H, W)`` weight of each pixel in the residual and the closed-form starts (the
+        nuclei away from their edges); None: all pixels.
     dtype
         ``"float32"`` (default) or ``"float64"``. No mixed precision: fourth derivatives by FFT
         lose their accuracy in half precision.
@@ -122,7 +126,8 @@ def fit_tiles(
     start = np.empty((n, e1, h, w))
     start[:, 0] = init_lambda
     rest = closed_form_scaled(y.reshape(n, e1, c, h, w)[:, 1:].reshape(-1, c, h, w), model,
-                              pixel_size_um, delta, window, 1.0, est)
+                              pixel_size_um, delta, window, 1.0, est,
+                              weight=None if weight is None else np.repeat(weight, e1 - 1, 0))
     start[:, 1:] = rest.reshape(n, e1 - 1, h, w)
     start = start.reshape(n * e1, h, w)
 
@@ -157,6 +162,8 @@ def fit_tiles(
         border[b : h - b, b : w - b] = 1.0
     else:
         border[:] = 1.0
+    if weight is not None:  # (B, H, W): each problem its own tile's weight
+        border = border * T(np.repeat(np.asarray(weight, np.float64), e1, axis=0))
     n_learned = learned.sum(dim=1).clamp_min(1)
     safe_sig = torch.where(learned, sig, torch.ones_like(sig))
 
@@ -168,7 +175,8 @@ def fit_tiles(
         maps = layer(prepare(model, g))
         a, bb = model.linear_terms(maps)
         lam = rate()
-        res = (border * (a * lam - bb) ** 2).sum(dim=(-2, -1)) / border.sum()
+        res = ((border * (a * lam - bb) ** 2).sum(dim=(-2, -1))
+               / border.sum(dim=(-2, -1)).clamp_min(1.0))
         return data, res, lam
 
     params = field.parameters() + rate.parameters()
@@ -224,7 +232,7 @@ def fit_tiles(
     bad = (~alive.cpu().numpy().reshape(n, e1) | ~np.isfinite(res_ratio) | (res_ratio > 10.0)
            | ~np.isfinite(lam).all(axis=(-2, -1)))
     bias = smoothing_bias(f, model, pixel_size_um, delta, window, unc.bias_factor,
-                          unbounded(est))
+                          unbounded(est), weight=weight)
     mean = lam[:, 0]
     std = combine_std(lam[:, 1:], mean, bias, noise_bias=unc.noise_bias,
                       smooth_px=unc.variance_smoothing * window / pixel_size_um)

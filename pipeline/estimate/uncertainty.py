@@ -118,18 +118,23 @@ def member_data(fields: np.ndarray, noise: FieldNoise, n_members: int, seed: int
 
 
 def closed_form_scaled(fields: np.ndarray, model: LinearResidualModel, px: float,
-                       delta_um: float, window_um: float, factor: float, est) -> np.ndarray:
+                       delta_um: float, window_um: float, factor: float, est, *,
+                       weight: np.ndarray | None = None) -> np.ndarray:
     """The closed-form ``lam`` of ``(N, C, H, W)`` fields at ``(delta, s)`` times ``factor``
-    (the radius kept at least 1.5 px)."""
+    (the radius kept at least 1.5 px); ``weight`` (``(N, H, W)``, e.g. the nuclei) multiplies
+    the least-squares weight."""
     terms = linear_terms(fields, model, max(delta_um * factor, 1.5 * px), px,
                          backend=est.backend)
+    if weight is not None:
+        terms.weight = terms.weight * weight
     lam, _ = local_least_squares(terms, window_um * factor, px, lambda_min=est.lambda_min,
                                  lambda_max=est.lambda_max)
     return lam
 
 
 def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta_um: float,
-                   window_um: float, factor: float, est) -> np.ndarray:
+                   window_um: float, factor: float, est, *,
+                   weight: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel size of the smoothing bias of the closed-form map at ``(delta, s)``, for
     ``(N, C, H, W)`` fields: ``|lam(j delta, j s) - lam(delta / j, s / j)| / (j^2 - j^-2)``.
 
@@ -145,8 +150,9 @@ def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, de
     f = np.asarray(fields, dtype=np.float64)
     if factor == 1.0:
         return np.zeros((f.shape[0],) + f.shape[-2:])
-    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est)
-    narrow = closed_form_scaled(f, model, px, delta_um, window_um, 1 / factor, est)
+    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est, weight=weight)
+    narrow = closed_form_scaled(f, model, px, delta_um, window_um, 1 / factor, est,
+                                weight=weight)
     return np.nan_to_num(np.abs(wide - narrow)) / (factor**2 - factor**-2)
 
 
@@ -185,7 +191,7 @@ def unbounded(est):
 
 def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualModel, px: float,
                     delta_um: float, window_um: float, est, unc, noise: FieldNoise,
-                    seeds: Sequence[int]) -> np.ndarray:
+                    seeds: Sequence[int], *, weight: np.ndarray | None = None) -> np.ndarray:
     """The std of the closed-form ``lam`` ``(N, H, W)`` of ``(N, C, H, W)`` tiles.
 
     Members are refitted in closed form one antithetic pair at a time (memory: two copies of
@@ -199,10 +205,12 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
     ys = [member_data(tiles[i], noise, e, int(seeds[i])) for i in range(n)]
     for k in range(0, e, 2):
         pair = np.stack([y[k : k + 2] for y in ys]).reshape(n * 2, c, h, w)
+        pw = None if weight is None else np.repeat(weight, 2, axis=0)
         members[:, k : k + 2] = closed_form_scaled(pair, model, px, delta_um, window_um, 1.0,
-                                                   est).reshape(n, 2, h, w)
+                                                   est, weight=pw).reshape(n, 2, h, w)
     del ys
-    bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est)
+    bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
+                          weight=weight)
     return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
                        smooth_px=unc.variance_smoothing * window_um / px)
 
