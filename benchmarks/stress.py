@@ -63,18 +63,23 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     changes). ``fields_or_image`` is the uint16 image (C, Y, X), calibrated here with
     ``case.calibration_given``, or already the (2, Y, X) fields. ``info``, when given, receives
     the bandwidth record (``delta_um``, ``window_um``). Today:
-    :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields, without
-    the run's denoising stage.
+    :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields with the
+    nuclei the run's segmentation finds (:func:`pipeline.process.nuclei_foreground`), as
+    the run's fit stage does (the denoised image only serves display there).
     """
     from pipeline.config import Settings
     from pipeline.estimate import fit_plane
     from pipeline.physics import ChromatinModel
     from pipeline.physics.observation import to_fields
+    from pipeline.process import nuclei_foreground
 
     data = np.asarray(fields_or_image)
     if np.issubdtype(data.dtype, np.integer):
         data = to_fields(data, case.channel_names, case.calibration_given)[0]
-    out = fit_plane(data, ChromatinModel(), case.pixel_size_um, Settings(method=method))
+    settings = Settings(method=method)
+    # the nuclei as the run finds them (never the simulator's mask)
+    fg = nuclei_foreground(data, case.pixel_size_um, settings)
+    out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg)
     if info is not None:
         info.update(out.bandwidth)
     return out.mean, out.std, out.identifiable
