@@ -44,7 +44,8 @@ def _figure(width: float, height: float, layout: str | None = "constrained") -> 
         from matplotlib.figure import Figure
     except ImportError as exc:  # matplotlib may become an optional extra
         raise ReportUnavailable(
-            "the report needs matplotlib: pip install 'chromarate[report]'") from exc
+            "the report needs matplotlib (a dependency of chromarate that is missing here): "
+            "pip install matplotlib") from exc
     return Figure(figsize=(width, height), dpi=DPI, layout=layout)
 
 
