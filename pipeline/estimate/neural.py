@@ -245,10 +245,12 @@ def fit_tiles(
     for i in range(n):
         ok = np.isfinite(init_lambda[i]) & np.isfinite(mean[i])
         moved = float(np.mean(np.abs(mean[i][ok] - init_lambda[i][ok]))) if ok.any() else 0.0
+        ok0 = np.isfinite(init_lambda[i]) & np.isfinite(lam0[i])
+        warm = float(np.mean(np.abs(lam0[i][ok0] - init_lambda[i][ok0]))) if ok0.any() else 0.0
         diagnostics.append({
             "data_start": float(d0[i]), "data": float(d1[i]), "residual": float(rr[i]),
             "residual_weight": float(wf[i]), "lambda_change": moved,
-            "pretrain_change": float(np.nanmean(np.abs(lam0[i] - init_lambda[i]))),
+            "pretrain_change": warm,
             "diverged": bool(bad[i].any()), "epochs": total_epochs, "members": e1 - 1,
             "device": str(dev), "seconds_batch": elapsed,
         })

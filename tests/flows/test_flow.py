@@ -123,7 +123,8 @@ def test_cancel_stops_a_running_fit(prefect_api, sim_folder, tmp_path):
 
     s = _settings(sim_folder, tile_px=64, overlap_px=8)
     s = s.model_copy(update={"method": "neural",
-                             "neural": s.neural.model_copy(update={"epochs": 5000})})
+                             "neural": s.neural.model_copy(update={"pretrain_epochs": 0,
+                                                                   "epochs": 5000})})
     events: list[dict] = []
     set_progress_sink(events.append)
     try:
