@@ -49,6 +49,7 @@ __all__ = [
     "image_key",
     "ingest",
     "is_done",
+    "nuclei_foreground",
     "process_image",
     "result_path",
     "segment_image",
@@ -353,17 +354,46 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
         _check_finite(manifest["image"], p, plane_raw)
         # lambda is fitted on the calibrated raw fields, not the denoised ones: the mollifier
         # is the smoothing, the bandwidths are chosen for it on these data, and the std
-        # resamples their noise (the denoised planes serve segmentation and display)
+        # resamples their noise (the denoised planes are kept for display)
         fields, calib = calibrate_plane(plane_raw, roles, settings, px,
                                         reuse=planes[0]["calibration"] if planes else None)
         del plane_raw
-        res = fit_plane(fields, model, px, settings, plane=p, progress=progress)
+        res = fit_plane(fields, model, px, settings, foreground=_foreground(
+            manifest, settings, fields, p), plane=p, progress=progress)
         rates[p, 0], rates[p, 1] = res.mean, res.std
         ident[p], fields_out[p] = res.identifiable, res.fields
         planes.append({"plane": p, "calibration": calib, **res.record})
         tiles.extend(res.tiles)
     arrays = {"rates": rates, "identifiable": ident, "fields": fields_out}
     return str(_save(out, arrays, {"planes": planes, "tiles": tiles}))
+
+
+def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settings
+                      ) -> np.ndarray | None:
+    """The nuclei of one plane of ``(2, Y, X)`` fields as the fit's foreground (None: the
+    field has no background, or segmentation is off): what the fit stage passes to
+    :func:`pipeline.estimate.fit_plane` when the user gave no label image."""
+    if not settings.run.segment:
+        return None
+    single = bool(np.ptp(fields[1]) == 0)
+    labels, rec = segment_nuclei(fields, pixel_size_um, single_channel=single,
+                                 settings=settings.segmentation)
+    return None if rec["mode"] == "whole-field" else labels > 0
+
+
+def _foreground(manifest: dict[str, Any], settings: Settings, fields: np.ndarray, plane: int
+                ) -> np.ndarray | None:
+    """The nuclei of one plane for the fit's noise model and bandwidth choice (None: the
+    whole field), from the user's label image or the segmentation; the segment stage makes
+    the labels the results report."""
+    if not settings.run.segment:
+        return None
+    h, w = fields.shape[-2:]
+    if manifest.get("nuclei_path"):
+        user, _ = read_user_labels(manifest["nuclei_path"], (h, w), manifest["n_planes"],
+                                   manifest["plane_axis"] is not None)
+        return np.asarray(user[plane]) > 0
+    return nuclei_foreground(fields, manifest["pixel_size_um"], settings)
 
 
 def segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:

@@ -252,7 +252,10 @@ def test_unforeseen_stage_failure_names_the_image(tmp_path):
     d = _one_good(tmp_path)
     settings = Settings()
     manifest = process.ingest(d / "a.tif", tmp_path / "out", settings)
-    with pytest.raises(process.ImageError) as err:  # its denoised stage output is missing
+    work = Path(manifest["work"])
+    work.parent.mkdir(parents=True, exist_ok=True)
+    work.write_text("not a folder")  # the stage cannot make its work folder: unforeseen
+    with pytest.raises(process.ImageError) as err:
         process.fit_image(manifest, settings, str(tmp_path / "missing.zarr"))
     text = str(err.value)
     assert text.startswith(f"{manifest['image']}: the fit stage failed (")
