@@ -6,11 +6,11 @@ from flows.cluster import make_task_runner, slurm_job_script
 from pipeline.config import RunSettings
 
 
-def test_slurm_job_script():
+def test_slurm_job_script(tmp_path):
     pytest.importorskip("dask_jobqueue")
     run = RunSettings(cluster="slurm", slurm_queue="gpu", slurm_account="lab42",
                       slurm_cores=8, slurm_memory="32GB", slurm_walltime="04:00:00",
-                      slurm_job_extra=("--gres=gpu:1",))
+                      slurm_job_extra=("--gres=gpu:1",), tls_shared_dir=str(tmp_path))
     script = slurm_job_script(run, scheduler_options={"host": "127.0.0.1"})
     for needle in ("#SBATCH -p gpu", "#SBATCH -A lab42", "#SBATCH -t 04:00:00",
                    "#SBATCH --gres=gpu:1", "--nworkers 8", "127.0.0.1", "OMP_NUM_THREADS=1"):
