@@ -199,8 +199,8 @@ def fit_plane(
     >>> s = Settings(estimator={"delta_um": 0.1, "window_um": 0.1})
     >>> res = fit_plane(f + 0.001 * np.random.default_rng(0).normal(size=f.shape),
     ...                 ChromatinModel(), 0.02, s)
-    >>> round(float(np.nanmedian(res.mean)), 1), bool(np.nanmedian(res.std) > 0)
-    (1.0, True)
+    >>> bool(abs(np.nanmedian(res.mean) - 1.0) < 0.2), bool(np.nanmedian(res.std) > 0)
+    (True, True)
     """
     t0 = time.perf_counter()
     est = settings.estimator

@@ -218,12 +218,12 @@ def fit_tiles(
         data0, res0, lam0 = evaluate()
     r0 = res0.clamp_min(1e-30)
     target = data0 + nn_s.misfit_increase
-    weight = torch.full_like(data0, W_START)
+    w_res = torch.full_like(data0, W_START)
     for epoch in range(nn_s.epochs):
         data, res, _ = evaluate()
-        step(data + weight * res / r0, nn_s.pretrain_epochs + epoch)
+        step(data + w_res * res / r0, nn_s.pretrain_epochs + epoch)
         with torch.no_grad():
-            weight = torch.where(data.detach() < target, weight * W_STEP, weight / W_STEP)
+            w_res = torch.where(data.detach() < target, w_res * W_STEP, w_res / W_STEP)
     with torch.no_grad():
         data1, res1, lam1 = evaluate()
 
@@ -239,7 +239,7 @@ def fit_tiles(
     lam0 = lam0.cpu().numpy().reshape(n, e1, h, w)[:, 0]
     d0, d1 = (x.cpu().numpy().reshape(n, e1)[:, 0] for x in (data0, data1))
     rr = res_ratio[:, 0]
-    wf = weight.cpu().numpy().reshape(n, e1)[:, 0]
+    wf = w_res.cpu().numpy().reshape(n, e1)[:, 0]
     elapsed = time.perf_counter() - t0
     diagnostics = []
     for i in range(n):
