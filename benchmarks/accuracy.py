@@ -1,4 +1,4 @@
-"""Accuracy of both methods on synthetic ground truth -> docs/accuracy.md.
+"""Both methods on the simulator's own cases at a tuning seed -> docs/accuracy_tuning.md.
 
 Every lambda kind x both channel models x three noise levels, 256 x 256 at 0.02 um, exact
 calibration. For each case: the closed form's automatic bandwidth (no ground truth) against
@@ -7,7 +7,7 @@ neural fit with its default settings beside it, with the calibration of its std 
 of identifiable interior pixels with ``|lam - mean| <= 1.645 std``; target 0.85-0.95).
 Pearson r of lambda with the truth on identifiable pixels at least 16 px from the border.
 
-    python benchmarks/accuracy.py            # writes docs/accuracy.md (about 6 minutes)
+    python benchmarks/accuracy.py            # writes docs/accuracy_tuning.md
     python benchmarks/accuracy.py --no-neural --out /tmp/cf.md   # closed form only
 """
 
@@ -81,7 +81,7 @@ def neural_summary(nn_rows: list[dict]) -> list[str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "accuracy.md")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "accuracy_tuning.md")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
                     help=f"case seed (tuning seeds: {TUNING_SEEDS})")
