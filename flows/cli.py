@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -334,9 +335,35 @@ def _cmd_view(args: argparse.Namespace) -> int:
     return view_main(args.path)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported by its subcommand's parser (its usage, not the
+    top-level one) with the closest known option."""
+    import difflib
+
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = subs.choices[args.command]
+        known = [o for a in sub._actions for o in a.option_strings]
+        guess = difflib.get_close_matches(extras[0].split("=")[0], known, n=1)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}"
+                  + (f" (did you mean {guess[0]}?)" if guess else ""))
+    return args
+
+
+def _settings_message(exc: Any) -> str:
+    """A pydantic ValidationError as plain sentences (no URL, no internal types)."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid settings: " + "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from pydantic import ValidationError
@@ -347,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
                 "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare}
     try:
         return handlers[args.command](args)
-    except (ValidationError, InputError, ValueError) as exc:
+    except ValidationError as exc:
+        print(f"chromarate {args.command}: {_settings_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (InputError, ValueError) as exc:
         print(f"chromarate {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the run itself (not one image) could not go on: disk full, ...

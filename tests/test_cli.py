@@ -91,3 +91,19 @@ def test_bad_settings_exit_2(folder, tmp_path, capsys, prefect_api):
     rc = main(["run", str(folder), "--out", str(tmp_path / "o"), "--calibration", "1:-2"])
     assert rc == 2
     assert "OFFSET:SCALE" in capsys.readouterr().err
+
+
+def test_misspelt_flag_names_the_subcommand_and_a_guess(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(tmp_path), "--out", str(tmp_path / "o"), "--calibratoin", "1:1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: chromarate run" in err and "did you mean --calibration?" in err
+
+
+def test_bad_settings_are_one_plain_line(folder, tmp_path, capsys):
+    rc = main(["run", str(folder), "--out", str(tmp_path / "o"), "--channels", "chromatin"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "single channel must be 'heterochromatin'" in err
+    assert "pydantic" not in err and "http" not in err
