@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import gc
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import LocalCluster
 from distributed.security import Security
 
 from flows.cli import EXIT_OK, EXIT_USAGE, main
@@ -37,12 +39,34 @@ def _cert_files(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _refused(address: str, security: Security | None) -> bool:
-    try:
-        with Client(address, security=security, timeout="3s"):
-            return False
-    except (OSError, TimeoutError, ValueError, TypeError):
-        return True
+_PROBE = """
+import sys
+from distributed import Client
+from distributed.security import Security
+kw = eval(sys.argv[2])
+sec = None if kw is None else (Security.temporary() if kw == "temporary" else Security(**kw))
+try:
+    with Client(sys.argv[1], security=sec, timeout="3s"):
+        sys.exit(0)
+except (OSError, TimeoutError, ValueError, TypeError):
+    sys.exit(3)
+"""
+
+
+def _refused(address: str, security: Security | dict | str | None) -> bool:
+    """Whether a client with ``security`` (a Security, its keyword arguments, "temporary" for
+    a certificate from another CA, or None) is refused. Each probe runs in its own process:
+    a failed connection can leave distributed's shared event-loop runner in a state where
+    the next client in the same process fails for that reason instead."""
+    if isinstance(security, Security):
+        security = {"tls_ca_file": security.tls_ca_file,
+                    "tls_client_cert": security.tls_client_cert,
+                    "tls_client_key": security.tls_client_key, "require_encryption": True}
+    proc = subprocess.run([sys.executable, "-c", _PROBE, address, repr(security)],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode not in (0, 3):
+        raise AssertionError(f"probe crashed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.returncode == 3
 
 
 @pytest.fixture()
@@ -79,13 +103,13 @@ def test_address_mode_runs_with_the_right_certificates(prefect_api, tls_schedule
 def test_clients_without_the_certificates_are_refused(tls_scheduler):
     cluster, certs = tls_scheduler
     addr = cluster.scheduler_address
-    ok = Security(tls_ca_file=str(certs["ca"]), tls_client_cert=str(certs["cert"]),
-                  tls_client_key=str(certs["key"]), require_encryption=True)
+    ok = {"tls_ca_file": str(certs["ca"]), "tls_client_cert": str(certs["cert"]),
+          "tls_client_key": str(certs["key"]), "require_encryption": True}
     assert not _refused(addr, ok)  # the control: the right credentials connect
     assert _refused(addr.replace("tls://", "tcp://"), None)  # plain TCP
     # TLS that trusts the scheduler but has no client certificate
-    assert _refused(addr, Security(tls_ca_file=str(certs["ca"]), require_encryption=True))
-    assert _refused(addr, Security.temporary())  # a certificate from another CA
+    assert _refused(addr, {"tls_ca_file": str(certs["ca"]), "require_encryption": True})
+    assert _refused(addr, "temporary")  # a certificate from another CA
 
 
 def test_a_tls_address_without_certificates_is_a_usage_error(tmp_path, capsys):
@@ -105,7 +129,7 @@ def test_local_cluster_is_tls_on_loopback():
         assert addr.startswith("tls://127.0.0.1:")
         assert not _refused(addr, kwargs["security"])
         assert _refused(addr.replace("tls://", "tcp://"), None)
-        assert _refused(addr, Security.temporary())
+        assert _refused(addr, "temporary")
     # two runs never share certificates
     assert make_task_runner(RunSettings(workers=2)).cluster_kwargs["security"].tls_ca_file \
         != kwargs["security"].tls_ca_file
