@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_erosion
 
+from ..errors import TooSmallError
 from ..mollifier import Mollifier
 from ..tiling import (
     PlaneBlend,
@@ -209,9 +210,19 @@ def fit_plane(
     fg = None if foreground is None else np.asarray(foreground, dtype=bool)
     if fg is not None and not fg.any():
         fg = None
-    delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
-                                                 seed=settings.seed, foreground=fg,
-                                                 foreground_weight=fg is not None)
+    try:
+        delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
+                                                     seed=settings.seed, foreground=fg,
+                                                     foreground_weight=fg is not None)
+    except (TooSmallError, ValueError):  # too few pixels for the split or the noise fit
+        if fg is None:
+            raise
+        log.warning("plane %d: the nuclei, away from their edges, leave too few pixels to "
+                    "choose bandwidths on; choosing on the whole field, unweighted", plane)
+        fg = None
+        delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
+                                                     seed=settings.seed)
+        selection["foreground"] = "nuclei too small to choose on: the whole field"
     noise = noise_model(sel_src, selection, fg)
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     # with nuclei, the least squares weigh only pixels farther inside them than the

@@ -205,3 +205,14 @@ def test_neural_keeps_the_planes_identifiable_mask():
     assert sum(r["dropped_px"] for r in nn.tiles) == 0
     np.testing.assert_array_equal(nn.identifiable, cf.identifiable)
     _assert_no_nonfinite_identifiable(nn)
+
+
+def test_nuclei_too_small_to_choose_on_fall_back_to_the_whole_field():
+    """A foreground that leaves no pixels once its edge band is removed does not refuse the
+    image: the bandwidths are chosen on the whole field, and the record says so."""
+    fields = _case_fields((96, 96), seed=2)
+    fg = np.zeros((96, 96), bool)
+    fg[44:52, 44:52] = True
+    res = fit_plane(fields, ChromatinModel(), PX, Settings(method="closed-form"), foreground=fg)
+    assert "whole field" in res.bandwidth["selection"]["foreground"]
+    assert res.identifiable.any()
