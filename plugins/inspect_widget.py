@@ -47,6 +47,29 @@ _FADED = "lambda_faded"
 SHOW_LAMBDA, SHOW_STD = "λ mean", "λ std"
 
 
+def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
+    """One line for the viewer: the plane's calibration (source, confidence) and QC flags,
+    as the run recorded them (the codes are explained in docs/your-own-images.md)."""
+    from pipeline.summary import image_flags
+
+    planes = attrs.get("planes") or []
+    if not planes:
+        return "no run record in this store"
+    rec = planes[min(plane, len(planes) - 1)]
+    cal = rec.get("calibration") or {}
+    text = f"calibration {cal.get('source') or cal.get('mode') or 'unknown'}"
+    if cal.get("confidence") is not None:
+        text += f" (confidence {float(cal['confidence']):.2g})"
+    if cal.get("identifiable") is False:
+        text += ", not identifiable"
+    try:
+        flags = image_flags(attrs, min(plane, len(planes) - 1),
+                            float(rec.get("fraction_identifiable", 1.0)))
+    except (KeyError, TypeError, ValueError):
+        flags = []
+    return f"{text}; flags: {', '.join(flags) or 'none'}"
+
+
 def _info(layer: Any) -> dict[str, Any]:
     return dict(getattr(layer, "metadata", {}).get("chromarate", {}))
 
@@ -90,6 +113,7 @@ class InspectWidget(Container):
         self.identifiable = CheckBox(text="mask unidentifiable pixels", value=True)
         self.mode = ComboBox(label="masked pixels", choices=["fade", "hide"], value="fade")
         self.legend = Label(label="colour scale", value="")
+        self.qc = Label(label="calibration, QC", value="")
         self.cursor = Label(label="under cursor", value="")
         self.selection = Label(label="selected", value="")
         self.shapes = ComboBox(label="selection layer", choices=self._shape_choices,
@@ -100,7 +124,7 @@ class InspectWidget(Container):
         self.export = PushButton(text="Export visible summaries to CSV")
         self.extend([
             self.image, self.rates, self.show, self.use_std, self.std_max, self.identifiable, self.mode,
-            self.legend, self.cursor, self.selection, self.shapes, self.region, self.csv,
+            self.legend, self.qc, self.cursor, self.selection, self.shapes, self.region, self.csv,
             self.export,
         ])
         for w in (self.use_std, self.std_max, self.identifiable, self.mode):
@@ -220,6 +244,7 @@ class InspectWidget(Container):
         raw = self._sibling(lam, "raw")
         if raw is not None and self.image.value is None:
             self.image.value = raw
+        self.qc.value = qc_text(_info(lam).get("attrs") or {}, self._plane(lam))
         store = _info(lam).get("store")
         if store:
             self.csv.value = Path(store).parent / f"{_info(lam).get('stem', 'lambda')}_view_summary.csv"

@@ -1,0 +1,27 @@
+"""The inspect widget's calibration and QC line, from a real store's record."""
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.process import process_image
+from pipeline.simulate import simulate_folder
+from plugins.inspect_widget import qc_text
+
+
+def test_qc_line_names_the_calibration_and_the_flags(tmp_path):
+    simulate_folder(tmp_path / "images", truth_dir=tmp_path / "truth", cases=[("smooth", 1)],
+                    shape=(64, 64), seed=2)
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
+                 run={"denoise": "none", "tile_px": 64})
+    m = process_image(tmp_path / "images" / "smooth_1ch_s2.tif", tmp_path / "out", s)
+    from pipeline.io import open_result_store
+
+    attrs = open_result_store(m["store"])["attrs"]
+    line = qc_text(attrs)
+    source = attrs["planes"][0]["calibration"]["source"]
+    assert line.startswith(f"calibration {source}")
+    assert "calibration-auto" in line and "whole-field" in line
+    assert np.isfinite(attrs["planes"][0]["fraction_identifiable"])
+    assert qc_text({}) == "no run record in this store"
+    assert qc_text({"planes": [{"calibration": {"source": "user"}}]}).startswith(
+        "calibration user; flags:")
