@@ -107,3 +107,23 @@ def test_bad_settings_are_one_plain_line(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "single channel must be 'heterochromatin'" in err
     assert "pydantic" not in err and "http" not in err
+
+
+def test_run_choices_match_the_settings_model():
+    """The `run` options that take a fixed set of values offer exactly the values the settings
+    model accepts: a value added to (or dropped from) a Literal in pipeline.config without
+    the CLI following fails here."""
+    import argparse
+    import typing
+
+    from flows.cli import build_parser
+    from pipeline.config import RunSettings, Settings
+
+    fields = {"method": Settings.model_fields["method"], "device": Settings.model_fields["device"],
+              "denoise": RunSettings.model_fields["denoise"],
+              "cluster": RunSettings.model_fields["cluster"]}
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = {a.dest: a for a in subs.choices["run"]._actions}
+    for dest, field in fields.items():
+        assert set(run[dest].choices) == set(typing.get_args(field.annotation)), dest
