@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = f"""# Sample data
 
 Synthetic chromatin images with known ground truth, made by the simulator in
-`pipeline/simulate/` (steady states of the model in `docs/SCIENCE.md` §1; imaging as in §6).
+`pipeline/simulate/` (steady states of the model in `docs/science.md` §1; imaging as in §6).
 
 Regenerate exactly (deterministic for the seed):
 

@@ -36,7 +36,7 @@ class Calibration(BaseModel):
 
 
 class PhysicsSettings(BaseModel):
-    """Constants of the chromatin model (SCIENCE.md section 1)."""
+    """Constants of the chromatin model (docs/science.md section 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     phi_max: float = Field(0.7, gt=0, lt=1)

@@ -15,7 +15,7 @@ vector ``k`` therefore comes out as ``eta_hat(k) * d^a sin(k.x)``: this is the "
 function" the tests allow for.
 
 Sampling the analytic derivatives of the bump on the grid is *not* used: at small radii it is
-badly wrong (SCIENCE.md section 3). The backends are
+badly wrong (docs/science.md section 3). The backends are
 
 ``spectral``
     reflect-pad the tile, FFT, multiply by ``eta_hat(k)`` times the symbol of the corrected

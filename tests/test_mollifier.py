@@ -224,7 +224,7 @@ def test_one_dimensional():
 
 
 def test_naive_sampled_kernel_is_wrong_where_ours_is_right():
-    """The trap of SCIENCE.md section 3: sampling the bump's analytic Laplacian on the grid."""
+    """The trap of docs/science.md section 3: sampling the bump's analytic Laplacian on the grid."""
     delta_px = 4
     r = delta_px
     j = np.arange(-r, r + 1)

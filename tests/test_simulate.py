@@ -118,7 +118,7 @@ def _spectral(f: np.ndarray, op: str) -> np.ndarray:
 
 
 def _expanded_residual(lam, phi_w, phi_d, *, sign_mu: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """R from the expanded ∇²μ_d of SCIENCE.md §1 (chain rule), and the reaction term alone."""
+    """R from the expanded ∇²μ_d of docs/science.md §1 (chain rule), and the reaction term alone."""
     c = 1 - phi_w
     ph, pe = (c + phi_d) / 2, (c - phi_d) / 2
     grad2 = _spectral(ph, "x") ** 2 + _spectral(ph, "y") ** 2

@@ -1,6 +1,6 @@
 """Automatic choice of the mollifier radius delta and the rate window s, without ground truth.
 
-The trap (SCIENCE.md section 3): cross-validating the residual picks the widest window,
+The trap (docs/science.md section 3): cross-validating the residual picks the widest window,
 because the residual is dominated by derivative noise and barely sees the bias in lambda.
 chromarate judges candidates on lambda itself, through a **noise split**: the fields are
 recorrupted into two halves ``y1 = f + z`` and ``y2 = f - z``. When ``z`` has the same
@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_DELTAS_UM",
     "DEFAULT_WINDOWS_UM",
     "estimate_noise",
+    "noise_models",
     "candidate_grid",
     "BandwidthChoice",
     "select_bandwidth",
@@ -179,7 +180,7 @@ def candidate_grid(pixel_size_um: float) -> tuple[tuple[float, ...], tuple[float
     return out[0], out[1]
 
 
-def _noise_models(f: np.ndarray, fg: np.ndarray | None) -> list[NoiseModel]:
+def noise_models(f: np.ndarray, fg: np.ndarray | None = None) -> list[NoiseModel]:
     """Per-channel noise models; white channels get the finest-scale MAD level (the wavelet
     MAD of scikit-image on the whole plane, Haar differences inside a foreground)."""
     from skimage.restoration import estimate_sigma
@@ -388,7 +389,7 @@ def select_bandwidth(
     if noise_sigma is not None:
         models = [NoiseModel.white(s) for s in np.asarray(noise_sigma, dtype=np.float64)]
     else:
-        models = _noise_models(f, fg)
+        models = noise_models(f, fg)
     grid_d, grid_s = candidate_grid(pixel_size_um)
     deltas = sorted(float(v) for v in (grid_d if deltas_px is None else deltas_px))
     windows = sorted(float(v) for v in (grid_s if windows_px is None else windows_px))

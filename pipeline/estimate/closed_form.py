@@ -1,4 +1,4 @@
-"""Mollified local least squares: the closed-form rate estimator (SCIENCE.md section 4).
+"""Mollified local least squares: the closed-form rate estimator (docs/science.md section 4).
 
 For a model whose residual is linear in the unknown, ``R = A lam - B``, the estimate at x is the
 weighted least-squares fit of a constant ``lam`` over a Gaussian window of width ``s``::

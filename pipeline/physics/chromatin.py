@@ -1,4 +1,4 @@
-"""The fourth-order chromatin steady-state model (SCIENCE.md section 1).
+"""The fourth-order chromatin steady-state model (docs/science.md section 1).
 
 Fields (channel order): ``phi_h`` (heterochromatin fraction) and ``phi_w`` (nucleoplasm).
 With ``phi_e = 1 - phi_w - phi_h`` and ``phi_d = phi_h - phi_e``::

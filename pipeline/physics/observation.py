@@ -1,4 +1,4 @@
-"""Observation models: from calibrated channel intensities to volume fractions (SCIENCE.md §2).
+"""Observation models: from calibrated channel intensities to volume fractions (docs/science.md §2).
 
 Each channel is calibrated as ``field = (intensity - offset) * scale``.
 

@@ -310,7 +310,7 @@ def _readme(manifest: dict[str, Any], description: str | None) -> str:
         f"pixel size {call['pixel_size_um']} µm ({call['metadata']} metadata), seed "
         f"{call['seed']}, field noise σ = {call['noise']} at mid intensity (φ_max/2).",
         "",
-        "Each image is a steady state of the chromatin model (docs SCIENCE.md §1) for a known "
+        "Each image is a steady state of the chromatin model (docs/science.md §1) for a known "
         "rate ratio λ(x), solved by semi-implicit spectral stepping on a periodic grid to a "
         "spectral residual below the tolerance; then blurred by a Gaussian PSF, with Poisson "
         "photons, Gaussian read noise and a camera offset, as uint16. Single-channel images "

@@ -1,4 +1,4 @@
-"""Forward solver: steady states of the chromatin model on a periodic grid (SCIENCE.md §1, §6).
+"""Forward solver: steady states of the chromatin model on a periodic grid (docs/science.md §1, §6).
 
 With ``c = 1 - φ_w``, ``φ_h = (c + φ_d)/2`` and ``φ_e = (c - φ_d)/2``::
 

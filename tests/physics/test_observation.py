@@ -1,4 +1,4 @@
-"""Observation models (SCIENCE.md §2): calibration and the two channel models."""
+"""Observation models (docs/science.md §2): calibration and the two channel models."""
 
 from __future__ import annotations
 
