@@ -349,6 +349,10 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
     fields_out = np.zeros((n, 2, h, w), np.float32)
     ident = np.zeros((n, h, w), np.uint8)
     planes, tiles = [], []
+    user = None  # the user's nuclei, read once for every plane
+    if settings.run.segment and manifest.get("nuclei_path"):
+        user, _ = read_user_labels(manifest["nuclei_path"], (h, w), n,
+                                   manifest["plane_axis"] is not None)
     for p in range(n):
         plane_raw = np.asarray(raw[p], dtype=np.float64)
         _check_finite(manifest["image"], p, plane_raw)
@@ -358,8 +362,10 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
         fields, calib = calibrate_plane(plane_raw, roles, settings, px,
                                         reuse=planes[0]["calibration"] if planes else None)
         del plane_raw
-        res = fit_plane(fields, model, px, settings, foreground=_foreground(
-            manifest, settings, fields, p), plane=p, progress=progress)
+        # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
+        fg = (np.asarray(user[p]) > 0 if user is not None
+              else nuclei_foreground(fields, px, settings))
+        res = fit_plane(fields, model, px, settings, foreground=fg, plane=p, progress=progress)
         rates[p, 0], rates[p, 1] = res.mean, res.std
         ident[p], fields_out[p] = res.identifiable, res.fields
         planes.append({"plane": p, "calibration": calib, **res.record})
@@ -379,21 +385,6 @@ def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settin
     labels, rec = segment_nuclei(fields, pixel_size_um, single_channel=single,
                                  settings=settings.segmentation)
     return None if rec["mode"] == "whole-field" else labels > 0
-
-
-def _foreground(manifest: dict[str, Any], settings: Settings, fields: np.ndarray, plane: int
-                ) -> np.ndarray | None:
-    """The nuclei of one plane for the fit's noise model and bandwidth choice (None: the
-    whole field), from the user's label image or the segmentation; the segment stage makes
-    the labels the results report."""
-    if not settings.run.segment:
-        return None
-    h, w = fields.shape[-2:]
-    if manifest.get("nuclei_path"):
-        user, _ = read_user_labels(manifest["nuclei_path"], (h, w), manifest["n_planes"],
-                                   manifest["plane_axis"] is not None)
-        return np.asarray(user[plane]) > 0
-    return nuclei_foreground(fields, manifest["pixel_size_um"], settings)
 
 
 def segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:

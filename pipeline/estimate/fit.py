@@ -36,9 +36,8 @@ from ..tiling import (
     valid_cut,
     valid_slices,
 )
-from .bandwidth import central_crop, choose_bandwidths, estimate_noise
+from .bandwidth import central_crop, choose_bandwidths, noise_models
 from .closed_form import linear_terms, local_least_squares
-from .noise import NoiseModel, estimate_noise_model
 from .uncertainty import FieldNoise, closed_form_std
 
 __all__ = ["PlaneFit", "fit_plane", "noise_model"]
@@ -81,20 +80,15 @@ class PlaneFit:
 def noise_model(fields: np.ndarray, evidence: dict[str, Any] | None = None,
                 foreground: np.ndarray | None = None) -> FieldNoise:
     """The plane's noise model: the one the bandwidth choice fitted (its evidence's ``noise``),
-    else fitted here on the central crop of ``fields`` (inside ``foreground`` when given)."""
+    else fitted the same way here on the central crop of ``fields`` (inside ``foreground``
+    when given)."""
     ev = evidence or {}
     if ev.get("noise"):
         return FieldNoise.from_dicts(ev["noise"])
-    crop = central_crop(np.asarray(fields, dtype=np.float64))
     mask = None if foreground is None else central_crop(np.asarray(foreground, bool))
-    models = []
-    for ch, sigma in zip(crop, estimate_noise(crop), strict=True):
-        if sigma == 0.0:
-            models.append(NoiseModel.white(0.0, "constant channel"))
-        else:
-            models.append(estimate_noise_model(ch, mask if mask is not None and mask.any()
-                                               else None))
-    return FieldNoise(tuple(models))
+    crop = central_crop(np.asarray(fields, dtype=np.float64))
+    return FieldNoise(tuple(noise_models(crop, mask if mask is not None and mask.any()
+                                         else None)))
 
 
 def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
@@ -162,7 +156,6 @@ def fit_plane(
     pixel_size_um: float,
     settings: Any,
     *,
-    selection_fields: np.ndarray | None = None,
     foreground: np.ndarray | None = None,
     plane: int = 0,
     max_batch_px: int = 1_000_000,
@@ -181,9 +174,6 @@ def fit_plane(
     settings
         :class:`~pipeline.config.Settings`: ``method``, ``estimator``, ``uncertainty``,
         ``neural``, ``run.tile_px``/``overlap_px``, ``seed``, ``device``.
-    selection_fields
-        What the bandwidths and the noise model are chosen on (default ``fields``; a central
-        crop is taken).
     foreground
         Boolean ``(Y, X)``: the nuclei. The noise model and the bandwidth choice then look
         only inside them, away from their edges (a dark background has another noise level,
@@ -206,12 +196,11 @@ def fit_plane(
     t0 = time.perf_counter()
     est = settings.estimator
     fields = np.asarray(fields, dtype=np.float64)
-    sel_src = fields if selection_fields is None else selection_fields
     fg = None if foreground is None else np.asarray(foreground, dtype=bool)
     if fg is not None and not fg.any():
         fg = None
     try:
-        delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
+        delta, window, selection = choose_bandwidths(fields, model, pixel_size_um, est,
                                                      seed=settings.seed, foreground=fg,
                                                      foreground_weight=fg is not None)
     except (TooSmallError, ValueError):  # too few pixels for the split or the noise fit
@@ -220,10 +209,10 @@ def fit_plane(
         log.warning("plane %d: the nuclei, away from their edges, leave too few pixels to "
                     "choose bandwidths on; choosing on the whole field, unweighted", plane)
         fg = None
-        delta, window, selection = choose_bandwidths(sel_src, model, pixel_size_um, est,
+        delta, window, selection = choose_bandwidths(fields, model, pixel_size_um, est,
                                                      seed=settings.seed)
         selection["foreground"] = "nuclei too small to choose on: the whole field"
-    noise = noise_model(sel_src, selection, fg)
+    noise = noise_model(fields, selection, fg)
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     # with nuclei, the least squares weigh only pixels farther inside them than the
     # derivative support: the nuclear edge and the background are not chromatin structure

@@ -167,11 +167,19 @@ def fit_tiles(
     n_learned = learned.sum(dim=1).clamp_min(1)
     safe_sig = torch.where(learned, sig, torch.ones_like(sig))
 
-    def evaluate():
+    def misfit():
+        """The field on the pixel grid and its misfit to the data, in noise units."""
         g = torch.where(learned[..., None, None], field(), y_t)
         z = torch.where(learned[..., None, None], (g - y_t) / safe_sig[..., None, None],
                         torch.zeros_like(g))
-        data = (z**2).mean(dim=(-2, -1)).sum(dim=1) / n_learned
+        return g, (z**2).mean(dim=(-2, -1)).sum(dim=1) / n_learned
+
+    def wmean(x, w):
+        """Per-problem mean of ``x`` ``(B, H, W)`` weighted by ``w``."""
+        return (x * w).sum((-2, -1)) / w.sum((-2, -1)).clamp_min(1)
+
+    def evaluate():
+        g, data = misfit()
         maps = layer(prepare(model, g))
         a, bb = model.linear_terms(maps)
         lam = rate()
@@ -186,9 +194,7 @@ def fit_tiles(
                             {"params": params[1:], "lr": nn_s.lr}])
     alive = torch.ones(n * e1, dtype=torch.bool, device=dev)
     total_epochs = nn_s.pretrain_epochs + nn_s.epochs
-    tvar = ((tgt - (tgt * tgt_w).sum((-2, -1), keepdim=True) / tgt_w.sum((-2, -1), keepdim=True)
-             .clamp_min(1)) ** 2 * tgt_w).sum((-2, -1)) / tgt_w.sum((-2, -1)).clamp_min(1)
-    tvar = tvar.clamp_min(1e-6)
+    tvar = wmean((tgt - wmean(tgt, tgt_w)[:, None, None]) ** 2, tgt_w).clamp_min(1e-6)
 
     def step(loss_per, epoch):
         nonlocal alive
@@ -207,12 +213,8 @@ def fit_tiles(
             progress({"stage": "neural", "done": epoch + 1, "total": total_epochs})
 
     for epoch in range(nn_s.pretrain_epochs):  # field to the data, rate to the closed form
-        g = torch.where(learned[..., None, None], field(), y_t)
-        z = torch.where(learned[..., None, None], (g - y_t) / safe_sig[..., None, None],
-                        torch.zeros_like(g))
-        data = (z**2).mean(dim=(-2, -1)).sum(dim=1) / n_learned
-        fit_rate = (((rate() - tgt) ** 2) * tgt_w).sum((-2, -1)) / tgt_w.sum((-2, -1)).clamp_min(1)
-        step(data + fit_rate / tvar, epoch)
+        _, data = misfit()
+        step(data + wmean((rate() - tgt) ** 2, tgt_w) / tvar, epoch)
 
     with torch.no_grad():
         data0, res0, lam0 = evaluate()

@@ -113,8 +113,14 @@ def member_data(fields: np.ndarray, noise: FieldNoise, n_members: int, seed: int
     """
     y = np.asarray(fields, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    z = noise.draw(rng, (n_members // 2,) + y.shape)
-    return np.stack([y + s * zk for zk in z for s in (1.0, -1.0)])
+    return np.concatenate([_pair(y, noise, rng) for _ in range(n_members // 2)])
+
+
+def _pair(y: np.ndarray, noise: FieldNoise, rng: np.random.Generator) -> np.ndarray:
+    """The next antithetic pair ``(y + z, y - z)`` of ``y`` ``(C, H, W)`` from ``rng``: pairs
+    drawn one after another from one generator equal those :func:`member_data` draws."""
+    z = noise.draw(rng, y.shape)
+    return np.stack([y + z, y - z])
 
 
 def closed_form_scaled(fields: np.ndarray, model: LinearResidualModel, px: float,
@@ -194,21 +200,22 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
                     seeds: Sequence[int], *, weight: np.ndarray | None = None) -> np.ndarray:
     """The std of the closed-form ``lam`` ``(N, H, W)`` of ``(N, C, H, W)`` tiles.
 
-    Members are refitted in closed form one antithetic pair at a time (memory: two copies of
-    the batch). Tile ``n`` uses ``seeds[n]``. Members and bias maps are not clipped to the
+    Members are drawn and refitted in closed form one antithetic pair at a time (memory: two
+    copies of the batch); tile ``n``'s pairs are those of :func:`member_data` with
+    ``seeds[n]``. Members and bias maps are not clipped to the
     lambda bounds: an estimate at a bound keeps the spread of the estimator, never a std of 0.
     """
     est = unbounded(est)
     n, c, h, w = tiles.shape
     e = unc.ensemble_size
     members = np.empty((n, e, h, w))
-    ys = [member_data(tiles[i], noise, e, int(seeds[i])) for i in range(n)]
+    rngs = [np.random.default_rng(int(sd)) for sd in seeds]
+    pw = None if weight is None else np.repeat(weight, 2, axis=0)
     for k in range(0, e, 2):
-        pair = np.stack([y[k : k + 2] for y in ys]).reshape(n * 2, c, h, w)
-        pw = None if weight is None else np.repeat(weight, 2, axis=0)
+        pair = np.stack([_pair(np.asarray(tiles[i], np.float64), noise, rngs[i])
+                         for i in range(n)]).reshape(n * 2, c, h, w)
         members[:, k : k + 2] = closed_form_scaled(pair, model, px, delta_um, window_um, 1.0,
                                                    est, weight=pw).reshape(n, 2, h, w)
-    del ys
     bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
                           weight=weight)
     return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
