@@ -270,7 +270,7 @@ class InspectWidget(Container):
         self._colorbar_title(STD_TITLE if want_std else LAMBDA_TITLE)
 
     def _colorbar_title(self, text: str) -> None:
-        from plugins.view import canvas_overlay
+        from plugins.canvas import canvas_overlay
 
         title = canvas_overlay(self._viewer, "text")
         title.text, title.position, title.visible = text, "top_right", True
@@ -280,7 +280,7 @@ class InspectWidget(Container):
     @property
     def colorbar_title(self) -> str:
         """The title shown beside the colour bar (``λ (unitless)`` or its std's)."""
-        from plugins.view import canvas_overlay
+        from plugins.canvas import canvas_overlay
 
         return str(canvas_overlay(self._viewer, "text").text)
 

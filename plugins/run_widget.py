@@ -178,8 +178,8 @@ class RunWidget(Container):
     def _open(self, event: dict[str, Any]) -> None:
         from napari.utils.notifications import show_info, show_warning
 
+        from plugins.canvas import add_layer_data
         from plugins.layers import store_layers
-        from plugins.view import add_layer_data
 
         for i, store in enumerate(event["stores"]):
             add_layer_data(self._viewer, store_layers(store, visible=i == 0))

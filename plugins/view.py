@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugins.layers import LayerData
+from plugins.canvas import add_layer_data, canvas_overlay
 
 if TYPE_CHECKING:
     import napari
@@ -25,35 +24,6 @@ __all__ = ["add_layer_data", "canvas_overlay", "main", "open_viewer", "overlay_s
 _MISSING = (
     "chromarate view needs napari and a Qt binding: pip install 'chromarate[napari]'"
 )
-
-
-def add_layer_data(
-    viewer: napari.viewer.Viewer, layers: Sequence[LayerData], *, replace: bool = True
-) -> list[Any]:
-    """Add reader output to ``viewer`` (nuclei as outlines); with ``replace``, layers of the
-    same name are removed first."""
-    from napari.layers import Layer
-
-    added = []
-    for data, kwargs, layer_type in layers:
-        name = kwargs.get("name")
-        if replace and name in viewer.layers:
-            viewer.layers.remove(name)
-        layer = viewer.add_layer(Layer.create(data, dict(kwargs), layer_type))
-        if kwargs.get("metadata", {}).get("chromarate", {}).get("role") == "nuclei":
-            layer.contour = 2  # outlines, so that λ beneath keeps its colours
-        added.append(layer)
-    return added
-
-
-def canvas_overlay(viewer: napari.viewer.Viewer, name: str) -> Any:
-    """The viewer's ``scale_bar`` or ``text`` overlay, where napari ≥ 0.9 keeps it
-    (``viewer.canvas.overlays``; the old ``viewer.scale_bar`` warns), else the old attribute."""
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    if overlays is not None and name in overlays:
-        return overlays[name]
-    return getattr(viewer, {"text": "text_overlay"}.get(name, name))
 
 
 def open_viewer(
