@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 Backend = Literal["spectral", "direct"]
 Symbol = Literal["stencil", "exact"]
 MAX_ORDER = 4
+SPECTRAL_CHUNK_BYTES = 64 * 2**20
+"""Target size of the spectral backend's transient (the spectra of the derivative maps of
+the fields transformed together); a batch is transformed in chunks of this size, which gives
+the same maps as one pass."""
 
 
 # --------------------------------------------------------------------------- kernel
@@ -367,10 +371,25 @@ class Mollifier:
             # extend to a fast FFT size by replicating the (already reflected) border
             gp = F.pad(gp, (0, fw - wp, 0, fh - hp), mode="replicate")
         mult = self._multipliers((fh, fw), g.device, g.dtype)
-        spec = torch.fft.rfft2(gp)  # (B, C, fh, fw//2+1)
-        prod = spec.unsqueeze(2) * mult  # (B, C, D, fh, fw//2+1)
-        out = torch.fft.irfft2(prod, s=(fh, fw))
-        return out[..., pad_y : pad_y + h, pad : pad + w]
+        b, c, d = gp.shape[0], gp.shape[1], mult.shape[0]
+        # the spectra of all derivative maps of one field are 2 * D padded planes of complex
+        # numbers: transform a few fields at a time, so that this transient stays near
+        # SPECTRAL_CHUNK_BYTES whatever the batch, and keep only the cropped maps
+        per_item = 2 * c * d * fh * (fw // 2 + 1) * gp.element_size()
+        step = max(1, SPECTRAL_CHUNK_BYTES // per_item)
+
+        def maps(x):
+            out = torch.fft.irfft2(torch.fft.rfft2(x).unsqueeze(2) * mult, s=(fh, fw))
+            return out[..., pad_y : pad_y + h, pad : pad + w]
+
+        if step >= b:
+            return maps(gp)
+        if torch.is_grad_enabled() and gp.requires_grad:  # the graph keeps every chunk anyway
+            return torch.cat([maps(gp[i : i + step]) for i in range(0, b, step)])
+        out = torch.empty((b, c, d, h, w), dtype=g.dtype, device=g.device)
+        for i in range(0, b, step):
+            out[i : i + step] = maps(gp[i : i + step])
+        return out
 
     # ------------------------------------------------------------------ direct
     def _direct_weight(self, device, dtype):

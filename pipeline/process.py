@@ -269,20 +269,35 @@ def _planes(manifest: dict[str, Any]):
                                           axes=manifest.get("axes_override")))
 
 
+@contextlib.contextmanager
+def _stage_store(path: Path, arrays: dict[str, tuple[tuple[int, ...], Any]]
+                 ) -> Iterator[tuple[zarr.Group, dict[str, Any]]]:
+    """A stage's zarr store, built under a temporary name and moved into place on success:
+    yields the group, with empty arrays of the given ``{name: (shape, dtype)}`` (chunked by
+    plane, at most 1024 px a side) for the caller to fill plane by plane, and a dict whose
+    content becomes the store's ``record``."""
+    with atomic_dir(path) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for name, (shape, dtype) in arrays.items():
+            chunks = (1,) * (len(shape) - 2) + tuple(min(n, 1024) for n in shape[-2:])
+            root.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
+        record: dict[str, Any] = {}
+        yield root, record
+        root.attrs["record"] = json.loads(json.dumps(record, default=float))
+
+
 def _save(path: Path, arrays: dict[str, Any], attrs: dict[str, Any]) -> Path:
     import dask.array as da
 
-    with atomic_dir(path) as tmp:
-        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+    with _stage_store(path, {k: (a.shape, a.dtype) for k, a in arrays.items()}) as (root, rec):
         for name, arr in arrays.items():
-            chunks = (1,) * (arr.ndim - 2) + tuple(min(n, 1024) for n in arr.shape[-2:])
-            z = root.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
+            z = root[name]
             # explicit, empty callbacks: dask swaps its global callback set without a lock, and
             # in napari (the run widget) that set holds napari's cache, which must not run in
             # two threads at once (plugins.inspect_widget.materialize)
-            da.store(da.asarray(arr).rechunk(chunks), z, lock=False, scheduler="threads",
+            da.store(da.asarray(arr).rechunk(z.chunks), z, lock=False, scheduler="threads",
                      callbacks=())
-        root.attrs["record"] = json.loads(json.dumps(attrs, default=float))
+        rec.update(attrs)
     return path
 
 
@@ -345,33 +360,40 @@ def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
     model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
     roles, px = tuple(manifest["roles"]), manifest["pixel_size_um"]
     n, _, h, w = raw.shape
-    rates = np.full((n, 2, h, w), np.nan, np.float32)
-    fields_out = np.zeros((n, 2, h, w), np.float32)
-    ident = np.zeros((n, h, w), np.uint8)
     planes, tiles = [], []
     user = None  # the user's nuclei, read once for every plane
     if settings.run.segment and manifest.get("nuclei_path"):
         user, _ = read_user_labels(manifest["nuclei_path"], (h, w), n,
                                    manifest["plane_axis"] is not None)
-    for p in range(n):
-        plane_raw = np.asarray(raw[p], dtype=np.float64)
-        _check_finite(manifest["image"], p, plane_raw)
-        # lambda is fitted on the calibrated raw fields, not the denoised ones: the mollifier
-        # is the smoothing, the bandwidths are chosen for it on these data, and the std
-        # resamples their noise (the denoised planes are kept for display)
-        fields, calib = calibrate_plane(plane_raw, roles, settings, px,
-                                        reuse=planes[0]["calibration"] if planes else None)
-        del plane_raw
-        # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
-        fg = (np.asarray(user[p]) > 0 if user is not None
-              else nuclei_foreground(fields, px, settings))
-        res = fit_plane(fields, model, px, settings, foreground=fg, plane=p, progress=progress)
-        rates[p, 0], rates[p, 1] = res.mean, res.std
-        ident[p], fields_out[p] = res.identifiable, res.fields
-        planes.append({"plane": p, "calibration": calib, **res.record})
-        tiles.extend(res.tiles)
-    arrays = {"rates": rates, "identifiable": ident, "fields": fields_out}
-    return str(_save(out, arrays, {"planes": planes, "tiles": tiles}))
+    arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
+              "fields": ((n, 2, h, w), np.float32)}
+    # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
+    with _stage_store(out, arrays) as (root, record):
+        for p in range(n):
+            plane_raw = np.asarray(raw[p], dtype=np.float64)
+            _check_finite(manifest["image"], p, plane_raw)
+            # lambda is fitted on the calibrated raw fields, not the denoised ones: the
+            # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
+            # the std resamples their noise (the denoised planes are kept for display)
+            fields, calib = calibrate_plane(plane_raw, roles, settings, px,
+                                            reuse=planes[0]["calibration"] if planes else None)
+            del plane_raw
+            fields = fields.astype(np.float32)  # what fit_plane keeps; frees the float64 copy
+            # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
+            fg = (np.asarray(user[p]) > 0 if user is not None
+                  else nuclei_foreground(fields, px, settings))
+            res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
+                            progress=progress)
+            del fields, fg
+            root["rates"][p, 0] = res.mean
+            root["rates"][p, 1] = res.std
+            root["identifiable"][p] = res.identifiable
+            root["fields"][p] = res.fields
+            planes.append({"plane": p, "calibration": calib, **res.record})
+            tiles.extend(res.tiles)
+            del res
+        record |= {"planes": planes, "tiles": tiles}
+    return str(out)
 
 
 def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settings

@@ -246,11 +246,13 @@ class PlaneBlend:
     summing all tiles at once gives, whatever the batches.
     """
 
-    def __init__(self, plan: TilePlan, names: Sequence[str], lead: tuple[int, ...] = ()):
+    def __init__(self, plan: TilePlan, names: Sequence[str], lead: tuple[int, ...] = (),
+                 dtype: np.typing.DTypeLike = np.float64):
         self.plan = plan
-        self.num = {k: np.zeros(lead + plan.shape) for k in names}
+        self.dtype = np.dtype(dtype)
+        self.num = {k: np.zeros(lead + plan.shape, self.dtype) for k in names}
         self.lost: dict[str, np.ndarray] = {}
-        self.common = np.zeros(lead + plan.shape)
+        self.common = np.zeros(lead + plan.shape, self.dtype)
 
     def add(self, tile: Tile, weight: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Add one tile's window-shaped maps ``values`` with its valid-part ``weight``."""
@@ -266,7 +268,7 @@ class PlaneBlend:
                 continue
             self.num[k][dst] += np.where(ok, weight, 0.0) * np.where(ok, part, 0.0)
             if k not in self.lost:
-                self.lost[k] = np.zeros(self.common.shape)  # calloc: pages untouched
+                self.lost[k] = np.zeros(self.common.shape, self.dtype)  # calloc: untouched
             view, bad = self.lost[k][dst], ~ok
             view[bad] += np.broadcast_to(weight, part.shape)[bad]  # touches NaN pixels only
         self.common[dst] += weight

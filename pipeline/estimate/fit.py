@@ -195,7 +195,8 @@ def fit_plane(
     """
     t0 = time.perf_counter()
     est = settings.estimator
-    fields = np.asarray(fields, dtype=np.float64)
+    # the plane is kept in float32 (4 bytes a pixel and channel); tiles are fitted in float64
+    fields = np.asarray(fields, dtype=np.float32)
     fg = None if foreground is None else np.asarray(foreground, dtype=bool)
     if fg is not None and not fg.any():
         fg = None
@@ -224,14 +225,16 @@ def fit_plane(
     per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
     neural = settings.method == "neural"
     weights = feather(plan)
-    acc = PlaneBlend(plan, ("lam", "a2", "den", "mean", "std"))
+    # float32 plane accumulators; the closed form's mean is its lam, blended once
+    acc = PlaneBlend(plan, ("a2", "den", "mean", "std") + (("lam",) if neural else ()),
+                     dtype=np.float32)
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
     cf_den_max = np.zeros(n)
     for s in range(0, n, per):  # stream: only one batch of tiles is ever held
         batch = plan.tiles[s : s + per]
         seeds = [int(settings.seed) + s + i for i in range(len(batch))]
-        tiles = extract_tiles(fields, plan, tiles=batch)
+        tiles = extract_tiles(fields, plan, tiles=batch).astype(np.float64)
         terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
         weight_b = None if inner is None else extract_tiles(inner, plan, tiles=batch
                                                             ).astype(np.float64)
@@ -239,7 +242,7 @@ def fit_plane(
             terms.weight = terms.weight * weight_b
         lam_b, den_b = local_least_squares(terms, window, pixel_size_um,
                                            lambda_min=est.lambda_min, lambda_max=est.lambda_max)
-        vals = {"lam": lam_b, "a2": terms.a**2, "den": den_b}
+        vals = {"a2": terms.a**2, "den": den_b} | ({"lam": lam_b} if neural else {})
         del terms
         for i, t in enumerate(batch):
             cut = valid_cut(t)
@@ -265,8 +268,9 @@ def fit_plane(
         del tiles, vals
         if progress is not None:
             progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
-    a2, den, lam_cf = acc.result("a2"), acc.result("den"), acc.result("lam")
     lam, std = acc.result("mean"), acc.result("std")
+    a2, den = acc.result("a2"), acc.result("den")
+    lam_cf = acc.result("lam") if neural else lam
     inside = np.zeros(plan.shape, bool)
     if 2 * support < min(plan.shape):
         inside[support:-support, support:-support] = True
@@ -321,6 +325,5 @@ def fit_plane(
               "tiles_fallback_closed_form": fallbacks.count("closed-form"),
               "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
               "seconds": time.perf_counter() - t0}
-    return PlaneFit(mean=lam.astype(np.float32), std=std.astype(np.float32), identifiable=ident,
-                    fields=fields.astype(np.float32), bandwidth=bandwidth, tiles=rows,
-                    record=record)
+    return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields, bandwidth=bandwidth,
+                    tiles=rows, record=record)
