@@ -29,7 +29,7 @@ import zarr
 
 from . import __version__
 from .calibration import calibrate_plane
-from .config import Settings
+from .config import Settings, no_effect_exclude
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError
 from .estimate import fit_plane
@@ -58,11 +58,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".chromarate"
-_NO_EFFECT: dict[str, Any] = {"recursive": True, "run": {"workers", "cluster", "scheduler_address", "slurm_queue",
-                                   "slurm_account", "slurm_cores", "slurm_memory",
-                                   "slurm_walltime", "slurm_jobs", "slurm_job_extra",
-                                   "tls_ca_file", "tls_cert_file", "tls_key_file",
-                                   "tls_shared_dir"}}
 Progress = Callable[[dict], None] | None
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
@@ -133,6 +128,8 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 RESULT_SOURCES = (
     "calibration.py",  # intensity -> fields, from the image itself
     "config.py",      # the settings and their defaults
+    "config_meta.py",  # which settings enter the key
+    "config_run.py",  # the [run] settings and their defaults
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)
     "estimate",       # bandwidths, noise, closed form, neural fit, uncertainty
@@ -186,9 +183,13 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def image_key(path: str | Path, settings: Settings) -> str:
-    """Hash of (file content, result-affecting settings, code version)."""
+    """Hash of (file content, result-affecting settings, code version).
+
+    Every setting enters the key unless its field is marked
+    :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`).
+    """
     st = Path(path).stat()
-    cfg = settings.model_dump(mode="json", exclude=_NO_EFFECT)
+    cfg = settings.model_dump(mode="json", exclude=no_effect_exclude(type(settings)))
     blob = json.dumps([_file_hash(str(path), st.st_size, st.st_mtime_ns), cfg, code_version()],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -420,7 +421,9 @@ def _segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> st
                                                   settings=settings.segmentation)
                 if rec_n["mode"] == "whole-field":
                     log.warning("%s plane %d: %s", manifest["image"], p, rec_n["note"])
-            domains[p], rec_d = segment_domains(f[0], nuclei[p], px)
+            domains[p], rec_d = segment_domains(
+                f[0], nuclei[p], px, domain_sigma_um=settings.segmentation.domain_sigma_um,
+                min_area_um2=settings.segmentation.domain_min_area_um2)
         records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
     return str(_save(out, {"nuclei": nuclei, "domains": domains}, {"planes": records}))
 
