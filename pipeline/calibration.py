@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import Calibration, ChannelRole
+from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
 
 __all__ = [
@@ -368,7 +368,8 @@ def self_calibrate(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_
 
 
 def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,
-                      *, phi_max: float = 0.7, interface_length_um: float = 0.03,
+                      *, phi_max: float = PHI_MAX,
+                      interface_length_um: float = INTERFACE_LENGTH_UM,
                       dark_frame: str | Path | None = None, seed: int = 0
                       ) -> tuple[tuple[Calibration, ...], dict[str, Any]]:
     """Calibration of one plane from the image (and an optional dark frame).

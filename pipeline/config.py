@@ -14,15 +14,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .config_meta import affects_results, no_effect, no_effect_exclude, no_effect_paths
-from .config_run import RunSettings
+from .config_run import ANSCOMBE, DENOISE, Anscombe, DenoiseMethod, RunSettings
 
 __all__ = [
+    "ANSCOMBE",
+    "DENOISE",
     "DOMAIN_MIN_AREA_UM2",
     "DOMAIN_SIGMA_UM",
     "INTERFACE_LENGTH_UM",
     "PHI_MAX",
+    "Anscombe",
     "Calibration",
     "ChannelRole",
+    "DenoiseMethod",
     "PhysicsSettings",
     "EstimatorSettings",
     "NeuralSettings",

@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .config_meta import no_effect
 
-__all__ = ["RunSettings"]
+__all__ = ["ANSCOMBE", "DENOISE", "Anscombe", "DenoiseMethod", "RunSettings"]
+
+DenoiseMethod = Literal["nl-means", "gaussian", "none"]
+Anscombe = Literal["auto", "on", "off"]
+DENOISE: DenoiseMethod = "nl-means"
+"""Default denoiser (``run.denoise``; :func:`pipeline.denoise.calibrate`)."""
+ANSCOMBE: Anscombe = "auto"
+"""Default variance stabilisation (``run.anscombe``; :func:`pipeline.denoise.calibrate`)."""
 
 
 class RunSettings(BaseModel):
@@ -22,11 +29,11 @@ class RunSettings(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    denoise: Literal["nl-means", "gaussian", "none"] = Field(
-        "nl-means", description="self-calibrated denoiser, or none (the store's 'denoised' "
+    denoise: DenoiseMethod = Field(
+        DENOISE, description="self-calibrated denoiser, or none (the store's 'denoised' "
         "image; lambda is fitted on the calibrated raw data)")
-    anscombe: Literal["auto", "on", "off"] = Field(
-        "auto", description="variance-stabilise photon counts before denoising (auto: integer data)"
+    anscombe: Anscombe = Field(
+        ANSCOMBE, description="variance-stabilise photon counts before denoising (auto: integer data)"
     )
     tile_px: int = Field(256, ge=16, description="output side of an interior tile, in pixels")
     overlap_px: int = Field(32, ge=0, description="width of the feathered blend between tiles")
