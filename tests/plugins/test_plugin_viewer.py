@@ -121,7 +121,7 @@ def test_inspect_widget_masks_reads_out_and_exports(
 
     out = widget.export_csv(tmp_path / "view.csv")
     table = pd.read_csv(out)
-    assert list(table["nucleus_id"]) == [1, 2] and set(table["std_max"]) == {0.5}
+    assert list(table["label"]) == [1, 2] and set(table["std_max"]) == {0.5}
     assert list(table["lambda_mean"]) == [1.0, 2.0] and set(table["file"]) == {"cell.tif"}
 
 
