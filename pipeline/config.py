@@ -223,7 +223,8 @@ class Settings(BaseModel):
         "give a std (docs/uncertainty.md)"
     )
     channels: tuple[ChannelRole, ...] | None = Field(
-        None, description="channel roles in C order; default by channel count"
+        None, description="channel roles in C order, e.g. chromatin,heterochromatin "
+        "(default: by channel count)"
     )
     calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
         "image", description="OFFSET:SCALE per channel; image: from the image itself "
@@ -235,7 +236,8 @@ class Settings(BaseModel):
         None, description="TIFF recorded with the shutter closed: its median per channel is "
         "the dark level (offset) for --calibration image"
     )
-    pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
+    pixel_size_um: float | None = Field(None, gt=0, description="micrometres per pixel "
+                                        "(overrides the TIFF metadata)")
     physics: PhysicsSettings = PhysicsSettings()
     segmentation: SegmentSettings = SegmentSettings()
     estimator: EstimatorSettings = EstimatorSettings()

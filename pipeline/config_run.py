@@ -40,13 +40,15 @@ class RunSettings(BaseModel):
     segment: bool = Field(True, description="segment nuclei and report rates inside them "
                           "(off: the whole field, no nucleus segmentation)")
     nuclei_dir: str | None = Field(
-        None, description="folder of label images, one per input matched by stem (e.g. from "
-        "Cellpose or StarDist): used instead of the automatic segmentation")
+        None, description="folder of nucleus label images (0 background, 1..n nuclei), one "
+        "per input with the same stem (Cellpose's _cp_masks and _masks suffixes are "
+        "understood), used instead of the automatic segmentation")
     axes: str | None = Field(
-        None, description="axes of files whose metadata do not name them (tifffile's Q or "
-        "I), e.g. ZYX or TCYX; default: pages are Z planes")
+        None, description="axes of files whose metadata do not name them (plain multi-page "
+        "TIFFs), e.g. ZYX, TYX, CYX, ZCYX, TCYX (default: pages are Z planes)")
     z_step_um: float | None = Field(
-        None, gt=0, description="Z step in micrometres when the metadata give none")
+        None, gt=0, description="Z step in micrometres (overrides the metadata); without "
+        "one the Z scale is recorded as unknown")
 
     @field_validator("axes")
     @classmethod
