@@ -22,7 +22,7 @@ from pipeline.io import (
     read_planes,
     write_tiff,
 )
-from pipeline.io.tiff import _PlaneSource
+from pipeline.io.read import _TiffArray
 
 SHAPES = {
     "YX": (9, 11),
@@ -295,7 +295,7 @@ def test_plain_stack_defaults_to_z_and_says_so(tmp_path: Path, caplog) -> None:
     tifffile.imwrite(path, data, photometric="minisblack")  # no axes named: tifffile says QYX
     with tifffile.TiffFile(path) as tif:
         assert tif.series[0].axes == "QYX"
-    with caplog.at_level("WARNING", logger="pipeline.io.tiff"):
+    with caplog.at_level("WARNING", logger="pipeline.io"):
         info = inspect_tiff(path, pixel_size_um=0.1)
     assert (info.axes, info.plane_axis, info.axes_source) == ("ZYX", "Z", "default")
     assert "4 pages are read as Z planes" in info.axes_note and "--axes" in info.axes_note
@@ -375,12 +375,47 @@ def test_input_error_pickles() -> None:
 
 
 def test_plane_source_slices(tmp_path: Path) -> None:
+    """tifffile indexes the file in its own axis order; dask moves the axes to (P, C, Y, X)."""
     data = np.arange(2 * 3 * 5 * 6, dtype=np.uint16).reshape(2, 3, 5, 6)
     path = write_tiff(tmp_path / "s.tif", data, axes="CZYX", pixel_size_um=0.1)
     info = inspect_tiff(path)
-    src = _PlaneSource(path, info.axes, info.shape, info.dtype)
-    got = src[slice(1, 3), slice(0, 2), slice(1, 4), slice(2, 5)]
-    np.testing.assert_array_equal(got, data[0:2, 1:3, 1:4, 2:5].transpose(1, 0, 2, 3))
+    src = _TiffArray(str(path), info.shape, np.dtype(info.dtype))
+    got = src[slice(0, 2), slice(1, 3), slice(1, 4), slice(2, 5)]
+    np.testing.assert_array_equal(got, data[0:2, 1:3, 1:4, 2:5])
+    planes = read_planes(path, info)
+    np.testing.assert_array_equal(planes[1:3, 0:2, 1:4, 2:5].compute(),
+                                  data[0:2, 1:3, 1:4, 2:5].transpose(1, 0, 2, 3))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "pages", "zlib"])
+def test_one_plane_of_a_stack_reads_one_plane(tmp_path: Path, layout: str) -> None:
+    """Computing one plane of a 16-plane stack allocates about that plane (2 MiB), not the
+    stack (32 MiB): memory-mapped, pages scattered through the file, or compressed."""
+    import tracemalloc
+
+    n, side = 16, 1024
+    plane = (np.arange(side * side, dtype=np.uint16) % 4093).reshape(side, side)
+    data = plane + np.arange(n, dtype=np.uint16)[:, None, None]  # distinct planes
+    path = tmp_path / f"{layout}.tif"
+    if layout == "pages":  # one page after another, not contiguous: read through zarr
+        with tifffile.TiffWriter(path) as tw:
+            for page in data:
+                tw.write(page, metadata=None, contiguous=False)
+    else:
+        tifffile.imwrite(path, data, compression=None if layout == "contiguous" else "zlib",
+                         metadata={"axes": "ZYX"})
+    info = inspect_tiff(path, pixel_size_um=0.1)
+    assert (info.axes, info.n_planes) == ("ZYX", n)
+    planes = read_planes(path, info)
+    np.testing.assert_array_equal(planes[2].compute(scheduler="sync")[0], data[2])  # warm up
+    tracemalloc.start()
+    try:
+        got = planes[9].compute(scheduler="sync")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got[0], data[9])
+    assert peak < 4 * data[0].nbytes, f"{peak / 2**20:.1f} MiB to read one 2 MiB plane"
 
 
 def test_atomic_dir_replaces_and_cleans(tmp_path: Path) -> None:
