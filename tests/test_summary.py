@@ -9,15 +9,21 @@ from pipeline.simulate import simulate_folder
 from pipeline.summary import IMAGE_COLUMNS, OBJECT_COLUMNS, TILE_COLUMNS, summarize_store
 
 
+def _simulated(root, kind: str, seed: int, **run):
+    """A 96×96 single-channel simulated image and fast closed-form settings for it."""
+    simulate_folder(root / "images", truth_dir=root / "truth", cases=[(kind, 1)],
+                    shape=(96, 96), seed=seed)
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
+                 run={"denoise": "none", "tile_px": 32, "overlap_px": 8, **run})
+    return root / "images" / f"{kind}_1ch_s{seed}.tif", s
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("summary")
-    simulate_folder(root / "images", truth_dir=root / "truth", cases=[("step", 1)],
-                    shape=(96, 96), seed=4)
-    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
-                 run={"denoise": "none", "tile_px": 32, "overlap_px": 8})
-    m = process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)
-    assert process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)["skipped"]
+    image, s = _simulated(root, "step", 4)
+    m = process_image(image, root / "out", s)
+    assert process_image(image, root / "out", s)["skipped"]
     return m["store"]
 
 
@@ -78,17 +84,13 @@ def labelled_store(tmp_path_factory):
     import tifffile
 
     root = tmp_path_factory.mktemp("labelled")
-    simulate_folder(root / "images", truth_dir=root / "truth", cases=[("lognormal", 1)],
-                    shape=(96, 96), seed=5)
+    image, s = _simulated(root, "lognormal", 5, nuclei_dir=str(root / "labels"))
     labels = np.zeros((96, 96), np.uint16)
     labels[8:40, 6:38], labels[50:90, 10:30], labels[20:70, 50:80] = 3, 7, 12
     labels[80:96, 60:96] = 15  # cut off by the border
     (root / "labels").mkdir()
-    tifffile.imwrite(root / "labels" / "lognormal_1ch_s5.tif", labels)
-    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
-                 run={"denoise": "none", "tile_px": 32, "overlap_px": 8,
-                      "nuclei_dir": str(root / "labels")})
-    return process_image(root / "images" / "lognormal_1ch_s5.tif", root / "out", s)["store"]
+    tifffile.imwrite(root / "labels" / image.name, labels)
+    return process_image(image, root / "out", s)["store"]
 
 
 def test_run_csv_and_viewer_export_give_identical_numbers(labelled_store, tmp_path):
