@@ -109,7 +109,7 @@ def um_per_unit(unit: Any) -> float | None:
 def _length_um(value: Any, factor: float) -> float | None:
     """``value`` (as tifffile parsed it) times ``factor``, or None unless positive and finite."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None  # "true" or "1,2" parsed as a bool or a tuple: not a length
+        return None  # "true" parsed as a bool: not a length
     try:
         size = float(value) * factor
     except ValueError:
@@ -123,11 +123,12 @@ def _length_um(value: Any, factor: float) -> float | None:
 def ome_pixels(xml: str) -> dict[str, Any] | None:
     """The attributes of the first ``Pixels`` element of OME-XML, None without one.
 
-    The XML is parsed by :func:`tifffile.xml2dict` (values come back as numbers where they
-    read as numbers). Raises :class:`ValueError` for XML that cannot be parsed.
+    The XML is parsed by :func:`tifffile.xml2dict`: values come back as numbers (or bools)
+    where they read as such, as text otherwise. Raises :class:`ValueError` for XML that cannot
+    be parsed.
     """
     try:
-        tree = tifffile.xml2dict(xml)
+        tree = tifffile.xml2dict(xml, sep="")  # sep="": "1,5" stays text, not a tuple
     except Exception as exc:  # ParseError (a SyntaxError), RecursionError, ...
         raise ValueError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from exc
     pixels = _first(tree, "Pixels")
@@ -173,13 +174,12 @@ def _ome_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
         unit = pixels.get(f"PhysicalSize{ax}Unit", "µm")  # the OME schema's default
         factor = um_per_unit(unit)
         if factor is None:
-            unit = unit if isinstance(unit, str) else str(unit)  # as written in the XML
             raise InputError(
-                tif.filehandle.path, f"OME PhysicalSize{ax}Unit {unit!r} is not a length"
+                tif.filehandle.path, f"OME PhysicalSize{ax}Unit {str(unit)!r} is not a length"
             )
         size = _length_um(value, factor)
         if size is None:
-            log.warning("%s: ignoring OME PhysicalSize%s=%r", tif.filehandle.path, ax, value)
+            log.warning("%s: ignoring OME PhysicalSize%s=%r", tif.filehandle.path, ax, str(value))
             return None
         sizes.append(size)
     return sizes[0], sizes[1]

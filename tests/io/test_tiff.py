@@ -126,6 +126,31 @@ def test_ome_units(tmp_path: Path, unit: str, value: float, um: float) -> None:
     assert inspect_tiff(path).pixel_size_um == pytest.approx(um)
 
 
+def test_ome_metadata_of_the_first_image(tmp_path: Path) -> None:
+    """Sizes come from the first image's Pixels (tifffile parses the OME-XML), Z in nm too;
+    µ written as Greek mu or as an escaped code point is a micrometre; a unit that is not a
+    length is refused with the file's name."""
+    path = tmp_path / "two.ome.tif"
+    nm = {"PhysicalSizeX": 65, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 65,
+          "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 250, "PhysicalSizeZUnit": "nm"}
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(np.zeros((3, 8, 8), np.uint16), metadata={"axes": "ZYX", **nm})
+        tw.write(np.zeros((8, 8), np.uint16),
+                 metadata={"axes": "YX", "PhysicalSizeX": 5.0, "PhysicalSizeY": 5.0})
+    info = inspect_tiff(path)
+    assert (info.shape, info.pixel_size_source, info.z_step_source) == ((3, 8, 8), "ome", "ome")
+    assert (info.pixel_size_um, info.z_step_um) == (pytest.approx(0.065), pytest.approx(0.25))
+    for unit, um in (("\u03bcm", 0.7), ("\\u00B5m", 0.7), ("parsec", None)):
+        other = tmp_path / "unit.ome.tif"
+        tifffile.imwrite(other, np.zeros((4, 5), np.uint16), ome=True, metadata={
+            "axes": "YX", "PhysicalSizeX": 0.7, "PhysicalSizeXUnit": unit,
+            "PhysicalSizeY": 0.7, "PhysicalSizeYUnit": unit})
+        if um is None:
+            _refusal(other, f"OME PhysicalSizeXUnit '{unit}' is not a length")
+        else:
+            assert inspect_tiff(other).pixel_size_um == pytest.approx(um)
+
+
 def test_bad_ome_size_is_absent(tmp_path: Path) -> None:
     path = tmp_path / "zero.ome.tif"
     meta = {"axes": "YX", "PhysicalSizeX": 0.0, "PhysicalSizeY": 0.0}
