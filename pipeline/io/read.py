@@ -33,6 +33,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import tifffile
+from dask.base import tokenize
 
 from pipeline.io.metadata import ImageInfo
 
@@ -86,7 +87,11 @@ def read_planes(path: str | os.PathLike[str], info: ImageInfo) -> da.Array:
     sizes = dict(zip(info.axes, info.shape, strict=True))
     chunks = tuple(1 if a in "ZT" else sizes[a] if a == "C" else min(sizes[a], MAX_CHUNK_YX)
                    for a in info.axes)
-    name = f"tiff-planes-{tifffile.__version__}-{path.resolve()}-{os.stat(path).st_mtime_ns}"
+    stat = os.stat(path)
+    # the file's version and how it is read: the same file read with other axes (--axes) is
+    # another array, and must not share dask keys with this one
+    name = "tiff-planes-" + tokenize(tifffile.__version__, str(path.resolve()), stat.st_mtime_ns,
+                                     stat.st_size, info.axes, source.shape, dtype.str, chunks)
     array = da.from_array(source, chunks=chunks, name=name,
                           meta=np.empty((0,) * source.ndim, dtype))
     letters = info.axes.replace("Z", "P").replace("T", "P")

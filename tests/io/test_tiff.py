@@ -332,6 +332,11 @@ def test_plain_stack_defaults_to_z_and_says_so(tmp_path: Path, caplog) -> None:
     as_c = inspect_tiff(path, pixel_size_um=0.1, axes="CYX")
     assert (as_c.n_channels, as_c.n_planes) == (4, 1)
     np.testing.assert_array_equal(read_planes(path, as_c).compute()[0], data)
+    # the two readings of one file are two arrays, also in one graph (no shared dask keys)
+    planes_z, planes_c = dask.compute(read_planes(path, info), read_planes(path, as_c))
+    assert (planes_z.shape, planes_c.shape) == ((4, 1, 6, 7), (1, 4, 6, 7))
+    np.testing.assert_array_equal(planes_z[:, 0], data)
+    np.testing.assert_array_equal(planes_c[0], data)
     with pytest.raises(InputError, match="--axes ZCYX has 4 letters but the file has 3"):
         inspect_tiff(path, pixel_size_um=0.1, axes="ZCYX")
     named = write_tiff(tmp_path / "named.tif", data, axes="ZYX", pixel_size_um=0.1)
