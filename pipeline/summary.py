@@ -125,19 +125,24 @@ def _finite_mean(mask: np.ndarray, image: np.ndarray) -> float:
     return float(v.mean()) if v.size else np.nan
 
 
-def _finite_median(mask: np.ndarray, image: np.ndarray) -> float:
+def _local_centroid(mask: np.ndarray) -> np.ndarray:
+    """Mean row and column of the mask's pixels, in its bounding box (from the row and column
+    counts: skimage's centroid lists every pixel's coordinates, seconds for a whole field)."""
+    n = mask.sum()
+    if not n:
+        return np.array([np.nan, np.nan])
+    h, w = mask.shape
+    return np.array([mask.sum(axis=1) @ np.arange(h), mask.sum(axis=0) @ np.arange(w)]) / n
+
+
+def _lambda_stats(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Median, IQR, mean, sd (``ddof`` :data:`LAMBDA_DDOF`) and number of the finite values."""
     v = _finite(mask, image)
-    return float(np.median(v)) if v.size else np.nan
-
-
-def _finite_iqr(mask: np.ndarray, image: np.ndarray) -> float:
-    v = _finite(mask, image)
-    return float(np.subtract(*np.percentile(v, [75, 25]))) if v.size else np.nan
-
-
-def _finite_sd(mask: np.ndarray, image: np.ndarray) -> float:
-    v = _finite(mask, image)
-    return float(v.std(ddof=LAMBDA_DDOF)) if v.size > LAMBDA_DDOF else np.nan
+    if not v.size:
+        return np.array([np.nan, np.nan, np.nan, np.nan, 0.0])
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    sd = v.std(ddof=LAMBDA_DDOF) if v.size > LAMBDA_DDOF else np.nan
+    return np.array([med, q3 - q1, v.mean(), sd, v.size], dtype=np.float64)
 
 
 def _mode(mask: np.ndarray, image: np.ndarray) -> int:
@@ -187,28 +192,31 @@ def object_stats(labels: Any, lam: Any, *, pixel_size_um: float, std: Any | None
         labels = labels.astype(np.int64)  # bool regions, float label layers
     lam = np.asarray(lam)
     use = np.isfinite(lam) if counted is None else np.isfinite(lam) & (np.asarray(counted) != 0)
-    # one image, four channels: λ and std where counted (NaN elsewhere), identifiable, counted
-    channels = np.full(labels.shape + (4,), np.nan, np.result_type(lam.dtype, np.float32))
-    channels[..., 0] = np.where(use, lam, np.nan)
-    if std is not None:
-        channels[..., 1] = np.where(use, np.asarray(std), np.nan)
-    if identifiable is not None:
-        channels[..., 2] = np.asarray(identifiable) != 0
-    channels[..., 3] = use
-    got = pd.DataFrame(regionprops_table(
-        labels, intensity_image=channels,
-        properties=("label", "area", "centroid"),
-        extra_properties=(_finite_median, _finite_iqr, _finite_mean, _finite_sd)))
+
+    def per_object(image: Any, properties: tuple[str, ...], extra: Any) -> pd.DataFrame:
+        # one channel a call: regionprops applies extra properties to every channel
+        return pd.DataFrame(regionprops_table(labels, intensity_image=image,
+                                              properties=properties, extra_properties=extra))
+
+    got = per_object(np.where(use, lam, np.nan), ("label", "area", "bbox"),
+                     (_local_centroid, _lambda_stats))
+    means = {}
+    for name, image in (("std", None if std is None else np.where(use, np.asarray(std), np.nan)),
+                        ("ident", None if identifiable is None
+                         else (np.asarray(identifiable) != 0).astype(np.float32))):
+        means[name] = (np.full(len(got), np.nan) if image is None
+                       else per_object(image, (), (_finite_mean,))["_finite_mean"].to_numpy())
+    px = float(pixel_size_um)
     table = pd.DataFrame({
         "label": got["label"].astype(np.int64),
         "n_pixels": got["area"].astype(np.int64),
-        "area_um2": got["area"] * float(pixel_size_um) ** 2,
-        "centroid_y_um": got["centroid-0"] * float(pixel_size_um),
-        "centroid_x_um": got["centroid-1"] * float(pixel_size_um),
-        "lambda_median": got["_finite_median-0"], "lambda_iqr": got["_finite_iqr-0"],
-        "lambda_mean": got["_finite_mean-0"], "lambda_sd": got["_finite_sd-0"],
-        "lambda_std_mean": got["_finite_mean-1"],
-        "fraction_identifiable": got["_finite_mean-2"], "fraction_counted": got["_finite_mean-3"],
+        "area_um2": got["area"] * px**2,
+        "centroid_y_um": (got["bbox-0"] + got["_local_centroid-0"]) * px,
+        "centroid_x_um": (got["bbox-1"] + got["_local_centroid-1"]) * px,
+        "lambda_median": got["_lambda_stats-0"], "lambda_iqr": got["_lambda_stats-1"],
+        "lambda_mean": got["_lambda_stats-2"], "lambda_sd": got["_lambda_stats-3"],
+        "lambda_std_mean": means["std"], "fraction_identifiable": means["ident"],
+        "fraction_counted": got["_lambda_stats-4"] / got["area"],
     }, columns=OBJECT_STATS)
     if index is not None:
         table = (table.set_index("label").reindex(pd.Index(list(index), name="label"))
@@ -318,15 +326,16 @@ def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
         ident = labels["identifiable"][p] > 0
         nuc, dom = labels["nuclei"][p], labels["domains"][p]
         rec = attrs["planes"][p]
-        st = object_stats(np.ones(lam.shape, np.uint8), lam, std=std, counted=ident,
-                          pixel_size_um=px).iloc[0]
+        # the plane as one object, with the per-object definitions (no regionprops: one region)
+        use = ident & np.isfinite(lam)
+        med, iqr, mean = _lambda_stats(use, lam)[:3]
         images.append(base | {
             "pixel_size_source": attrs["pixel_size_source"], "delta_um": rec["delta_um"],
             "window_um": rec["window_um"],
             "bandwidth_reliability": rec["selection"].get("reliability", np.nan),
             "denoise": attrs["denoise"]["method"],
-            **{k: st[k] for k in ("lambda_median", "lambda_iqr", "lambda_mean",
-                                  "lambda_std_mean")},
+            "lambda_median": med, "lambda_iqr": iqr, "lambda_mean": mean,
+            "lambda_std_mean": _finite_mean(use, std),
             "fraction_identifiable": float(ident[nuc > 0].mean()) if (nuc > 0).any() else 0.0,
             "n_nuclei": int(nuc.max()), "n_domains": int(dom.max()),
             "nuclei_mode": rec["segmentation"]["nuclei"].get("mode"),
