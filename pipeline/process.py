@@ -192,13 +192,19 @@ def image_key(path: str | Path, settings: Settings) -> str:
     """Hash of (file content, result-affecting settings, code version).
 
     Every setting enters the key unless its field is marked
-    :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`).
+    :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`); a
+    dark frame enters with its content too (a new frame saved under the same name re-runs).
     """
-    st = Path(path).stat()
     cfg = settings.model_dump(mode="json", exclude=no_effect_exclude(type(settings)))
-    blob = json.dumps([_file_hash(str(path), st.st_size, st.st_mtime_ns), cfg, code_version()],
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    parts = [_content_hash(path), cfg, code_version()]
+    if settings.dark_frame is not None and Path(settings.dark_frame).is_file():
+        parts.append(_content_hash(settings.dark_frame))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _content_hash(path: str | Path) -> str:
+    st = Path(path).stat()
+    return _file_hash(str(path), st.st_size, st.st_mtime_ns)
 
 
 def is_done(store: str | Path, key: str) -> bool:

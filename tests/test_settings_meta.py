@@ -142,3 +142,16 @@ def test_the_mark_is_in_the_schema():
     schema = RunSettings.model_json_schema()["properties"]
     assert schema["workers"]["affects_results"] is False
     assert "affects_results" not in schema["tile_px"]
+
+
+def test_a_dark_frame_enters_the_key_with_its_content(image: Path, tmp_path: Path):
+    """The dark frame is a file named in the settings: replacing it under the same name
+    changes the key (its path alone would keep results made with the old frame)."""
+    dark = tmp_path / "dark.tif"
+    dark.write_bytes(b"first dark frame")
+    settings = Settings(dark_frame=dark)
+    key = image_key(image, settings)
+    assert key != image_key(image, Settings())
+    assert image_key(image, settings) == key
+    dark.write_bytes(b"a new dark frame, same name")
+    assert image_key(image, settings) != key
