@@ -66,10 +66,12 @@ seeds: the domain-scale residual of a wrong calibration survives large radii whi
 falls fast (docs/calibration.md)."""
 CRITERION_WINDOW_UM = 0.3
 """Rate window of the local fit inside the criterion (µm; at least 3 px)."""
-DENSE_CHROMATIN = 0.7
+DENSE_CHROMATIN = PHI_MAX
 """Assumed chromatin fraction c of the densest chromatin (the 99.5th percentile of the
-chromatin channel above its dark level): packing at phi_max. It sets the chromatin scale, which
-moves λ's level, not its pattern (docs/calibration.md)."""
+chromatin channel above its dark level): packing at the default phi_max
+(:data:`pipeline.config.PHI_MAX`, 0.7; a ``physics.phi_max`` set by the user does not change
+it). It sets the chromatin scale, which moves λ's level, not its pattern
+(docs/calibration.md)."""
 MIN_CONTRAST = 0.2
 """Identifiability threshold: the criterion must rise by at least this fraction of its value
 at the optimum when the heterochromatin scale moves by :data:`PROBE_STEP` either way."""
