@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     b.add_argument("--out", type=Path, default=Path("bench_results"))
-    b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    b.add_argument("--device", choices=_value_type(_setting_field("device").annotation)[1],
+                   default="auto", help="where the benchmarks run (default: auto)")
     return p
 
 
