@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# the report's percentile colour limits: one rule for the viewer and report.html
+from pipeline.report.figures import robust_limits
 
 __all__ = [
     "LAMBDA_COLORMAP",
@@ -58,36 +60,6 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 _STORE_SUFFIX = ".ome.zarr"
 _UM = "micrometer"
 _NO_UNIT = "pixel"
-
-
-def robust_limits(values: Any, percentiles: Sequence[float] = LAMBDA_PERCENTILES) -> tuple[float, float]:
-    """Contrast limits from percentiles of the finite values (NaN and inf ignored).
-
-    Parameters
-    ----------
-    values : array_like
-        Any array (numpy or dask, computed here); a low pyramid level is enough.
-    percentiles : (float, float)
-        Lower and upper percentile.
-
-    Returns
-    -------
-    (float, float)
-        ``(low, high)`` with ``high > low``; ``(0, 1)`` when nothing is finite.
-
-    Examples
-    --------
-    >>> robust_limits([np.nan, np.nan])
-    (0.0, 1.0)
-    >>> robust_limits([2.0, 2.0])
-    (2.0, 3.0)
-    """
-    arr = np.asarray(values, dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, percentiles))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
 def is_result_store(path: str | os.PathLike[str]) -> bool:
