@@ -24,8 +24,6 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import Settings
-
     p = argparse.ArgumentParser(prog="chromarate", description=__doc__.splitlines()[0],
                                 epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
@@ -35,40 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", type=Path, help="folder of TIFFs (or one TIFF)")
     r.add_argument("--out", type=Path, required=True, help="results folder")
     r.add_argument("--config", type=Path, help="TOML or YAML settings; flags override it")
-    r.add_argument("--method", choices=["closed-form", "neural"], default=None,
-                   help="neural: with a per-pixel std; closed-form: faster, no std (default: "
-                   f"{Settings.model_fields['method'].default})")
-    r.add_argument("--channels", help="roles in C order, e.g. chromatin,heterochromatin")
-    r.add_argument("--calibration", help="OFFSET:SCALE[,OFFSET:SCALE]; image (default: from "
-                   "the image, with a warning when not identifiable); auto (percentile rule). See "
-                   "docs/calibration.md")
-    r.add_argument("--dark-frame", type=Path, dest="dark_frame", metavar="TIFF",
-                   help="frame recorded with the shutter closed: its median per channel is "
-                   "the dark level for --calibration image")
-    r.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="um per pixel")
-    r.add_argument("--delta", dest="delta_um", help="mollifier radius in um, or auto")
-    r.add_argument("--window", dest="window_um", help="rate window (Gaussian sigma) in um, or auto")
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    r.add_argument("--recursive", action="store_true", default=None)
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--denoise", choices=["nl-means", "gaussian", "none"], default=None,
-                   help="self-calibrated denoiser (default nl-means), or none")
-    r.add_argument("--tile-size", type=int, dest="tile_px", help="tile side in pixels")
-    r.add_argument("--overlap", type=int, dest="overlap_px", help="tile overlap in pixels")
-    r.add_argument("--workers", type=int, help="N > 1: a dask LocalCluster of N processes")
-    r.add_argument("--cluster", choices=["local", "slurm", "address"], default=None)
-    r.add_argument("--scheduler-address", help="tcp://host:port of a running dask scheduler")
-    r.add_argument("--no-segment", dest="segment", action="store_false", default=None,
-                   help="report rates over the whole field (no nucleus segmentation)")
-    r.add_argument("--nuclei", dest="nuclei_dir", metavar="LABELS_DIR",
-                   help="folder of nucleus label images (0 background, 1..n nuclei), one per "
-                   "input with the same stem (Cellpose's _cp_masks and _masks suffixes are "
-                   "understood), used instead of the automatic segmentation")
-    r.add_argument("--axes", help="axes of files whose metadata do not name them (plain "
-                   "multi-page TIFFs), e.g. ZYX, TYX, CYX, ZCYX, TCYX (default: pages are Z)")
-    r.add_argument("--z-step", type=float, dest="z_step_um", metavar="UM",
-                   help="Z step in um (overrides the metadata); without one the Z scale is "
-                   "recorded as unknown")
+    _add_setting_options(r)
     r.add_argument("--samples", type=Path, help="sample sheet (CSV): a 'file' column (each "
                    "TIFF's name or stem) and any others (condition, replicate, ...), joined into "
                    "every table and the report; checked against the images before anything runs")
@@ -105,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     b.add_argument("--out", type=Path, default=Path("bench_results"))
-    b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    b.add_argument("--device", choices=_value_type(_setting_field("device").annotation)[1],
+                   default="auto", help="where the benchmarks run (default: auto)")
     return p
 
 
@@ -116,31 +82,115 @@ _EPILOG = """examples:
   chromarate report results/                                  rebuild results/report.html
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
-_RUN_FLAGS = ("denoise", "tile_px", "overlap_px", "workers", "cluster", "scheduler_address",
-              "segment", "nuclei_dir", "axes", "z_step_um")
+# `run` options that set a field of pipeline.config.Settings: (flag, field path, argparse
+# keywords). Choices, type, help and the default shown in help come from the field
+# (_add_setting_options); "help" here replaces the field's description where the flag reads
+# differently (a negative flag), "parse" turns the text into the field's value.
+_SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--method", "method", {}),
+    ("--channels", "channels", {"parse": "channels", "metavar": "ROLES"}),
+    ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
+    ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
+    ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),
+    ("--delta", "estimator.delta_um", {"metavar": "UM"}),
+    ("--window", "estimator.window_um", {"metavar": "UM"}),
+    ("--device", "device", {}),
+    ("--recursive", "recursive", {}),
+    ("--seed", "seed", {}),
+    ("--denoise", "run.denoise", {}),
+    ("--tile-size", "run.tile_px", {"metavar": "PX"}),
+    ("--overlap", "run.overlap_px", {"metavar": "PX"}),
+    ("--workers", "run.workers", {"metavar": "N"}),
+    ("--cluster", "run.cluster", {}),
+    ("--scheduler-address", "run.scheduler_address", {"metavar": "ADDRESS"}),
+    ("--no-segment", "run.segment", {"help": "report rates over the whole field (no nucleus "
+                                     "segmentation)"}),
+    ("--nuclei", "run.nuclei_dir", {"metavar": "LABELS_DIR"}),
+    ("--axes", "run.axes", {}),
+    ("--z-step", "run.z_step_um", {"metavar": "UM"}),
+)
+
+
+def _setting_field(path: str) -> Any:
+    """The pydantic ``FieldInfo`` of a dotted settings path (``run.tile_px``)."""
+    from pipeline.config import Settings
+
+    model: Any = Settings
+    *sections, name = path.split(".")
+    for section in sections:
+        model = model.model_fields[section].annotation
+    return model.model_fields[name]
+
+
+def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
+    """``(type, choices)`` for argparse from a field's annotation: a Literal gives choices;
+    a number or a word (``float | Literal["auto"]``) gives a converter that accepts both."""
+    import typing
+
+    parts = [a for a in (typing.get_args(annotation) if typing.get_origin(annotation) in
+                         (typing.Union, type(int | None)) else (annotation,))
+             if a is not type(None)]
+    words = [w for a in parts if typing.get_origin(a) is typing.Literal
+             for w in typing.get_args(a)]
+    kinds = [a for a in parts if typing.get_origin(a) is not typing.Literal]
+    if not kinds:
+        return str, words
+    kind = kinds[0] if kinds[0] in (int, float, Path) else str
+    if not words:
+        return kind, None
+
+    def convert(text: str) -> Any:
+        return text if text in words else kind(text)
+
+    convert.__name__ = f"{kind.__name__} or {'/'.join(map(str, words))}"
+    return convert, None
+
+
+def _shown(value: Any) -> str:
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else (
+        str(value))
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """Add :data:`_SETTING_OPTIONS` to ``parser``, each from its settings field. Every option
+    defaults to None (not given: the config file's value or the model's default applies)."""
+    for flag, path, extra in _SETTING_OPTIONS:
+        field, opts = _setting_field(path), dict(extra)
+        opts.pop("parse", None)
+        text = opts.pop("help", None) or field.description or ""
+        dest = path.rsplit(".", 1)[-1]
+        if field.annotation is bool:  # a switch that sets the opposite of the default
+            action = "store_false" if field.default else "store_true"
+            shown = f"{dest} {_shown(field.default)}" if field.default else "off"
+            parser.add_argument(flag, dest=dest, action=action, default=None,
+                                help=f"{text} (default: {shown})")
+            continue
+        kind, choices = _value_type(field.annotation)
+        if "parse" in extra:
+            kind = str
+        if field.default is not None:
+            text = f"{text} (default: {_shown(field.default)})"
+        parser.add_argument(flag, dest=dest, type=kind, choices=choices, default=None,
+                            help=text.replace("%", "%%"), **opts)
 
 
 def _settings_from_args(args: argparse.Namespace):
     from pipeline.config import load_settings, parse_calibration, parse_channels
 
-    estimator = {}
-    for key in ("delta_um", "window_um"):
-        val = getattr(args, key)
-        if val is not None:
-            estimator[key] = val if val == "auto" else float(val)
-    return load_settings(
-        args.config,
-        method=args.method,
-        channels=parse_channels(args.channels) if args.channels else None,
-        calibration=parse_calibration(args.calibration) if args.calibration else None,
-        pixel_size_um=args.pixel_size_um,
-        dark_frame=getattr(args, "dark_frame", None),
-        device=args.device,
-        recursive=args.recursive,
-        seed=args.seed,
-        estimator=estimator or None,
-        run={k: v for k in _RUN_FLAGS if (v := getattr(args, k, None)) is not None} or None,
-    )
+    parsers = {"channels": parse_channels, "calibration": parse_calibration}
+    overrides: dict[str, Any] = {}
+    for _, path, extra in _SETTING_OPTIONS:
+        value = getattr(args, path.rsplit(".", 1)[-1], None)
+        if value is None:
+            continue
+        if "parse" in extra:
+            value = parsers[extra["parse"]](value)
+        *sections, name = path.split(".")
+        target = overrides
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return load_settings(args.config, **overrides)
 
 
 class _Display:

@@ -132,7 +132,8 @@ def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
     """Inspect every image in process, without Prefect and without reading pixels.
 
     Returns ``{"images": [path, ...], "manifests": [(path, manifest), ...], "failed": [...]}``
-    where each manifest says whether its store is up to date (``"done"``). Sends the
+    where each manifest (a :class:`~pipeline.manifest.ImageManifest`) says whether its store
+    is up to date (``done``). Sends the
     ``start`` event, then ``failed`` for each refused file and ``skipped`` for each image
     already up to date. Call it with the output folder's lock held: it removes the work
     folders of earlier runs with other settings (:func:`pipeline.process.ingest`).
@@ -154,8 +155,8 @@ def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
             _tell(progress, {"event": "failed", **failed[-1]})
             continue
         manifests.append((str(p), m))
-        if m["done"]:
-            _tell(progress, {"event": "skipped", "image": str(p), "store": m["store"]})
+        if m.done:
+            _tell(progress, {"event": "skipped", "image": str(p), "store": m.store})
     return {"images": [str(p) for p in images], "manifests": manifests, "failed": failed}
 
 
@@ -245,7 +246,7 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
     failed = list(plan["failed"])
     chains = {}
     for path, m in plan["manifests"]:
-        if m["done"]:
+        if m.done:
             chains[path] = (m, None)
             continue
         den = denoise_task.submit(m, settings)
@@ -255,7 +256,7 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
     records = []
     for path, (m, futs) in chains.items():
         if futs is None:
-            records.append(_image_record(m["store"], True))
+            records.append(_image_record(m.store, True))
             continue
         for f in futs:
             _wait(f, cancel, out)
@@ -325,8 +326,8 @@ def run(input: str | Path, out: str | Path, settings: Settings, *,
 
             write_sample_sheet(samples, out)
         plan = plan_run(input, out, settings, progress=progress, cancel=cancel, images=images)
-        if all(m["done"] for _, m in plan["manifests"]):  # nothing to compute: no Prefect
-            records = [_image_record(m["store"], True) for _, m in plan["manifests"]]
+        if all(m.done for _, m in plan["manifests"]):  # nothing to compute: no Prefect
+            records = [_image_record(m.store, True) for _, m in plan["manifests"]]
             return _finish(input, out, settings, records, plan["failed"], t0)
         from flows.cluster import make_task_runner
         from flows.tasks import set_progress_sink

@@ -52,15 +52,14 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _result_settings(settings_json: dict[str, Any]) -> dict[str, Any]:
-    """The settings that change results (those that enter an image's key), flattened."""
-    from pipeline.process import _NO_EFFECT
+    """The settings that change results (those that enter an image's key), flattened: all but
+    the fields marked :func:`~pipeline.config_meta.no_effect` in :class:`pipeline.config.Settings`
+    (a recorded setting this version does not know counts as one that changes results)."""
+    from pipeline.config import Settings, no_effect_paths
 
-    flat = _flat(settings_json)
-    for key, sub in _NO_EFFECT.items():
-        names = [key] if sub is True else [f"{key}.{s}" for s in sub]
-        for name in names:
-            flat.pop(name, None)
-    return flat
+    skip = no_effect_paths(Settings)
+    return {k: v for k, v in _flat(settings_json).items()
+            if not any(k == p or k.startswith(p + ".") for p in skip)}
 
 
 def _recorded_settings(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import process
 from pipeline.config import Settings
 from pipeline.io import InputError
+from pipeline.manifest import ImageManifest
 
 __all__ = [
     "allow_tasks",
@@ -92,9 +93,9 @@ def emit(event: dict[str, Any]) -> None:
         log.debug("%s", event)
 
 
-def _progress(manifest: dict[str, Any]) -> Callable[[dict], None]:
-    name = manifest["image"]
-    key = _run_key(Path(manifest["store"]).parent)
+def _progress(manifest: ImageManifest) -> Callable[[dict], None]:
+    name = manifest.image
+    key = _run_key(Path(manifest.store).parent)
 
     def report(event: dict[str, Any]) -> None:
         if key in _STOPPED:
@@ -122,38 +123,38 @@ _OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False,
 
 
 @task(name="denoise", retries=1, retry_delay_seconds=1, **_OPTS)
-def denoise_task(manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def denoise_task(manifest: ImageManifest, settings: Settings) -> dict[str, Any]:
     t = time.perf_counter()
-    emit({"image": manifest["image"], "stage": "denoise"})
+    emit({"image": manifest.image, "stage": "denoise"})
     path = process.denoise_image(manifest, settings, progress=_progress(manifest))
     return {"path": path, "seconds": time.perf_counter() - t}
 
 
 @task(name="fit", **_OPTS)
-def fit_task(manifest: dict[str, Any], settings: Settings, denoised: dict[str, Any]
+def fit_task(manifest: ImageManifest, settings: Settings, denoised: dict[str, Any]
              ) -> dict[str, Any]:
     t = time.perf_counter()
-    emit({"image": manifest["image"], "stage": "fit"})
+    emit({"image": manifest.image, "stage": "fit"})
     path = process.fit_image(manifest, settings, denoised["path"], progress=_progress(manifest))
     return {"path": path, "seconds": time.perf_counter() - t}
 
 
 @task(name="segment", **_OPTS)
-def segment_task(manifest: dict[str, Any], settings: Settings, fit: dict[str, Any]
+def segment_task(manifest: ImageManifest, settings: Settings, fit: dict[str, Any]
                  ) -> dict[str, Any]:
     t = time.perf_counter()
-    emit({"image": manifest["image"], "stage": "segment"})
+    emit({"image": manifest.image, "stage": "segment"})
     path = process.segment_image(manifest, settings, fit["path"])
     return {"path": path, "seconds": time.perf_counter() - t}
 
 
 @task(name="assemble", retries=2, retry_delay_seconds=1, **_OPTS)
-def assemble_task(manifest: dict[str, Any], settings: Settings, denoised: dict[str, Any],
+def assemble_task(manifest: ImageManifest, settings: Settings, denoised: dict[str, Any],
                   fit: dict[str, Any], segment: dict[str, Any]) -> str:
     """Write the final store atomically (the step that makes an image 'finished')."""
     timings = {"denoise": denoised["seconds"], "fit": fit["seconds"],
                "segment": segment["seconds"]}
     store = process.assemble(manifest, settings, denoised["path"], fit["path"],
                              segment["path"], timings=timings)
-    emit({"image": manifest["image"], "stage": "done"})
+    emit({"image": manifest.image, "stage": "done"})
     return store

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import Calibration, ChannelRole
+from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
 
 __all__ = [
@@ -66,10 +66,12 @@ seeds: the domain-scale residual of a wrong calibration survives large radii whi
 falls fast (docs/calibration.md)."""
 CRITERION_WINDOW_UM = 0.3
 """Rate window of the local fit inside the criterion (µm; at least 3 px)."""
-DENSE_CHROMATIN = 0.7
+DENSE_CHROMATIN = PHI_MAX
 """Assumed chromatin fraction c of the densest chromatin (the 99.5th percentile of the
-chromatin channel above its dark level): packing at phi_max. It sets the chromatin scale, which
-moves λ's level, not its pattern (docs/calibration.md)."""
+chromatin channel above its dark level): packing at the default phi_max
+(:data:`pipeline.config.PHI_MAX`, 0.7; a ``physics.phi_max`` set by the user does not change
+it). It sets the chromatin scale, which moves λ's level, not its pattern
+(docs/calibration.md)."""
 MIN_CONTRAST = 0.2
 """Identifiability threshold: the criterion must rise by at least this fraction of its value
 at the optimum when the heterochromatin scale moves by :data:`PROBE_STEP` either way."""
@@ -368,7 +370,8 @@ def self_calibrate(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_
 
 
 def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,
-                      *, phi_max: float = 0.7, interface_length_um: float = 0.03,
+                      *, phi_max: float = PHI_MAX,
+                      interface_length_um: float = INTERFACE_LENGTH_UM,
                       dark_frame: str | Path | None = None, seed: int = 0
                       ) -> tuple[tuple[Calibration, ...], dict[str, Any]]:
     """Calibration of one plane from the image (and an optional dark frame).

@@ -15,7 +15,9 @@ interval that resamples units (images or replicates), not nuclei. Each condition
 difference from the reference has a bootstrap interval (units resampled within each
 condition) and a two-sided p-value from a rank (Mann-Whitney) test whose null distribution
 comes from shuffling whole units between the two conditions (exact over every relabelling
-when there are at most ``N_PERM`` of them).
+when there are at most ``N_PERM`` of them). With several conditions, ``p_holm`` adjusts these
+p-values for the number of conditions compared with the reference (Holm's step-down method,
+:func:`holm`).
 
 Examples
 --------
@@ -50,6 +52,7 @@ __all__ = [
     "bootstrap_median_ci",
     "compare_conditions",
     "file_key",
+    "holm",
     "match_samples",
     "permutation_p",
     "read_sample_sheet",
@@ -70,7 +73,7 @@ _RESERVED = {"plane", "channel_model", "channels", "calibration", "calibration_s
 _SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 COMPARE_COLUMNS = ["unit", "n_units", "n_images", "n_nuclei", "median_lambda", "ci95_low",
                    "ci95_high", "reference", "diff_vs_reference", "diff_ci95_low",
-                   "diff_ci95_high", "p_value", "p_min", "note"]
+                   "diff_ci95_high", "p_value", "p_holm", "p_min", "note"]
 """Columns of ``compare_<by>.csv`` after the first (the ``by`` column, one row per value)."""
 
 
@@ -299,6 +302,27 @@ def permutation_p(a: Sequence[float], b: Sequence[float], *, n_perm: int = N_PER
     return min(p, 1.0), min(p_min, 1.0)
 
 
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values (step-down Bonferroni), in the order given; NaN stays NaN and
+    does not count as a test.
+
+    With m tests and the p-values sorted from the smallest, the i-th (from 0) is multiplied by
+    m - i; each adjusted value is then at least the one before it, and at most 1. Rejecting
+    where the adjusted value is below α keeps the chance of any false rejection at most α,
+    whatever the dependence between the tests.
+
+    >>> holm([0.01, 0.04, 0.03, 0.005]).round(6).tolist()
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = order.size
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
 def compare_conditions(nuclei: pd.DataFrame, by: str = "condition", *,
                        reference: str | None = None, unit: str = "image",
                        value: str = "lambda_median", order: Sequence[str] | None = None,
@@ -328,7 +352,9 @@ def compare_conditions(nuclei: pd.DataFrame, by: str = "condition", *,
     Returns
     -------
     DataFrame
-        ``by`` then :data:`COMPARE_COLUMNS`.
+        ``by`` then :data:`COMPARE_COLUMNS`. ``p_value`` is each comparison's own p-value;
+        ``p_holm`` the same adjusted by :func:`holm` across the conditions compared with the
+        reference (NaN for the reference and where there is no test).
     """
     units = unit_values(nuclei, by, unit, value)
     found = list(dict.fromkeys(units[by]))
@@ -366,7 +392,9 @@ def compare_conditions(nuclei: pd.DataFrame, by: str = "condition", *,
                      "reference": ref, "diff_vs_reference": d, "diff_ci95_low": dlo,
                      "diff_ci95_high": dhi, "p_value": p, "p_min": p_min,
                      "note": "; ".join(notes)})
-    return pd.DataFrame(rows, columns=[by] + COMPARE_COLUMNS)
+    table = pd.DataFrame(rows, columns=[by] + COMPARE_COLUMNS)
+    table["p_holm"] = holm(table["p_value"])  # across the conditions tested against ref
+    return table
 
 
 def sheet_order(out_dir: str | Path, by: str) -> list[str]:

@@ -1,5 +1,9 @@
 """The one settings model: parsed by the CLI, received by the flow, edited by the plugin and
-recorded in ``run.json``. There is no second set of defaults anywhere.
+recorded in ``run.json``. There is no second set of defaults anywhere: a function of the
+library that takes a setting as an argument defaults to the constant its field uses here.
+
+Every setting changes results unless its field is marked :func:`~pipeline.config_meta.no_effect`
+(:mod:`pipeline.config_meta`); the ``[run]`` section lives in :mod:`pipeline.config_run`.
 """
 
 from __future__ import annotations
@@ -9,9 +13,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_meta import affects_results, no_effect, no_effect_exclude, no_effect_paths
+from .config_run import ANSCOMBE, DENOISE, Anscombe, DenoiseMethod, RunSettings
+
 __all__ = [
+    "ANSCOMBE",
+    "DENOISE",
+    "DOMAIN_MIN_AREA_UM2",
+    "DOMAIN_SIGMA_UM",
+    "INTERFACE_LENGTH_UM",
+    "PHI_MAX",
+    "Anscombe",
     "Calibration",
     "ChannelRole",
+    "DenoiseMethod",
     "PhysicsSettings",
     "EstimatorSettings",
     "NeuralSettings",
@@ -19,10 +34,23 @@ __all__ = [
     "RunSettings",
     "SegmentSettings",
     "Settings",
+    "affects_results",
+    "no_effect",
+    "no_effect_exclude",
+    "no_effect_paths",
     "parse_calibration",
     "parse_channels",
     "load_settings",
 ]
+
+PHI_MAX = 0.7
+"""Default maximal packing fraction φ_max of heterochromatin (``physics.phi_max``)."""
+INTERFACE_LENGTH_UM = 0.03
+"""Default interface length l in µm (``physics.interface_length_um``)."""
+DOMAIN_SIGMA_UM = 0.03
+"""Default smoothing of φ_h before the domain threshold (``segmentation.domain_sigma_um``)."""
+DOMAIN_MIN_AREA_UM2 = 0.005
+"""Default smallest heterochromatin domain (``segmentation.domain_min_area_um2``)."""
 
 ChannelRole = Literal["chromatin", "heterochromatin"]
 
@@ -39,8 +67,10 @@ class PhysicsSettings(BaseModel):
     """Constants of the chromatin model (docs/science.md section 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    phi_max: float = Field(0.7, gt=0, lt=1)
-    interface_length_um: float = Field(0.03, gt=0)
+    phi_max: float = Field(PHI_MAX, gt=0, lt=1, description="maximal packing fraction of "
+                           "heterochromatin")
+    interface_length_um: float = Field(INTERFACE_LENGTH_UM, gt=0, description="interface "
+                                       "length l of the free energy, in micrometres")
 
 
 class EstimatorSettings(BaseModel):
@@ -50,8 +80,10 @@ class EstimatorSettings(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    delta_um: float | Literal["auto"] = "auto"
-    window_um: float | Literal["auto"] = "auto"
+    delta_um: float | Literal["auto"] = Field(
+        "auto", description="mollifier radius in micrometres, or auto")
+    window_um: float | Literal["auto"] = Field(
+        "auto", description="rate window (Gaussian sigma) in micrometres, or auto")
     backend: Literal["spectral", "direct"] = "spectral"
     identifiable_fraction: float = Field(
         0.1, gt=0, lt=1, description="pixels with local A^2 below this fraction of its median are unidentifiable"
@@ -103,83 +135,11 @@ class SegmentSettings(BaseModel):
     max_border_fraction: float = Field(
         0.9, gt=0, le=1, description="... and if at most this fraction of the bright area lies "
         "in objects cut by the image border (more: the structure is larger than the field)")
-
-
-class RunSettings(BaseModel):
-    """How ``chromarate run`` executes: denoising, tiling and the dask cluster.
-
-    Tile sizes are in pixels; the halo around each tile is not configurable, it is derived from
-    the mollifier support and the rate window (:func:`pipeline.tiling.halo_px`).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    denoise: Literal["nl-means", "gaussian", "none"] = "nl-means"
-    anscombe: Literal["auto", "on", "off"] = Field(
-        "auto", description="variance-stabilise photon counts before denoising (auto: integer data)"
-    )
-    tile_px: int = Field(256, ge=16, description="output side of an interior tile, in pixels")
-    overlap_px: int = Field(32, ge=0, description="width of the feathered blend between tiles")
-    segment: bool = True
-    nuclei_dir: str | None = Field(
-        None, description="folder of label images, one per input matched by stem (e.g. from "
-        "Cellpose or StarDist): used instead of the automatic segmentation")
-    axes: str | None = Field(
-        None, description="axes of files whose metadata do not name them (tifffile's Q or "
-        "I), e.g. ZYX or TCYX; default: pages are Z planes")
-    z_step_um: float | None = Field(
-        None, gt=0, description="Z step in micrometres when the metadata give none")
-
-    @field_validator("axes")
-    @classmethod
-    def _axes(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        v = v.strip().upper()
-        lead = v[:-2]
-        if (not v.endswith("YX") or set(lead) - set("CZT") or len(set(lead)) != len(lead)
-                or ("Z" in lead and "T" in lead)):
-            raise ValueError(f"axes {v!r}: use letters C, Z or T (at most one of Z, T) "
-                             "followed by YX, e.g. ZYX, CYX, TCYX")
-        return v
-    workers: int = Field(1, ge=1, description="1: in process; N > 1: a dask LocalCluster")
-    cluster: Literal["local", "slurm", "address"] = "local"
-    scheduler_address: str | None = None
-    slurm_queue: str | None = None
-    slurm_account: str | None = None
-    slurm_cores: int = Field(4, ge=1)
-    slurm_memory: str = "16GB"
-    slurm_walltime: str = "02:00:00"
-    slurm_jobs: int = Field(1, ge=1)
-    slurm_job_extra: tuple[str, ...] = ()
-    tls_ca_file: str | None = Field(
-        None, description="address mode: the CA certificate (PEM) of a TLS dask scheduler")
-    tls_cert_file: str | None = Field(
-        None, description="address mode: this client's certificate (PEM), signed by the CA")
-    tls_key_file: str | None = Field(
-        None, description="address mode: this client's private key (PEM); omit if it is in "
-        "the certificate file")
-    tls_shared_dir: str = Field(
-        "~/.chromarate/tls", description="slurm: a folder on the file system the jobs share, "
-        "where each run's temporary TLS certificates are written (readable by you only)")
-
-    @model_validator(mode="after")
-    def _check(self) -> RunSettings:
-        if self.overlap_px >= self.tile_px:
-            raise ValueError(
-                f"overlap_px ({self.overlap_px}) must be smaller than tile_px ({self.tile_px})"
-            )
-        if self.cluster == "address" and not self.scheduler_address:
-            raise ValueError("cluster 'address' needs scheduler_address, e.g. tcp://host:8786")
-        if (self.tls_cert_file or self.tls_key_file) and not self.tls_ca_file:
-            raise ValueError("tls_cert_file and tls_key_file need tls_ca_file (the CA that "
-                             "signed the scheduler's certificate)")
-        if self.tls_ca_file and not self.tls_cert_file:
-            raise ValueError("tls_ca_file needs tls_cert_file (a client certificate signed by "
-                             "that CA; the scheduler refuses clients without one)")
-        if (self.scheduler_address or "").startswith("tls://") and not self.tls_ca_file:
-            raise ValueError(f"scheduler_address {self.scheduler_address} uses TLS: give "
-                             "tls_ca_file, tls_cert_file and tls_key_file in the config file")
-        return self
+    domain_sigma_um: float = Field(
+        DOMAIN_SIGMA_UM, gt=0, description="heterochromatin domains: Gaussian sigma of phi_h "
+        "before the Otsu threshold inside nuclei")
+    domain_min_area_um2: float = Field(
+        DOMAIN_MIN_AREA_UM2, gt=0, description="smaller heterochromatin domains are dropped")
 
 
 class UncertaintySettings(BaseModel):
@@ -263,7 +223,8 @@ class Settings(BaseModel):
         "give a std (docs/uncertainty.md)"
     )
     channels: tuple[ChannelRole, ...] | None = Field(
-        None, description="channel roles in C order; default by channel count"
+        None, description="channel roles in C order, e.g. chromatin,heterochromatin "
+        "(default: by channel count)"
     )
     calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
         "image", description="OFFSET:SCALE per channel; image: from the image itself "
@@ -275,15 +236,18 @@ class Settings(BaseModel):
         None, description="TIFF recorded with the shutter closed: its median per channel is "
         "the dark level (offset) for --calibration image"
     )
-    pixel_size_um: float | None = Field(None, gt=0, description="overrides TIFF metadata")
+    pixel_size_um: float | None = Field(None, gt=0, description="micrometres per pixel "
+                                        "(overrides the TIFF metadata)")
     physics: PhysicsSettings = PhysicsSettings()
     segmentation: SegmentSettings = SegmentSettings()
     estimator: EstimatorSettings = EstimatorSettings()
     uncertainty: UncertaintySettings = UncertaintySettings()
     neural: NeuralSettings = NeuralSettings()
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    recursive: bool = False
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the fit runs (auto: a GPU when there is one)")
+    seed: int = Field(0, description="random seed (self-calibration, noise resampling, "
+                      "networks)")
+    recursive: bool = no_effect(False, description="look for TIFFs in subfolders too")
     run: RunSettings = RunSettings()
 
     @field_validator("dark_frame")

@@ -28,16 +28,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import dask.array as da
 import numpy as np
+
+from .config import ANSCOMBE, DENOISE, Anscombe, DenoiseMethod
 
 __all__ = ["DenoiseParams", "calibrate", "denoise_planes", "depth_px"]
 
 log = logging.getLogger(__name__)
 
-Method = Literal["nl-means", "gaussian", "none"]
+Method = DenoiseMethod
 _NL_PATCH, _NL_DISTANCE = 5, 6
 _NL_H_FACTORS = (0.3, 0.5, 0.7, 0.9, 1.2)
 _GAUSS_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -103,8 +105,8 @@ def _filter(x: np.ndarray, method: Method, params: dict[str, float]) -> np.ndarr
 def calibrate(
     plane: np.ndarray,
     *,
-    method: Method = "nl-means",
-    anscombe: Literal["auto", "on", "off"] = "auto",
+    method: Method = DENOISE,
+    anscombe: Anscombe = ANSCOMBE,
     offsets: tuple[float, ...] | None = None,
     crop_px: int = 128,
 ) -> DenoiseParams:

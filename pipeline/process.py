@@ -7,8 +7,9 @@ input's content, the settings that change results and the code version. The fina
 ``OUT/<stem>.ome.zarr`` is written in one atomic step by :func:`assemble`, then the work
 folder is removed; a store whose recorded key matches is finished work (:func:`is_done`).
 
-Stages pass paths and small JSON-able manifests, never arrays, so that the Prefect flow can
-wrap each one as a task. :func:`process_image` runs them all in process.
+Stages pass paths and a small typed manifest (:class:`~pipeline.manifest.ImageManifest`),
+never arrays, so that the Prefect flow can wrap each one as a task. :func:`process_image`
+runs them all in process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,19 @@ import zarr
 
 from . import __version__
 from .calibration import calibrate_plane
-from .config import Settings
+from .config import Settings, no_effect_exclude
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError
 from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
+from .manifest import ImageManifest
 from .physics.chromatin import ChromatinModel
 from .segment import find_user_labels, read_user_labels, segment_domains, segment_nuclei
 
 __all__ = [
     "MIN_SIDE_PX",
+    "ImageManifest",
     "WORK_DIR",
     "ImageError",
     "assemble",
@@ -58,12 +61,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".chromarate"
-_NO_EFFECT: dict[str, Any] = {"recursive": True, "run": {"workers", "cluster", "scheduler_address", "slurm_queue",
-                                   "slurm_account", "slurm_cores", "slurm_memory",
-                                   "slurm_walltime", "slurm_jobs", "slurm_job_extra",
-                                   "tls_ca_file", "tls_cert_file", "tls_key_file",
-                                   "tls_shared_dir"}}
 Progress = Callable[[dict], None] | None
+ManifestLike = ImageManifest | Mapping[str, Any]
+"""What the stages accept: a manifest from :func:`ingest`, or one as a dict (JSON)."""
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
 
@@ -72,14 +72,14 @@ _GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it 
 
 
 @contextlib.contextmanager
-def _stage_errors(manifest: dict[str, Any], stage: str) -> Iterator[None]:
+def _stage_errors(manifest: ImageManifest, stage: str) -> Iterator[None]:
     """:func:`_named` for a stage; a refused image also drops its work folder (its stage
     outputs would only fail the same way again), while other failures keep it for a resume."""
     try:
-        with _named(manifest["image"], stage):
+        with _named(manifest.image, stage):
             yield
     except InputError:
-        shutil.rmtree(manifest["work"], ignore_errors=True)
+        shutil.rmtree(manifest.work, ignore_errors=True)
         raise
 
 
@@ -133,6 +133,9 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 RESULT_SOURCES = (
     "calibration.py",  # intensity -> fields, from the image itself
     "config.py",      # the settings and their defaults
+    "config_meta.py",  # which settings enter the key
+    "config_run.py",  # the [run] settings and their defaults
+    "manifest.py",    # what the stages know about an image
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)
     "estimate",       # bandwidths, noise, closed form, neural fit, uncertainty
@@ -186,12 +189,22 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 def image_key(path: str | Path, settings: Settings) -> str:
-    """Hash of (file content, result-affecting settings, code version)."""
+    """Hash of (file content, result-affecting settings, code version).
+
+    Every setting enters the key unless its field is marked
+    :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`); a
+    dark frame enters with its content too (a new frame saved under the same name re-runs).
+    """
+    cfg = settings.model_dump(mode="json", exclude=no_effect_exclude(type(settings)))
+    parts = [_content_hash(path), cfg, code_version()]
+    if settings.dark_frame is not None and Path(settings.dark_frame).is_file():
+        parts.append(_content_hash(settings.dark_frame))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _content_hash(path: str | Path) -> str:
     st = Path(path).stat()
-    cfg = settings.model_dump(mode="json", exclude=_NO_EFFECT)
-    blob = json.dumps([_file_hash(str(path), st.st_size, st.st_mtime_ns), cfg, code_version()],
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return _file_hash(str(path), st.st_size, st.st_mtime_ns)
 
 
 def is_done(store: str | Path, key: str) -> bool:
@@ -205,7 +218,7 @@ def is_done(store: str | Path, key: str) -> bool:
         return False
 
 
-def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
+def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageManifest:
     """Inspect one TIFF (no pixel read) and return the image's manifest.
 
     Raises :class:`~pipeline.io.InputError` (naming the file) for a file that cannot be
@@ -217,7 +230,7 @@ def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[st
         return _ingest(path, out_dir, settings)
 
 
-def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[str, Any]:
+def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageManifest:
     info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um, axes=settings.run.axes,
                         z_step_um=settings.run.z_step_um)
     h, w = (info.shape[info.axes.index(a)] for a in "YX")
@@ -252,21 +265,21 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> dict[s
     for stale in work.parent.glob(f"{stem}-*") if work.parent.is_dir() else ():
         if stale != work or done:  # other settings or code, or already assembled
             shutil.rmtree(stale, ignore_errors=True)
-    return {"image": str(Path(path).resolve()), "store": str(store), "work": str(work),
-            "key": key, "axes": info.axes, "shape": list(info.shape),
-            "pixel_size_um": float(info.pixel_size_um),
-            "pixel_size_source": info.pixel_size_source, "n_planes": info.n_planes,
-            "plane_axis": info.plane_axis, "roles": list(roles),
-            "axes_source": info.axes_source, "axes_note": info.axes_note,
-            "axes_override": settings.run.axes if info.axes_source == "--axes" else None,
-            "z_step_um": info.z_step_um, "z_step_source": info.z_step_source,
-            "nuclei_path": str(labels) if labels else None, "done": done}
+    return ImageManifest(
+        image=str(Path(path).resolve()), store=str(store), work=str(work), key=key,
+        axes=info.axes, shape=tuple(info.shape), pixel_size_um=float(info.pixel_size_um),
+        pixel_size_source=info.pixel_size_source, n_planes=info.n_planes,
+        plane_axis=info.plane_axis, roles=tuple(roles), axes_source=info.axes_source,
+        axes_note=info.axes_note,
+        axes_override=settings.run.axes if info.axes_source == "--axes" else None,
+        z_step_um=info.z_step_um, z_step_source=info.z_step_source,
+        nuclei_path=str(labels) if labels else None, done=done)
 
 
-def _planes(manifest: dict[str, Any]):
-    path = manifest["image"]
-    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest["pixel_size_um"],
-                                          axes=manifest.get("axes_override")))
+def _planes(manifest: ImageManifest):
+    path = manifest.image
+    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
+                                          axes=manifest.axes_override))
 
 
 @contextlib.contextmanager
@@ -305,27 +318,28 @@ def _record(path: Path) -> dict[str, Any]:
     return dict(zarr.open_group(path, mode="r").attrs["record"])
 
 
-def _stage(manifest: dict[str, Any], name: str) -> tuple[Path, bool]:
-    work = Path(manifest["work"])
+def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
+    work = Path(manifest.work)
     work.mkdir(parents=True, exist_ok=True)
     clean_partials(work)
     out = work / f"{name}.zarr"
     return out, out.exists()
 
 
-def denoise_image(manifest: dict[str, Any], settings: Settings, *, progress: Progress = None
+def denoise_image(manifest: ManifestLike, settings: Settings, *, progress: Progress = None
                   ) -> str:
     """Calibrate the denoiser on the first plane and denoise every plane → ``denoised.zarr``."""
+    manifest = ImageManifest.of(manifest)
     with _stage_errors(manifest, "denoise"):
         out, done = _stage(manifest, "denoised")
         if done:
             return str(out)
         t0 = time.perf_counter()
         planes = _planes(manifest)
-        cal = settings.calibration_for(len(manifest["roles"]))
+        cal = settings.calibration_for(len(manifest.roles))
         offsets = None if isinstance(cal, str) else tuple(c.offset for c in cal)
         first = np.asarray(planes[0])
-        _check_finite(manifest["image"], 0, first)
+        _check_finite(manifest.image, 0, first)
         params = calibrate(first, method=settings.run.denoise,
                            anscombe=settings.run.anscombe, offsets=offsets)
         den = denoise_planes(planes, params, progress=progress)
@@ -344,34 +358,35 @@ def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
                          "level) and save the file again, or move it out of the folder")
 
 
-def fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
+def fit_image(manifest: ManifestLike, settings: Settings, denoised: str, *,
               progress: Progress = None) -> str:
     """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
+    manifest = ImageManifest.of(manifest)
     with _stage_errors(manifest, "fit"):
         return _fit_image(manifest, settings, denoised, progress=progress)
 
 
-def _fit_image(manifest: dict[str, Any], settings: Settings, denoised: str, *,
+def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                progress: Progress = None) -> str:
     out, done = _stage(manifest, "fit")
     if done:
         return str(out)
     raw = _planes(manifest)
     model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
-    roles, px = tuple(manifest["roles"]), manifest["pixel_size_um"]
+    roles, px = tuple(manifest.roles), manifest.pixel_size_um
     n, _, h, w = raw.shape
     planes, tiles = [], []
     user = None  # the user's nuclei, read once for every plane
-    if settings.run.segment and manifest.get("nuclei_path"):
-        user, _ = read_user_labels(manifest["nuclei_path"], (h, w), n,
-                                   manifest["plane_axis"] is not None)
+    if settings.run.segment and manifest.nuclei_path:
+        user, _ = read_user_labels(manifest.nuclei_path, (h, w), n,
+                                   manifest.plane_axis is not None)
     arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
               "fields": ((n, 2, h, w), np.float32)}
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with _stage_store(out, arrays) as (root, record):
         for p in range(n):
             plane_raw = np.asarray(raw[p], dtype=np.float64)
-            _check_finite(manifest["image"], p, plane_raw)
+            _check_finite(manifest.image, p, plane_raw)
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
             # the std resamples their noise (the denoised planes are kept for display)
@@ -409,25 +424,26 @@ def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settin
     return None if rec["mode"] == "whole-field" else labels > 0
 
 
-def segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:
+def segment_image(manifest: ManifestLike, settings: Settings, fit: str) -> str:
     """Nuclei and heterochromatin domains of every plane → ``segment.zarr``."""
+    manifest = ImageManifest.of(manifest)
     with _stage_errors(manifest, "segment"):
         return _segment_image(manifest, settings, fit)
 
 
-def _segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> str:
+def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str:
     out, done = _stage(manifest, "segment")
     if done:
         return str(out)
     fields = zarr.open_group(fit, mode="r")["fields"]
-    px, single = manifest["pixel_size_um"], len(manifest["roles"]) == 1
+    px, single = manifest.pixel_size_um, len(manifest.roles) == 1
     n, _, h, w = fields.shape
     nuclei, domains = np.zeros((n, h, w), np.int32), np.zeros((n, h, w), np.int32)
     records = []
     user = None
-    if settings.run.segment and manifest.get("nuclei_path"):
-        user, rec_user = read_user_labels(manifest["nuclei_path"], (h, w), n,
-                                          manifest["plane_axis"] is not None)
+    if settings.run.segment and manifest.nuclei_path:
+        user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
+                                          manifest.plane_axis is not None)
     for p in range(n):
         f = np.asarray(fields[p], np.float64)
         if not settings.run.segment:
@@ -441,23 +457,26 @@ def _segment_image(manifest: dict[str, Any], settings: Settings, fit: str) -> st
                 nuclei[p], rec_n = segment_nuclei(f, px, single_channel=single,
                                                   settings=settings.segmentation)
                 if rec_n["mode"] == "whole-field":
-                    log.warning("%s plane %d: %s", manifest["image"], p, rec_n["note"])
-            domains[p], rec_d = segment_domains(f[0], nuclei[p], px)
+                    log.warning("%s plane %d: %s", manifest.image, p, rec_n["note"])
+            domains[p], rec_d = segment_domains(
+                f[0], nuclei[p], px, domain_sigma_um=settings.segmentation.domain_sigma_um,
+                min_area_um2=settings.segmentation.domain_min_area_um2)
         records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
     return str(_save(out, {"nuclei": nuclei, "domains": domains}, {"planes": records}))
 
 
-def assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: str,
+def assemble(manifest: ManifestLike, settings: Settings, denoised: str, fit: str,
              segment: str, *, timings: dict[str, float] | None = None) -> str:
     """Write ``OUT/<stem>.ome.zarr`` atomically and drop the work folder.
 
     λ is reported inside nuclei only: outside them ``rates`` is NaN and ``identifiable`` 0.
     """
+    manifest = ImageManifest.of(manifest)
     with _stage_errors(manifest, "assemble"):
         return _assemble(manifest, settings, denoised, fit, segment, timings=timings)
 
 
-def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: str,
+def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: str,
               segment: str, *, timings: dict[str, float] | None = None) -> str:
     from .io import write_result_store
 
@@ -469,56 +488,57 @@ def _assemble(manifest: dict[str, Any], settings: Settings, denoised: str, fit: 
     import dask.array as da
 
     den = da.from_zarr(zarr.open_group(denoised, mode="r")["denoised"])
-    squeeze = manifest["plane_axis"] is None
+    squeeze = manifest.plane_axis is None
     sq = (lambda a: a[0]) if squeeze else (lambda a: a)
     fit_rec, seg_rec = _record(Path(fit)), _record(Path(segment))
     planes = [fp | {"segmentation": sp} for fp, sp in
               zip(fit_rec["planes"], seg_rec["planes"], strict=True)]
     attrs = {
-        "key": manifest["key"], "version": __version__, "code_version": code_version(),
-        "source": manifest["image"], "axes": manifest["axes"],
-        "pixel_size_um": manifest["pixel_size_um"],
-        "pixel_size_source": manifest["pixel_size_source"],
-        "channel_roles": manifest["roles"], "method": settings.method,
+        "key": manifest.key, "version": __version__, "code_version": code_version(),
+        "source": manifest.image, "axes": manifest.axes,
+        "pixel_size_um": manifest.pixel_size_um,
+        "pixel_size_source": manifest.pixel_size_source,
+        "channel_roles": list(manifest.roles), "method": settings.method,
         "settings": settings.model_dump(mode="json"), "seed": settings.seed,
         "denoise": _record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
         "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",
-        "axes_source": manifest.get("axes_source", "metadata"),
-        "axes_note": manifest.get("axes_note"), "z_step_um": manifest.get("z_step_um"),
-        "z_step_source": manifest.get("z_step_source"),
-        "nuclei_source": (f"user labels {manifest['nuclei_path']}" if manifest.get("nuclei_path")
+        "axes_source": manifest.axes_source,
+        "axes_note": manifest.axes_note, "z_step_um": manifest.z_step_um,
+        "z_step_source": manifest.z_step_source,
+        "nuclei_source": (f"user labels {manifest.nuclei_path}" if manifest.nuclei_path
                           else "automatic" if settings.run.segment else "disabled"),
     }
-    if manifest["plane_axis"] == "Z" and manifest.get("z_step_um") is None:
+    if manifest.plane_axis == "Z" and manifest.z_step_um is None:
         attrs["z_scale"] = ("Z step unknown (none in the metadata, no --z-step): the store's z "
                             "scale is 1 with no unit; pass --z-step UM")
-        log.warning("%s: %s", manifest["image"], attrs["z_scale"])
+        log.warning("%s: %s", manifest.image, attrs["z_scale"])
     if settings.method == "closed-form":
         attrs["lambda_std"] = "NaN: the closed-form estimator gives no uncertainty"
     store = write_result_store(
-        manifest["store"], raw=sq(_planes(manifest)), pixel_size_um=manifest["pixel_size_um"],
-        channel_names=manifest["roles"], rates=sq(rates),
-        images={"denoised": (sq(den), manifest["roles"]),
+        manifest.store, raw=sq(_planes(manifest)), pixel_size_um=manifest.pixel_size_um,
+        channel_names=list(manifest.roles), rates=sq(rates),
+        images={"denoised": (sq(den), list(manifest.roles)),
                 "fields": (sq(np.asarray(g_fit["fields"])), ["phi_h", "phi_w"])},
         labels={"identifiable": sq(ident), "nuclei": sq(nuclei),
                 "domains": sq(np.asarray(g_seg["domains"]))},
-        attrs=attrs, plane_axis=(manifest["plane_axis"] or "z").lower(),
-        z_spacing_um=manifest.get("z_step_um"),
+        attrs=attrs, plane_axis=(manifest.plane_axis or "z").lower(),
+        z_spacing_um=manifest.z_step_um,
     )
-    shutil.rmtree(manifest["work"], ignore_errors=True)
+    shutil.rmtree(manifest.work, ignore_errors=True)
     return str(store)
 
 
 def process_image(path: str | Path, out_dir: str | Path, settings: Settings, *,
                   progress: Progress = None, force: bool = False) -> dict[str, Any]:
-    """Run every stage for one TIFF in process; returns the manifest with ``timings_s``.
+    """Run every stage for one TIFF in process; returns the manifest as a dict
+    (``ImageManifest.model_dump(mode="json")``) with ``store``, ``timings_s`` and ``skipped``.
 
     A finished store with the same key is not recomputed unless ``force``.
     Raises :class:`pipeline.io.InputError` for files that cannot be understood.
     """
     manifest = ingest(path, out_dir, settings)
-    if manifest["done"] and not force:
-        return manifest | {"skipped": True}
+    if manifest.done and not force:
+        return manifest.model_dump(mode="json") | {"skipped": True}
     timings: dict[str, float] = {}
     t = time.perf_counter()
     den = denoise_image(manifest, settings, progress=progress)
@@ -533,4 +553,5 @@ def process_image(path: str | Path, out_dir: str | Path, settings: Settings, *,
     timings["assemble"] = 0.0
     store = assemble(manifest, settings, den, fit, seg, timings=timings)
     timings["assemble"] = time.perf_counter() - t
-    return manifest | {"store": store, "timings_s": timings, "skipped": False}
+    return manifest.model_dump(mode="json") | {"store": store, "timings_s": timings,
+                                               "skipped": False}

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import SegmentSettings
+from .config import DOMAIN_MIN_AREA_UM2, DOMAIN_SIGMA_UM, SegmentSettings
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -414,10 +414,13 @@ def segment_domains(
     nuclei: np.ndarray,
     pixel_size_um: float,
     *,
-    domain_sigma_um: float = 0.03,
-    min_area_um2: float = 0.005,
+    domain_sigma_um: float = DOMAIN_SIGMA_UM,
+    min_area_um2: float = DOMAIN_MIN_AREA_UM2,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Label heterochromatin domains: smoothed ``phi_h`` above its Otsu threshold in nuclei.
+
+    ``domain_sigma_um`` and ``min_area_um2`` are ``segmentation.domain_sigma_um`` and
+    ``segmentation.domain_min_area_um2`` of the settings (their defaults here).
 
     Returns int32 labels (0 outside domains) and a record with the threshold.
     """

@@ -14,7 +14,7 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,12 @@ __all__ = [
     "FLAGS",
     "image_flags",
     "IMAGE_COLUMNS",
+    "LAMBDA_DDOF",
     "OBJECT_COLUMNS",
+    "OBJECT_STATS",
     "PROVENANCE",
     "TILE_COLUMNS",
+    "object_stats",
     "summarize_store",
     "write_summaries",
 ]
@@ -75,13 +78,29 @@ the closed-form estimate was non-finite, never reported as identifiable), ``cf_d
 (the local least-squares system carries too little information anywhere in the tile) and
 ``dropped_px`` (pixels dropped from the identifiable mask because the fit left no finite
 value there). Stores written before these columns existed leave them empty."""
-OBJECT_COLUMNS = PROVENANCE + [
-    "kind", "label", "nucleus", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_median",
+OBJECT_STATS = [
+    "label", "n_pixels", "area_um2", "centroid_y_um", "centroid_x_um", "lambda_median",
     "lambda_iqr", "lambda_mean", "lambda_sd", "lambda_std_mean", "fraction_identifiable",
-    "distance_to_edge_um", "touches_border",
+    "fraction_counted",
 ]
-"""Object rows (nuclei and domains). ``touches_border``: the object reaches the image border,
-so it is cut off and its area, centroid and λ describe only the part in the field."""
+"""Columns of :func:`object_stats`, the one per-object table (the run's ``summary_nuclei.csv``
+and ``summary_domains.csv``, the napari export). ``n_pixels`` and ``area_um2``: all the
+object's pixels; λ statistics over its *counted* pixels (identifiable ones in the run, those
+shown in the viewer), ``lambda_sd`` with ``ddof`` :data:`LAMBDA_DDOF`, ``lambda_iqr`` the
+75th minus the 25th percentile; ``lambda_std_mean`` the mean of the finite per-pixel stds
+there; ``fraction_identifiable`` and ``fraction_counted`` shares of the object's pixels."""
+LAMBDA_DDOF = 1
+"""``lambda_sd`` is the sample standard deviation (n - 1 in the denominator; NaN for one
+pixel), in every table."""
+OBJECT_COLUMNS = PROVENANCE + [
+    "kind", "label", "nucleus", "n_pixels", "area_um2", "centroid_y_um", "centroid_x_um",
+    "lambda_median", "lambda_iqr", "lambda_mean", "lambda_sd", "lambda_std_mean",
+    "fraction_identifiable", "distance_to_edge_um", "touches_border",
+]
+"""Object rows (nuclei and domains): :data:`OBJECT_STATS` over identifiable pixels (less
+``fraction_counted``, which is then ``fraction_identifiable``). ``touches_border``: the
+object reaches the image border, so it is cut off and its area, centroid and λ describe only
+the part in the field."""
 
 
 def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
@@ -96,16 +115,114 @@ def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
     }
 
 
-def _stats(lam: np.ndarray, std: np.ndarray, ok: np.ndarray) -> dict[str, float]:
-    v = lam[ok]
-    if v.size == 0:
-        return dict.fromkeys(("lambda_median", "lambda_iqr", "lambda_mean", "lambda_sd",
-                              "lambda_std_mean"), np.nan)
+def _finite(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    v = np.asarray(image[mask], dtype=np.float64)
+    return v[np.isfinite(v)]
+
+
+def _finite_mean(mask: np.ndarray, image: np.ndarray) -> float:
+    v = _finite(mask, image)
+    return float(v.mean()) if v.size else np.nan
+
+
+def _local_centroid(mask: np.ndarray) -> np.ndarray:
+    """Mean row and column of the mask's pixels, in its bounding box (from the row and column
+    counts: skimage's centroid lists every pixel's coordinates, seconds for a whole field)."""
+    n = mask.sum()
+    if not n:
+        return np.array([np.nan, np.nan])
+    h, w = mask.shape
+    return np.array([mask.sum(axis=1) @ np.arange(h), mask.sum(axis=0) @ np.arange(w)]) / n
+
+
+def _lambda_stats(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Median, IQR, mean, sd (``ddof`` :data:`LAMBDA_DDOF`) and number of the finite values."""
+    v = _finite(mask, image)
+    if not v.size:
+        return np.array([np.nan, np.nan, np.nan, np.nan, 0.0])
     q1, med, q3 = np.percentile(v, [25, 50, 75])
-    s = std[ok]
-    return {"lambda_median": float(med), "lambda_iqr": float(q3 - q1),
-            "lambda_mean": float(v.mean()), "lambda_sd": float(v.std()),
-            "lambda_std_mean": float(np.nanmean(s)) if np.isfinite(s).any() else np.nan}
+    sd = v.std(ddof=LAMBDA_DDOF) if v.size > LAMBDA_DDOF else np.nan
+    return np.array([med, q3 - q1, v.mean(), sd, v.size], dtype=np.float64)
+
+
+def _mode(mask: np.ndarray, image: np.ndarray) -> int:
+    v = np.asarray(image[mask], dtype=np.int64)
+    return int(np.bincount(v).argmax()) if v.size else 0
+
+
+def object_stats(labels: Any, lam: Any, *, pixel_size_um: float, std: Any | None = None,
+                 counted: Any | None = None, identifiable: Any | None = None,
+                 index: Sequence[int] | None = None) -> pd.DataFrame:
+    """The per-object table: one row per label > 0 of ``labels``, columns :data:`OBJECT_STATS`.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (Y, X)
+        The objects (nuclei, domains, a drawn region as 0/1).
+    lam : array_like, shape (Y, X)
+        λ mean; a non-finite value never counts.
+    pixel_size_um : float
+        For ``area_um2`` and the centroids (µm from the image's corner pixel centre).
+    std : array_like, optional
+        λ std; ``lambda_std_mean`` is NaN without it.
+    counted : array_like of bool, optional
+        The pixels whose λ enters the statistics (default: every finite one).
+    identifiable : array_like, optional
+        Identifiability mask; ``fraction_identifiable`` is NaN without it.
+    index : sequence of int, optional
+        Exactly these labels, in this order; one that has no pixel gets ``n_pixels`` 0,
+        ``area_um2`` 0 and NaN elsewhere.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 2], [1, 0, 2]])
+    >>> lam = np.array([[1.0, 2.0, 5.0], [3.0, 9.0, np.nan]])
+    >>> t = object_stats(lab, lam, pixel_size_um=0.5, index=[1, 2, 3])
+    >>> print(t[["label", "n_pixels", "area_um2", "lambda_median", "lambda_sd"]].to_string(
+    ...     index=False))
+     label  n_pixels  area_um2  lambda_median  lambda_sd
+         1         3      0.75            2.0        1.0
+         2         2      0.50            5.0        NaN
+         3         0      0.00            NaN        NaN
+    """
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        labels = labels.astype(np.int64)  # bool regions, float label layers
+    lam = np.asarray(lam)
+    use = np.isfinite(lam) if counted is None else np.isfinite(lam) & (np.asarray(counted) != 0)
+
+    def per_object(image: Any, properties: tuple[str, ...], extra: Any) -> pd.DataFrame:
+        # one channel a call: regionprops applies extra properties to every channel
+        return pd.DataFrame(regionprops_table(labels, intensity_image=image,
+                                              properties=properties, extra_properties=extra))
+
+    got = per_object(np.where(use, lam, np.nan), ("label", "area", "bbox"),
+                     (_local_centroid, _lambda_stats))
+    means = {}
+    for name, image in (("std", None if std is None else np.where(use, np.asarray(std), np.nan)),
+                        ("ident", None if identifiable is None
+                         else (np.asarray(identifiable) != 0).astype(np.float32))):
+        means[name] = (np.full(len(got), np.nan) if image is None
+                       else per_object(image, (), (_finite_mean,))["_finite_mean"].to_numpy())
+    px = float(pixel_size_um)
+    table = pd.DataFrame({
+        "label": got["label"].astype(np.int64),
+        "n_pixels": got["area"].astype(np.int64),
+        "area_um2": got["area"] * px**2,
+        "centroid_y_um": (got["bbox-0"] + got["_local_centroid-0"]) * px,
+        "centroid_x_um": (got["bbox-1"] + got["_local_centroid-1"]) * px,
+        "lambda_median": got["_lambda_stats-0"], "lambda_iqr": got["_lambda_stats-1"],
+        "lambda_mean": got["_lambda_stats-2"], "lambda_sd": got["_lambda_stats-3"],
+        "lambda_std_mean": means["std"], "fraction_identifiable": means["ident"],
+        "fraction_counted": got["_lambda_stats-4"] / got["area"],
+    }, columns=OBJECT_STATS)
+    if index is not None:
+        table = (table.set_index("label").reindex(pd.Index(list(index), name="label"))
+                 .fillna({"n_pixels": 0, "area_um2": 0.0}).reset_index())
+        table["n_pixels"] = table["n_pixels"].astype(np.int64)
+    return table
 
 
 def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
@@ -171,36 +288,22 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
 def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
              std: np.ndarray, ident: np.ndarray, dist: np.ndarray, px: float,
              base: dict[str, Any]) -> list[dict[str, Any]]:
-    from scipy import ndimage as ndi
+    """Rows of ``summary_nuclei.csv`` or ``summary_domains.csv`` for one plane."""
+    from skimage.measure import regionprops_table
 
-    rows = []
-    n = int(labels.max())
-    if n == 0:
-        return rows
-    slices = ndi.find_objects(labels)
+    table = object_stats(labels, lam, std=std, counted=ident, identifiable=ident,
+                         pixel_size_um=px)
+    if table.empty:
+        return []
+    edge = regionprops_table(labels, intensity_image=dist, properties=("label",),
+                             extra_properties=(_finite_mean,))
+    host = regionprops_table(labels, intensity_image=nuclei, properties=("label",),
+                             extra_properties=(_mode,))
     border = touches_border(labels)
-    for lab, sl in enumerate(slices, start=1):
-        if sl is None:
-            continue
-        obj = labels[sl] == lab
-        ok = obj & ident[sl]
-        yy, xx = np.nonzero(obj)
-        d = dist[sl][obj]
-        host = nuclei[sl][obj]
-        st = _stats(lam[sl], std[sl], ok)
-        rows.append(base | {
-            "kind": kind, "label": lab, "touches_border": lab in border,
-            "nucleus": int(np.bincount(host).argmax()) if host.size else 0,
-            "area_um2": float(obj.sum() * px * px),
-            "centroid_y_um": float((yy.mean() + sl[0].start) * px),
-            "centroid_x_um": float((xx.mean() + sl[1].start) * px),
-            "lambda_median": st["lambda_median"], "lambda_iqr": st["lambda_iqr"],
-            "lambda_mean": st["lambda_mean"], "lambda_sd": st["lambda_sd"],
-            "lambda_std_mean": st["lambda_std_mean"],
-            "fraction_identifiable": float(ok.sum() / obj.sum()),
-            "distance_to_edge_um": float(np.nanmean(d)) if np.isfinite(d).any() else np.nan,
-        })
-    return rows
+    table = table.assign(kind=kind, nucleus=host["_mode"], distance_to_edge_um=edge["_finite_mean"],
+                         touches_border=table["label"].isin(border))
+    cols = [c for c in OBJECT_COLUMNS if c not in base]
+    return [base | row for row in table[cols].to_dict("records")]
 
 
 def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
@@ -223,14 +326,16 @@ def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
         ident = labels["identifiable"][p] > 0
         nuc, dom = labels["nuclei"][p], labels["domains"][p]
         rec = attrs["planes"][p]
-        st = _stats(lam, std, ident)
+        # the plane as one object, with the per-object definitions (no regionprops: one region)
+        use = ident & np.isfinite(lam)
+        med, iqr, mean = _lambda_stats(use, lam)[:3]
         images.append(base | {
             "pixel_size_source": attrs["pixel_size_source"], "delta_um": rec["delta_um"],
             "window_um": rec["window_um"],
             "bandwidth_reliability": rec["selection"].get("reliability", np.nan),
             "denoise": attrs["denoise"]["method"],
-            **{k: st[k] for k in ("lambda_median", "lambda_iqr", "lambda_mean",
-                                  "lambda_std_mean")},
+            "lambda_median": med, "lambda_iqr": iqr, "lambda_mean": mean,
+            "lambda_std_mean": _finite_mean(use, std),
             "fraction_identifiable": float(ident[nuc > 0].mean()) if (nuc > 0).any() else 0.0,
             "n_nuclei": int(nuc.max()), "n_domains": int(dom.max()),
             "nuclei_mode": rec["segmentation"]["nuclei"].get("mode"),

@@ -2,8 +2,11 @@
 with a colour scale, readouts per nucleus and over a drawn selection (a Shapes layer), and CSV
 export.
 
-The arithmetic lives in :mod:`plugins.summary`; this module only wires it to napari. It needs
-the ``napari`` extra (magicgui); napari itself is imported inside functions.
+The widget is wired from three parts: :mod:`plugins.inspect_overlay` (masking, fading, λ mean or
+std, the colour scale), :mod:`plugins.inspect_selection` (the drawn selection) and this module
+(layer choices, per-nucleus readouts, export). Their plain arithmetic lives in
+:mod:`plugins.inspect_data` and :mod:`plugins.summary`. It needs the ``napari`` extra
+(magicgui); napari itself is imported inside functions.
 """
 
 from __future__ import annotations
@@ -23,66 +26,28 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from pipeline.report.figures import LAMBDA_TITLE, STD_TITLE
-from plugins.layers import LAMBDA_UNITS
-from plugins.summary import (
-    format_summary,
-    label_summaries,
-    polygon_mask,
-    region_summary,
-    shape_polygon,
-    visible_mask,
-    write_summaries_csv,
+from plugins.inspect_data import (
+    layer_info,
+    materialize,
+    plane_arrays,
+    provenance,
+    qc_text,
+    summarise_nuclei,
 )
+from plugins.inspect_overlay import FADE_OPACITY, SHOW_LAMBDA, SHOW_STD, MaskedOverlay
+from plugins.inspect_selection import ShapeSelection
+from plugins.summary import format_summary, write_summaries_csv
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FADE_OPACITY", "InspectWidget", "SHOW_LAMBDA", "SHOW_STD"]
+# materialize and qc_text: imported from here by callers before the split
+__all__ = ["FADE_OPACITY", "InspectWidget", "SHOW_LAMBDA", "SHOW_STD", "materialize", "qc_text"]
 
 log = logging.getLogger(__name__)
 
-FADE_OPACITY = 0.25  # of the λ layer's opacity, for pixels that are faded rather than hidden
-_FADED = "lambda_faded"
-SHOW_LAMBDA, SHOW_STD = "λ mean", "λ std"
 
-
-def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
-    """One line for the viewer: the plane's calibration (source, confidence) and QC flags,
-    as the run recorded them (the codes are explained in docs/your-own-images.md)."""
-    from pipeline.summary import image_flags
-
-    planes = attrs.get("planes") or []
-    if not planes:
-        return "no run record in this store"
-    rec = planes[min(plane, len(planes) - 1)]
-    cal = rec.get("calibration") or {}
-    text = f"calibration {cal.get('source') or cal.get('mode') or 'unknown'}"
-    if cal.get("confidence") is not None:
-        text += f" (confidence {float(cal['confidence']):.2g})"
-    if cal.get("identifiable") is False:
-        text += ", not identifiable"
-    try:
-        flags = image_flags(attrs, min(plane, len(planes) - 1),
-                            float(rec.get("fraction_identifiable", 1.0)))
-    except (KeyError, TypeError, ValueError):
-        flags = []
-    return f"{text}; flags: {', '.join(flags) or 'none'}"
-
-
-def _info(layer: Any) -> dict[str, Any]:
-    return dict(getattr(layer, "metadata", {}).get("chromarate", {}))
-
-
-def _levels(data: Any, multiscale: bool) -> list[Any]:
-    return list(data) if multiscale else [data]
-
-
-def _pack(levels: list[Any], multiscale: bool) -> Any:
-    return levels if multiscale else levels[0]
-
-
-class InspectWidget(Container):
+class InspectWidget(ShapeSelection, MaskedOverlay, Container):
     """Dock widget: pick the image and λ layers; fade or hide untrusted pixels; read out and
     export per-nucleus summaries.
 
@@ -161,12 +126,12 @@ class InspectWidget(Container):
 
         return [
             layer for layer in self._viewer.layers
-            if isinstance(layer, Image) and not _info(layer).get("role", "").startswith("lambda")
+            if isinstance(layer, Image) and not layer_info(layer).get("role", "").startswith("lambda")
         ]
 
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         layers = self._image_layers()
-        raw = [layer for layer in layers if _info(layer).get("role") == "raw"]
+        raw = [layer for layer in layers if layer_info(layer).get("role") == "raw"]
         return [(layer.name, layer) for layer in raw + [x for x in layers if x not in raw]]
 
     def _rate_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -174,7 +139,7 @@ class InspectWidget(Container):
 
         return [
             (layer.name, layer) for layer in self._viewer.layers
-            if isinstance(layer, Image) and _info(layer).get("role") == "lambda_mean"
+            if isinstance(layer, Image) and layer_info(layer).get("role") == "lambda_mean"
         ]
 
     def _on_layers_changed(self, *_: Any) -> None:
@@ -191,26 +156,6 @@ class InspectWidget(Container):
         from napari.layers import Shapes
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Shapes)]
-
-    # --- layers around the chosen λ layer --------------------------------------------------
-    def _sibling(self, layer: Any, role: str) -> Any | None:
-        store = _info(layer).get("store")
-        if store is None:
-            return None
-        for other in self._viewer.layers:
-            info = _info(other)
-            if info.get("store") == store and info.get("role") == role:
-                return other
-        return None
-
-    def _faded_layer(self, layer: Any) -> Any | None:
-        for other in self._viewer.layers:
-            if _info(other).get("role") == _FADED and _info(other).get("parent") == layer.name:
-                return other
-        return None
-
-    def _source(self, layer: Any) -> Any:
-        return self._original.setdefault(str(layer.unique_id), layer.data)
 
     def _on_image(self, *_: Any) -> None:
         image, lam = self.image.value, self.rates.value
@@ -235,8 +180,8 @@ class InspectWidget(Container):
             lam.events.colormap.connect(self._sync)
             self._hooked.add(str(lam.unique_id))
         std = self._sibling(lam, "lambda_std")
-        has_std = std is not None and _info(std).get("available", True)
-        self.use_std.enabled = self.std_max.enabled = self.show.enabled = bool(has_std)
+        has_std = self._has_std(std)
+        self.use_std.enabled = self.std_max.enabled = self.show.enabled = has_std
         self.use_std.tooltip = None if has_std else "this store holds no λ uncertainty"
         nuclei = self._sibling(lam, "nuclei")
         if nuclei is not None:  # outlines: a filled whole-field nucleus would tint λ
@@ -244,126 +189,12 @@ class InspectWidget(Container):
         raw = self._sibling(lam, "raw")
         if raw is not None and self.image.value is None:
             self.image.value = raw
-        self.qc.value = qc_text(_info(lam).get("attrs") or {}, self._plane(lam))
-        store = _info(lam).get("store")
+        self.qc.value = qc_text(layer_info(lam).get("attrs") or {}, self._plane(lam))
+        store = layer_info(lam).get("store")
         if store:
-            self.csv.value = Path(store).parent / f"{_info(lam).get('stem', 'lambda')}_view_summary.csv"
+            self.csv.value = Path(store).parent / f"{layer_info(lam).get('stem', 'lambda')}_view_summary.csv"
         self.apply()
         self._on_show()
-
-    def _on_show(self, *_: Any) -> None:
-        """Show λ mean or its std (one at a time), each with its colour bar and its title."""
-        lam = self.rates.value
-        if lam is None:
-            return
-        std = self._sibling(lam, "lambda_std")
-        want_std = (self.show.value == SHOW_STD and std is not None
-                    and bool(_info(std).get("available", True)))
-        lam.visible = lam.colorbar.visible = not want_std
-        faded = self._faded_layer(lam)
-        if faded is not None:
-            faded.visible = not want_std
-        if std is not None:
-            std.visible = std.colorbar.visible = want_std
-        shown = std if want_std else lam
-        shown.colorbar.gridded = True  # the title goes beside the bar, not over it
-        self._colorbar_title(STD_TITLE if want_std else LAMBDA_TITLE)
-
-    def _colorbar_title(self, text: str) -> None:
-        from plugins.canvas import canvas_overlay
-
-        title = canvas_overlay(self._viewer, "text")
-        title.text, title.position, title.visible = text, "top_right", True
-        if hasattr(title, "gridded"):
-            title.gridded = True
-
-    @property
-    def colorbar_title(self) -> str:
-        """The title shown beside the colour bar (``λ (unitless)`` or its std's)."""
-        from plugins.canvas import canvas_overlay
-
-        return str(canvas_overlay(self._viewer, "text").text)
-
-    # --- masking ---------------------------------------------------------------------------
-    def masks(self, layer: Any | None = None) -> list[Any]:
-        """The visible-pixel mask of each pyramid level of the λ layer (lazy for dask data)."""
-        lam = layer or self.rates.value
-        multi = lam.multiscale
-        levels = _levels(self._source(lam), multi)
-        std = self._sibling(lam, "lambda_std") if self.use_std.value else None
-        ident = self._sibling(lam, "identifiable") if self.identifiable.value else None
-
-        def matching(other: Any | None) -> list[Any]:
-            if other is None:
-                return [None] * len(levels)
-            got = _levels(other.data, other.multiscale)
-            same = len(got) == len(levels) and all(
-                g.shape == v.shape for g, v in zip(got, levels, strict=True)
-            )
-            return got if same else [None] * len(levels)
-
-        return [
-            visible_mask(v, s, i, std_max=self.std_max.value if std is not None else None,
-                         require_identifiable=ident is not None)
-            for v, s, i in zip(levels, matching(std), matching(ident), strict=True)
-        ]
-
-    def apply(self, *_: Any) -> None:
-        """Show λ where trusted; fade (a dim copy beneath) or hide the rest."""
-        lam = self.rates.value
-        if lam is None:
-            return
-        multi = lam.multiscale
-        levels = _levels(self._source(lam), multi)
-        masks = self.masks(lam)
-        lam.data = _pack([_where(m, v, np.nan) for m, v in zip(masks, levels, strict=True)], multi)
-        faded = self._faded_layer(lam)
-        if self.mode.value == "fade":
-            data = _pack([_where(m, np.nan, v) for m, v in zip(masks, levels, strict=True)], multi)
-            if faded is None:
-                faded = self._add_faded(lam, data)
-            else:
-                faded.data = data
-            self._sync()
-        elif faded is not None:
-            self._viewer.layers.remove(faded)
-        self.refresh_table()
-
-    def _add_faded(self, lam: Any, data: Any) -> Any:
-        from napari.layers import Image
-
-        faded = Image(
-            data,
-            name=f"{lam.name} (faded)",
-            multiscale=lam.multiscale,
-            colormap=lam.colormap,
-            contrast_limits=lam.contrast_limits,
-            opacity=FADE_OPACITY * lam.opacity,
-            blending="translucent",
-            scale=lam.scale,
-            translate=lam.translate,
-            units=lam.units,
-            axis_labels=lam.axis_labels,
-            metadata={"chromarate": {**_info(lam), "role": _FADED, "parent": lam.name}},
-        )
-        layers = self._viewer.layers
-        layers.insert(layers.index(lam), faded)
-        layers.selection.active = lam  # keep the λ layer's controls in front
-        return faded
-
-    def _sync(self, *_: Any) -> None:
-        lam = self.rates.value
-        if lam is None:
-            return
-        faded = self._faded_layer(lam)
-        if faded is not None:
-            faded.colormap = lam.colormap
-            faded.contrast_limits = lam.contrast_limits
-        lo, hi = lam.contrast_limits
-        self.legend.value = (
-            f"{LAMBDA_UNITS}\n{lam.colormap.name}: {lo:.3g} (dark) → {hi:.3g} (bright)\n"
-            "λ > 1: methylation outpaces acetylation"
-        )
 
     # --- summaries -------------------------------------------------------------------------
     def _plane(self, layer: Any) -> int:
@@ -371,6 +202,18 @@ class InspectWidget(Container):
             return 0
         coords = layer.world_to_data(self._viewer.dims.point)
         return int(np.clip(round(float(coords[0])), 0, layer.level_shapes[0][0] - 1))
+
+    def _plane_arrays(self, lam: Any, plane: int, *, labels: bool) -> dict[str, Any]:
+        """Level-0 arrays of ``plane`` for a summary: λ before masking, the visible mask, its
+        std and identifiable mask, and (with ``labels``) the nuclei."""
+        others = {"std": self._sibling(lam, "lambda_std"),
+                  "identifiable": self._sibling(lam, "identifiable")}
+        if labels:
+            others["labels"] = self._sibling(lam, "nuclei")
+        return plane_arrays(lam, self._source(lam), self.masks(lam)[0], others, plane)
+
+    def _provenance(self, lam: Any, plane: int) -> dict[str, Any]:
+        return provenance(lam, plane)
 
     def refresh_table(self, *_: Any) -> None:
         """Recompute the per-nucleus rows for the current plane, off the GUI thread."""
@@ -381,27 +224,11 @@ class InspectWidget(Container):
         from napari.qt.threading import create_worker
 
         plane = self._plane(lam)
-        nuclei = self._sibling(lam, "nuclei")
-        std = self._sibling(lam, "lambda_std")
-        level0 = _levels(self._source(lam), lam.multiscale)[0]
-        mask0 = self.masks(lam)[0]
-        labels0 = None if nuclei is None else _levels(nuclei.data, nuclei.multiscale)[0]
-        std0 = None if std is None else _levels(std.data, std.multiscale)[0]
-        ident = self._sibling(lam, "identifiable")
-        ident0 = None if ident is None else _levels(ident.data, ident.multiscale)[0]
-        if lam.ndim == 3:
-            level0, mask0 = level0[plane], mask0[plane]
-            labels0 = None if labels0 is None else labels0[plane]
-            std0 = None if std0 is None else std0[plane]
-            ident0 = None if ident0 is None else ident0[plane]
-        info = _info(lam)
         self._generation += 1
         generation = self._generation
         worker = create_worker(
-            _summaries, level0, labels0, mask0, std0, ident0,
-            pixel_size_um=float(info.get("pixel_size_um") or lam.scale[-1]),
-            file=Path(str(info.get("attrs", {}).get("source", info.get("store", lam.name)))).name,
-            plane=plane,
+            summarise_nuclei, self._plane_arrays(lam, plane, labels=True),
+            **self._provenance(lam, plane),
             _start_thread=False,
             _connect={"returned": lambda rows: self._set_table(rows, generation),
                       "errored": self._on_error},
@@ -461,91 +288,6 @@ class InspectWidget(Container):
             self._hooked.add(str(nuclei.unique_id))
         self.selection.value = format_summary(self.row_for(nuclei.selected_label))
 
-    # --- the drawn selection ---------------------------------------------------------------
-    def _on_shapes(self, *_: Any) -> None:
-        layer = self.shapes.value
-        if layer is not None and str(layer.unique_id) not in self._hooked:
-            layer.events.data.connect(self.refresh_selection)
-            layer.selected_data.events.items_changed.connect(self.refresh_selection)
-            self._hooked.add(str(layer.unique_id))
-        self.refresh_selection()
-
-    def _polygons(self, lam: Any, plane: int) -> list[tuple[int, np.ndarray]]:
-        """(shape number from 1, outline in the λ layer's full-resolution pixels) of each shape
-        with an area, on the current plane when the shapes carry one."""
-        layer = self.shapes.value
-        if layer is None or not self._alive:
-            return []
-        found = []
-        for i, (data, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
-            coords = np.array([lam.world_to_data(layer.data_to_world(v)) for v in data])
-            if lam.ndim == 3 and np.asarray(data).shape[1] >= 3 and round(coords[0, 0]) != plane:
-                continue  # drawn on another plane
-            poly = shape_polygon(coords, kind)
-            if poly is not None:
-                found.append((i + 1, poly))
-        return found
-
-    def refresh_selection(self, *_: Any) -> None:
-        """Summarise the selection layer's shapes on the current plane, off the GUI thread."""
-        lam = self.rates.value
-        if lam is None or not self._alive:
-            return
-        from napari.qt.threading import create_worker
-
-        plane = self._plane(lam)
-        polygons = self._polygons(lam, plane)
-        layer = self.shapes.value
-        chosen = set() if layer is None else {i + 1 for i in layer.selected_data}
-        chosen = {n for n, _ in polygons if n in chosen} or {n for n, _ in polygons}
-        self._region_generation += 1
-        generation = self._region_generation
-        if not polygons:
-            self._set_regions(([], None), generation)
-            return
-        std = self._sibling(lam, "lambda_std")
-        ident = self._sibling(lam, "identifiable")
-        arrays = {
-            "lam": _levels(self._source(lam), lam.multiscale)[0],
-            "visible": self.masks(lam)[0],
-            "std": None if std is None else _levels(std.data, std.multiscale)[0],
-            "identifiable": None if ident is None else _levels(ident.data, ident.multiscale)[0],
-        }
-        if lam.ndim == 3:
-            arrays = {k: None if v is None else v[plane] for k, v in arrays.items()}
-        info = _info(lam)
-        worker = create_worker(
-            _regions, arrays, polygons, chosen,
-            pixel_size_um=float(info.get("pixel_size_um") or lam.scale[-1]),
-            file=Path(str(info.get("attrs", {}).get("source", info.get("store", lam.name)))).name,
-            plane=plane,
-            _start_thread=False,
-            _connect={"returned": lambda result: self._set_regions(result, generation),
-                      "errored": self._on_error},
-        )
-        worker.start()
-        self._region_worker = worker
-
-    def _set_regions(self, result: tuple[list[dict[str, Any]], dict[str, Any] | None],
-                     generation: int) -> None:
-        if generation != self._region_generation or not self._alive:
-            return
-        self._regions, self._region = result
-        self.region.value = (
-            "draw a rectangle or polygon in a Shapes layer" if self._region is None
-            else format_summary(self._region)
-        )
-
-    @property
-    def selection_row(self) -> dict[str, Any] | None:
-        """The summary over the selected shapes (all shapes when none is selected)."""
-        return None if self._region is None else dict(self._region)
-
-    @property
-    def selection_rows(self) -> list[dict[str, Any]]:
-        """One summary row per shape (with an area) of the selection layer."""
-        return list(self._regions)
-
     def export_csv(self, path: str | Path | None = None) -> Path | None:
         """Write the current rows, per nucleus and per drawn shape, with the masking settings as
         provenance, to ``path``."""
@@ -556,68 +298,21 @@ class InspectWidget(Container):
         if lam is None or not self._table:
             show_error("chromarate: nothing to export (choose a λ layer first)")
             return None
-        attrs = _info(lam).get("attrs", {})
+        attrs = layer_info(lam).get("attrs", {})
         settings = attrs.get("settings", {})
-        provenance = {
-            "source": attrs.get("source", _info(lam).get("store", "")),
+        columns = {
+            "source": attrs.get("source", layer_info(lam).get("store", "")),
             "method": attrs.get("method", ""),
             "calibration": settings.get("calibration", ""),
-            "pixel_size_um": _info(lam).get("pixel_size_um"),
+            "pixel_size_um": layer_info(lam).get("pixel_size_um"),
             "std_max": self.std_max.value if self.use_std.value else None,
             "mask_unidentifiable": bool(self.identifiable.value),
         }
         try:
-            out = write_summaries_csv(self._table + self._regions, path, provenance=provenance)
+            out = write_summaries_csv(self._table + self._regions, path, provenance=columns)
         except OSError as exc:
             show_error(f"chromarate: cannot write {path}: {exc}")
             return None
         show_info(f"chromarate: wrote {len(self._table) + len(self._regions)} row(s) to {out}")
         return out
 
-
-def _where(mask: Any, a: Any, b: Any) -> Any:
-    """``where(mask, a, b)``, lazily when either array is dask."""
-    if any(hasattr(x, "dask") for x in (mask, a, b)):
-        import dask.array as da
-
-        return da.where(mask, a, b)
-    return np.where(mask, a, b)
-
-
-def materialize(x: Any) -> np.ndarray | None:
-    """``np.asarray`` of a possibly lazy (dask) array, safe in a worker thread.
-
-    dask runs its global callbacks (napari registers its opportunistic cache as one) through
-    ``dask.callbacks.local_callbacks``, which swaps the global set without a lock: a worker's
-    compute racing the GUI thread's slicing could run the cache in both, and one's finish then
-    cleared the other's start times (``KeyError`` in ``dask/cache.py``). Passing explicit, empty
-    callbacks leaves the global set alone.
-    """
-    if x is None:
-        return None
-    if hasattr(x, "dask"):
-        return np.asarray(x.compute(callbacks=()))
-    return np.asarray(x)
-
-
-def _regions(arrays: dict[str, Any], polygons: list[tuple[int, np.ndarray]], chosen: set[int],
-             **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-shape rows and the row of the chosen shapes together: runs in a worker thread."""
-    a = {k: materialize(v) for k, v in arrays.items()}
-    stats = {"std": a["std"], "identifiable": a["identifiable"], **kwargs}
-
-    def summary(numbers: list[int]) -> dict[str, Any]:
-        mask = polygon_mask([p for n, p in polygons if n in numbers], a["lam"].shape)
-        return region_summary(a["lam"], mask, a["visible"], selection=",".join(map(str, numbers)),
-                              **stats)
-
-    return [summary([n]) for n, _ in polygons], summary(sorted(chosen))
-
-
-def _summaries(lam: Any, labels: Any, mask: Any, std: Any, identifiable: Any, **kwargs: Any
-               ) -> list[dict[str, Any]]:
-    """Compute the (possibly lazy) plane and summarise it: runs in a worker thread."""
-    return label_summaries(
-        materialize(lam), materialize(labels), materialize(mask), std=materialize(std),
-        identifiable=materialize(identifiable), **kwargs,
-    )

@@ -21,14 +21,15 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# the report's percentile colour limits: one rule for the viewer and report.html
+from pipeline.report.figures import robust_limits
 
 __all__ = [
     "LAMBDA_COLORMAP",
@@ -61,50 +62,16 @@ _UM = "micrometer"
 _NO_UNIT = "pixel"
 
 
-def robust_limits(values: Any, percentiles: Sequence[float] = LAMBDA_PERCENTILES) -> tuple[float, float]:
-    """Contrast limits from percentiles of the finite values (NaN and inf ignored).
-
-    Parameters
-    ----------
-    values : array_like
-        Any array (numpy or dask, computed here); a low pyramid level is enough.
-    percentiles : (float, float)
-        Lower and upper percentile.
-
-    Returns
-    -------
-    (float, float)
-        ``(low, high)`` with ``high > low``; ``(0, 1)`` when nothing is finite.
-
-    Examples
-    --------
-    >>> robust_limits([np.nan, np.nan])
-    (0.0, 1.0)
-    >>> robust_limits([2.0, 2.0])
-    (2.0, 3.0)
-    """
-    arr = np.asarray(values, dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, percentiles))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
 def is_result_store(path: str | os.PathLike[str]) -> bool:
-    """True for a chromarate ``<stem>.ome.zarr`` store (root attribute ``"chromarate"``).
+    """True for a chromarate ``<stem>.ome.zarr`` store (root attribute ``"chromarate"``, read by
+    :func:`pipeline.io.omezarr.result_store_record`).
 
     Other OME-Zarr stores are left to other readers (napari-ome-zarr).
     """
+    from pipeline.io.omezarr import result_store_record
+
     path = Path(path)
-    meta = path / "zarr.json"
-    if not (path.name.endswith(_STORE_SUFFIX) and meta.is_file()):
-        return False
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        return False
-    return "chromarate" in attrs
+    return path.name.endswith(_STORE_SUFFIX) and result_store_record(path) is not None
 
 
 def find_stores(folder: str | os.PathLike[str]) -> list[Path]:
@@ -132,24 +99,6 @@ def is_tiff_folder(path: str | os.PathLike[str]) -> bool:
 def _stem(path: Path) -> str:
     name = path.name
     return name[: -len(_STORE_SUFFIX)] if name.endswith(_STORE_SUFFIX) else path.stem
-
-
-def _plane_scale(path: Path, plane_axis: str | None) -> tuple[float, str]:
-    """Scale and unit of the plane axis (z or t) from the store's multiscale metadata."""
-    if plane_axis is None:
-        return 1.0, _NO_UNIT
-    try:
-        ms = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]
-        names = [a["name"] for a in ms["axes"]]
-        unit = next((a.get("unit") for a in ms["axes"] if a["name"] == plane_axis), None)
-        scale = next(
-            t["scale"]
-            for t in ms["datasets"][0]["coordinateTransformations"]
-            if t["type"] == "scale"
-        )
-        return float(scale[names.index(plane_axis)]), unit or _NO_UNIT
-    except (OSError, ValueError, KeyError, StopIteration):
-        return 1.0, _NO_UNIT
 
 
 def _contrast_level(levels: list[dict[str, Any]], min_side: int = 256) -> dict[str, Any]:
@@ -224,7 +173,8 @@ def store_layers(
     axes = first["axes"]
     plane_axis = axes[0] if len(axes) == 4 else None
     px = first["pixel_size_um"]
-    p_scale, p_unit = _plane_scale(path, plane_axis)
+    p_scale = first["axis_scales"].get(plane_axis, 1.0) if plane_axis else 1.0
+    p_unit = (first["axis_units"].get(plane_axis) if plane_axis else None) or _NO_UNIT
     scale = (p_scale, px, px) if plane_axis else (px, px)
     spatial = {
         "scale": scale,

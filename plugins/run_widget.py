@@ -3,7 +3,8 @@
 The work is :func:`plugins.runner.run_folder`, the Prefect flow of ``chromarate run``, driven by
 a napari ``thread_worker`` (``create_worker``), so the GUI thread never blocks. Progress shows
 in the widget and in napari's activity dock (``napari.utils.progress``); errors become
-notifications.
+notifications. The settings fields take their defaults, choices, bounds and tooltips from
+:class:`pipeline.config.Settings` (:mod:`plugins.run_fields`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -23,9 +25,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from pipeline.config import Settings
+from plugins.run_fields import PAIRS, FieldSpec, field_spec
 from plugins.runner import (
-    ENSEMBLE_SECTION,
+    OtherSettingsError,
     build_settings,
     calibration_text,
     config_fields,
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["RunWidget"]
+
+ENSEMBLE_MAX = 64
+TILE_MAX = 16384
+OVERWRITE_HELP = ("replace results in the results folder made with other settings, as "
+                  "chromarate run --overwrite (without it, such a folder is refused and nothing "
+                  "is written)")
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -58,39 +66,62 @@ class RunWidget(Container):
         self._viewer = napari_viewer
         self._stop = threading.Event()
         self._progress: Any = None
+        self._error: BaseException | None = None
         self.worker: Any = None
         self.last_result: dict[str, Any] | None = None
         self.folder = FileEdit(label="TIFF folder", mode="d")
         self.out = FileEdit(label="results (optional)", mode="d")
-        defaults = Settings()  # the one set of defaults (pipeline.config)
-        self.method = ComboBox(label="method", choices=["neural", "closed-form"],
-                               value=defaults.method)
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"],
-                               value=defaults.device)
-        self.ensemble = SpinBox(label="ensemble size",
-                                value=getattr(defaults, ENSEMBLE_SECTION).ensemble_size,
-                                min=2, max=64, step=2, tooltip="noise-resampled members per "
-                                "tile (even); their spread gives λ std")
-        self.tile = SpinBox(label="tile size (px)", value=defaults.run.tile_px, min=16,
-                            max=16384, step=64, tooltip="side of the tiles fitted one at a time")
-        self.calibration = LineEdit(label="calibration",
-                                    value=calibration_text(defaults.calibration),
-                                    tooltip="as --calibration: a mode (e.g. image, auto) or "
-                                    "OFFSET:SCALE[,OFFSET:SCALE]")
+        # defaults, choices, bounds and help: pipeline.config.Settings (plugins.run_fields)
+        self.method = _choice(field_spec("method"))
+        self.device = _choice(field_spec("device"))
+        ensemble = field_spec("ensemble_size")
+        self.ensemble = SpinBox(label=ensemble.label, value=ensemble.default,
+                                min=ensemble.minimum or 2, max=ENSEMBLE_MAX, step=2,
+                                tooltip=f"{ensemble.help}; their spread gives λ std")
+        tile = field_spec("tile_size_px")
+        self.tile = SpinBox(label=tile.label, value=tile.default, min=tile.minimum or 16,
+                            max=TILE_MAX, step=64, tooltip=tile.help)
+        calibration = field_spec("calibration")
+        self.calibration = _choice(calibration, extra=(PAIRS,))
+        self.pairs = LineEdit(label=PAIRS, value="", tooltip="one OFFSET:SCALE for every "
+                              "channel, or one per channel: 100:0.001,50:0.002")
+        self.set_calibration(calibration_text(calibration.default))  # a mode, or pairs
+        self.overwrite = CheckBox(text="overwrite results made with other settings",
+                                  value=False, tooltip=OVERWRITE_HELP)
         self.config = FileEdit(label="settings file (optional)", mode="r",
                                filter="*.toml *.yaml *.yml")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.bar = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(label="status", value="idle")
+        self.status.native.setWordWrap(True)  # a refusal names every differing setting
         self.extend([
             self.folder, self.out, self.method, self.device, self.ensemble, self.tile,
-            self.calibration, self.config, self.run_button, self.cancel_button, self.bar,
-            self.status,
+            self.calibration, self.pairs, self.config, self.overwrite, self.run_button,
+            self.cancel_button, self.bar, self.status,
         ])
+        self.calibration.changed.connect(self._on_calibration)
+        self._on_calibration()
         self.config.changed.connect(self._load_config)
         self.run_button.changed.connect(lambda *_: self.start())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
+
+    @property
+    def calibration_value(self) -> str:
+        """The calibration as ``--calibration`` takes it: a mode, or the ``OFFSET:SCALE``
+        pairs typed."""
+        return self.pairs.value if self.calibration.value == PAIRS else self.calibration.value
+
+    def set_calibration(self, text: str) -> None:
+        """Show ``text`` (a mode, or ``OFFSET:SCALE[,...]``) in the calibration fields."""
+        text = text.strip()
+        if text.lower() in self.calibration.choices:
+            self.calibration.value = text.lower()
+        else:
+            self.calibration.value, self.pairs.value = PAIRS, text
+
+    def _on_calibration(self, *_: Any) -> None:
+        self.pairs.enabled = self.calibration.value == PAIRS
 
     def _load_config(self, *_: Any) -> None:
         """Show the values a chosen settings file sets (the fields then override it)."""
@@ -102,9 +133,12 @@ class RunWidget(Container):
             show_error(f"chromarate: cannot read the settings file: {exc}")
             return
         widgets = {"method": self.method, "device": self.device, "ensemble_size": self.ensemble,
-                   "tile_size_px": self.tile, "calibration": self.calibration}
+                   "tile_size_px": self.tile}
         for key, value in found.items():
-            widgets[key].value = value
+            if key == "calibration":
+                self.set_calibration(value)
+            else:
+                widgets[key].value = value
 
     def start(self) -> Any:
         """Validate the fields and start the run; returns the worker, or None on bad input."""
@@ -115,13 +149,17 @@ class RunWidget(Container):
         if folder is None or not folder.exists():
             show_error(f"chromarate: choose a folder of TIFFs (got {str(folder or '')!r})")
             return None
+        if self.calibration.value == PAIRS and not self.pairs.value.strip():
+            show_error(f"chromarate: type the calibration as {PAIRS}[,{PAIRS}] (one pair for "
+                       "every channel, or one per channel), or choose a mode")
+            return None
         try:
             settings = build_settings(
                 method=self.method.value,
                 device=self.device.value,
                 ensemble_size=self.ensemble.value or None,
                 tile_size_px=self.tile.value or None,
-                calibration=self.calibration.value,
+                calibration=self.calibration_value or None,
                 config=_path_or_none(self.config.value),
             )
         except ValueError as exc:
@@ -129,8 +167,10 @@ class RunWidget(Container):
             return None
         out = _path_or_none(self.out.value) or default_out_dir(folder)
         self._stop.clear()
+        self._error = None
         worker = create_worker(
             run_folder, folder, out, settings, should_stop=self._stop.is_set,
+            overwrite=bool(self.overwrite.value),
             _start_thread=False,
             _connect={"yielded": self._on_event, "errored": self._on_error,
                       "finished": self._on_finished},
@@ -172,7 +212,9 @@ class RunWidget(Container):
         elif kind == "finished":
             self.last_result = event
             self._open(event)
-        if text is not None and not self._stop.is_set():  # "cancelling…" stays until the end
+        # "cancelling…" and an error stay until the end (napari's progress() may handle the
+        # worker's error while this handler is still setting up for "starting")
+        if text is not None and not self._stop.is_set() and self._error is None:
             self.status.value = text
 
     def _open(self, event: dict[str, Any]) -> None:
@@ -195,11 +237,21 @@ class RunWidget(Container):
     def _on_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
 
-        self.status.value = f"failed: {exc}"
-        show_error(f"chromarate run failed: {exc}")
+        self._error = exc
+        what = "refused" if isinstance(exc, OtherSettingsError) else "failed"
+        self.status.value = f"{what}: {exc}"
+        show_error(f"chromarate run {what}: {exc}")
 
     def _on_finished(self) -> None:
         if self._progress is not None:
             self._progress.close()
             self._progress = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
+
+
+def _choice(spec: FieldSpec, extra: tuple[str, ...] = ()) -> ComboBox:
+    """A drop-down of the field's choices (and ``extra``), the default first and marked."""
+    first = [spec.default] if spec.default in spec.choices else []
+    values = first + [c for c in spec.choices if c not in first] + list(extra)
+    return ComboBox(label=spec.label, value=values[0], tooltip=spec.help or None,
+                    choices=[(f"{v} (default)" if v in first else v, v) for v in values])

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -24,13 +25,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.config import Settings, load_settings, parse_calibration
+from pipeline.errors import InputError
+from plugins.run_fields import ENSEMBLE_SECTION, setting_labels
 
-__all__ = ["build_settings", "calibration_text", "config_fields", "default_out_dir",
-           "run_folder"]
+__all__ = ["OtherSettingsError", "build_settings", "calibration_text", "config_fields",
+           "default_out_dir", "other_settings_text", "run_folder"]
 
 Method = Literal["closed-form", "neural"]
-# the settings section that holds ensemble_size ("uncertainty": members for every method)
-ENSEMBLE_SECTION = "uncertainty" if "uncertainty" in Settings.model_fields else "neural"
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -130,12 +131,71 @@ def calibration_text(cal: Any) -> str:
         f"{c.offset:.10g}:{c.scale:.10g}" for c in cal)
 
 
+class OtherSettingsError(InputError):
+    """The results folder holds results made with other settings, and the run may not
+    overwrite them; ``str()`` names each differing setting (see :func:`other_settings_text`)."""
+
+
+def _plain(key: str, value: str) -> str:
+    """A setting's JSON text (as :func:`flows.outdir.settings_differences` gives it) as the
+    widget shows it: ``neural`` rather than ``"neural"``, calibration pairs as ``OFFSET:SCALE``.
+
+    >>> _plain("method", '"neural"'), _plain("calibration", '[{"offset": 100.0, "scale": 0.5}]')
+    ('neural', '100:0.5')
+    """
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(data, str):
+        return data
+    if key == "calibration" and isinstance(data, list):
+        try:
+            return calibration_text(parse_calibration(
+                ",".join(f"{pair['offset']}:{pair['scale']}" for pair in data)))
+        except (TypeError, ValueError, KeyError):
+            return value
+    return value
+
+
+def other_settings_text(out_dir: str | os.PathLike[str], settings: Settings) -> str | None:
+    """Why a run with ``settings`` into ``out_dir`` would be refused, in plain words, or None.
+
+    ``out_dir`` is refused (unless the run may overwrite) when it holds results made with
+    other settings that change results (:func:`flows.outdir.settings_differences`, the check
+    every run makes). The text names each differing setting (by the run widget's label where
+    it shows the setting) with this run's value and the values recorded, and where, e.g.
+    ``method is neural here but closed-form in run.json, cell.ome.zarr``.
+    """
+    from flows.outdir import settings_differences
+
+    diffs = settings_differences(Path(out_dir), settings)
+    if not diffs:
+        return None
+    labels = setting_labels()
+    mine = settings.model_dump(mode="json")
+    parts = []
+    for key, values in sorted(diffs.items()):
+        now: Any = mine
+        for name in key.split("."):
+            now = now.get(name) if isinstance(now, dict) else None
+        held = " and ".join(
+            f"{_plain(key, value)} in {', '.join(files[:3])}"
+            + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            for value, files in values.items()
+        )
+        name = f"{labels[key]} ({key})" if labels.get(key, key) != key else key
+        parts.append(f"{name} is {_plain(key, json.dumps(now))} here but {held}")
+    return "it holds results made with other settings: " + "; ".join(parts)
+
+
 def run_folder(
     folder: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     settings: Settings,
     *,
     should_stop: Callable[[], bool] = lambda: False,
+    overwrite: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Run the ``chromarate`` flow on ``folder`` into ``out_dir``, yielding its events.
 
@@ -164,11 +224,16 @@ def run_folder(
         Polled while the flow waits on its tasks; True cancels the run: no new image or stage
         starts, the stage already running ends first, finished stores stay and no partial
         store is left (stores are written atomically). ``run.json`` is not written.
+    overwrite : bool
+        As ``chromarate run --overwrite``: replace results in ``out_dir`` made with other
+        settings. Without it such a folder is refused and nothing is written.
 
     Raises
     ------
     pipeline.io.InputError
-        If ``folder`` holds no TIFF (before Prefect starts).
+        If ``folder`` holds no TIFF, or (without ``overwrite``) ``out_dir`` holds results made
+        with other settings (the message is :func:`other_settings_text`'s); before Prefect
+        starts and before anything is written.
     Exception
         Whatever stops the flow as a whole (a failing image does not: it is an event).
     """
@@ -176,6 +241,9 @@ def run_folder(
 
     folder, out_dir = Path(folder), Path(out_dir)
     images = [folder] if folder.is_file() else discover_tiffs(folder, recursive=settings.recursive)
+    if not overwrite and (text := other_settings_text(out_dir, settings)):
+        raise OtherSettingsError(out_dir, text, "Tick “overwrite” to replace them, or choose "
+                                 "another results folder")
     names = [str(p) for p in images]
     yield {"event": "starting", "total": len(images), "images": names}
 
@@ -192,7 +260,8 @@ def run_folder(
     def work() -> None:
         try:
             outcome["record"] = run(folder, out_dir, settings, progress=events.put,
-                                    cancel=lambda: closing.is_set() or should_stop())
+                                    cancel=lambda: closing.is_set() or should_stop(),
+                                    overwrite=overwrite)
         except BaseException as exc:  # handed to the consumer below
             outcome["error"] = exc
         finally:

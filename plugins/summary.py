@@ -1,7 +1,10 @@
 """Which λ pixels to trust, and summaries of them per nucleus or over a drawn selection: the
-inspect widget's arithmetic.
+inspect widget's glue.
 
-Plain numpy and pandas, no napari, so each function is tested without a viewer.
+The numbers come from :func:`pipeline.summary.object_stats`, the function that makes the
+run's ``summary_nuclei.csv``: same columns, same definitions (``lambda_sd`` with
+``ddof`` 1), over the pixels shown instead of the identifiable ones. Plain numpy and pandas,
+no napari, so each function is tested without a viewer.
 
 Examples
 --------
@@ -11,7 +14,7 @@ Examples
 >>> visible_mask(lam, std, std_max=0.2).tolist()
 [[True, False], [False, True]]
 >>> rows = label_summaries(lam, None, visible_mask(lam), pixel_size_um=0.5)
->>> rows[0]["nucleus_id"], rows[0]["area_um2"], rows[0]["lambda_mean"]
+>>> rows[0]["label"], rows[0]["area_um2"], rows[0]["lambda_mean"]
 (0, 1.0, 2.3333333333333335)
 >>> region = polygon_mask([[(-0.5, -0.5), (-0.5, 1.5), (0.5, 1.5), (0.5, -0.5)]], lam.shape)
 >>> row = region_summary(lam, region, visible_mask(lam), pixel_size_um=0.5)
@@ -28,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.summary import OBJECT_STATS, object_stats
+
 __all__ = [
     "SUMMARY_COLUMNS",
     "format_summary",
@@ -39,21 +44,12 @@ __all__ = [
     "write_summaries_csv",
 ]
 
-SUMMARY_COLUMNS = (
-    "file",
-    "plane",
-    "region",
-    "nucleus_id",
-    "selection",
-    "n_pixels",
-    "area_um2",
-    "fraction_identifiable",
-    "fraction_visible",
-    "lambda_mean",
-    "lambda_median",
-    "lambda_sd",
-    "lambda_std_mean",
-)
+SUMMARY_COLUMNS = ("file", "plane", "region", "label", "selection") + tuple(
+    "fraction_visible" if c == "fraction_counted" else c for c in OBJECT_STATS[1:])
+"""Columns of the export: provenance, ``region`` (``nucleus``, ``field`` or ``selection``),
+``label`` (the nucleus; 0 for the whole field), ``selection`` (the shapes), then
+:data:`pipeline.summary.OBJECT_STATS` with ``fraction_counted`` named ``fraction_visible``
+(the share of the region's pixels shown)."""
 
 
 def visible_mask(
@@ -108,7 +104,7 @@ def label_summaries(
     file: str = "",
     plane: int = 0,
 ) -> list[dict[str, Any]]:
-    """One tidy row per nucleus (label > 0), or one row (``nucleus_id`` 0) for the whole field.
+    """One tidy row per nucleus (label > 0), or one row (``label`` 0) for the whole field.
 
     Parameters
     ----------
@@ -119,7 +115,7 @@ def label_summaries(
     visible : array_like of bool
         From :func:`visible_mask`; statistics of λ use only these pixels.
     pixel_size_um : float
-        For ``area_um2`` (the nucleus area, all its pixels).
+        For ``area_um2`` (the nucleus area, all its pixels) and the centroids.
     std : array_like, optional
         λ std; ``lambda_std_mean`` is its mean over the visible pixels.
     identifiable : array_like, optional
@@ -132,18 +128,17 @@ def label_summaries(
     -------
     list of dict
         Keys :data:`SUMMARY_COLUMNS` (``region`` is ``"nucleus"`` or ``"field"``,
-        ``selection`` None); NaN statistics where no pixel is visible.
+        ``selection`` None), and ``nucleus_id``, the same as ``label`` (kept for callers
+        that look rows up by it; not exported); NaN statistics where no pixel is visible.
     """
-    regions = (np.zeros(np.shape(lam), np.int64) if labels is None
-               else np.asarray(labels, np.int64))
-    ids = np.unique(regions)
-    ids = ids if labels is None else ids[ids > 0]
-    return [
-        _stats(lam, regions == rid, visible, std, identifiable, pixel_size_um)
-        | {"file": file, "plane": int(plane), "region": "field" if labels is None else "nucleus",
-           "nucleus_id": int(rid), "selection": None}
-        for rid in ids
-    ]
+    field = labels is None
+    regions = np.ones(np.shape(lam), np.uint8) if field else labels
+    rows = _rows(regions, lam, visible, std, identifiable, pixel_size_um, None)
+    for row in rows:
+        row |= {"file": file, "plane": int(plane), "region": "field" if field else "nucleus",
+                "selection": None}
+        row["label"] = row["nucleus_id"] = 0 if field else int(row["label"])
+    return rows
 
 
 def region_summary(
@@ -171,32 +166,19 @@ def region_summary(
 
     Other parameters are those of :func:`label_summaries`.
     """
-    row = _stats(lam, region, visible, std, identifiable, pixel_size_um)
-    return row | {"file": file, "plane": int(plane), "region": "selection", "nucleus_id": None,
-                  "selection": selection}
+    (row,) = _rows(region, lam, visible, std, identifiable, pixel_size_um, [1])
+    return row | {"file": file, "plane": int(plane), "region": "selection", "label": None,
+                  "nucleus_id": None, "selection": selection}
 
 
-def _stats(lam: Any, region: Any, visible: Any, std: Any | None, identifiable: Any | None,
-           pixel_size_um: float) -> dict[str, Any]:
-    lam = np.asarray(lam, dtype=np.float64)
-    region = np.asarray(region, dtype=bool)
-    sel = region & np.asarray(visible, dtype=bool) & np.isfinite(lam)
-    values = lam[sel]
-    n, n_vis = int(region.sum()), int(values.size)
-    std_vals = np.asarray(std, dtype=np.float64)[sel] if std is not None else np.array([])
-    std_vals = std_vals[np.isfinite(std_vals)]
-    ident = (float((np.asarray(identifiable)[region] != 0).mean())
-             if identifiable is not None and n else float("nan"))
-    return {
-        "n_pixels": n,
-        "area_um2": n * float(pixel_size_um) ** 2,
-        "fraction_identifiable": ident,
-        "fraction_visible": n_vis / n if n else float("nan"),
-        "lambda_mean": float(values.mean()) if n_vis else float("nan"),
-        "lambda_median": float(np.median(values)) if n_vis else float("nan"),
-        "lambda_sd": float(values.std(ddof=1)) if n_vis > 1 else float("nan"),
-        "lambda_std_mean": float(std_vals.mean()) if std_vals.size else float("nan"),
-    }
+def _rows(labels: Any, lam: Any, visible: Any, std: Any | None, identifiable: Any | None,
+          pixel_size_um: float, index: list[int] | None) -> list[dict[str, Any]]:
+    """:func:`pipeline.summary.object_stats` over the visible pixels, as row dicts."""
+    table = object_stats(labels, lam, pixel_size_um=pixel_size_um, std=std, counted=visible,
+                         identifiable=identifiable, index=index)
+    table = table.rename(columns={"fraction_counted": "fraction_visible"})
+    return [{k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+            for row in table.to_dict("records")]
 
 
 def shape_polygon(vertices: Any, shape_type: str, n_points: int = 64) -> np.ndarray | None:
@@ -244,7 +226,7 @@ def polygon_mask(polygons: Sequence[Any], shape: tuple[int, int]) -> np.ndarray:
 def format_summary(row: Mapping[str, Any] | None) -> str:
     """Human-readable lines for one summary row (the widget's readout).
 
-    >>> print(format_summary({"region": "nucleus", "nucleus_id": 2, "plane": 0,
+    >>> print(format_summary({"region": "nucleus", "label": 2, "plane": 0,
     ...     "area_um2": 1.5, "n_pixels": 10, "fraction_identifiable": float("nan"),
     ...     "fraction_visible": 0.9, "lambda_mean": 1.2, "lambda_median": 1.1,
     ...     "lambda_sd": 0.3, "lambda_std_mean": float("nan")}))
@@ -257,7 +239,7 @@ def format_summary(row: Mapping[str, Any] | None) -> str:
     if region == "selection":
         what = f"selection {row['selection']}"
     else:
-        what = "whole field" if row["nucleus_id"] == 0 else f"nucleus {row['nucleus_id']}"
+        what = "whole field" if row["label"] == 0 else f"nucleus {row['label']}"
 
     def num(v: float) -> str:
         return "n/a" if not np.isfinite(v) else f"{v:.3f}"
@@ -297,6 +279,7 @@ def write_summaries_csv(
     """
     import pandas as pd
 
+    from pipeline.compare import FLOAT_FORMAT
     from pipeline.io import atomic_write_text
 
     table = pd.DataFrame(list(rows), columns=list(SUMMARY_COLUMNS))
@@ -304,4 +287,4 @@ def write_summaries_csv(
         table[key] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, table.to_csv(index=False))
+    return atomic_write_text(path, table.to_csv(index=False, float_format=FLOAT_FORMAT))

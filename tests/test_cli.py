@@ -109,6 +109,112 @@ def test_bad_settings_are_one_plain_line(folder, tmp_path, capsys):
     assert "pydantic" not in err and "http" not in err
 
 
+def _settings_leaves():
+    """``{leaf name: (dotted path, FieldInfo)}`` of every settings field."""
+    from pydantic import BaseModel
+
+    from pipeline.config import Settings
+
+    out = {}
+
+    def walk(model, prefix):
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, f"{prefix}{name}.")
+            else:
+                assert name not in out, f"two settings named {name}: the CLI's dests clash"
+                out[name] = (prefix + name, field)
+
+    walk(Settings, "")
+    return out
+
+
+def _run_actions():
+    import argparse
+
+    from flows.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subs.choices["run"], [a for a in subs.choices["run"]._actions
+                                 if a.option_strings and a.dest != "help"]
+
+
+# a valid value per option whose setting is neither a Literal nor a switch
+SAMPLES = {"channels": ("heterochromatin", ("heterochromatin",)),
+           "calibration": ("100:0.5", ({"offset": 100.0, "scale": 0.5},)),
+           "pixel_size_um": ("0.25", 0.25), "delta_um": ("0.25", 0.25),
+           "window_um": ("0.125", 0.125), "seed": ("7", 7), "tile_px": ("128", 128),
+           "overlap_px": ("16", 16), "workers": ("3", 3),
+           "scheduler_address": ("tcp://127.0.0.1:8786", "tcp://127.0.0.1:8786"),
+           "nuclei_dir": ("labels", "labels"), "axes": ("zyx", "ZYX"),
+           "z_step_um": ("0.5", 0.5)}
+
+
+def test_run_options_are_the_settings_fields(tmp_path):
+    """Every `run` option but the run's own (--out, --config, --samples, --overwrite) sets one
+    settings field, and offers what the field says: its Literal's values as choices, its
+    default in the help, no argparse default of its own (a config file's value stands), and
+    a value given on the command line arrives in the settings. A field's default, values or
+    description changed in pipeline.config without the CLI following fails here."""
+    import typing
+
+    from flows.cli import _settings_from_args
+    from pipeline.config import Settings
+
+    leaves = _settings_leaves()
+    parser, actions = _run_actions()
+    dark = tmp_path / "dark.tif"
+    dark.write_bytes(b"")
+    samples = SAMPLES | {"dark_frame": (str(dark), dark)}
+    seen = set()
+    for action in actions:
+        if action.dest in ("out", "config", "samples", "overwrite"):
+            continue
+        assert action.dest in leaves, f"{action.option_strings} sets no settings field"
+        path, field = leaves[action.dest]
+        seen.add(path)
+        assert action.default is None, action.dest
+        flag, helptext = action.option_strings[0], action.help or ""
+        if field.description and flag != "--no-segment":
+            assert field.description in helptext.replace("%%", "%"), flag
+        if field.default is not None and not isinstance(field.default, bool):
+            assert f"(default: {field.default})" in helptext, flag
+        ann, base = field.annotation, Settings().model_dump()
+        for part in path.split("."):
+            base = base[part]
+        if typing.get_origin(ann) is typing.Literal:
+            assert set(action.choices) == set(typing.get_args(ann)), flag
+            tries = [[flag, v] for v in typing.get_args(ann) if v != field.default]
+        elif ann is bool:
+            assert action.nargs == 0, flag
+            tries = [[flag]]
+        else:
+            text, want = samples[action.dest]
+            tries = [[flag, text]]
+        for argv in tries:  # the first value the model accepts on its own
+            args = parser.parse_args(["in", "--out", "o", *argv])
+            try:
+                got = _settings_from_args(args).model_dump()
+            except ValueError:
+                continue
+            for part in path.split("."):
+                got = got[part]
+            if typing.get_origin(ann) is typing.Literal:
+                want = argv[1]
+            elif ann is bool:
+                want = not field.default
+            assert got == want and got != base, (flag, got, want)
+            break
+        else:
+            raise AssertionError(f"no value of {flag} was accepted")
+    assert {"method", "estimator.delta_um", "run.tile_px", "run.segment"} <= seen
+    args = parser.parse_args(["in", "--out", "o", "--delta", "auto", "--window", "0.2"])
+    assert _settings_from_args(args).estimator.delta_um == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["in", "--out", "o", "--delta", "big"])
+
+
 def test_run_choices_match_the_settings_model():
     """The `run` options that take a fixed set of values offer exactly the values the settings
     model accepts: a value added to (or dropped from) a Literal in pipeline.config without

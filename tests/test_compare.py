@@ -11,6 +11,7 @@ from pipeline.compare import (
     bootstrap_median_ci,
     compare_conditions,
     file_key,
+    holm,
     match_samples,
     permutation_p,
     read_sample_sheet,
@@ -105,6 +106,34 @@ def test_false_positive_rate_stays_near_5_percent_with_clustered_nuclei() -> Non
         naive += stats.mannwhitneyu(by.get_group("trt"), by.get_group("ctl")).pvalue < 0.05
     assert ours / 200 <= 0.09, ours
     assert naive / 200 > 0.5, naive
+
+
+def test_holm_on_a_hand_computed_example() -> None:
+    # sorted: 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; each at least
+    # the one before: 0.02, 0.03, 0.06, 0.06; back in the given order
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    got = holm([np.nan, 0.02, 0.5, np.nan])  # NaN: no test, not counted (m = 2)
+    assert np.isnan(got[[0, 3]]).all() and got[1:3] == pytest.approx([0.04, 0.5])
+    assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]  # at most 1, never below the one before
+    assert holm([0.2]).tolist() == [0.2] and holm([]).size == 0
+
+
+def test_several_conditions_get_holm_adjusted_p_values_in_the_csv(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    data = _nuclei({"ctl": list(rng.normal(1, 0.1, 6)), "big": list(rng.normal(2, 0.1, 6)),
+                    "none": list(rng.normal(1, 0.1, 6)), "some": list(rng.normal(1.15, 0.1, 6))})
+    t = compare_conditions(data, "condition", reference="ctl")
+    back = pd.read_csv(write_comparison(t, tmp_path, "condition"))
+    cols = list(back.columns)
+    assert cols[cols.index("p_value") + 1] == "p_holm"  # the raw p-value is kept beside it
+    back = back.set_index("condition")
+    assert np.isnan(back.loc["ctl", "p_value"]) and np.isnan(back.loc["ctl", "p_holm"])
+    # exact permutation p-values (of C(12, 6) = 924 splits) and Holm's by hand: sorted
+    # 2/924, 24/924, 544/924 times 3, 2, 1 = 6/924, 48/924, 544/924 (already increasing)
+    assert back["p_value"].drop("ctl").to_numpy() * 924 == pytest.approx([2, 544, 24], rel=1e-5)
+    assert back["p_holm"].drop("ctl").to_numpy() * 924 == pytest.approx([6, 544, 48], rel=1e-5)
+    # "some" is below 0.05 on its own, not once three comparisons are accounted for
+    assert back.loc["some", "p_value"] < 0.05 < back.loc["some", "p_holm"]
 
 
 def test_replicates_as_units() -> None:

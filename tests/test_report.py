@@ -40,6 +40,41 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
+class _Table(HTMLParser):
+    """The cells of the first <table>, row by row (header cells included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "tr" and not self._done:
+            self.rows.append([])
+        elif tag in ("td", "th") and not self._done:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._done = True
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _first_table(html: str) -> pd.DataFrame:
+    """The first HTML table, as text (empty cells: "")."""
+    parser = _Table()
+    parser.feed(html)
+    head, *body = parser.rows
+    return pd.DataFrame(body, columns=head)
+
+
 def _parse(path: Path) -> _Page:
     page = _Page()
     page.feed(path.read_text(encoding="utf-8"))
@@ -185,10 +220,12 @@ def test_compare_writes_table_figure_and_joins_the_report(results: Path, tmp_pat
     assert main(["compare", str(out), "--by", "condition", "--reference", "treated"]) == 0
     table = pd.read_csv(out / "compare_condition.csv")
     assert list(table["condition"]) == ["control", "treated"]  # the sheet's order
+    assert {"p_value", "p_holm"} <= set(table.columns)
     assert list(table["n_images"]) == [2, 1] and set(table["reference"]) == {"treated"}
     assert (out / "compare_condition.png").stat().st_size > 1000
     text = " ".join(_parse(out / "report.html").text)
     assert "Comparison by condition" in text and "treated" in text
+    assert "p_holm" in text and "adjusted (Holm)" in text
     assert main(["compare", str(out), "--by", "genotype"]) == 2
     assert "genotype" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
@@ -231,3 +268,26 @@ def test_rerun_keeps_a_current_report_and_a_new_sheet_rejoins(results: Path, tmp
     assert "condition" not in nuclei.columns and "ko" in set(nuclei["genotype"])
     assert (out / "report.html").stat().st_mtime_ns > before
     assert "genotype: ko" in " ".join(_parse(out / "report.html").text)
+
+
+def test_report_comparison_shows_raw_and_holm_adjusted_p_values(tmp_path) -> None:
+    """Three conditions against a reference: the report's table has both p-value columns,
+    with the numbers of compare_<by>.csv (Holm: the smallest of 2 tests times 2)."""
+    from pipeline.report.build import _comparison_section
+
+    means = {"ctl": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "up": [3.0, 3.1, 3.2, 3.3, 3.4, 3.5],
+             "same": [1.05, 1.15, 1.25, 1.35, 1.45, 1.55]}
+    nuclei = pd.DataFrame([{"file": f"{c}_{i}.tif", "condition": c, "lambda_median": m + d}
+                           for c, ms in means.items() for i, m in enumerate(ms)
+                           for d in (-0.01, 0.0, 0.01)])
+    html = _comparison_section(tmp_path, nuclei, {"by": "condition", "reference": "ctl",
+                                                  "unit": "image"})
+    table = _first_table(html).set_index("condition")
+    cols = list(table.columns)
+    table = table[["p_value", "p_holm"]].apply(pd.to_numeric)  # "" (none): NaN
+    assert cols[cols.index("p_value") + 1] == "p_holm"
+    assert table.loc["up", "p_value"] == pytest.approx(2 / 924, rel=1e-3)  # fully separated
+    assert table.loc["up", "p_holm"] == pytest.approx(2 * 2 / 924, rel=1e-3)  # 2 comparisons
+    assert table.loc["same", "p_value"] > 0.5
+    assert table.loc["same", "p_holm"] == pytest.approx(table.loc["same", "p_value"], rel=1e-3)
+    assert np.isnan(table.loc["ctl", "p_holm"])

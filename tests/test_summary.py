@@ -9,15 +9,21 @@ from pipeline.simulate import simulate_folder
 from pipeline.summary import IMAGE_COLUMNS, OBJECT_COLUMNS, TILE_COLUMNS, summarize_store
 
 
+def _simulated(root, kind: str, seed: int, **run):
+    """A 96×96 single-channel simulated image and fast closed-form settings for it."""
+    simulate_folder(root / "images", truth_dir=root / "truth", cases=[(kind, 1)],
+                    shape=(96, 96), seed=seed)
+    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
+                 run={"denoise": "none", "tile_px": 32, "overlap_px": 8, **run})
+    return root / "images" / f"{kind}_1ch_s{seed}.tif", s
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("summary")
-    simulate_folder(root / "images", truth_dir=root / "truth", cases=[("step", 1)],
-                    shape=(96, 96), seed=4)
-    s = Settings(method="closed-form", estimator={"delta_um": 0.1, "window_um": 0.1},
-                 run={"denoise": "none", "tile_px": 32, "overlap_px": 8})
-    m = process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)
-    assert process_image(root / "images" / "step_1ch_s4.tif", root / "out", s)["skipped"]
+    image, s = _simulated(root, "step", 4)
+    m = process_image(image, root / "out", s)
+    assert process_image(image, root / "out", s)["skipped"]
     return m["store"]
 
 
@@ -70,3 +76,56 @@ def test_diverged_tiles_reach_summary_tiles_csv(tmp_path):
     rates, ok = np.asarray(res["rates"]), np.asarray(res["labels"]["identifiable"]) > 0
     assert ok.any() and np.isfinite(rates[0][ok]).all()
     assert np.isnan(rates[1]).all()  # fallback tiles: no uncertainty, reported as NaN
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory):
+    """A closed-form store of a simulated field with four user nuclei (one on the border)."""
+    import tifffile
+
+    root = tmp_path_factory.mktemp("labelled")
+    image, s = _simulated(root, "lognormal", 5, nuclei_dir=str(root / "labels"))
+    labels = np.zeros((96, 96), np.uint16)
+    labels[8:40, 6:38], labels[50:90, 10:30], labels[20:70, 50:80] = 3, 7, 12
+    labels[80:96, 60:96] = 15  # cut off by the border
+    (root / "labels").mkdir()
+    tifffile.imwrite(root / "labels" / image.name, labels)
+    return process_image(image, root / "out", s)["store"]
+
+
+def test_run_csv_and_viewer_export_give_identical_numbers(labelled_store, tmp_path):
+    """summary_nuclei.csv (the run) and the napari export (the viewer, showing identifiable
+    pixels) of the same store: the same columns hold the same numbers, written the same."""
+    import pandas as pd
+
+    from pipeline.io import open_result_store
+    from pipeline.summary import OBJECT_STATS, write_summaries
+    from plugins.summary import label_summaries, visible_mask, write_summaries_csv
+
+    write_summaries([summarize_store(labelled_store)], tmp_path)
+    run = pd.read_csv(tmp_path / "summary_nuclei.csv", dtype=str)
+    res = open_result_store(labelled_store)
+    lam, std = np.asarray(res["rates"])
+    nuclei, ident = (np.asarray(res["labels"][k]) for k in ("nuclei", "identifiable"))
+    rows = label_summaries(lam, nuclei, visible_mask(lam, std, ident), std=std,
+                           identifiable=ident, pixel_size_um=res["pixel_size_um"])
+    view = pd.read_csv(write_summaries_csv(rows, tmp_path / "view.csv"), dtype=str)
+
+    shared = [c for c in OBJECT_STATS if c != "fraction_counted"]
+    assert set(shared) <= set(run.columns) and set(shared) <= set(view.columns)
+    assert list(run["label"]) == ["3", "7", "12", "15"]
+    pd.testing.assert_frame_equal(run[shared], view[shared])
+    # the comparison has teeth: partly identifiable nuclei, a spread, the cut-off nucleus
+    num = run[shared].astype(float)
+    assert ((num["fraction_identifiable"] > 0) & (num["fraction_identifiable"] < 1)).any()
+    assert (num["lambda_sd"] > 0).sum() == 2 and num["lambda_sd"].isna().sum() == 2  # none shown
+    assert list(run["touches_border"]) == ["False", "False", "False", "True"]
+    assert list(num["n_pixels"]) == [32 * 32, 40 * 20, 50 * 30, 16 * 36]
+    # the definitions: sample sd (ddof 1) and the IQR over the identifiable pixels
+    nuc = (nuclei == 3) & (ident > 0)
+    v = lam[nuc].astype(np.float64)
+    q1, q3 = np.percentile(v, [25, 75])
+    got = num.set_index(run["label"]).loc["3"]
+    assert got["lambda_sd"] == pytest.approx(v.std(ddof=1), rel=1e-5)
+    assert got["lambda_iqr"] == pytest.approx(q3 - q1, rel=1e-5)
+    assert got["lambda_std_mean"] == pytest.approx(std[nuc].astype(np.float64).mean(), rel=1e-5)

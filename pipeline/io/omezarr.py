@@ -43,7 +43,8 @@ from ome_zarr.writer import write_image, write_labels
 
 from pipeline.io.atomic import atomic_dir
 
-__all__ = ["RATE_CHANNELS", "n_pyramid_levels", "open_result_store", "write_result_store"]
+__all__ = ["RATE_CHANNELS", "n_pyramid_levels", "open_result_store", "result_store_record",
+           "write_result_store"]
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +329,26 @@ def _channel_names(group: zarr.Group) -> list[str]:
     ]
 
 
+def result_store_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``"chromarate"`` record of a store written by :func:`write_result_store`, read from
+    its root metadata only (no array is opened); None when ``path`` is not such a store (not a
+    folder, not a Zarr v3 group, unreadable metadata, or a group without that attribute).
+
+    >>> import tempfile
+    >>> result_store_record(tempfile.mkdtemp()) is None
+    True
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    try:
+        root = zarr.open_group(path, mode="r", zarr_format=3)
+        record = root.attrs.get("chromarate")
+    except (OSError, ValueError, TypeError, KeyError):  # zarr's errors are ValueErrors
+        return None
+    return dict(record) if isinstance(record, Mapping) else None
+
+
 def open_result_store(path: str | os.PathLike[str], *, level: int = 0) -> dict[str, Any]:
     """Read a store written by :func:`write_result_store` back as lazy dask arrays.
 
@@ -342,8 +363,10 @@ def open_result_store(path: str | os.PathLike[str], *, level: int = 0) -> dict[s
     -------
     dict
         ``raw``, ``rates`` (or None), ``images`` (name -> array), ``labels`` (name ->
-        array), ``axes`` (of raw), ``pixel_size_um``, ``channel_names``, ``channel_names_of``
-        (image name -> names), ``n_levels`` and ``attrs`` (the ``"chromarate"`` record).
+        array), ``axes`` (of raw), ``pixel_size_um``, ``axis_scales`` and ``axis_units`` (axis
+        name -> full-resolution scale, and unit or None, e.g. ``{"z": 0.1, ...}`` and
+        ``{"z": "micrometer", ...}``), ``channel_names``, ``channel_names_of`` (image name ->
+        names), ``n_levels`` and ``attrs`` (the ``"chromarate"`` record).
     """
     path = Path(path)
     if not path.exists():
@@ -359,6 +382,8 @@ def open_result_store(path: str | os.PathLike[str], *, level: int = 0) -> dict[s
         "raw": _level_array(root, level),
         "axes": "zcyx" if axes == "czyx" else axes,
         "pixel_size_um": float(scale[axes.index("x")]),
+        "axis_scales": {ax["name"]: float(v) for ax, v in zip(ms["axes"], scale, strict=True)},
+        "axis_units": {ax["name"]: ax.get("unit") for ax in ms["axes"]},
         "channel_names": _channel_names(root),
         "n_levels": len(ms["datasets"]),
         "rates": None,

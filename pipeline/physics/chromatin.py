@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX
+
 __all__ = ["ChromatinModel", "g", "g_prime", "g_second"]
 
 
@@ -56,9 +58,10 @@ class ChromatinModel:
     Parameters
     ----------
     phi_max
-        Maximum heterochromatin packing fraction (0.7).
+        Maximum heterochromatin packing fraction (default :data:`pipeline.config.PHI_MAX`).
     interface_length_um
-        Interface length ``l`` in micrometres (0.03).
+        Interface length ``l`` in micrometres (default
+        :data:`pipeline.config.INTERFACE_LENGTH_UM`).
 
     Examples
     --------
@@ -71,8 +74,8 @@ class ChromatinModel:
     1.0
     """
 
-    phi_max: float = 0.7
-    interface_length_um: float = 0.03
+    phi_max: float = PHI_MAX
+    interface_length_um: float = INTERFACE_LENGTH_UM
     form: str = "conservative"
     name: str = "chromatin"
     order: int = 4

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.config import Calibration, ChannelRole
+from pipeline.config import PHI_MAX, Calibration, ChannelRole
 
 __all__ = ["AUTO_PERCENTILES", "auto_calibration", "to_fields"]
 
@@ -43,7 +43,7 @@ AUTO_PERCENTILES = (0.5, 99.5)
 """Percentiles mapped to 0 and to full occupancy by :func:`auto_calibration`."""
 
 
-def auto_calibration(plane: Any, role: ChannelRole, *, phi_max: float = 0.7) -> Calibration:
+def auto_calibration(plane: Any, role: ChannelRole, *, phi_max: float = PHI_MAX) -> Calibration:
     """Calibration mapping the 0.5th percentile to 0 and the 99.5th to 1 or ``phi_max``.
 
     Parameters
@@ -112,7 +112,7 @@ def to_fields(
     roles: Sequence[ChannelRole],
     calibration: Sequence[Calibration] | Literal["auto"],
     *,
-    phi_max: float = 0.7,
+    phi_max: float = PHI_MAX,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Turn one plane's channels into ``[phi_h, phi_w]`` under the observation model.
 

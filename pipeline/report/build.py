@@ -249,7 +249,9 @@ def _comparison_section(out_dir: Path, nuclei: pd.DataFrame, spec: dict[str, Any
             f"difference from <b>{_e(table['reference'].iloc[0])}</b> with its interval, and a "
             f"p-value from a rank test that shuffles whole {_e(unit)}s between the two groups. "
             "<code>p_min</code> is the smallest p-value the number of "
-            f"{_e(unit)}s allows. See docs/report.md.</p>"
+            f"{_e(unit)}s allows; <code>p_holm</code> is <code>p_value</code> adjusted "
+            f"(Holm) for the number of {_e(by)}s compared with the reference: read it when "
+            "you look at several at once. See docs/report.md.</p>"
             + _table(table)
             + '<p class="note">Points: nuclei (median λ of each); black bars: image medians; '
             "diamond and coloured line: the condition's median and its 95 % interval.</p>"

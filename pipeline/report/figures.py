@@ -25,6 +25,7 @@ __all__ = [
     "nice_length",
     "plane_figure",
     "png_bytes",
+    "robust_limits",
 ]
 
 LAMBDA_TITLE = "λ (unitless)"
@@ -80,8 +81,18 @@ def _scale_bar(ax: Any, width_um: float, colour: str = "white") -> None:
     ax.add_artist(bar)
 
 
-def _limits(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
+def robust_limits(values: Any, percentiles: Sequence[float] = (1, 99)) -> tuple[float, float]:
+    """Colour limits from percentiles of the finite values: ``(low, high)`` with
+    ``high > low``, ``(0, 1)`` when nothing is finite. The report's maps use them, so one hot
+    pixel does not wash out a map.
+
+    >>> robust_limits(np.r_[np.arange(100.0), np.nan, 1e9], (1, 99))  # 1e9: one hot pixel
+    (1.0, 99.0)
+    >>> robust_limits([np.nan, np.nan]), robust_limits([2.0, 2.0])
+    ((0.0, 1.0), (2.0, 3.0))
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
     if finite.size == 0:
         return 0.0, 1.0
     lo, hi = (float(v) for v in np.percentile(finite, percentiles))
@@ -95,12 +106,26 @@ def _map(ax: Any, img: np.ndarray, extent: tuple, title: str, **kwargs: Any) -> 
     return im
 
 
+def _rate_map(fig: Any, ax: Any, img: np.ndarray, extent: tuple, title: str, unit_title: str,
+              cmap: str, width_um: float) -> None:
+    """λ or its std: 1st-99th percentile colours, no value in grey, a colour bar titled with
+    the unit, a scale bar."""
+    from matplotlib import colormaps
+
+    lo, hi = robust_limits(img, (1, 99))
+    im = _map(ax, img, extent, title, cmap=colormaps[cmap].with_extremes(bad=_NAN_COLOUR),
+              vmin=lo, vmax=hi)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    cb.ax.set_title(unit_title, fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+    _scale_bar(ax, width_um)
+
+
 def plane_figure(raw: np.ndarray, channel_names: Sequence[str], lam: np.ndarray,
                  std: np.ndarray | None, identifiable: np.ndarray | None,
                  nuclei: np.ndarray | None, pixel_size_um: float) -> Any:
     """One plane: raw channels, λ (colour bar, scale bar), λ std, nuclei outlines over the
     identifiable mask. Arrays are (C, Y, X) for ``raw`` and (Y, X) for the others."""
-    from matplotlib import colormaps
     from skimage.segmentation import find_boundaries
 
     h, w = lam.shape
@@ -111,25 +136,13 @@ def plane_figure(raw: np.ndarray, channel_names: Sequence[str], lam: np.ndarray,
     axes = fig.subplots(1, n, gridspec_kw={"left": 0.01, "right": 0.97, "bottom": 0.03,
                                            "top": 0.84, "wspace": 0.3})
     for ax, img, name in zip(axes, raw, channel_names, strict=False):
-        lo, hi = _limits(np.asarray(img, np.float64), (0.5, 99.5))
+        lo, hi = robust_limits(img, (0.5, 99.5))
         _map(ax, img, extent, f"raw: {name}", cmap="gray", vmin=lo, vmax=hi)
         _scale_bar(ax, width_um)
     ax_lam, ax_std, ax_mask = axes[-3:]
-    cmap = colormaps[LAMBDA_CMAP].with_extremes(bad=_NAN_COLOUR)
-    lo, hi = _limits(lam, (1, 99))
-    im = _map(ax_lam, lam, extent, "λ mean", cmap=cmap, vmin=lo, vmax=hi)
-    cb = fig.colorbar(im, ax=ax_lam, fraction=0.046, pad=0.03)
-    cb.ax.set_title(LAMBDA_TITLE, fontsize=7)
-    cb.ax.tick_params(labelsize=7)
-    _scale_bar(ax_lam, width_um)
+    _rate_map(fig, ax_lam, lam, extent, "λ mean", LAMBDA_TITLE, LAMBDA_CMAP, width_um)
     if std is not None and np.isfinite(std).any():
-        lo, hi = _limits(std, (1, 99))
-        im = _map(ax_std, std, extent, "λ std", cmap=colormaps[STD_CMAP].with_extremes(
-            bad=_NAN_COLOUR), vmin=lo, vmax=hi)
-        cb = fig.colorbar(im, ax=ax_std, fraction=0.046, pad=0.03)
-        cb.ax.set_title(STD_TITLE, fontsize=7)
-        cb.ax.tick_params(labelsize=7)
-        _scale_bar(ax_std, width_um)
+        _rate_map(fig, ax_std, std, extent, "λ std", STD_TITLE, STD_CMAP, width_um)
     else:
         ax_std.set_axis_off()
         ax_std.set_title("λ std", fontsize=9)

@@ -237,3 +237,31 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
 def test_open_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_result_store(tmp_path / "nope.ome.zarr")
+
+
+def test_record_and_axis_scales_without_parsing_json(tmp_path: Path) -> None:
+    """``result_store_record`` tells chromarate stores from anything else; ``open_result_store``
+    gives every axis's scale and unit (the napari plugin reads z spacing from them)."""
+    from pipeline.io.omezarr import result_store_record
+
+    raw = np.zeros((2, 1, 32, 32), np.uint16)
+    path = write_result_store(tmp_path / "z.ome.zarr", raw=raw, pixel_size_um=0.1,
+                              channel_names=["h"], z_spacing_um=0.3, attrs={"method": "neural"})
+    assert result_store_record(path)["method"] == "neural"
+    store = open_result_store(path)
+    assert store["axis_scales"] == {"c": 1.0, "z": 0.3, "y": 0.1, "x": 0.1}
+    assert store["axis_units"]["z"] == store["axis_units"]["x"] == "micrometer"
+    assert store["axis_units"]["c"] is None
+    flat = write_result_store(tmp_path / "flat.ome.zarr", raw=raw[0], pixel_size_um=0.1,
+                              channel_names=["h"])
+    assert set(open_result_store(flat)["axis_scales"]) == {"c", "y", "x"}
+
+    plain = zarr.open_group(tmp_path / "plain.ome.zarr", mode="w", zarr_format=3)
+    plain.attrs["other"] = 1
+    broken = tmp_path / "broken.ome.zarr"
+    broken.mkdir()
+    (broken / "zarr.json").write_text("{not json")
+    (tmp_path / "file.ome.zarr").write_text("")
+    for other in (tmp_path / "plain.ome.zarr", broken, tmp_path / "file.ome.zarr",
+                  tmp_path / "missing.ome.zarr", tmp_path):
+        assert result_store_record(other) is None, other

@@ -22,7 +22,7 @@ from pipeline.io import (
     read_planes,
     write_tiff,
 )
-from pipeline.io.tiff import _PlaneSource
+from pipeline.io.read import _TiffArray
 
 SHAPES = {
     "YX": (9, 11),
@@ -124,6 +124,31 @@ def test_ome_units(tmp_path: Path, unit: str, value: float, um: float) -> None:
         },
     )
     assert inspect_tiff(path).pixel_size_um == pytest.approx(um)
+
+
+def test_ome_metadata_of_the_first_image(tmp_path: Path) -> None:
+    """Sizes come from the first image's Pixels (tifffile parses the OME-XML), Z in nm too;
+    µ written as Greek mu or as an escaped code point is a micrometre; a unit that is not a
+    length is refused with the file's name."""
+    path = tmp_path / "two.ome.tif"
+    nm = {"PhysicalSizeX": 65, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 65,
+          "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 250, "PhysicalSizeZUnit": "nm"}
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(np.zeros((3, 8, 8), np.uint16), metadata={"axes": "ZYX", **nm})
+        tw.write(np.zeros((8, 8), np.uint16),
+                 metadata={"axes": "YX", "PhysicalSizeX": 5.0, "PhysicalSizeY": 5.0})
+    info = inspect_tiff(path)
+    assert (info.shape, info.pixel_size_source, info.z_step_source) == ((3, 8, 8), "ome", "ome")
+    assert (info.pixel_size_um, info.z_step_um) == (pytest.approx(0.065), pytest.approx(0.25))
+    for unit, um in (("\u03bcm", 0.7), ("\\u00B5m", 0.7), ("parsec", None)):
+        other = tmp_path / "unit.ome.tif"
+        tifffile.imwrite(other, np.zeros((4, 5), np.uint16), ome=True, metadata={
+            "axes": "YX", "PhysicalSizeX": 0.7, "PhysicalSizeXUnit": unit,
+            "PhysicalSizeY": 0.7, "PhysicalSizeYUnit": unit})
+        if um is None:
+            _refusal(other, f"OME PhysicalSizeXUnit '{unit}' is not a length")
+        else:
+            assert inspect_tiff(other).pixel_size_um == pytest.approx(um)
 
 
 def test_bad_ome_size_is_absent(tmp_path: Path) -> None:
@@ -295,7 +320,7 @@ def test_plain_stack_defaults_to_z_and_says_so(tmp_path: Path, caplog) -> None:
     tifffile.imwrite(path, data, photometric="minisblack")  # no axes named: tifffile says QYX
     with tifffile.TiffFile(path) as tif:
         assert tif.series[0].axes == "QYX"
-    with caplog.at_level("WARNING", logger="pipeline.io.tiff"):
+    with caplog.at_level("WARNING", logger="pipeline.io"):
         info = inspect_tiff(path, pixel_size_um=0.1)
     assert (info.axes, info.plane_axis, info.axes_source) == ("ZYX", "Z", "default")
     assert "4 pages are read as Z planes" in info.axes_note and "--axes" in info.axes_note
@@ -307,6 +332,11 @@ def test_plain_stack_defaults_to_z_and_says_so(tmp_path: Path, caplog) -> None:
     as_c = inspect_tiff(path, pixel_size_um=0.1, axes="CYX")
     assert (as_c.n_channels, as_c.n_planes) == (4, 1)
     np.testing.assert_array_equal(read_planes(path, as_c).compute()[0], data)
+    # the two readings of one file are two arrays, also in one graph (no shared dask keys)
+    planes_z, planes_c = dask.compute(read_planes(path, info), read_planes(path, as_c))
+    assert (planes_z.shape, planes_c.shape) == ((4, 1, 6, 7), (1, 4, 6, 7))
+    np.testing.assert_array_equal(planes_z[:, 0], data)
+    np.testing.assert_array_equal(planes_c[0], data)
     with pytest.raises(InputError, match="--axes ZCYX has 4 letters but the file has 3"):
         inspect_tiff(path, pixel_size_um=0.1, axes="ZCYX")
     named = write_tiff(tmp_path / "named.tif", data, axes="ZYX", pixel_size_um=0.1)
@@ -375,12 +405,47 @@ def test_input_error_pickles() -> None:
 
 
 def test_plane_source_slices(tmp_path: Path) -> None:
+    """tifffile indexes the file in its own axis order; dask moves the axes to (P, C, Y, X)."""
     data = np.arange(2 * 3 * 5 * 6, dtype=np.uint16).reshape(2, 3, 5, 6)
     path = write_tiff(tmp_path / "s.tif", data, axes="CZYX", pixel_size_um=0.1)
     info = inspect_tiff(path)
-    src = _PlaneSource(path, info.axes, info.shape, info.dtype)
-    got = src[slice(1, 3), slice(0, 2), slice(1, 4), slice(2, 5)]
-    np.testing.assert_array_equal(got, data[0:2, 1:3, 1:4, 2:5].transpose(1, 0, 2, 3))
+    src = _TiffArray(str(path), info.shape, np.dtype(info.dtype))
+    got = src[slice(0, 2), slice(1, 3), slice(1, 4), slice(2, 5)]
+    np.testing.assert_array_equal(got, data[0:2, 1:3, 1:4, 2:5])
+    planes = read_planes(path, info)
+    np.testing.assert_array_equal(planes[1:3, 0:2, 1:4, 2:5].compute(),
+                                  data[0:2, 1:3, 1:4, 2:5].transpose(1, 0, 2, 3))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "pages", "zlib"])
+def test_one_plane_of_a_stack_reads_one_plane(tmp_path: Path, layout: str) -> None:
+    """Computing one plane of a 16-plane stack allocates about that plane (2 MiB), not the
+    stack (32 MiB): memory-mapped, pages scattered through the file, or compressed."""
+    import tracemalloc
+
+    n, side = 16, 1024
+    plane = (np.arange(side * side, dtype=np.uint16) % 4093).reshape(side, side)
+    data = plane + np.arange(n, dtype=np.uint16)[:, None, None]  # distinct planes
+    path = tmp_path / f"{layout}.tif"
+    if layout == "pages":  # one page after another, not contiguous: read through zarr
+        with tifffile.TiffWriter(path) as tw:
+            for page in data:
+                tw.write(page, metadata=None, contiguous=False)
+    else:
+        tifffile.imwrite(path, data, compression=None if layout == "contiguous" else "zlib",
+                         metadata={"axes": "ZYX"})
+    info = inspect_tiff(path, pixel_size_um=0.1)
+    assert (info.axes, info.n_planes) == ("ZYX", n)
+    planes = read_planes(path, info)
+    np.testing.assert_array_equal(planes[2].compute(scheduler="sync")[0], data[2])  # warm up
+    tracemalloc.start()
+    try:
+        got = planes[9].compute(scheduler="sync")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got[0], data[9])
+    assert peak < 4 * data[0].nbytes, f"{peak / 2**20:.1f} MiB to read one 2 MiB plane"
 
 
 def test_atomic_dir_replaces_and_cleans(tmp_path: Path) -> None:

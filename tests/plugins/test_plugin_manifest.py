@@ -45,7 +45,7 @@ def test_npe2_validate_cli() -> None:
 def test_plain_modules_import_without_napari_or_qt() -> None:
     code = _BLOCK_GUI + (
         "import plugins, plugins.layers, plugins.reader, plugins.summary, plugins.runner,"
-        " plugins.sample, plugins.view\n"
+        " plugins.sample, plugins.view, plugins.canvas, plugins.inspect_data, plugins.run_fields\n"
         "print(plugins.view.main('.'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

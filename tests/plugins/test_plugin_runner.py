@@ -147,3 +147,36 @@ def test_closing_the_stream_stops_the_flow(prefect_api: str, tiny_tiffs: Path,
 
 def test_default_out_dir() -> None:
     assert default_out_dir("/data/images") == Path("/data/images_results")
+
+
+def test_other_settings_are_named_in_plain_words(synthetic_results: Path, tiny_tiffs: Path,
+                                                 tmp_path: Path) -> None:
+    """A results folder made with other settings is refused before anything runs or is
+    written, naming each differing setting (by the widget's label), this run's value and the
+    recorded ones, and the way out (the overwrite box)."""
+    from plugins.runner import OtherSettingsError, other_settings_text
+
+    files = {p: p.stat().st_mtime_ns for p in synthetic_results.rglob("*")}
+    text = other_settings_text(synthetic_results, Settings())  # stores hold 100:0.00112801
+    assert text == ("it holds results made with other settings: calibration is image here but "
+                    "100:0.00112801 in cell.ome.zarr, stack.ome.zarr")
+    assert other_settings_text(synthetic_results, build_settings(calibration=CAL)) is None
+    assert other_settings_text(tmp_path / "new", Settings()) is None
+    recorded = tmp_path / "out"
+    recorded.mkdir()
+    (recorded / "run.json").write_text(json.dumps({"settings": build_settings(
+        calibration=CAL, method="closed-form", ensemble_size=6, tile_size_px=128
+    ).model_dump(mode="json")}))
+    text = other_settings_text(recorded, build_settings(
+        calibration=CAL, method="neural", ensemble_size=2, tile_size_px=64))
+    assert "method is neural here but closed-form in run.json" in text
+    assert f"ensemble size ({ENSEMBLE_SECTION}.ensemble_size) is 2 here but 6 in run.json" in text
+    assert "tile size (px) (run.tile_px) is 64 here but 128 in run.json" in text
+    assert "calibration" not in text and "seed" not in text  # equal: not named
+    with pytest.raises(OtherSettingsError) as refused:
+        next(run_folder(tiny_tiffs, synthetic_results, Settings()))
+    assert str(refused.value) == (
+        f"{synthetic_results}: it holds results made with other settings: calibration is image "
+        "here but 100:0.00112801 in cell.ome.zarr, stack.ome.zarr. Tick “overwrite” to replace "
+        "them, or choose another results folder.")
+    assert {p: p.stat().st_mtime_ns for p in synthetic_results.rglob("*")} == files

@@ -46,19 +46,19 @@ def test_label_summaries_per_nucleus(synthetic_maps: dict) -> None:
     keep = visible_mask(m["lam"], m["std"], m["ident"], std_max=0.5)
     rows = label_summaries(m["lam"], m["labels"], keep, pixel_size_um=PX, std=m["std"],
                            file="cell.tif", plane=0)
-    assert [r["nucleus_id"] for r in rows] == [1, 2]
+    assert [r["label"] for r in rows] == [r["nucleus_id"] for r in rows] == [1, 2]
     one, two = rows
     assert one["n_pixels"] == 50 * 30 and math.isclose(one["area_um2"], 1500 * PX**2)
     assert math.isclose(one["fraction_visible"], 44 / 50)  # rows 10-15 have std 0.9
     assert one["lambda_mean"] == 1.0 and two["lambda_mean"] == 2.0 and two["lambda_sd"] == 0
     assert math.isclose(one["lambda_std_mean"], 0.1, rel_tol=1e-6)
-    assert set(one) == set(SUMMARY_COLUMNS) and one["file"] == "cell.tif"
+    assert set(one) == {*SUMMARY_COLUMNS, "nucleus_id"} and one["file"] == "cell.tif"
 
 
 def test_whole_field_without_nuclei(synthetic_maps: dict) -> None:
     m = synthetic_maps
     (row,) = label_summaries(m["lam"], None, visible_mask(m["lam"]), pixel_size_um=PX)
-    assert row["nucleus_id"] == 0 and row["n_pixels"] == m["lam"].size
+    assert row["label"] == row["nucleus_id"] == 0 and row["n_pixels"] == m["lam"].size
     assert 1.0 < row["lambda_mean"] < 2.0 and math.isnan(row["lambda_std_mean"])
     (empty,) = label_summaries(m["lam"], None, np.zeros(m["lam"].shape, bool), pixel_size_um=PX)
     assert math.isnan(empty["lambda_mean"]) and empty["fraction_visible"] == 0
@@ -117,8 +117,8 @@ def test_region_summary_equals_numpy_on_the_rectangle(synthetic_maps: dict) -> N
     assert row["lambda_median"] == np.median(shown) and row["lambda_median"] == 1.0
     assert math.isclose(row["lambda_sd"], shown.std(ddof=1))
     assert math.isclose(row["lambda_std_mean"], 0.1, rel_tol=1e-6)
-    assert row["region"] == "selection" and row["nucleus_id"] is None
-    assert set(row) == set(SUMMARY_COLUMNS)
+    assert row["region"] == "selection" and row["label"] is None
+    assert set(row) == {*SUMMARY_COLUMNS, "nucleus_id"}
     text = format_summary(row)
     assert text.startswith("selection 1 (plane 0)") and "identifiable" in text
     empty = region_summary(m["lam"], np.zeros_like(region), keep, pixel_size_um=PX)
@@ -134,5 +134,6 @@ def test_csv_mixes_nuclei_and_selection_rows(synthetic_maps: dict, tmp_path: Pat
                                keep, pixel_size_um=PX, selection="1"))
     table = pd.read_csv(write_summaries_csv(rows, tmp_path / "s.csv"))
     assert list(table["region"]) == ["nucleus", "nucleus", "selection"]
-    assert list(table["nucleus_id"][:2]) == [1, 2] and math.isnan(table["nucleus_id"][2])
+    assert list(table["label"][:2]) == [1, 2] and math.isnan(table["label"][2])
+    assert "nucleus_id" not in table.columns
     assert table["selection"][2] == 1 and table["n_pixels"][2] == 100

@@ -1,0 +1,305 @@
+"""Metadata of a TIFF: axes, pixel size and Z step, from OME-XML, ImageJ or the TIFF tags.
+
+One path for OME-XML: tifffile parses it (:func:`tifffile.xml2dict`); this module picks the
+first image's ``Pixels`` attributes and converts their lengths to µm with :data:`UM_PER_UNIT`
+(pm, Å, nm, µm, mm, cm, m and their spelled-out names). ImageJ files state a ``unit`` and
+store the pixel size as the TIFF resolution; a bare TIFF resolution in cm, mm or µm is used
+when it is plausible as a pixel size (≤ 10 µm; more is a print DPI).
+
+Nothing here reads pixels. :func:`pipeline.io.validate.inspect_tiff` calls these on an open
+:class:`tifffile.TiffFile` and turns what they find into an :class:`ImageInfo`.
+
+Examples
+--------
+>>> um_per_unit("nm"), um_per_unit("Å"), um_per_unit("\\\\u00B5m"), um_per_unit("parsec")
+(0.001, 0.0001, 1.0, None)
+>>> ome_pixels('<OME><Image><Pixels PhysicalSizeX="65" PhysicalSizeXUnit="nm"/></Image></OME>')
+{'PhysicalSizeX': 65, 'PhysicalSizeXUnit': 'nm'}
+>>> normalise_axes(Path("a.tif"), "CYX", (2, 8, 8))
+('CYX', 'metadata', None)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import tifffile
+
+from pipeline.errors import InputError
+
+__all__ = [
+    "AXES_HINT",
+    "SUPPORTED_AXES",
+    "UM_PER_UNIT",
+    "ImageInfo",
+    "PixelSizeSource",
+    "normalise_axes",
+    "ome_pixels",
+    "pixel_size",
+    "um_per_unit",
+    "z_step",
+]
+
+log = logging.getLogger(__name__)
+
+PixelSizeSource = Literal["ome", "imagej", "resolution", "override"]
+AxesSource = Literal["metadata", "--axes", "default"]
+SUPPORTED_AXES = ("YX", "CYX", "ZYX", "TYX", "ZCYX", "TCYX", "CZYX", "CTYX")
+"""Layouts read (the last two are common in OME-TIFF); :func:`write_tiff` writes them too."""
+AXES_HINT = f"Re-save it as OME-TIFF or ImageJ hyperstack, axes {', '.join(SUPPORTED_AXES[:6])}"
+MAX_RESOLUTION_PIXEL_UM = 10.0  # a bare TIFF resolution beyond this is a print DPI, not optics
+UM_PER_UNIT = {
+    "pm": 1e-6, "picometer": 1e-6,
+    "å": 1e-4, "angstrom": 1e-4, "ångström": 1e-4,
+    "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3,
+    "µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4,
+    "m": 1e6, "meter": 1e6, "metre": 1e6,
+}  # fmt: skip
+"""Micrometres per length unit, keyed in lower case (µ as U+00B5, Å as U+00E5)."""
+_UNNAMED = set("QI")  # tifffile's letters for an axis the metadata do not name
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`~pipeline.io.inspect_tiff` learnt about a file, with no pixel read.
+
+    ``axes`` and ``shape`` are in the file's order (normalised axis letters); ``n_planes`` is
+    the length of the Z or T axis (``plane_axis``), 1 without one. ``axes_source`` says where
+    the axes came from (``"default"``: a plain multi-page file read as Z planes, explained
+    in ``axes_note``); ``z_step_um`` is the Z spacing (None: unknown) and ``z_step_source``
+    where it came from.
+    """
+
+    path: Path
+    axes: str
+    shape: tuple[int, ...]
+    dtype: str
+    pixel_size_um: float | None
+    pixel_size_source: PixelSizeSource | None
+    n_channels: int
+    n_planes: int
+    plane_axis: Literal["Z", "T"] | None
+    axes_source: AxesSource = "metadata"
+    axes_note: str | None = None
+    z_step_um: float | None = None
+    z_step_source: Literal["ome", "imagej", "override"] | None = None
+
+
+# ------------------------------------------------------------------------------ units
+
+
+def um_per_unit(unit: Any) -> float | None:
+    """Micrometres per ``unit`` (a length's name or symbol, any case), None if not a length.
+
+    Accepts µ as U+00B5, U+03BC or the escaped text ``\\u00B5`` that some writers store,
+    and Å as U+00C5 or U+212B.
+    """
+    if not isinstance(unit, str):
+        return None
+    key = unit.strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").replace("\u03bc", "µ")
+    return UM_PER_UNIT.get(key.lower().replace("\u212b", "å"))
+
+
+def _length_um(value: Any, factor: float) -> float | None:
+    """``value`` (as tifffile parsed it) times ``factor``, or None unless positive and finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None  # "true" parsed as a bool: not a length
+    try:
+        size = float(value) * factor
+    except ValueError:
+        return None
+    return size if math.isfinite(size) and size > 0 else None
+
+
+# ------------------------------------------------------------------------------ OME-XML
+
+
+def ome_pixels(xml: str) -> dict[str, Any] | None:
+    """The attributes of the first ``Pixels`` element of OME-XML, None without one.
+
+    The XML is parsed by :func:`tifffile.xml2dict`: values come back as numbers (or bools)
+    where they read as such, as text otherwise. Raises :class:`ValueError` for XML that cannot
+    be parsed.
+    """
+    try:
+        tree = tifffile.xml2dict(xml, sep="")  # sep="": "1,5" stays text, not a tuple
+    except Exception as exc:  # ParseError (a SyntaxError), RecursionError, ...
+        raise ValueError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from exc
+    pixels = _first(tree, "Pixels")
+    if pixels is _MISSING:
+        return None
+    return pixels if isinstance(pixels, dict) else {}  # <Pixels/>: no attributes
+
+
+_MISSING = object()
+
+
+def _first(node: Any, key: str) -> Any:
+    """The value of the first ``key`` in ``node`` (nested dicts and lists), depth first."""
+    if isinstance(node, list):
+        for item in node:
+            if (found := _first(item, key)) is not _MISSING:
+                return found
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            found = (v[0] if isinstance(v, list) else v) if k == key else _first(v, key)
+            if found is not _MISSING:
+                return found
+    return _MISSING
+
+
+def _tif_ome_pixels(tif: tifffile.TiffFile) -> dict[str, Any] | None:
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    return ome_pixels(tif.ome_metadata)
+
+
+def _ome_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
+    try:
+        pixels = _tif_ome_pixels(tif)
+    except ValueError:
+        log.warning("%s: unreadable OME-XML, ignoring it", tif.filehandle.path)
+        return None
+    if pixels is None or pixels.get("PhysicalSizeX") is None:
+        return None
+    sizes = []
+    for ax in ("X", "Y"):
+        value = pixels.get(f"PhysicalSize{ax}", pixels.get("PhysicalSizeX"))
+        unit = pixels.get(f"PhysicalSize{ax}Unit", "µm")  # the OME schema's default
+        factor = um_per_unit(unit)
+        if factor is None:
+            raise InputError(
+                tif.filehandle.path, f"OME PhysicalSize{ax}Unit {str(unit)!r} is not a length"
+            )
+        size = _length_um(value, factor)
+        if size is None:
+            log.warning("%s: ignoring OME PhysicalSize%s=%r", tif.filehandle.path, ax, str(value))
+            return None
+        sizes.append(size)
+    return sizes[0], sizes[1]
+
+
+# ------------------------------------------------------------------------------ pixel size
+
+
+def _resolution_pixel_size(page: Any, unit_factor: float) -> tuple[float, float] | None:
+    xres, yres = page.resolution
+    if not (xres > 0 and yres > 0) or (xres, yres) == (1.0, 1.0):
+        return None
+    return unit_factor / xres, unit_factor / yres
+
+
+def pixel_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], PixelSizeSource] | None:
+    """The (X, Y) pixel size in µm and where it came from, or None if the file has none.
+
+    In order: OME ``PhysicalSizeX/Y`` (with their units), the TIFF resolution in an ImageJ
+    file's ``unit``, a bare TIFF resolution in cm, mm or µm of at most
+    :data:`MAX_RESOLUTION_PIXEL_UM` per pixel. Unreadable or non-positive values are logged
+    and ignored.
+
+    Raises
+    ------
+    InputError
+        If an OME unit is not a length.
+    """
+    ome = _ome_pixel_size(tif)
+    if ome is not None:
+        return ome, "ome"
+    page = tif.pages.first
+    if tif.is_imagej:
+        factor = um_per_unit((tif.imagej_metadata or {}).get("unit"))
+        if factor is not None and (size := _resolution_pixel_size(page, factor)) is not None:
+            return size, "imagej"
+    unit = {
+        tifffile.RESUNIT.CENTIMETER: 1e4,
+        tifffile.RESUNIT.MILLIMETER: 1e3,
+        tifffile.RESUNIT.MICROMETER: 1.0,
+    }.get(page.resolutionunit)
+    if unit is not None and (size := _resolution_pixel_size(page, unit)) is not None:
+        if max(size) <= MAX_RESOLUTION_PIXEL_UM:
+            return size, "resolution"
+        log.warning(
+            "%s: ignoring TIFF resolution %.4g µm/pixel (a print DPI, not a pixel size)",
+            tif.filehandle.path,
+            size[0],
+        )
+    return None
+
+
+def z_step(tif: tifffile.TiffFile) -> tuple[float, Literal["ome", "imagej"]] | None:
+    """The Z spacing in µm from OME ``PhysicalSizeZ`` or ImageJ ``spacing``, if stated."""
+    try:
+        pixels = _tif_ome_pixels(tif)
+    except ValueError:
+        return None
+    if pixels is not None and pixels.get("PhysicalSizeZ") is not None:
+        factor = um_per_unit(pixels.get("PhysicalSizeZUnit", "µm"))
+        z = _length_um(pixels["PhysicalSizeZ"], factor) if factor is not None else None
+        if z is not None:
+            return z, "ome"
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        factor = um_per_unit(meta.get("unit"))
+        spacing = meta.get("spacing")
+        if factor is not None and isinstance(spacing, int | float) and spacing > 0:
+            return float(spacing) * factor, "imagej"
+    return None
+
+
+# ------------------------------------------------------------------------------ axes
+
+
+def normalise_axes(
+    path: Path, axes: str, shape: tuple[int, ...], declared: str | None = None
+) -> tuple[str, AxesSource, str | None]:
+    """Map tifffile's axis codes onto chromarate's, or refuse the file.
+
+    Returns the axes, their source and a note for the user. Axes the metadata do not name
+    (tifffile's ``Q`` or ``I``) take ``declared`` (``--axes``) when given; a single such axis
+    before ``YX`` is otherwise read as Z planes, and the note says so.
+
+    Raises
+    ------
+    InputError
+        For samples per pixel (RGB), axes that do not end in YX, unnamed axes that cannot be
+        guessed, a ``declared`` of the wrong length, or a layout not in
+        :data:`SUPPORTED_AXES`.
+    """
+    if "S" in axes:
+        n = shape[axes.index("S")]
+        reason = "it is RGB/RGBA colour" if n in (3, 4) else f"it has {n} samples per pixel"
+        raise InputError(path, reason, "Save one grey-level image per channel (axes CYX)")
+    if axes[-2:] != "YX":
+        raise InputError(path, f"axes {axes!r} do not end in YX", AXES_HINT)
+    lead, source, note = axes[:-2], "metadata", None
+    if set(lead) & _UNNAMED:
+        if declared is not None:
+            if len(declared) != len(axes):
+                raise InputError(path, f"--axes {declared} has {len(declared)} letters but "
+                                 f"the file has {len(axes)} dimensions (shape {shape})",
+                                 "Pass --axes with one letter per dimension, e.g. ZYX")
+            lead, source = declared[:-2], "--axes"
+        elif len(lead) == 1:
+            lead, source = "Z", "default"
+            note = (f"the file does not name its axes ({axes}): its {shape[0]} pages are read "
+                    "as Z planes; pass --axes TYX for time points or --axes CYX for channels")
+            log.warning("%s: %s", path, note)
+        else:
+            raise InputError(path, f"the file does not name its axes (unknown axis "
+                             f"{axes[0]!r} in axes {axes!r}, shape {shape})",
+                             "Pass --axes, e.g. --axes ZCYX or --axes TCYX. Re-save it as "
+                             "OME-TIFF or ImageJ hyperstack to keep the axes in the file")
+    elif declared is not None and declared != axes:
+        log.info("%s: its metadata name axes %s; --axes %s applies only to files whose "
+                 "metadata do not", path, axes, declared)
+    unknown = sorted(set(lead) - set("CZT"))
+    if unknown or lead + "YX" not in SUPPORTED_AXES:
+        what = f"unknown axis {', '.join(map(repr, unknown))}" if unknown else "unsupported layout"
+        raise InputError(path, f"{what} in axes {axes!r} (shape {shape})", AXES_HINT)
+    return lead + "YX", source, note  # type: ignore[return-value]
