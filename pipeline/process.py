@@ -480,13 +480,14 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
               segment: str, *, timings: dict[str, float] | None = None) -> str:
     from .io import write_result_store
 
-    g_fit, g_seg = zarr.open_group(fit, mode="r"), zarr.open_group(segment, mode="r")
-    nuclei = np.asarray(g_seg["nuclei"])
-    inside = nuclei > 0
-    rates = np.where(inside[:, None], np.asarray(g_fit["rates"]), np.nan).astype(np.float32)
-    ident = (np.asarray(g_fit["identifiable"]) * inside).astype(np.uint8)
     import dask.array as da
 
+    # lazy: the store writer reads the stage stores chunk by chunk, never a whole plane stack
+    g_fit, g_seg = zarr.open_group(fit, mode="r"), zarr.open_group(segment, mode="r")
+    nuclei = da.from_zarr(g_seg["nuclei"])
+    inside = nuclei > 0
+    rates = da.where(inside[:, None], da.from_zarr(g_fit["rates"]), np.float32(np.nan))
+    ident = (da.from_zarr(g_fit["identifiable"]) * inside).astype(np.uint8)
     den = da.from_zarr(zarr.open_group(denoised, mode="r")["denoised"])
     squeeze = manifest.plane_axis is None
     sq = (lambda a: a[0]) if squeeze else (lambda a: a)
@@ -518,9 +519,9 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         manifest.store, raw=sq(_planes(manifest)), pixel_size_um=manifest.pixel_size_um,
         channel_names=list(manifest.roles), rates=sq(rates),
         images={"denoised": (sq(den), list(manifest.roles)),
-                "fields": (sq(np.asarray(g_fit["fields"])), ["phi_h", "phi_w"])},
+                "fields": (sq(da.from_zarr(g_fit["fields"])), ["phi_h", "phi_w"])},
         labels={"identifiable": sq(ident), "nuclei": sq(nuclei),
-                "domains": sq(np.asarray(g_seg["domains"]))},
+                "domains": sq(da.from_zarr(g_seg["domains"]))},
         attrs=attrs, plane_axis=(manifest.plane_axis or "z").lower(),
         z_spacing_um=manifest.z_step_um,
     )
