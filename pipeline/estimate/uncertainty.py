@@ -10,9 +10,12 @@ Every method reports ``std^2 = spread^2 + bias^2 + noise_bias^2`` per pixel:
     ``lam(y + z) - lam(y) = J z`` has the distribution of the noise-induced error ``J n``, so
     the members' standard deviation is the noise part of the error.
 **bias**
-    The smoothing bias of a window of width ``s`` grows as ``s^2``, so the closed-form maps at
-    ``(j delta, j s)`` and ``(delta / j, s / j)`` differ by the bias at ``s`` times
-    ``j^2 - j^-2`` (:func:`smoothing_bias`).
+    The error the bandwidth causes. The smoothing bias of a window of width ``s`` grows about
+    as ``s^2``, so how much lambda moves between ``(delta, s)`` and ``(j delta, j s)`` measures
+    it. The closed form uses ``k |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1)`` with
+    ``k`` = :data:`WINDOW_BIAS_SCALE` (:func:`window_bias`; docs/uncertainty.md says why this
+    one and why ``k``); the neural method the symmetric
+    ``|lam(j delta, j s) - lam(delta / j, s / j)| / (j^2 - j^-2)`` (:func:`smoothing_bias`).
 **noise_bias**
     ``lam`` is a nonlinear function of the data (a ratio of smoothed products), so noise also
     shifts its mean: to second order ``E lam(y) - lam(f) = H[n, n] / 2``. The members see
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.special import digamma
 
 from ..physics.base import LinearResidualModel
 from .closed_form import linear_terms, local_least_squares
@@ -42,9 +46,12 @@ __all__ = [
     "member_data",
     "closed_form_scaled",
     "smoothing_bias",
+    "window_bias",
+    "WINDOW_BIAS_SCALE",
     "closed_form_std",
     "unbounded",
     "combine_std",
+    "log_variance_bias",
     "coverage",
 ]
 
@@ -162,15 +169,55 @@ def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, de
     return np.nan_to_num(np.abs(wide - narrow)) / (factor**2 - factor**-2)
 
 
+WINDOW_BIAS_SCALE = 2.25
+"""``k`` of :func:`window_bias`: the closed form's error at its bandwidth is about 2.25 times
+what the ``s^2`` law extrapolates from one step wider (chosen on the stress suite's tuning
+seeds, docs/uncertainty.md)."""
+
+
+def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta_um: float,
+                window_um: float, factor: float, est, *, weight: np.ndarray | None = None,
+                scale: float = WINDOW_BIAS_SCALE) -> np.ndarray:
+    """Per-pixel size of the error that the bandwidth ``(delta, s)`` causes in the closed
+    form, for ``(N, C, H, W)`` fields: ``scale |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1)``
+    with ``j = factor``.
+
+    With ``scale`` 1 this is the ``s^2`` law's bias from a forward step. Unlike the symmetric
+    difference of :func:`smoothing_bias` it never uses the narrower, noisier map, whose own
+    noise error would be read as bias; and the scale covers the part of the error that grows
+    more slowly than ``s^2`` or not at all. Where either map is undefined the term is 0;
+    ``factor`` 1 gives zeros.
+
+    >>> from pipeline.config import EstimatorSettings
+    >>> from pipeline.physics import ChromatinModel
+    >>> f = np.stack([np.full((1, 32, 32), 0.35), np.full((1, 32, 32), 0.3)], axis=1)
+    >>> b = window_bias(f, ChromatinModel(), 0.02, 0.08, 0.08, 1.5, EstimatorSettings())
+    >>> b.shape, float(np.abs(b).max()) < 1e-6
+    ((1, 32, 32), True)
+    """
+    f = np.asarray(fields, dtype=np.float64)
+    if factor == 1.0:
+        return np.zeros((f.shape[0],) + f.shape[-2:])
+    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est, weight=weight)
+    base = closed_form_scaled(f, model, px, delta_um, window_um, 1.0, est, weight=weight)
+    return scale * np.nan_to_num(np.abs(wide - base)) / (factor**2 - 1)
+
+
 def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
-                noise_bias: bool = True, smooth_px: float = 0.0) -> np.ndarray:
+                noise_bias: bool = True, smooth_px: float = 0.0,
+                geometric: bool = False) -> np.ndarray:
     """``sqrt(spread^2 + bias^2 + noise_bias^2)`` from members ``(N, E, H, W)``, the estimate
-    on the data ``(N, H, W)`` and the smoothing bias ``(N, H, W)``.
+    on the data ``(N, H, W)`` and the bias ``(N, H, W)``.
 
     With a handful of members the per-pixel variance is itself noisy (3 degrees of freedom for
     4 members), and an interval from a noisy variance covers less than its nominal level. The
     noise variance of lambda varies on the scale of the rate window, so ``smooth_px`` > 0
     averages the squared spread and noise bias over a Gaussian of that width (pixels).
+
+    ``geometric`` averages their logarithm instead (over the finite pixels only) and corrects
+    the mean log of a chi-square variance of ``E - 1`` degrees of freedom
+    (:func:`log_variance_bias`). An arithmetic mean lets the large variance at an image or
+    nucleus edge spread a window inward, where the error is small; a geometric one does not.
 
     >>> m = np.array([[[[1.0]], [[3.0]]]])          # two members: 1 and 3
     >>> combine_std(m, np.array([[[2.0]]]), np.zeros((1, 1, 1))).round(3).tolist()
@@ -183,11 +230,30 @@ def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
             noise = noise + np.nan_to_num(np.nanmean(members, axis=1) - estimate) ** 2
         if smooth_px > 0:
             bad = ~np.isfinite(noise)
-            noise = gaussian_filter(np.where(bad, 0.0, noise), [0.0, smooth_px, smooth_px],
-                                    mode="reflect", truncate=3.0)
+            sigma = [0.0, smooth_px, smooth_px]
+            if geometric:
+                logv = np.log(np.maximum(np.where(bad, 1.0, noise), np.finfo(float).tiny))
+                num = gaussian_filter(np.where(bad, 0.0, logv), sigma, mode="reflect",
+                                      truncate=3.0)
+                wsum = gaussian_filter((~bad).astype(np.float64), sigma, mode="reflect",
+                                       truncate=3.0)
+                noise = np.exp(num / wsum - log_variance_bias(members.shape[1] - 1))
+            else:
+                noise = gaussian_filter(np.where(bad, 0.0, noise), sigma, mode="reflect",
+                                        truncate=3.0)
             noise[bad] = np.nan
         total = noise + np.asarray(bias) ** 2
     return np.sqrt(total)
+
+
+def log_variance_bias(dof: int) -> float:
+    """``E ln(v / sigma^2)`` for a sample variance ``v`` of ``dof`` degrees of freedom
+    (``v ~ sigma^2 chi2_dof / dof``): ``psi(dof / 2) + ln(2 / dof)``.
+
+    >>> round(log_variance_bias(3), 3)
+    -0.369
+    """
+    return float(digamma(dof / 2) + np.log(2 / dof))
 
 
 def unbounded(est):
@@ -202,7 +268,8 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
 
     Members are drawn and refitted in closed form one antithetic pair at a time (memory: two
     copies of the batch); tile ``n``'s pairs are those of :func:`member_data` with
-    ``seeds[n]``. Members and bias maps are not clipped to the
+    ``seeds[n]``. The bias term is :func:`window_bias` at ``unc.bias_factor``. Members and
+    bias maps are not clipped to the
     lambda bounds: an estimate at a bound keeps the spread of the estimator, never a std of 0.
     """
     est = unbounded(est)
@@ -216,10 +283,10 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
                          for i in range(n)]).reshape(n * 2, c, h, w)
         members[:, k : k + 2] = closed_form_scaled(pair, model, px, delta_um, window_um, 1.0,
                                                    est, weight=pw).reshape(n, 2, h, w)
-    bias = smoothing_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
-                          weight=weight)
+    bias = window_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
+                       weight=weight)
     return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
-                       smooth_px=unc.variance_smoothing * window_um / px)
+                       smooth_px=unc.variance_smoothing * window_um / px, geometric=True)
 
 
 def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, ok: np.ndarray, *,
