@@ -83,12 +83,13 @@ _HINT_LABELS = ("Save one integer label image per input (0 background, 1..n nucl
 
 
 def _signal(fields: np.ndarray, single_channel: bool | None) -> tuple[np.ndarray, str]:
-    phi_h, phi_w = np.asarray(fields[0], float), np.asarray(fields[1], float)
+    # float32: a segmentation needs no more, and a plane of 8192^2 pixels is 256 MB in it
+    phi_w = np.asarray(fields[1], np.float32)
     if single_channel is None:
         single_channel = float(np.ptp(phi_w)) == 0.0
     if single_channel:
-        return phi_h, "phi_h"
-    return 1.0 - phi_w, "chromatin (1 - phi_w)"
+        return np.asarray(fields[0], np.float32), "phi_h"
+    return np.float32(1.0) - phi_w, "chromatin (1 - phi_w)"
 
 
 def _background_test(smooth: np.ndarray, thr: float) -> dict[str, Any]:
@@ -145,18 +146,21 @@ def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
 
     cfg = settings or SegmentSettings()
     sigma_px = max(1.0, cfg.smooth_um / pixel_size_um)
-    smooth = gaussian(np.asarray(signal, float), sigma=sigma_px, mode="reflect")
+    smooth = gaussian(np.asarray(signal, np.float32), sigma=sigma_px, mode="reflect")
     record: dict[str, Any] = {"threshold_method": cfg.threshold, "smooth_um": sigma_px *
                               pixel_size_um}
-    if float(np.ptp(smooth)) == 0.0:
+    flat = float(np.ptp(smooth)) == 0.0
+    if flat:
         thr, test = float("nan"), {"background_ratio": 1.0, "background_contrast": 0.0}
     else:
         thr = float((threshold_otsu if cfg.threshold == "otsu" else threshold_li)(smooth))
         test = _background_test(smooth, thr)
     record.update(threshold=thr, **test)
-    labels = np.zeros(smooth.shape, np.int32)
-    if float(np.ptp(smooth)) > 0.0:
-        labels, radius_px, min_px = _nuclei(signal, smooth, sigma_px, thr, pixel_size_um, cfg)
+    labels = np.zeros(np.shape(signal), np.int32)
+    if not flat:
+        held = [smooth]  # handed over, so that _nuclei can free it when it smooths again
+        del smooth
+        labels, radius_px, min_px = _nuclei(signal, held, sigma_px, thr, pixel_size_um, cfg)
         area = np.bincount(labels.ravel())
         cut = sorted(touches_border(labels))
         record.update(border_fraction=float(area[cut].sum() / max(1, area[1:].sum())),
@@ -186,7 +190,7 @@ def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
         record.update(mode="whole-field", n_nuclei=1, note=(
             "no background around nuclei: " + "; ".join(reasons)
             + ". The whole field is treated as one nucleus"))
-        return np.ones(smooth.shape, dtype=np.int32), record
+        return np.ones(np.shape(signal), dtype=np.int32), record
     record.update(mode="threshold", n_nuclei=int(labels.max()),
                   foreground_fraction=float((labels > 0).mean()))
     return labels, record
@@ -217,8 +221,8 @@ def _typical_radius(dist: np.ndarray, comp: np.ndarray) -> float:
     return float(peaks[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
-def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float, px: float,
-            cfg: SegmentSettings) -> tuple[np.ndarray, float, int]:
+def _nuclei(signal: np.ndarray, held: list[np.ndarray], sigma_px: float, thr: float,
+            px: float, cfg: SegmentSettings) -> tuple[np.ndarray, float, int]:
     """Labels of nuclei in ``signal`` (``smooth`` by ``sigma_px``, threshold ``thr``); the
     radius and minimum area used.
 
@@ -235,14 +239,15 @@ def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float,
     from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed
 
+    smooth = held.pop()
     low = smooth[smooth <= thr]
     bg = float(np.median(low))
     bg_sd = float(1.4826 * np.median(np.abs(low - bg)))
-    core = ndi.binary_fill_holes(smooth > thr)
-    comp = label(core)
+    del low
     if cfg.nucleus_radius_um == "auto":
-        dist = ndi.distance_transform_edt(core)
-        radius_px = _typical_radius(dist, comp)
+        core = ndi.binary_fill_holes(smooth > thr)
+        radius_px = _typical_radius(ndi.distance_transform_edt(core), label(core))
+        del core
     else:
         radius_px = cfg.nucleus_radius_um / px
     if cfg.min_area_um2 is None:
@@ -252,19 +257,23 @@ def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float,
     if sigma_px > max(1.0, radius_px / 8):  # edges of small nuclei: less smoothing
         from skimage.filters import gaussian
 
-        smooth = gaussian(np.asarray(signal, float), sigma=max(1.0, radius_px / 8),
+        del smooth
+        smooth = gaussian(np.asarray(signal, np.float32), sigma=max(1.0, radius_px / 8),
                           mode="reflect")
-    grown = ndi.binary_fill_holes(smooth > min(thr, bg + PERMISSIVE_SD * bg_sd))
-    comp = label(grown)
+    comp = label(ndi.binary_fill_holes(smooth > min(thr, bg + PERMISSIVE_SD * bg_sd)))
     if min_px > 1:
         comp = label(remove_small_objects(comp, max_size=min_px - 1) > 0)
     if cfg.split and comp.any():
-        dist = ndi.distance_transform_edt(comp > 0)
+        # float32 distances: distinct values of sqrt(integer) up to any image size stay
+        # distinct and ordered, which is all the watershed and the peaks read
+        dist = ndi.distance_transform_edt(comp > 0).astype(np.float32)
         seeds = peak_local_max(dist, min_distance=max(1, round(SEED_SPACING * radius_px)),
                                labels=comp, exclude_border=False)
         markers = np.zeros(comp.shape, np.int32)
         markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
-        comp = watershed(-dist, markers, mask=comp > 0)
+        np.negative(dist, out=dist)
+        comp = watershed(dist, markers, mask=comp > 0)
+        del dist, markers
     labels = np.zeros(comp.shape, np.int32)
     for i, sl in enumerate(ndi.find_objects(comp), start=1):
         if sl is None:
@@ -274,12 +283,13 @@ def _nuclei(signal: np.ndarray, smooth: np.ndarray, sigma_px: float, thr: float,
         keep = label(ndi.binary_fill_holes(region & (smooth[sl] > level)))
         if keep.max():
             labels[sl][keep == np.argmax(np.bincount(keep.ravel())[1:]) + 1] = i
+    del comp, smooth
     area_px = np.bincount(labels.ravel())
     drop = area_px < min_px
     if cfg.max_area_um2 is not None:
         drop |= area_px * px**2 > cfg.max_area_um2
     drop[0] = False
-    labels = np.where(drop[labels], 0, labels).astype(np.int32)
+    labels[drop[labels]] = 0
     return relabel_sequential(labels)[0], radius_px, min_px
 
 
