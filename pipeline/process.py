@@ -380,8 +380,11 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     if settings.run.segment and manifest.nuclei_path:
         user, _ = read_user_labels(manifest.nuclei_path, (h, w), n,
                                    manifest.plane_axis is not None)
+    auto = settings.run.segment and user is None  # nuclei found here, kept for the segment stage
     arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
-              "fields": ((n, 2, h, w), np.float32)}
+              "fields": ((n, 2, h, w), np.float32)} | (
+                  {"nuclei": ((n, h, w), np.int32)} if auto else {})
+    nuclei_records = []
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with _stage_store(out, arrays) as (root, record):
         for p in range(n):
@@ -393,10 +396,17 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             fields, calib = calibrate_plane(plane_raw, roles, settings, px,
                                             reuse=planes[0]["calibration"] if planes else None)
             del plane_raw
-            fields = fields.astype(np.float32)  # what fit_plane keeps; frees the float64 copy
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
-            fg = (np.asarray(user[p]) > 0 if user is not None
-                  else nuclei_foreground(fields, px, settings))
+            fg = None
+            if user is not None:
+                fg = np.asarray(user[p]) > 0
+            elif auto:
+                labels, rec_n = segment_nuclei(fields, px, single_channel=len(roles) == 1,
+                                               settings=settings.segmentation)
+                root["nuclei"][p] = labels
+                nuclei_records.append(rec_n)
+                fg = None if rec_n["mode"] == "whole-field" else labels > 0
+                del labels
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
                             progress=progress)
             del fields, fg
@@ -407,15 +417,17 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             planes.append({"plane": p, "calibration": calib, **res.record})
             tiles.extend(res.tiles)
             del res
-        record |= {"planes": planes, "tiles": tiles}
+        record |= {"planes": planes, "tiles": tiles, "nuclei": nuclei_records}
     return str(out)
 
 
 def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settings
                       ) -> np.ndarray | None:
     """The nuclei of one plane of ``(2, Y, X)`` fields as the fit's foreground (None: the
-    field has no background, or segmentation is off): what the fit stage passes to
-    :func:`pipeline.estimate.fit_plane` when the user gave no label image."""
+    field has no background, or segmentation is off): the segmentation the fit stage runs to
+    make the foreground it passes to :func:`pipeline.estimate.fit_plane` when the user gave
+    no label image (the stage also keeps the labels, for the segment stage). One channel is
+    recognised here by a constant ``phi_w``, as the stage knows from the channel roles."""
     if not settings.run.segment:
         return None
     single = bool(np.ptp(fields[1]) == 0)
@@ -435,34 +447,46 @@ def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str
     out, done = _stage(manifest, "segment")
     if done:
         return str(out)
-    fields = zarr.open_group(fit, mode="r")["fields"]
+    g_fit = zarr.open_group(fit, mode="r")
+    fields = g_fit["fields"]
     px, single = manifest.pixel_size_um, len(manifest.roles) == 1
     n, _, h, w = fields.shape
-    nuclei, domains = np.zeros((n, h, w), np.int32), np.zeros((n, h, w), np.int32)
-    records = []
+    # the fit stage found the nuclei already (its foreground): the same labels, not a rerun
+    found = _record(Path(fit)).get("nuclei") or []
     user = None
     if settings.run.segment and manifest.nuclei_path:
         user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
                                           manifest.plane_axis is not None)
-    for p in range(n):
-        f = np.asarray(fields[p], np.float64)
-        if not settings.run.segment:
-            nuclei[p], rec_n, rec_d = 1, {"mode": "disabled"}, {"n_domains": 0}
-        else:
-            if user is not None:
-                nuclei[p] = user[p]
-                rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
-                    user[p].ravel())[1:]))}
+    arrays = {"nuclei": ((n, h, w), np.int32), "domains": ((n, h, w), np.int32)}
+    with _stage_store(out, arrays) as (root, record):
+        records = []
+        for p in range(n):
+            if not settings.run.segment:
+                nuclei, rec_n = np.ones((h, w), np.int32), {"mode": "disabled"}
+                rec_d, domains = {"n_domains": 0}, None
             else:
-                nuclei[p], rec_n = segment_nuclei(f, px, single_channel=single,
-                                                  settings=settings.segmentation)
-                if rec_n["mode"] == "whole-field":
+                if user is not None:
+                    nuclei = np.asarray(user[p], np.int32)
+                    rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
+                        nuclei.ravel())[1:]))}
+                elif len(found) == n:
+                    nuclei, rec_n = np.asarray(g_fit["nuclei"][p]), found[p]
+                else:
+                    nuclei, rec_n = segment_nuclei(fields[p], px, single_channel=single,
+                                                   settings=settings.segmentation)
+                if rec_n.get("mode") == "whole-field":
                     log.warning("%s plane %d: %s", manifest.image, p, rec_n["note"])
-            domains[p], rec_d = segment_domains(
-                f[0], nuclei[p], px, domain_sigma_um=settings.segmentation.domain_sigma_um,
-                min_area_um2=settings.segmentation.domain_min_area_um2)
-        records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
-    return str(_save(out, {"nuclei": nuclei, "domains": domains}, {"planes": records}))
+                domains, rec_d = segment_domains(
+                    np.asarray(fields[p, 0]), nuclei, px,
+                    domain_sigma_um=settings.segmentation.domain_sigma_um,
+                    min_area_um2=settings.segmentation.domain_min_area_um2)
+            root["nuclei"][p] = nuclei
+            if domains is not None:
+                root["domains"][p] = domains
+            records.append({"plane": p, "nuclei": rec_n, "domains": rec_d})
+            del nuclei, domains
+        record["planes"] = records
+    return str(out)
 
 
 def assemble(manifest: ManifestLike, settings: Settings, denoised: str, fit: str,
