@@ -32,6 +32,7 @@ def _targets(rows: list[dict], name: str) -> list[str]:
     gaps = np.array([r.get("r_best", np.nan) - r["r"] for r in rows], float)
     cov = np.array([r["coverage"] for r in rows], float)
     c = cov[np.isfinite(cov)]
+    w = np.array([r.get("std_rmse", np.nan) for r in rows], float)
     out = [f"- **{name}**, moderate noise ({len(mod)} cases): r min {_f(np.nanmin(rs))} "
            f"(target >= 0.95), median {_f(np.nanmedian(rs))} (target >= 0.98)."]
     if np.isfinite(gaps).any():
@@ -43,7 +44,9 @@ def _targets(rows: list[dict], name: str) -> list[str]:
         out.append(f"- **{name}**, coverage of the 90 % interval in 0.85-0.95 on "
                    f"{int(inside.sum())} of {c.size} cases ({inside.mean():.0%}; target >= 90 %), "
                    f"below 0.80 on {int((c < 0.80).sum())} (target: none), above 0.95 on "
-                   f"{int((c > 0.95).sum())}; median {np.median(c):.2f}.")
+                   f"{int((c > 0.95).sum())}; median {np.median(c):.2f}"
+                   + (f"; median std/rmse {np.nanmedian(w):.2f}." if np.isfinite(w).any()
+                      else "."))
     return out
 
 
@@ -52,6 +55,8 @@ def main(argv=None) -> None:
     ap.add_argument("closed_form", type=Path, help="stress.py JSON of the closed form")
     ap.add_argument("neural", type=Path, nargs="?", help="stress.py JSON of the neural method")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
+    ap.add_argument("--note", default="", help="a paragraph after the held-out one (e.g. "
+                    "which run is from when)")
     args = ap.parse_args(argv)
     cf = json.loads(args.closed_form.read_text())
     nn = json.loads(args.neural.read_text()) if args.neural else {"rows": [], "seed_values": []}
@@ -73,12 +78,14 @@ def main(argv=None) -> None:
         "choices. If anything is changed after looking at them, these seeds become tuning "
         "data and fresh test seeds must be drawn (stress.md says how).",
         "",
+        *([args.note, ""] if args.note else []),
         "Each case is run through `pipeline.estimate.fit_plane`, the fit `chromarate run` "
         "uses, with the nuclei the run's segmentation finds and the calibration a user would "
         "pass (including the case's calibration error). Scored on identifiable pixels at "
         "least 1 um inside the nucleus edge and the image border. r: Pearson correlation with "
         "the true λ; coverage: fraction of those pixels whose true λ lies in mean ± 1.645 std "
-        "(target 0.85-0.95); best fixed: the closed form's best bandwidth on the grid, found "
+        "(target 0.85-0.95); std/rmse: the median std over the rmse (the interval's width; "
+        "about 1 when the std has the error's size); best fixed: the closed form's best bandwidth on the grid, found "
         "with the truth (no user can reach it); s/MP: seconds per megapixel of the fit on 2 "
         "shared CPU cores.",
         "",
@@ -87,8 +94,8 @@ def main(argv=None) -> None:
         *_targets(cf["rows"], "closed form (the default)"),
         *(_targets(nn["rows"], "neural") if nn["rows"] else []),
     ]
-    if nn["rows"]:
-        pairs = [(r, by_case[r["case"]]) for r in cf["rows"] if r["case"] in by_case]
+    pairs = [(r, by_case[r["case"]]) for r in cf["rows"] if r["case"] in by_case]
+    if pairs:
         d = np.array([b["r"] - a["r"] for a, b in pairs], float)
         lines.append(f"- **neural against closed form** on the same {len(pairs)} cases: r "
                      f"difference median {_f(np.nanmedian(d), '+.3f')} (target >= 0), at or above "
@@ -98,19 +105,34 @@ def main(argv=None) -> None:
         "",
         "## Per case",
         "",
-        "| case | noise | r cf | rmse cf | coverage cf | r best fixed | gap | s/MP cf | r neural | "
-        "rmse neural | coverage neural | s/MP neural |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | noise | r cf | rmse cf | coverage cf | std/rmse cf | r best fixed | gap | "
+        "s/MP cf | r neural | rmse neural | coverage neural | s/MP neural |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cf["rows"]:
         n = by_case.get(r["case"], {})
         best = r.get("r_best", np.nan)
         lines.append(
             f"| {r['case']} | {r['noise']} | {_f(r['r'])} | {_f(r['rmse'])} | "
-            f"{_f(r['coverage'], '.2f')} | {_f(best)} | {_f(best - r['r'], '+.3f')} | "
+            f"{_f(r['coverage'], '.2f')} | {_f(r.get('std_rmse', np.nan), '.2f')} | "
+            f"{_f(best)} | {_f(best - r['r'], '+.3f')} | "
             f"{r['s_per_mp']:.0f} | {_f(n.get('r', np.nan))} | {_f(n.get('rmse', np.nan))} | "
             f"{_f(n.get('coverage', np.nan), '.2f')} | "
             f"{_f(n.get('s_per_mp', np.nan), '.0f')} |")
+    if nn["rows"] and not pairs:  # the neural run is on other seeds: its own table
+        lines += [
+            "",
+            f"## Neural, seeds {nn['seed_values']}",
+            "",
+            "Run on other seeds than the closed form above (see the seed log in "
+            "[stress.md](stress.md)); no case in common, so no side-by-side comparison.",
+            "",
+            "| case | noise | r | rmse | coverage | s/MP |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in nn["rows"]:
+            lines.append(f"| {n['case']} | {n['noise']} | {_f(n['r'])} | {_f(n['rmse'])} | "
+                         f"{_f(n['coverage'], '.2f')} | {_f(n['s_per_mp'], '.0f')} |")
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

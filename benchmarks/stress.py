@@ -9,6 +9,8 @@ says λ is identifiable:
 
 - **r**: Pearson correlation with the true λ; **rmse**: root mean squared error;
 - **coverage**: fraction with ``|λ - mean| <= 1.645 std`` (the 90 % interval; "-" without std);
+- **std/rmse**: the median std over the rmse (the interval's width: about 1 when the std has
+  the error's size; the target coverage is reachable with a narrower one only by luck);
 - **ident**: fraction of the evaluation region the method calls identifiable;
 - **best fixed**: the closed form's best fixed ``(delta, s)`` over the grid of
   ``pipeline.estimate.bandwidth`` (found WITH the truth, on the same region), and the **gap**
@@ -100,9 +102,12 @@ def score(mean: np.ndarray, std: np.ndarray, ident: np.ndarray, truth: np.ndarra
     has_std = ok & np.isfinite(std)
     cover = (float(np.mean(np.abs(mean - truth)[has_std] <= Z90 * std[has_std]))
              if has_std.sum() >= 10 else float("nan"))
-    return {"r": interior_r(mean, truth, ok, border_px=0),
-            "rmse": float(np.sqrt(np.mean(err**2))) if err.size else float("nan"),
-            "coverage": cover, "ident": float(ok.sum() / max(region.sum(), 1))}
+    rmse = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+    width = (float(np.median(std[has_std]) / rmse) if has_std.sum() >= 10 and rmse > 0
+             else float("nan"))
+    return {"r": interior_r(mean, truth, ok, border_px=0), "rmse": rmse,
+            "coverage": cover, "std_rmse": width,
+            "ident": float(ok.sum() / max(region.sum(), 1))}
 
 
 def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray) -> tuple[float, float, float]:
@@ -172,15 +177,16 @@ def table(rows: list[dict], method: str, seeds_name: str, seeds: tuple[int, ...]
         "identifiable. best fixed: the closed form's best (delta, s) on the bandwidth grid, "
         "found with the truth. s/MP: fit seconds per megapixel on 2 shared CPU cores.",
         "",
-        "| case | noise | noise std | r | rmse | coverage 90 % | ident | r best fixed | "
+        "| case | noise | noise std | r | rmse | coverage 90 % | std/rmse | ident | r best fixed | "
         "delta, s best (px) | gap | delta, s chosen (px) | s/MP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         best = r.get("r_best", np.nan)
         lines.append(
             f"| {r['case']} | {r['noise']} | {r['noise_std']:.3f} | {_f(r['r'])} | "
-            f"{_f(r['rmse'])} | {_f(r['coverage'], '.2f')} | {r['ident']:.2f} | {_f(best)} | "
+            f"{_f(r['rmse'])} | {_f(r['coverage'], '.2f')} | {_f(r.get('std_rmse', np.nan), '.2f')} | "
+            f"{r['ident']:.2f} | {_f(best)} | "
             f"{_f(r.get('delta_best_px', np.nan), 'g')}, {_f(r.get('window_best_px', np.nan), 'g')}"
             f" | {_f(best - r['r'], '+.3f')} | {_f(r['delta_px'], '.3g')}, "
             f"{_f(r['window_px'], '.3g')} | {r['s_per_mp']:.1f} |")
@@ -210,8 +216,11 @@ def summary(rows: list[dict]) -> list[str]:
     cov = np.array([r["coverage"] for r in rows], float)
     if np.isfinite(cov).any():
         c = cov[np.isfinite(cov)]
+        w = np.array([r.get("std_rmse", np.nan) for r in rows], float)
         out.append(f"- coverage of the 90 % interval in 0.85-0.95: {int(((c >= 0.85) & (c <= 0.95)).sum())}"
-                   f" of {c.size}; below 0.80: {int((c < 0.80).sum())}; median {np.median(c):.2f}.")
+                   f" of {c.size}; below 0.80: {int((c < 0.80).sum())}; above 0.95: "
+                   f"{int((c > 0.95).sum())}; median {np.median(c):.2f}; median std/rmse "
+                   f"{_f(np.nanmedian(w) if np.isfinite(w).any() else np.nan, '.2f')}.")
     else:
         out.append("- coverage: the method gave no std.")
     return out

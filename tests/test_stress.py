@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from pipeline.simulate import g, g_prime, g_second
 from pipeline.simulate.stress import (
+    RETIRED_TEST_SEEDS,
     STRESS_SPECS,
     TEST_SEEDS,
     TUNING_SEEDS,
@@ -233,6 +234,9 @@ def test_tuning_and_test_seeds_are_disjoint() -> None:
     assert set(TUNING_SEEDS).isdisjoint(TEST_SEEDS)
     assert 37 in TUNING_SEEDS  # looked at before: tuning data for good
     assert len(TEST_SEEDS) >= 2 and len(set(TEST_SEEDS)) == len(TEST_SEEDS)
+    # a test seed that was looked at is never held out again
+    assert set(RETIRED_TEST_SEEDS).isdisjoint(TEST_SEEDS)
+    assert {101, 202, 303} <= set(RETIRED_TEST_SEEDS)
 
 
 def test_stress_specs_cover_the_grid() -> None:
