@@ -13,15 +13,12 @@ the same run. Every measurement is a fresh subprocess (see ``pipeline.bench.thro
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
-
-from pipeline.estimate import fit_plane
 
 try:
     from benchmarks.endtoend import PIXEL_SIZE_UM, measure, synthetic_image
@@ -59,7 +56,7 @@ def main(argv=None) -> None:
         big = synthetic_image(Path(tmp) / f"synthetic_{args.big}.tif", args.big)
         after = measure(big, method="closed-form", denoise="nl-means")
         print(json.dumps(after), flush=True)
-    batch = inspect.signature(fit_plane).parameters["max_batch_px"].default
+    from pipeline.estimate.fit import BATCH_PX as batch
     total = time.time() - t_start
     header = ("| method | denoise | image | seconds | MP / min | denoise s | fit s | segment s "
               "| assemble s | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|")

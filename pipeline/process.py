@@ -502,9 +502,9 @@ def assemble(manifest: ManifestLike, settings: Settings, denoised: str, fit: str
 
 def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: str,
               segment: str, *, timings: dict[str, float] | None = None) -> str:
-    from .io import write_result_store
-
     import dask.array as da
+
+    from .io import write_result_store
 
     # lazy: the store writer reads the stage stores chunk by chunk, never a whole plane stack
     g_fit, g_seg = zarr.open_group(fit, mode="r"), zarr.open_group(segment, mode="r")

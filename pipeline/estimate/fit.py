@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_erosion
 
+from ..device import resolve_device
 from ..errors import TooSmallError
 from ..mollifier import Mollifier
 from ..tiling import (
@@ -40,9 +41,15 @@ from .bandwidth import central_crop, choose_bandwidths, noise_models
 from .closed_form import linear_terms, local_least_squares
 from .uncertainty import FieldNoise, closed_form_std
 
-__all__ = ["PlaneFit", "fit_plane", "noise_model"]
+__all__ = ["BATCH_PX", "PlaneFit", "fit_plane", "noise_model"]
 
 log = logging.getLogger(__name__)
+
+BATCH_PX = 1_000_000
+"""Window pixels per batch of tiles by default. The neural method's training graphs hold
+much more per pixel than the closed form (about 350 MB per 374² window with its 5 problems,
+measured on the CPU), so there it batches ``ensemble_size + 1`` times fewer pixels; on a GPU
+the graphs live in the device's memory, not the host's."""
 
 
 @dataclass
@@ -158,7 +165,7 @@ def fit_plane(
     *,
     foreground: np.ndarray | None = None,
     plane: int = 0,
-    max_batch_px: int = 1_000_000,
+    max_batch_px: int | None = None,
     progress: Callable[[dict], None] | None = None,
 ) -> PlaneFit:
     """lambda, its std and its identifiability for one plane of ``(C, Y, X)`` fields.
@@ -181,6 +188,8 @@ def fit_plane(
     max_batch_px
         Window pixels per batch of tiles: memory is the plane's accumulators plus one batch.
         The result does not depend on it (tile ``n``'s seed is ``settings.seed + n``).
+        Default :data:`BATCH_PX`; for the neural method on the CPU, that divided by the
+        problems per tile (``ensemble_size + 1``: each trains its own networks).
 
     Examples
     --------
@@ -223,8 +232,12 @@ def fit_plane(
                       overlap_px=settings.run.overlap_px,
                       halo_px=halo_px(support, window, pixel_size_um))
     n = len(plan.tiles)
-    per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
     neural = settings.method == "neural"
+    if max_batch_px is None:
+        max_batch_px = BATCH_PX
+        if neural and resolve_device(settings.device).type == "cpu":
+            max_batch_px //= settings.uncertainty.ensemble_size + 1
+    per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
     weights = feather(plan)
     # float32 plane accumulators; the closed form's mean is its lam, blended once
     acc = PlaneBlend(plan, ("a2", "den", "mean", "std") + (("lam",) if neural else ()),
