@@ -144,6 +144,7 @@ RESULT_SOURCES = (
     "physics",        # the model and the observation (calibration) models
     "process.py",
     "segment.py",
+    "self_calibration.py",  # two-channel calibration from the image
     "summary.py",     # the CSVs: a re-run reuses them while the images' keys are the same
     "tiling.py",
 )
