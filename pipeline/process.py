@@ -154,6 +154,7 @@ _NOT_RESULT_SOURCES = (
     "errors.py",
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
+    "samples.py",     # the sample sheet: joined into the CSVs of finished images
     "simulate",       # synthetic data and ground truth
 )
 
