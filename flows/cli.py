@@ -16,7 +16,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+
+from flows.cli_settings import (
+    add_setting_options,
+    setting_field,
+    settings_from_args,
+    settings_message,
+    value_type,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -33,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", type=Path, help="folder of TIFFs (or one TIFF)")
     r.add_argument("--out", type=Path, required=True, help="results folder")
     r.add_argument("--config", type=Path, help="TOML or YAML settings; flags override it")
-    _add_setting_options(r)
+    add_setting_options(r)
     r.add_argument("--samples", type=Path, help="sample sheet (CSV): a 'file' column (each "
                    "TIFF's name or stem) and any others (condition, replicate, ...), joined into "
                    "every table and the report; checked against the images before anything runs")
@@ -70,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     b.add_argument("--out", type=Path, default=Path("bench_results"))
-    b.add_argument("--device", choices=_value_type(_setting_field("device").annotation)[1],
+    b.add_argument("--device", choices=value_type(setting_field("device").annotation)[1],
                    default="auto", help="where the benchmarks run (default: auto)")
     return p
 
@@ -81,117 +88,6 @@ _EPILOG = """examples:
   chromarate compare results/ --by condition --reference control
   chromarate report results/                                  rebuild results/report.html
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
-
-# `run` options that set a field of pipeline.config.Settings: (flag, field path, argparse
-# keywords). Choices, type, help and the default shown in help come from the field
-# (_add_setting_options); "help" here replaces the field's description where the flag reads
-# differently (a negative flag), "parse" turns the text into the field's value.
-_SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("--method", "method", {}),
-    ("--channels", "channels", {"parse": "channels", "metavar": "ROLES"}),
-    ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
-    ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
-    ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),
-    ("--delta", "estimator.delta_um", {"metavar": "UM"}),
-    ("--window", "estimator.window_um", {"metavar": "UM"}),
-    ("--device", "device", {}),
-    ("--recursive", "recursive", {}),
-    ("--seed", "seed", {}),
-    ("--denoise", "run.denoise", {}),
-    ("--tile-size", "run.tile_px", {"metavar": "PX"}),
-    ("--overlap", "run.overlap_px", {"metavar": "PX"}),
-    ("--workers", "run.workers", {"metavar": "N"}),
-    ("--cluster", "run.cluster", {}),
-    ("--scheduler-address", "run.scheduler_address", {"metavar": "ADDRESS"}),
-    ("--no-segment", "run.segment", {"help": "report rates over the whole field (no nucleus "
-                                     "segmentation)"}),
-    ("--nuclei", "run.nuclei_dir", {"metavar": "LABELS_DIR"}),
-    ("--axes", "run.axes", {}),
-    ("--z-step", "run.z_step_um", {"metavar": "UM"}),
-)
-
-
-def _setting_field(path: str) -> Any:
-    """The pydantic ``FieldInfo`` of a dotted settings path (``run.tile_px``)."""
-    from pipeline.config import Settings
-
-    model: Any = Settings
-    *sections, name = path.split(".")
-    for section in sections:
-        model = model.model_fields[section].annotation
-    return model.model_fields[name]
-
-
-def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
-    """``(type, choices)`` for argparse from a field's annotation: a Literal gives choices;
-    a number or a word (``float | Literal["auto"]``) gives a converter that accepts both."""
-    import typing
-
-    parts = [a for a in (typing.get_args(annotation) if typing.get_origin(annotation) in
-                         (typing.Union, type(int | None)) else (annotation,))
-             if a is not type(None)]
-    words = [w for a in parts if typing.get_origin(a) is typing.Literal
-             for w in typing.get_args(a)]
-    kinds = [a for a in parts if typing.get_origin(a) is not typing.Literal]
-    if not kinds:
-        return str, words
-    kind = kinds[0] if kinds[0] in (int, float, Path) else str
-    if not words:
-        return kind, None
-
-    def convert(text: str) -> Any:
-        return text if text in words else kind(text)
-
-    convert.__name__ = f"{kind.__name__} or {'/'.join(map(str, words))}"
-    return convert, None
-
-
-def _shown(value: Any) -> str:
-    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else (
-        str(value))
-
-
-def _add_setting_options(parser: argparse.ArgumentParser) -> None:
-    """Add :data:`_SETTING_OPTIONS` to ``parser``, each from its settings field. Every option
-    defaults to None (not given: the config file's value or the model's default applies)."""
-    for flag, path, extra in _SETTING_OPTIONS:
-        field, opts = _setting_field(path), dict(extra)
-        opts.pop("parse", None)
-        text = opts.pop("help", None) or field.description or ""
-        dest = path.rsplit(".", 1)[-1]
-        if field.annotation is bool:  # a switch that sets the opposite of the default
-            action = "store_false" if field.default else "store_true"
-            shown = f"{dest} {_shown(field.default)}" if field.default else "off"
-            parser.add_argument(flag, dest=dest, action=action, default=None,
-                                help=f"{text} (default: {shown})")
-            continue
-        kind, choices = _value_type(field.annotation)
-        if "parse" in extra:
-            kind = str
-        if field.default is not None:
-            text = f"{text} (default: {_shown(field.default)})"
-        parser.add_argument(flag, dest=dest, type=kind, choices=choices, default=None,
-                            help=text.replace("%", "%%"), **opts)
-
-
-def _settings_from_args(args: argparse.Namespace):
-    from pipeline.config import load_settings, parse_calibration, parse_channels
-
-    parsers = {"channels": parse_channels, "calibration": parse_calibration}
-    overrides: dict[str, Any] = {}
-    for _, path, extra in _SETTING_OPTIONS:
-        value = getattr(args, path.rsplit(".", 1)[-1], None)
-        if value is None:
-            continue
-        if "parse" in extra:
-            value = parsers[extra["parse"]](value)
-        *sections, name = path.split(".")
-        target = overrides
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[name] = value
-    return load_settings(args.config, **overrides)
-
 
 class _Display:
     """Rich progress: one bar over images, one over the tiles of the current plane."""
@@ -262,7 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.flow import run  # imports Prefect only if images are left to compute
 
     console = Console(stderr=True)
-    settings = _settings_from_args(args)
+    settings = settings_from_args(args)
     samples = _check_samples(args, settings)  # a bad sheet: refused before anything runs
 
     def report(ev: dict) -> None:  # one line per image, as soon as it is known
@@ -401,16 +297,6 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
-def _settings_message(exc: Any) -> str:
-    """A pydantic ValidationError as plain sentences (no URL, no internal types)."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ()))
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid settings: " + "; ".join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
@@ -425,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ValidationError as exc:
-        print(f"chromarate {args.command}: {_settings_message(exc)}", file=sys.stderr)
+        print(f"chromarate {args.command}: {settings_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (InputError, ValueError) as exc:
         print(f"chromarate {args.command}: {exc}", file=sys.stderr)

@@ -144,6 +144,7 @@ RESULT_SOURCES = (
     "physics",        # the model and the observation (calibration) models
     "process.py",
     "segment.py",
+    "self_calibration.py",  # two-channel calibration from the image
     "summary.py",     # the CSVs: a re-run reuses them while the images' keys are the same
     "tiling.py",
 )
@@ -153,6 +154,7 @@ _NOT_RESULT_SOURCES = (
     "errors.py",
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
+    "samples.py",     # the sample sheet: joined into the CSVs of finished images
     "simulate",       # synthetic data and ground truth
 )
 

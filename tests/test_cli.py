@@ -159,7 +159,7 @@ def test_run_options_are_the_settings_fields(tmp_path):
     description changed in pipeline.config without the CLI following fails here."""
     import typing
 
-    from flows.cli import _settings_from_args
+    from flows.cli_settings import settings_from_args as _settings_from_args
     from pipeline.config import Settings
 
     leaves = _settings_leaves()
