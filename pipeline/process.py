@@ -37,6 +37,7 @@ from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
 from .manifest import ImageManifest
+from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
 from .segment import find_user_labels, read_user_labels, segment_domains, segment_nuclei
 
@@ -74,13 +75,16 @@ _GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it 
 @contextlib.contextmanager
 def _stage_errors(manifest: ImageManifest, stage: str) -> Iterator[None]:
     """:func:`_named` for a stage; a refused image also drops its work folder (its stage
-    outputs would only fail the same way again), while other failures keep it for a resume."""
+    outputs would only fail the same way again), while other failures keep it for a resume.
+    Either way the stage's freed memory goes back to the OS before the next stage."""
     try:
         with _named(manifest.image, stage):
             yield
     except InputError:
         shutil.rmtree(manifest.work, ignore_errors=True)
         raise
+    finally:
+        release_freed_memory()
 
 
 @contextlib.contextmanager
@@ -152,6 +156,7 @@ _NOT_RESULT_SOURCES = (
     "__init__.py",    # the version, hashed on its own
     "compare.py",     # condition comparisons over finished stores
     "errors.py",
+    "memory.py",      # returning freed memory to the OS
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
     "samples.py",     # the sample sheet: joined into the CSVs of finished images
@@ -409,6 +414,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 nuclei_records.append(rec_n)
                 fg = None if rec_n["mode"] == "whole-field" else labels > 0
                 del labels
+                release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
                             progress=progress)
             del fields, fg
@@ -419,6 +425,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             planes.append({"plane": p, "calibration": calib, **res.record})
             tiles.extend(res.tiles)
             del res
+            release_freed_memory()
         record |= {"planes": planes, "tiles": tiles, "nuclei": nuclei_records}
     return str(out)
 

@@ -27,6 +27,7 @@ from scipy.ndimage import binary_erosion
 
 from ..device import resolve_device
 from ..errors import TooSmallError
+from ..memory import release_freed_memory
 from ..mollifier import Mollifier
 from ..tiling import (
     PlaneBlend,
@@ -224,6 +225,7 @@ def fit_plane(
                                                      seed=settings.seed)
         selection["foreground"] = "nuclei too small to choose on: the whole field"
     noise = noise_model(fields, selection, fg)
+    release_freed_memory()  # the candidates' maps, before the plane's accumulators
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     # with nuclei, the least squares weigh only pixels farther inside them than the
     # derivative support: the nuclear edge and the background are not chromatin structure
