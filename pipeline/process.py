@@ -395,7 +395,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with _stage_store(out, arrays) as (root, record):
         for p in range(n):
-            plane_raw = np.asarray(raw[p], dtype=np.float64)
+            plane_raw = np.asarray(raw[p])  # as stored: calibration converts it once
             _check_finite(manifest.image, p, plane_raw)
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and

@@ -145,7 +145,9 @@ def to_fields(
     ([[0.0, 0.25], [0.5, 0.7]], 0.30000000000000004, 'single-channel')
     """
     _check_phi_max(phi_max)
-    data = np.asarray(planes, dtype=np.float64)
+    data = np.asarray(planes)  # integers stay integers: each channel is converted once, below
+    if data.dtype.kind not in "iuf":
+        data = data.astype(np.float64)
     roles = tuple(roles)
     if data.ndim != 3:
         raise ValueError(f"planes must be (C, Y, X), got shape {data.shape}")
@@ -179,17 +181,22 @@ def to_fields(
         )
         if len(cals) != len(roles):
             raise ValueError(f"{len(cals)} calibration pair(s) for {len(roles)} channel(s)")
-    calibrated = {
-        role: (ch - cal.offset) * cal.scale for ch, role, cal in zip(data, roles, cals, strict=True)
-    }
+    # in place in the output, channel by channel: (x - offset) * scale in float64, clipped
     fields = np.empty((2,) + data.shape[1:], dtype=np.float64)
+    by_role = dict(zip(roles, zip(data, cals, strict=True), strict=True))
+
+    def calibrate_into(out: np.ndarray, role: str) -> np.ndarray:
+        ch, cal = by_role[role]
+        np.subtract(ch, cal.offset, out=out, dtype=np.float64)
+        return np.multiply(out, cal.scale, out=out)
+
     if model == "single-channel":
-        fields[0] = np.clip(calibrated["heterochromatin"], 0.0, phi_max)
+        np.clip(calibrate_into(fields[0], "heterochromatin"), 0.0, phi_max, out=fields[0])
         fields[1] = 1.0 - phi_max
     else:
-        c = np.clip(calibrated["chromatin"], 0.0, 1.0)
-        fields[1] = 1.0 - c
-        fields[0] = np.clip(calibrated["heterochromatin"], 0.0, c)
+        c = np.clip(calibrate_into(fields[1], "chromatin"), 0.0, 1.0, out=fields[1])
+        np.clip(calibrate_into(fields[0], "heterochromatin"), 0.0, c, out=fields[0])
+        np.subtract(1.0, c, out=fields[1])  # phi_w = 1 - c, after phi_h is clipped by c
     record: dict[str, Any] = {
         "model": model,
         "phi_max": float(phi_max),
