@@ -262,3 +262,38 @@ def test_textured_chromatin_is_not_a_background(seed):
                                            np.full_like(phi_h, 0.3)]), 0.1)
     assert rec["mode"] == "whole-field" and "textured, not flat" in rec["note"]
     assert rec["nucleus_radius_um"] >= 1.0 and rec["background_ratio"] < 0.5
+
+
+def test_a_run_segments_each_plane_once_and_keeps_those_labels(tmp_path, monkeypatch):
+    """The fit stage's nuclei (its foreground) are the segment stage's: one segmentation per
+    plane, and the store's nuclei are what segmenting its fields gives."""
+    from pipeline import process
+    from pipeline.config import Settings
+    from pipeline.io import open_result_store
+
+    yy, xx = np.mgrid[:128, :128]
+    disk = (yy - 64) ** 2 / 45**2 + (xx - 60) ** 2 / 38**2 < 1
+    rng = np.random.default_rng(TEST_SEEDS[2])
+    texture = ndi.gaussian_filter(rng.normal(size=(128, 128)), 3)
+    chrom = np.where(disk, 2000 + 400 * texture, 150) + rng.normal(0, 20, (128, 128))
+    het = np.where(disk, 900 + 300 * texture, 120) + rng.normal(0, 20, (128, 128))
+    (tmp_path / "in").mkdir()
+    image = _write(tmp_path / "in" / "cell.tif", np.stack([chrom, het]).clip(0, 65535)
+                   .astype(np.uint16))
+    calls = []
+    real = process.segment_nuclei
+    monkeypatch.setattr(process, "segment_nuclei",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    settings = Settings(estimator={"delta_um": 0.1, "window_um": 0.1}, pixel_size_um=0.05,
+                        run={"axes": "CYX"},
+                        calibration=[{"offset": 100, "scale": 0.0004},
+                                     {"offset": 100, "scale": 0.0006}])
+    out = process.process_image(image, tmp_path / "out", settings)
+    assert len(calls) == 1
+    store = open_result_store(out["store"])
+    nuclei = np.asarray(store["labels"]["nuclei"])
+    fields = np.asarray(store["images"]["fields"], np.float64)
+    again, rec = real(fields, store["pixel_size_um"], single_channel=False,
+                      settings=settings.segmentation)
+    assert rec["mode"] == "threshold" and nuclei.max() == 1
+    np.testing.assert_array_equal(nuclei, again)
