@@ -13,7 +13,7 @@ from pipeline.config import Calibration
 from ._grid import check_shape
 from .fields import LAMBDA_KINDS, LambdaKind, lambda_field, water_field
 from .imaging import CHANNEL_NAMES, render_image
-from .solver import solve_steady_state
+from .solver import INTERFACE_LENGTH_UM, PHI_MAX, solve_steady_state
 
 __all__ = ["SyntheticCase", "simulate_case", "case_name"]
 
@@ -93,8 +93,8 @@ def simulate_case(
     shape: tuple[int, int] = (256, 256),
     pixel_size_um: float = 0.02,
     seed: int = 0,
-    phi_max: float = 0.7,
-    interface_length_um: float = 0.03,
+    phi_max: float = PHI_MAX,
+    interface_length_um: float = INTERFACE_LENGTH_UM,
     psf_sigma_um: float = 0.015,
     read_noise: float = 2.0,
     offset: float = 100.0,

@@ -33,7 +33,7 @@ from pipeline.config import Calibration
 from .fields import LAMBDA_KINDS, lambda_field, water_field
 from .imaging import CHANNEL_NAMES
 from .render import nucleus_envelope, render_camera
-from .solver import solve_steady_state
+from .solver import INTERFACE_LENGTH_UM, PHI_MAX, solve_steady_state
 from .storm import render_storm, storm_expected
 
 __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEEDS",
@@ -41,9 +41,6 @@ __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEE
            "make_stress_case"]
 
 log = logging.getLogger(__name__)
-
-PHI_MAX = 0.7
-INTERFACE_LENGTH_UM = 0.03
 
 TUNING_SEEDS: tuple[int, ...] = (11, 23, 37)
 """Seeds on which every rule, constant and default may be chosen, and tables looked at freely.
