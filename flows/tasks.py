@@ -122,30 +122,33 @@ _OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False,
                          "retry_condition_fn": _retry_unless_refused}
 
 
+def _timed_stage(manifest: ImageManifest, stage: str, run: Callable[[], str]
+                 ) -> dict[str, Any]:
+    """Announce ``stage`` of one image, run it: its output path and how long it took."""
+    t = time.perf_counter()
+    emit({"image": manifest.image, "stage": stage})
+    path = run()
+    return {"path": path, "seconds": time.perf_counter() - t}
+
+
 @task(name="denoise", retries=1, retry_delay_seconds=1, **_OPTS)
 def denoise_task(manifest: ImageManifest, settings: Settings) -> dict[str, Any]:
-    t = time.perf_counter()
-    emit({"image": manifest.image, "stage": "denoise"})
-    path = process.denoise_image(manifest, settings, progress=_progress(manifest))
-    return {"path": path, "seconds": time.perf_counter() - t}
+    return _timed_stage(manifest, "denoise", lambda: process.denoise_image(
+        manifest, settings, progress=_progress(manifest)))
 
 
 @task(name="fit", **_OPTS)
 def fit_task(manifest: ImageManifest, settings: Settings, denoised: dict[str, Any]
              ) -> dict[str, Any]:
-    t = time.perf_counter()
-    emit({"image": manifest.image, "stage": "fit"})
-    path = process.fit_image(manifest, settings, denoised["path"], progress=_progress(manifest))
-    return {"path": path, "seconds": time.perf_counter() - t}
+    return _timed_stage(manifest, "fit", lambda: process.fit_image(
+        manifest, settings, denoised["path"], progress=_progress(manifest)))
 
 
 @task(name="segment", **_OPTS)
 def segment_task(manifest: ImageManifest, settings: Settings, fit: dict[str, Any]
                  ) -> dict[str, Any]:
-    t = time.perf_counter()
-    emit({"image": manifest.image, "stage": "segment"})
-    path = process.segment_image(manifest, settings, fit["path"])
-    return {"path": path, "seconds": time.perf_counter() - t}
+    return _timed_stage(manifest, "segment", lambda: process.segment_image(
+        manifest, settings, fit["path"]))
 
 
 @task(name="assemble", retries=2, retry_delay_seconds=1, **_OPTS)

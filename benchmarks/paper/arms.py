@@ -18,10 +18,9 @@ Everything else is shared: the rate network ``λ(x)`` (bounded), the loss
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -42,12 +41,10 @@ __all__ = [
     "residual_scale",
 ]
 
-log = logging.getLogger(__name__)
-
 ArmName = Literal["autograd", "mollifier", "deepxde"]
 ARMS: tuple[str, ...] = ("autograd", "mollifier")
 """The two arms built here; :data:`ALL_ARMS` adds the outside peer (:mod:`.deepxde_arm`)."""
-ALL_ARMS: tuple[str, ...] = ("autograd", "mollifier", "deepxde")
+ALL_ARMS: tuple[str, ...] = get_args(ArmName)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -49,7 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ProblemName = Literal["langevin", "heat", "chromatin"]
-PROBLEMS: tuple[str, ...] = ("langevin", "heat", "chromatin")
+PROBLEMS: tuple[str, ...] = get_args(ProblemName)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The benchmark suite: configurations (smoke, quick, full) and :func:`run_benchmarks`.
+"""The benchmark suite: :func:`run_benchmarks` over a configuration (presets in
+:mod:`benchmarks.paper.presets`: smoke, quick, full, peer; their names are re-exported here).
 
 Three parts, each run for every arm with the same network and optimiser (autograd, the
 mollifier layer, and DeepXDE where it is installed and the problem is 2-D):
@@ -17,128 +18,23 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pipeline.device import resolve_device
 
-from .arms import ALL_ARMS, TrainSettings, make_arm
+from .arms import TrainSettings, make_arm
 from .measure import machine_info, measure_memory, time_alternating, train_alternating
+from .presets import BenchConfig, Mode, ProblemSpec, config_for
 from .problems import make_problem, probe_problem
 
 __all__ = ["Mode", "ProblemSpec", "BenchConfig", "config_for", "summarize", "run_benchmarks"]
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["smoke", "quick", "full", "peer"]
 Progress = Callable[[dict], None] | None
-
-
-@dataclass(frozen=True)
-class ProblemSpec:
-    """One problem of part 1: grid size, builder options, loss weight and time budgets."""
-
-    name: str
-    n: int
-    options: dict[str, Any] = field(default_factory=dict)
-    residual_weight: float = 10.0
-    lr: float = 3e-3
-    budget_s: dict[str, float] = field(default_factory=lambda: {"autograd": 60.0,
-                                                                "mollifier": 60.0})
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Everything a benchmark run does; :func:`config_for` gives the three presets."""
-
-    mode: str
-    problems: tuple[ProblemSpec, ...]
-    noise_levels: tuple[float, ...] = (0.01, 0.05)
-    max_iters: int = 1200
-    warmup: int = 100
-    eval_every: int = 25
-    target_r: float = 0.9
-    problem_memory: bool = True
-    scaling_sizes: tuple[int, ...] = (32, 64, 128, 256)
-    scaling_pixel_um: float = 0.02
-    autograd_max_size: int = 128
-    orders: tuple[int, ...] = (1, 2, 4)
-    order_size: int = 64
-    order_memory: bool = True
-    timing_blocks: int = 3
-    mollifier_steps_per_block: int = 5
-    memory_steps: int = 2
-    seed: int = 0
-    arms: tuple[str, ...] = ALL_ARMS
-    # DeepXDE above this grid is timed in its fresh memory process only (not alternating), so
-    # that its step never shares the main process's memory with the others
-    deepxde_in_process_max: int = 1 << 30
-    memory_cap_gb: float | None = None  # address-space cap of each memory process
-
-
-def config_for(mode: Mode) -> BenchConfig:
-    """The preset for ``mode``: ``"smoke"`` (tests, < 60 s), ``"quick"`` (< 5 min),
-    ``"full"`` (the documented run, about 15-20 min on two shared CPU cores) or ``"peer"``
-    (the DeepXDE comparison of docs/benchmarks.md: heat and 4th order with short budgets, and
-    time and memory per step at 128x128; about 6 min).
-
-    >>> config_for("quick").mode
-    'quick'
-    """
-    if mode == "full":
-        return BenchConfig(
-            mode="full",
-            problems=(
-                ProblemSpec("langevin", 2048, residual_weight=10.0, lr=2e-3,
-                            budget_s={"autograd": 60.0, "mollifier": 60.0}),
-                ProblemSpec("heat", 64, budget_s={"autograd": 75.0, "mollifier": 75.0}),
-                ProblemSpec("chromatin", 64, {"pixel_size_um": 0.04}, residual_weight=100.0,
-                            lr=2e-3, budget_s={"autograd": 120.0, "mollifier": 120.0}),
-            ),
-        )
-    if mode == "quick":
-        return BenchConfig(
-            mode="quick",
-            problems=(
-                ProblemSpec("langevin", 512, residual_weight=10.0, lr=2e-3,
-                            budget_s={"autograd": 8.0, "mollifier": 8.0}),
-                ProblemSpec("heat", 48, budget_s={"autograd": 12.0, "mollifier": 12.0}),
-                ProblemSpec("chromatin", 48, {"pixel_size_um": 0.0533}, residual_weight=100.0,
-                            lr=2e-3, budget_s={"autograd": 20.0, "mollifier": 20.0}),
-            ),
-            max_iters=300, warmup=50, problem_memory=False, scaling_sizes=(32, 64),
-            autograd_max_size=64, order_size=32, timing_blocks=2, mollifier_steps_per_block=3,
-            memory_steps=1,
-        )
-    if mode == "peer":
-        return BenchConfig(
-            mode="peer",
-            problems=(
-                ProblemSpec("heat", 32, budget_s={"autograd": 20.0, "mollifier": 20.0}),
-                ProblemSpec("chromatin", 48, {"pixel_size_um": 0.0533}, residual_weight=100.0,
-                            lr=2e-3, budget_s={"autograd": 30.0, "mollifier": 30.0}),
-            ),
-            noise_levels=(0.05,), max_iters=600, warmup=50, problem_memory=False,
-            scaling_sizes=(64, 128), orders=(), timing_blocks=2, mollifier_steps_per_block=3,
-            memory_steps=1, deepxde_in_process_max=64, memory_cap_gb=17.0,
-        )
-    if mode == "smoke":
-        return BenchConfig(
-            mode="smoke",
-            problems=(
-                ProblemSpec("langevin", 128, budget_s={"autograd": 2.0, "mollifier": 2.0}),
-                ProblemSpec("heat", 24, budget_s={"autograd": 2.0, "mollifier": 2.0}),
-                ProblemSpec("chromatin", 24, {"pixel_size_um": 0.1}, residual_weight=100.0,
-                            budget_s={"autograd": 4.0, "mollifier": 4.0}),
-            ),
-            noise_levels=(0.05,), max_iters=20, warmup=5, eval_every=5, problem_memory=False,
-            scaling_sizes=(24,), autograd_max_size=24, orders=(1, 4), order_size=16,
-            order_memory=False,
-            timing_blocks=2, mollifier_steps_per_block=2, memory_steps=1,
-        )
-    raise ValueError(f"unknown benchmark mode {mode!r}; use 'smoke', 'quick', 'full' or 'peer'")
 
 
 def _emit(progress: Progress, **event: Any) -> None:

@@ -13,9 +13,9 @@ from pipeline.config import Calibration
 from ._grid import check_shape
 from .fields import LAMBDA_KINDS, LambdaKind, lambda_field, water_field
 from .imaging import CHANNEL_NAMES, render_image
-from .solver import solve_steady_state
+from .solver import INTERFACE_LENGTH_UM, PHI_MAX, solve_steady_state
 
-__all__ = ["SyntheticCase", "simulate_case", "case_name"]
+__all__ = ["SyntheticCase", "simulate_case", "case_name", "steady_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,36 @@ def case_name(kind: str, channels: int, seed: int) -> str:
     return f"{kind}_{channels}ch_s{seed}"
 
 
+def steady_fields(
+    lam: np.ndarray,
+    channels: Literal[1, 2],
+    *,
+    pixel_size_um: float,
+    rng: np.random.Generator,
+    phi_max: float = PHI_MAX,
+    interface_length_um: float = INTERFACE_LENGTH_UM,
+    water_options: dict[str, Any] | None = None,
+    **solver: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The true fields for a rate map ``lam``: ``(phi_w, phi_d, phi_h, solver_info)``.
+
+    One channel: ``φ_w ≡ 1 - phi_max``; two: ``φ_w`` from
+    :func:`~pipeline.simulate.fields.water_field` (drawn from ``rng``, with
+    ``water_options``). ``φ_d`` is the steady state
+    (:func:`~pipeline.simulate.solver.solve_steady_state`, ``solver`` its settings) and
+    ``φ_h = (c + φ_d) / 2``.
+    """
+    shape = lam.shape
+    if channels == 1:
+        phi_w = np.full(shape, 1.0 - phi_max)
+    else:
+        phi_w = water_field(shape, pixel_size_um=pixel_size_um, rng=rng, phi_max=phi_max,
+                            **(water_options or {}))
+    phi_d, info = solve_steady_state(lam, phi_w, pixel_size_um=pixel_size_um, phi_max=phi_max,
+                                     interface_length_um=interface_length_um, **solver)
+    return phi_w, phi_d, (1.0 - phi_w + phi_d) / 2, info
+
+
 def simulate_case(
     *,
     kind: LambdaKind,
@@ -93,8 +123,8 @@ def simulate_case(
     shape: tuple[int, int] = (256, 256),
     pixel_size_um: float = 0.02,
     seed: int = 0,
-    phi_max: float = 0.7,
-    interface_length_um: float = 0.03,
+    phi_max: float = PHI_MAX,
+    interface_length_um: float = INTERFACE_LENGTH_UM,
     psf_sigma_um: float = 0.015,
     read_noise: float = 2.0,
     offset: float = 100.0,
@@ -166,23 +196,11 @@ def simulate_case(
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
     lam = lambda_field(kind, shape, pixel_size_um=pixel_size_um, rng=rng_lam, **lambda_options)
-    if channels == 1:
-        phi_w = np.full(shape, 1.0 - phi_max)
-    else:
-        phi_w = water_field(
-            shape, pixel_size_um=pixel_size_um, rng=rng_water, phi_max=phi_max, **water_options
-        )
-    phi_d, info = solve_steady_state(
-        lam,
-        phi_w,
-        pixel_size_um=pixel_size_um,
-        phi_max=phi_max,
-        interface_length_um=interface_length_um,
-        dt=dt,
-        tol=tol,
+    phi_w, phi_d, phi_h, info = steady_fields(
+        lam, channels, pixel_size_um=pixel_size_um, rng=rng_water, phi_max=phi_max,
+        interface_length_um=interface_length_um, water_options=water_options, dt=dt, tol=tol,
         max_steps=max_steps,
     )
-    phi_h = (1.0 - phi_w + phi_d) / 2
     image, calibration = render_image(
         phi_h,
         phi_w,

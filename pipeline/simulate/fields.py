@@ -7,11 +7,12 @@ a median near 1 and values kept smoothly inside ``[lam_min, lam_max]`` (default 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ._grid import as_rng, check_shape, gaussian_random_field, gaussian_smooth
+from .solver import PHI_MAX
 
 __all__ = [
     "LambdaKind",
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _DOMAIN_TO_CORRELATION = 0.4
 
 LambdaKind = Literal["smooth", "lognormal", "step"]
-LAMBDA_KINDS: tuple[str, ...] = ("smooth", "lognormal", "step")
+LAMBDA_KINDS: tuple[str, ...] = get_args(LambdaKind)
 
 
 def _squash_log(
@@ -231,7 +232,7 @@ def water_field(
     domain_size_um: float = 0.1,
     area_fraction: float = 0.3,
     smooth_um: float = 0.04,
-    phi_max: float = 0.7,
+    phi_max: float = PHI_MAX,
     phi_inside: float = 0.8,
 ) -> np.ndarray:
     """Nucleoplasm fraction φ_w: chromatin-poor domains in a uniform background.

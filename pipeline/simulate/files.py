@@ -67,6 +67,8 @@ def write_case(
     >>> img, tru = write_case(case, d / "img" / "a.tif", d / "truth" / "a.npz")
     >>> tifffile.imread(img).shape
     (2, 32, 32)
+    >>> load_truth(tru)["calibration"][0] == case.calibration[0]
+    True
     """
     image_path, truth_path = Path(image_path), Path(truth_path)
     image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,16 +129,7 @@ def load_truth(path: str | os.PathLike) -> dict[str, Any]:
     Returns a dict with the arrays ``lam, phi_h, phi_w, phi_d``, ``pixel_size_um`` (float),
     ``calibration`` (tuple of :class:`~pipeline.config.Calibration`), ``channel_names``
     (tuple), ``parameters`` and ``solver_info`` (dicts), ``name`` and ``image_file`` (str).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pipeline.simulate import simulate_case
-    >>> case = simulate_case(kind="smooth", channels=1, noise=0.02, shape=(32, 32))
-    >>> d = Path(tempfile.mkdtemp())
-    >>> _, tru = write_case(case, d / "a.tif", d / "a.npz")
-    >>> load_truth(tru)["calibration"][0] == case.calibration[0]
-    True
+    The example of :func:`write_case` writes a case and reads its truth back.
     """
     with np.load(path, allow_pickle=False) as z:
         out: dict[str, Any] = {k: z[k] for k in ("lam", "phi_h", "phi_w", "phi_d")}

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config import Calibration
 
 from ._grid import as_rng, gaussian_smooth
+from .solver import PHI_MAX
 
 __all__ = ["CHANNEL_NAMES", "photons_for_noise", "field_noise_std", "render_image"]
 
@@ -67,7 +68,7 @@ def render_image(
     photons: float | None = None,
     read_noise: float = 2.0,
     offset: float = 100.0,
-    phi_max: float = 0.7,
+    phi_max: float = PHI_MAX,
     rng: np.random.Generator | int | None = None,
 ) -> tuple[np.ndarray, tuple[Calibration, ...]]:
     """Render the fields as a camera image (C, Y, X) of uint16 and return its true calibration.

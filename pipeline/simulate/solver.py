@@ -27,6 +27,8 @@ from scipy import fft as sfft
 from ._grid import wavenumbers
 
 __all__ = [
+    "INTERFACE_LENGTH_UM",
+    "PHI_MAX",
     "SteadyStateNotConverged",
     "g",
     "g_prime",
@@ -35,6 +37,12 @@ __all__ = [
     "steady_state_residual",
     "solve_steady_state",
 ]
+
+PHI_MAX = 0.7
+"""The truth's maximal packing fraction φ_max (the simulator's own: the ground truth does not
+move with the settings' defaults)."""
+INTERFACE_LENGTH_UM = 0.03
+"""The truth's interface length l in µm."""
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +114,8 @@ def steady_state_residual(
     phi_w: np.ndarray | float,
     *,
     pixel_size_um: float,
-    phi_max: float = 0.7,
-    interface_length_um: float = 0.03,
+    phi_max: float = PHI_MAX,
+    interface_length_um: float = INTERFACE_LENGTH_UM,
 ) -> np.ndarray:
     """The residual ``R = ∇²μ_d + 2(λ φ_e - φ_h)`` with exact spectral derivatives (periodic).
 
@@ -142,8 +150,8 @@ def solve_steady_state(
     phi_w: np.ndarray | float,
     *,
     pixel_size_um: float,
-    phi_max: float = 0.7,
-    interface_length_um: float = 0.03,
+    phi_max: float = PHI_MAX,
+    interface_length_um: float = INTERFACE_LENGTH_UM,
     dt: float = 0.05,
     tol: float = 1e-6,
     max_steps: int = 20000,

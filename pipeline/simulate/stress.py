@@ -30,10 +30,11 @@ import numpy as np
 
 from pipeline.config import Calibration
 
-from .fields import LAMBDA_KINDS, lambda_field, water_field
+from .case import steady_fields
+from .fields import LAMBDA_KINDS, lambda_field
 from .imaging import CHANNEL_NAMES
 from .render import nucleus_envelope, render_camera
-from .solver import solve_steady_state
+from .solver import INTERFACE_LENGTH_UM, PHI_MAX
 from .storm import render_storm, storm_expected
 
 __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEEDS",
@@ -41,9 +42,6 @@ __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEE
            "make_stress_case"]
 
 log = logging.getLogger(__name__)
-
-PHI_MAX = 0.7
-INTERFACE_LENGTH_UM = 0.03
 
 TUNING_SEEDS: tuple[int, ...] = (11, 23, 37)
 """Seeds on which every rule, constant and default may be chosen, and tables looked at freely.
@@ -276,16 +274,12 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
         if spec.kind == "step":  # put the step's edge inside the nucleus
             target = (geometry["centre_y_um"] / px - 0.5, geometry["centre_x_um"] / px - 0.5)
             lam = _centre_step(lam, target)
-    if spec.channels == 1:
-        phi_w = np.full(shape, 1.0 - PHI_MAX)
-        water: dict[str, float] = {}
-    else:
+    water: dict[str, float] = {}
+    if spec.channels != 1:
         smooth = max(0.04, 2 * px)
         water = {"smooth_um": smooth, "domain_size_um": max(0.1, 2.5 * smooth)}
-        phi_w = water_field(shape, pixel_size_um=px, rng=rng_water, phi_max=PHI_MAX, **water)
-    phi_d, info = solve_steady_state(lam, phi_w, pixel_size_um=px, phi_max=PHI_MAX,
-                                     interface_length_um=INTERFACE_LENGTH_UM)
-    phi_h = (1.0 - phi_w + phi_d) / 2
+    phi_w, phi_d, phi_h, info = steady_fields(lam, spec.channels, pixel_size_um=px,
+                                              rng=rng_water, water_options=water)
     shown = [phi_h] if spec.channels == 1 else [1.0 - phi_w, phi_h]
     occupancy = np.stack(shown) * envelope
     if spec.rendering == "camera":

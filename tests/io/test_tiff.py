@@ -263,11 +263,9 @@ def test_damaged_files_say_so(tmp_path: Path) -> None:
     assert inspect_tiff(good).n_channels == 2  # the intact file still reads
 
 
-def test_huge_declared_but_absent_is_refused_without_allocating(tmp_path: Path) -> None:
-    """A header that declares 2 x 40000² pixels (6.4 GB) over 64 KiB of file."""
-    import tracemalloc
-
-    path = tmp_path / "huge.ome.tif"
+def _huge_header(path: Path) -> Path:
+    """An OME-TIFF that declares 2 x 40000² uint16 pixels (6.4 GB), written without data
+    (a sparse file)."""
     tifffile.imwrite(
         path,
         shape=(2, 40000, 40000),
@@ -275,6 +273,14 @@ def test_huge_declared_but_absent_is_refused_without_allocating(tmp_path: Path) 
         ome=True,
         metadata={"axes": "CYX", "PhysicalSizeX": 0.01, "PhysicalSizeY": 0.01},
     )
+    return path
+
+
+def test_huge_declared_but_absent_is_refused_without_allocating(tmp_path: Path) -> None:
+    """A header that declares 2 x 40000² pixels (6.4 GB) over 64 KiB of file."""
+    import tracemalloc
+
+    path = _huge_header(tmp_path / "huge.ome.tif")
     os.truncate(path, 1 << 16)
     tracemalloc.start()
     try:
@@ -287,14 +293,7 @@ def test_huge_declared_but_absent_is_refused_without_allocating(tmp_path: Path) 
 
 def test_huge_declared_dimensions_are_not_allocated(tmp_path: Path) -> None:
     """A 6.4 GB image (a sparse file here) is inspected and opened without reading it all."""
-    path = tmp_path / "huge.ome.tif"
-    tifffile.imwrite(
-        path,
-        shape=(2, 40000, 40000),
-        dtype=np.uint16,
-        ome=True,
-        metadata={"axes": "CYX", "PhysicalSizeX": 0.01, "PhysicalSizeY": 0.01},
-    )
+    path = _huge_header(tmp_path / "huge.ome.tif")
     info = inspect_tiff(path)
     assert info.shape == (2, 40000, 40000)
     planes = read_planes(path, info)
