@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 Backend = Literal["spectral", "direct"]
 Symbol = Literal["stencil", "exact"]
 MAX_ORDER = 4
-SPECTRAL_CHUNK_BYTES = 64 * 2**20
+SPECTRAL_CHUNK_BYTES = 32 * 2**20
 """Target size of the spectral backend's transient (the spectra of the derivative maps of
 the fields transformed together); a batch is transformed in chunks of this size, which gives
 the same maps as one pass."""

@@ -403,6 +403,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             fields, calib = calibrate_plane(plane_raw, roles, settings, px,
                                             reuse=planes[0]["calibration"] if planes else None)
             del plane_raw
+            fields = fields.astype(np.float32)  # what fit_plane holds; frees the float64 copy
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
             if user is not None:

@@ -368,7 +368,7 @@ def choose_bandwidths(
         kwargs["deltas_px"] = (float(delta) / pixel_size_um,)
     if window != "auto":
         kwargs["windows_px"] = (float(window) / pixel_size_um,)
-    crop = central_crop(fields, crop_px)
+    crop = np.asarray(central_crop(fields, crop_px), dtype=np.float64)  # float32 planes too
     if foreground is not None:
         if np.shape(foreground) != fields.shape[-2:]:
             raise ValueError(f"foreground mask of shape {np.shape(foreground)} does not match "

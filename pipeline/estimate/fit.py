@@ -46,7 +46,7 @@ __all__ = ["BATCH_PX", "PlaneFit", "fit_plane", "noise_model"]
 
 log = logging.getLogger(__name__)
 
-BATCH_PX = 1_000_000
+BATCH_PX = 400_000
 """Window pixels per batch of tiles by default. The neural method's training graphs hold
 much more per pixel than the closed form (about 350 MB per 374² window with its 5 problems,
 measured on the CPU), so there it batches ``ensemble_size + 1`` times fewer pixels; on a GPU
@@ -205,9 +205,9 @@ def fit_plane(
     """
     t0 = time.perf_counter()
     est = settings.estimator
-    # float64: rounding the fields to float32 moves a 4th-order derivative visibly (1e-5 in
-    # lambda); the plane's accumulators are float32, the tiles are fitted in float64
-    fields = np.asarray(fields, dtype=np.float64)
+    # the plane is held in float32 (24 bits: finer than any camera's 16-bit counts; lambda
+    # moves by ~1e-5, a thousandth of its std) and its tiles are fitted in float64
+    fields = np.asarray(fields, dtype=np.float32)
     fg = None if foreground is None else np.asarray(foreground, dtype=bool)
     if fg is not None and not fg.any():
         fg = None
@@ -250,7 +250,7 @@ def fit_plane(
     for s in range(0, n, per):  # stream: only one batch of tiles is ever held
         batch = plan.tiles[s : s + per]
         seeds = [int(settings.seed) + s + i for i in range(len(batch))]
-        tiles = extract_tiles(fields, plan, tiles=batch)
+        tiles = extract_tiles(fields, plan, tiles=batch).astype(np.float64)
         terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
         weight_b = None if inner is None else extract_tiles(inner, plan, tiles=batch
                                                             ).astype(np.float64)
@@ -341,5 +341,5 @@ def fit_plane(
               "tiles_fallback_closed_form": fallbacks.count("closed-form"),
               "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
               "seconds": time.perf_counter() - t0}
-    return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields.astype(np.float32),
-                    bandwidth=bandwidth, tiles=rows, record=record)
+    return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields, bandwidth=bandwidth,
+                    tiles=rows, record=record)
