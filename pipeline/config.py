@@ -154,9 +154,9 @@ class UncertaintySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     ensemble_size: int = Field(4, ge=2, description="noise-resampled members per tile (even)")
     bias_factor: float = Field(
-        1.5, ge=1, description="the smoothing-bias term compares the closed-form maps at "
-        "(delta, s) times j and 1/j: |lam_j - lam_1/j| / (j^2 - j^-2) (the s^2 law); 1 leaves "
-        "it out"
+        1.5, ge=1, description="step j of the bandwidth-bias term. Closed form: "
+        "2.25 |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1) (a forward step); neural: "
+        "|lam_j - lam_1/j| / (j^2 - j^-2) (the s^2 law); 1 leaves it out"
     )
     noise_bias: bool = Field(
         True, description="add |mean of members - estimate| (the second-order noise bias)"
