@@ -11,7 +11,7 @@
 ``str()`` of each is one line that names the file (where there is one), the problem and what
 to do. Code deep in the library may raise :class:`InputError` or :class:`TooSmallError`
 without a path (it does not know the file); :func:`pipeline.process` names the image when the
-error passes through a stage (:meth:`InputError.named`). :class:`InputError` and
+error passes through a stage (:func:`name_errors`, :meth:`InputError.named`). :class:`InputError` and
 :class:`SettingsError` are also ``ValueError``\\ s, :class:`ImageError` a ``RuntimeError``,
 so callers that caught those before still do.
 
@@ -26,8 +26,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
@@ -136,3 +138,38 @@ class SettingsError(ChromarateError, ValueError):
     >>> str(SettingsError("cluster 'address' needs scheduler_address"))
     "cluster 'address' needs scheduler_address"
     """
+
+
+_GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it out of the "
+                 "folder; the other images are not affected")
+
+
+@contextlib.contextmanager
+def name_errors(image: str | Path, stage: str) -> Iterator[None]:
+    """Re-raise any failure of ``stage`` as an error that names ``image`` and says what to do.
+
+    By type (:mod:`pipeline.errors`), never by message: an :class:`~pipeline.errors.InputError`
+    raised without a path (a :class:`~pipeline.errors.TooSmallError` from the bandwidth
+    choice or the padding, with its own hint) gets ``image``'s; an ``ImageError`` passes; any
+    other ``ValueError`` is a property of the data (a constant channel, a channel count that
+    does not match ``--channels``) and becomes an ``InputError``; anything else becomes an
+    ``ImageError``.
+    """
+    try:
+        yield
+    except InputError as exc:
+        if exc.path is None:
+            raise exc.named(image) from exc
+        raise
+    except ImageError:
+        raise
+    except ValueError as exc:
+        raise InputError(image, str(exc), _GENERIC_HINT) from exc
+    except MemoryError as exc:
+        raise ImageError(image, stage, "out of memory",
+                         "Lower --tile-size and --workers, or use a machine with more "
+                         "memory") from exc
+    except Exception as exc:
+        raise ImageError(image, stage, f"{type(exc).__name__}: {exc}",
+                         "Run again with -v for the full traceback; if the file opens "
+                         "normally elsewhere, report it with that log") from exc

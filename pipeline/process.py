@@ -21,7 +21,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,11 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
 from .calibration import calibrate_plane
-from .config import Settings, no_effect_exclude
+from .config import Settings
 from .denoise import calibrate, denoise_planes
-from .errors import ImageError, InputError
+from .errors import ImageError, InputError, name_errors
 from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
 from .io.atomic import atomic_dir, clean_partials
@@ -43,6 +43,7 @@ from .segment import find_user_labels, read_user_labels, segment_domains, segmen
 
 __all__ = [
     "MIN_SIDE_PX",
+    "RESULT_SOURCES",
     "ImageManifest",
     "WORK_DIR",
     "ImageError",
@@ -68,161 +69,21 @@ ManifestLike = ImageManifest | Mapping[str, Any]
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
 
-_GENERIC_HINT = ("Check the file (open it in Fiji or napari), fix it or move it out of the "
-                 "folder; the other images are not affected")
 
 
 @contextlib.contextmanager
 def _stage_errors(manifest: ImageManifest, stage: str) -> Iterator[None]:
-    """:func:`_named` for a stage; a refused image also drops its work folder (its stage
+    """:func:`~pipeline.errors.name_errors` for a stage; a refused image also drops its work folder (its stage
     outputs would only fail the same way again), while other failures keep it for a resume.
     Either way the stage's freed memory goes back to the OS before the next stage."""
     try:
-        with _named(manifest.image, stage):
+        with name_errors(manifest.image, stage):
             yield
     except InputError:
         shutil.rmtree(manifest.work, ignore_errors=True)
         raise
     finally:
         release_freed_memory()
-
-
-@contextlib.contextmanager
-def _named(image: str | Path, stage: str) -> Iterator[None]:
-    """Re-raise any failure of ``stage`` as an error that names ``image`` and says what to do.
-
-    By type (:mod:`pipeline.errors`), never by message: an :class:`~pipeline.errors.InputError`
-    raised without a path (a :class:`~pipeline.errors.TooSmallError` from the bandwidth
-    choice or the padding, with its own hint) gets ``image``'s; an ``ImageError`` passes; any
-    other ``ValueError`` is a property of the data (a constant channel, a channel count that
-    does not match ``--channels``) and becomes an ``InputError``; anything else becomes an
-    ``ImageError``.
-    """
-    try:
-        yield
-    except InputError as exc:
-        if exc.path is None:
-            raise exc.named(image) from exc
-        raise
-    except ImageError:
-        raise
-    except ValueError as exc:
-        raise InputError(image, str(exc), _GENERIC_HINT) from exc
-    except MemoryError as exc:
-        raise ImageError(image, stage, "out of memory",
-                         "Lower --tile-size and --workers, or use a machine with more "
-                         "memory") from exc
-    except Exception as exc:
-        raise ImageError(image, stage, f"{type(exc).__name__}: {exc}",
-                         "Run again with -v for the full traceback; if the file opens "
-                         "normally elsewhere, report it with that log") from exc
-
-
-def result_path(image: str | Path, out_dir: str | Path) -> Path:
-    """Where the store for ``image`` goes: ``OUT/<stem>.ome.zarr``."""
-    name = Path(image).name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return Path(out_dir) / f"{name}.ome.zarr"
-
-
-# The sources that change a result (λ, its std, the masks, the segmentation, the store's
-# content), relative to pipeline/; a folder counts with everything under it. Their code is
-# hashed into every image's key, so editing one re-runs finished images. Everything else is
-# listed in _NOT_RESULT_SOURCES (drawing, simulating, or comparing stores that already
-# exist; error classes): editing it keeps users' finished results. tests/test_contracts.py
-# fails on a module in neither list, so a new module gets a decision.
-RESULT_SOURCES = (
-    "calibration.py",  # intensity -> fields, from the image itself
-    "config.py",      # the settings and their defaults
-    "config_meta.py",  # which settings enter the key
-    "config_run.py",  # the [run] settings and their defaults
-    "manifest.py",    # what the stages know about an image
-    "denoise.py",
-    "device.py",      # where the fit runs (floating-point results depend on it)
-    "estimate",       # bandwidths, noise, closed form, neural fit, uncertainty
-    "io",             # reading the TIFF, writing the store
-    "mollifier.py",
-    "physics",        # the model and the observation (calibration) models
-    "process.py",
-    "segment.py",
-    "self_calibration.py",  # two-channel calibration from the image
-    "summary.py",     # the CSVs: a re-run reuses them while the images' keys are the same
-    "tiling.py",
-)
-_NOT_RESULT_SOURCES = (
-    "__init__.py",    # the version, hashed on its own
-    "compare.py",     # condition comparisons over finished stores
-    "errors.py",
-    "memory.py",      # returning freed memory to the OS
-    "metrics.py",     # scores against a known truth
-    "report",         # report.html over finished stores
-    "samples.py",     # the sample sheet: joined into the CSVs of finished images
-    "simulate",       # synthetic data and ground truth
-)
-
-
-def _source_digest(root: Path) -> str:
-    """sha256 over the :data:`RESULT_SOURCES` under ``root`` (paths and contents)."""
-    h = hashlib.sha256()
-    for entry in RESULT_SOURCES:
-        path = root / entry
-        # a listed file that is gone (moved) is skipped here; the test names it
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:12]
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """Package version plus a hash of the sources that change results (:data:`RESULT_SOURCES`).
-
-    Editing such a module re-runs finished images; editing a plot, the simulator or a
-    benchmark does not.
-    """
-    return f"{__version__}+{_source_digest(Path(__file__).parent)}"
-
-
-@lru_cache(maxsize=256)
-def _file_hash(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def image_key(path: str | Path, settings: Settings) -> str:
-    """Hash of (file content, result-affecting settings, code version).
-
-    Every setting enters the key unless its field is marked
-    :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`); a
-    dark frame enters with its content too (a new frame saved under the same name re-runs).
-    """
-    cfg = settings.model_dump(mode="json", exclude=no_effect_exclude(type(settings)))
-    parts = [_content_hash(path), cfg, code_version()]
-    if settings.dark_frame is not None and Path(settings.dark_frame).is_file():
-        parts.append(_content_hash(settings.dark_frame))
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _content_hash(path: str | Path) -> str:
-    st = Path(path).stat()
-    return _file_hash(str(path), st.st_size, st.st_mtime_ns)
-
-
-def is_done(store: str | Path, key: str) -> bool:
-    """Whether ``store`` is a finished result for ``key``."""
-    if not Path(store).is_dir():
-        return False
-    try:
-        root = zarr.open_group(store, mode="r", zarr_format=3)
-        return dict(root.attrs.get("chromarate", {})).get("key") == key
-    except (FileNotFoundError, ValueError, KeyError, OSError, zarr.errors.BaseZarrError):
-        return False
 
 
 def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageManifest:
@@ -233,7 +94,7 @@ def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageMa
     under :data:`MIN_SIDE_PX`, a channel count that ``--channels`` or ``--calibration`` does
     not match, or more than two channels.
     """
-    with _named(path, "ingest"):
+    with name_errors(path, "ingest"):
         return _ingest(path, out_dir, settings)
 
 
@@ -262,9 +123,7 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
             read_user_labels(labels, (h, w), info.n_planes, info.plane_axis is not None)
         except InputError as exc:
             raise InputError(path, f"its label image {labels}: {exc.reason}", exc.hint) from exc
-        st = labels.stat()
-        key = hashlib.sha256(f"{key}:{_file_hash(str(labels), st.st_size, st.st_mtime_ns)}"
-                             .encode()).hexdigest()[:20]
+        key = hashlib.sha256(f"{key}:{content_hash(labels)}".encode()).hexdigest()[:20]
     store = result_path(path, out_dir)
     stem = store.name[: -len(".ome.zarr")]
     work = Path(out_dir) / WORK_DIR / "work" / f"{stem}-{key}"

@@ -1,5 +1,5 @@
 """No second set of defaults: a function (or model class) of the modules that compute results
-(``pipeline.process.RESULT_SOURCES``) whose parameter is a setting defaults to the setting's
+(``pipeline.cache.RESULT_SOURCES``) whose parameter is a setting defaults to the setting's
 own default, so that calling it without the argument gives what a run with default settings
 computes."""
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 import pipeline
 from pipeline.config import Settings
-from pipeline.process import RESULT_SOURCES
+from pipeline.cache import RESULT_SOURCES
 
 # parameters named differently from their setting, or named like another section's setting
 RENAMED = {
