@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -35,29 +34,18 @@ from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError, name_errors
 from .estimate import fit_plane
 from .io import inspect_tiff, read_planes
-from .io.atomic import atomic_dir, clean_partials
+from .io.atomic import clean_partials
+from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
-from .segment import find_user_labels, read_user_labels, segment_domains, segment_nuclei
+from .segment import nuclei_foreground, segment_domains, segment_nuclei
+from .user_labels import find_user_labels, read_user_labels
 
-__all__ = [
-    "MIN_SIDE_PX",
-    "RESULT_SOURCES",
-    "ImageManifest",
-    "WORK_DIR",
-    "ImageError",
-    "assemble",
-    "code_version",
-    "denoise_image",
-    "fit_image",
-    "image_key",
-    "ingest",
-    "is_done",
-    "nuclei_foreground",
-    "process_image",
-    "result_path",
-    "segment_image",
+__all__ = [  # noqa: RUF022 (stages in run order, then the cache and the rest)
+    "ingest", "denoise_image", "fit_image", "segment_image", "assemble", "process_image",
+    "RESULT_SOURCES", "code_version", "image_key", "is_done", "result_path",
+    "ImageError", "ImageManifest", "MIN_SIDE_PX", "WORK_DIR", "nuclei_foreground",
 ]
 
 log = logging.getLogger(__name__)
@@ -148,42 +136,6 @@ def _planes(manifest: ImageManifest):
                                           axes=manifest.axes_override))
 
 
-@contextlib.contextmanager
-def _stage_store(path: Path, arrays: dict[str, tuple[tuple[int, ...], Any]]
-                 ) -> Iterator[tuple[zarr.Group, dict[str, Any]]]:
-    """A stage's zarr store, built under a temporary name and moved into place on success:
-    yields the group, with empty arrays of the given ``{name: (shape, dtype)}`` (chunked by
-    plane, at most 1024 px a side) for the caller to fill plane by plane, and a dict whose
-    content becomes the store's ``record``."""
-    with atomic_dir(path) as tmp:
-        root = zarr.open_group(tmp, mode="w", zarr_format=3)
-        for name, (shape, dtype) in arrays.items():
-            chunks = (1,) * (len(shape) - 2) + tuple(min(n, 1024) for n in shape[-2:])
-            root.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
-        record: dict[str, Any] = {}
-        yield root, record
-        root.attrs["record"] = json.loads(json.dumps(record, default=float))
-
-
-def _save(path: Path, arrays: dict[str, Any], attrs: dict[str, Any]) -> Path:
-    import dask.array as da
-
-    with _stage_store(path, {k: (a.shape, a.dtype) for k, a in arrays.items()}) as (root, rec):
-        for name, arr in arrays.items():
-            z = root[name]
-            # explicit, empty callbacks: dask swaps its global callback set without a lock, and
-            # in napari (the run widget) that set holds napari's cache, which must not run in
-            # two threads at once (plugins.inspect_widget.materialize)
-            da.store(da.asarray(arr).rechunk(z.chunks), z, lock=False, scheduler="threads",
-                     callbacks=())
-        rec.update(attrs)
-    return path
-
-
-def _record(path: Path) -> dict[str, Any]:
-    return dict(zarr.open_group(path, mode="r").attrs["record"])
-
-
 def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
     work = Path(manifest.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -211,7 +163,7 @@ def denoise_image(manifest: ManifestLike, settings: Settings, *, progress: Progr
         den = denoise_planes(planes, params, progress=progress)
         record = params.record | {"depth_px": params.depth_px,
                                   "seconds": time.perf_counter() - t0}
-        return str(_save(out, {"denoised": den}, record))
+        return str(save_stage(out, {"denoised": den}, record))
 
 
 def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
@@ -252,7 +204,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                   {"nuclei": ((n, h, w), np.int32)} if auto else {})
     nuclei_records = []
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
-    with _stage_store(out, arrays) as (root, record):
+    with stage_store(out, arrays) as (root, record):
         for p in range(n):
             plane_raw = np.asarray(raw[p])  # as stored: calibration converts it once
             _check_finite(manifest.image, p, plane_raw)
@@ -290,21 +242,6 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     return str(out)
 
 
-def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Settings
-                      ) -> np.ndarray | None:
-    """The nuclei of one plane of ``(2, Y, X)`` fields as the fit's foreground (None: the
-    field has no background, or segmentation is off): the segmentation the fit stage runs to
-    make the foreground it passes to :func:`pipeline.estimate.fit_plane` when the user gave
-    no label image (the stage also keeps the labels, for the segment stage). One channel is
-    recognised here by a constant ``phi_w``, as the stage knows from the channel roles."""
-    if not settings.run.segment:
-        return None
-    single = bool(np.ptp(fields[1]) == 0)
-    labels, rec = segment_nuclei(fields, pixel_size_um, single_channel=single,
-                                 settings=settings.segmentation)
-    return None if rec["mode"] == "whole-field" else labels > 0
-
-
 def segment_image(manifest: ManifestLike, settings: Settings, fit: str) -> str:
     """Nuclei and heterochromatin domains of every plane → ``segment.zarr``."""
     manifest = ImageManifest.of(manifest)
@@ -321,13 +258,13 @@ def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str
     px, single = manifest.pixel_size_um, len(manifest.roles) == 1
     n, _, h, w = fields.shape
     # the fit stage found the nuclei already (its foreground): the same labels, not a rerun
-    found = _record(Path(fit)).get("nuclei") or []
+    found = stage_record(Path(fit)).get("nuclei") or []
     user = None
     if settings.run.segment and manifest.nuclei_path:
         user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
                                           manifest.plane_axis is not None)
     arrays = {"nuclei": ((n, h, w), np.int32), "domains": ((n, h, w), np.int32)}
-    with _stage_store(out, arrays) as (root, record):
+    with stage_store(out, arrays) as (root, record):
         records = []
         for p in range(n):
             if not settings.run.segment:
@@ -384,7 +321,7 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
     den = da.from_zarr(zarr.open_group(denoised, mode="r")["denoised"])
     squeeze = manifest.plane_axis is None
     sq = (lambda a: a[0]) if squeeze else (lambda a: a)
-    fit_rec, seg_rec = _record(Path(fit)), _record(Path(segment))
+    fit_rec, seg_rec = stage_record(Path(fit)), stage_record(Path(segment))
     planes = [fp | {"segmentation": sp} for fp, sp in
               zip(fit_rec["planes"], seg_rec["planes"], strict=True)]
     attrs = {
@@ -394,7 +331,7 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         "pixel_size_source": manifest.pixel_size_source,
         "channel_roles": list(manifest.roles), "method": settings.method,
         "settings": settings.model_dump(mode="json"), "seed": settings.seed,
-        "denoise": _record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
+        "denoise": stage_record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
         "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",
         "axes_source": manifest.axes_source,
         "axes_note": manifest.axes_note, "z_step_um": manifest.z_step_um,

@@ -68,6 +68,7 @@ __all__ = [
     "edge_distance_um",
     "find_user_labels",
     "match_labels",
+    "nuclei_foreground",
     "read_user_labels",
     "segment_domains",
     "segment_nuclei",
@@ -131,6 +132,21 @@ def segment_nuclei(
     signal, name = _signal(fields, single_channel)
     labels, record = segment_signal(signal, pixel_size_um, settings=settings)
     return labels, {"signal": name, **record}
+
+
+def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Any
+                      ) -> np.ndarray | None:
+    """The nuclei of one plane of ``(2, Y, X)`` fields as the fit's foreground (None: the
+    field has no background, or segmentation is off): the segmentation the fit stage runs to
+    make the foreground it passes to :func:`pipeline.estimate.fit_plane` (``settings``: :class:`~pipeline.config.Settings`) when the user gave
+    no label image (the stage also keeps the labels, for the segment stage). One channel is
+    recognised here by a constant ``phi_w``, as the stage knows from the channel roles."""
+    if not settings.run.segment:
+        return None
+    single = bool(np.ptp(fields[1]) == 0)
+    labels, rec = segment_nuclei(fields, pixel_size_um, single_channel=single,
+                                 settings=settings.segmentation)
+    return None if rec["mode"] == "whole-field" else labels > 0
 
 
 def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
