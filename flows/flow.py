@@ -160,12 +160,16 @@ def plan_run(input: str | Path, out: str | Path, settings: Settings, *,
     return {"images": [str(p) for p in images], "manifests": manifests, "failed": failed}
 
 
-def _image_record(store: str, skipped: bool) -> dict[str, Any]:
+def _image_record(store: str, skipped: bool, assemble_s: float | None = None
+                  ) -> dict[str, Any]:
     import zarr
 
     attrs = dict(zarr.open_group(store, mode="r").attrs["chromarate"])
+    timings = dict(attrs.get("timings_s", {}))  # the stages before the store was written
+    if assemble_s is not None:
+        timings["assemble"] = assemble_s
     return {"image": attrs["source"], "store": store, "skipped": skipped, "key": attrs["key"],
-            "timings_s": attrs.get("timings_s", {}), "denoise": attrs.get("denoise"),
+            "timings_s": timings, "denoise": attrs.get("denoise"),
             "planes": attrs["planes"]}
 
 
@@ -266,7 +270,8 @@ def _run(input: str, out: str, settings: Settings, progress: Progress | None,
             failed.append({"image": path, "reason": _reason(bad or futs[-1].state)})
             _tell(progress, {"event": "failed", **failed[-1]})
             continue
-        records.append(_image_record(futs[-1].result(), False))
+        done = futs[-1].result()
+        records.append(_image_record(done["path"], False, assemble_s=done["seconds"]))
         _tell(progress, {"event": "done", "image": path, "store": records[-1]["store"]})
     return _finish(input, out_dir, settings, records, failed, t0)
 

@@ -153,11 +153,13 @@ def segment_task(manifest: ImageManifest, settings: Settings, fit: dict[str, Any
 
 @task(name="assemble", retries=2, retry_delay_seconds=1, **_OPTS)
 def assemble_task(manifest: ImageManifest, settings: Settings, denoised: dict[str, Any],
-                  fit: dict[str, Any], segment: dict[str, Any]) -> str:
-    """Write the final store atomically (the step that makes an image 'finished')."""
+                  fit: dict[str, Any], segment: dict[str, Any]) -> dict[str, Any]:
+    """Write the final store atomically (the step that makes an image 'finished'); its path
+    and seconds (the store records the stages before it)."""
     timings = {"denoise": denoised["seconds"], "fit": fit["seconds"],
                "segment": segment["seconds"]}
+    t0 = time.perf_counter()
     store = process.assemble(manifest, settings, denoised["path"], fit["path"],
                              segment["path"], timings=timings)
     emit({"image": manifest.image, "stage": "done"})
-    return store
+    return {"path": store, "seconds": time.perf_counter() - t0}

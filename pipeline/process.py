@@ -381,7 +381,6 @@ def process_image(path: str | Path, out_dir: str | Path, settings: Settings, *,
     seg = segment_image(manifest, settings, fit)
     timings["segment"] = time.perf_counter() - t
     t = time.perf_counter()
-    timings["assemble"] = 0.0
     store = assemble(manifest, settings, den, fit, seg, timings=timings)
     timings["assemble"] = time.perf_counter() - t
     return manifest.model_dump(mode="json") | {"store": store, "timings_s": timings,
