@@ -72,13 +72,11 @@ def _recorded_settings(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             settings = None
         if isinstance(settings, dict):
             yield "run.json", settings
+    from pipeline.io.omezarr_read import result_store_record
+
     for store in sorted(out.glob("*.ome.zarr")):
-        try:
-            attrs = json.loads((store / "zarr.json").read_text())["attributes"]["chromarate"]
-            settings = attrs["settings"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a chromarate result: the run leaves it alone
-        if isinstance(settings, dict):
+        settings = (result_store_record(store) or {}).get("settings")
+        if isinstance(settings, dict):  # else not a chromarate result: the run leaves it alone
             yield store.name, settings
 
 
