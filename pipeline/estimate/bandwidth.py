@@ -259,14 +259,21 @@ def select_bandwidth(
     maps.fg_weight = fg if foreground_weight else None
 
     def run() -> tuple[list[dict], dict, str, dict, np.ndarray, str]:
-        cands = [c for d in deltas for s in windows if (c := maps.get(d, s)) is not None]
+        cands = []
+        for d in deltas:
+            cands += [c for s in windows if (c := maps.get(d, s)) is not None]
+            maps.release(d)
         if not cands:
             raise TooSmallError("no bandwidth candidate fits this grid (image too small?)")
         ok, where = _evaluation_mask(cands, fg)
         if ok.sum() < 16:
             raise TooSmallError("too few interior pixels to choose a bandwidth (image too small?)")
         _statistics(cands, ok)
-        return cands, *_choose(cands, reference_reliability), ok, where
+        chosen = _choose(cands, reference_reliability)
+        for c in cands:  # the centred maps the rule read: not kept while the grid grows
+            c.pop("a", None)
+            c.pop("b", None)
+        return cands, *chosen, ok, where
 
     cands, best, how, reference, ok, where = run()
     notes: list[str] = []

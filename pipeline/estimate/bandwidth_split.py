@@ -155,6 +155,14 @@ class _Maps:
                                "total": max(self.total, len(self.cands))})
         return self.cands[(dpx, spx)]
 
+    def release(self, dpx: float) -> None:
+        """Forget the mollified terms of ``dpx`` (its candidates keep their maps): a later
+        window at that radius recomputes them, the same, instead of every radius's terms
+        staying in memory."""
+        if self.terms.get(dpx) is not None:
+            del self.terms[dpx]
+            self.restricted.discard(dpx)
+
 
 def _evaluation_mask(cands: list[dict], foreground: np.ndarray | None) -> tuple[np.ndarray, str]:
     weight = min((c["weight"] for c in cands), key=lambda w: w.sum())
