@@ -160,13 +160,22 @@ def smoothing_bias(fields: np.ndarray, model: LinearResidualModel, px: float, de
     >>> b.shape, float(np.abs(b).max()) < 1e-6
     ((1, 32, 32), True)
     """
-    f = np.asarray(fields, dtype=np.float64)
     if factor == 1.0:
-        return np.zeros((f.shape[0],) + f.shape[-2:])
-    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est, weight=weight)
-    narrow = closed_form_scaled(f, model, px, delta_um, window_um, 1 / factor, est,
-                                weight=weight)
-    return np.nan_to_num(np.abs(wide - narrow)) / (factor**2 - factor**-2)
+        return np.zeros((np.shape(fields)[0],) + np.shape(fields)[-2:])
+    diff = _step_difference(fields, model, px, delta_um, window_um, est, (factor, 1 / factor),
+                            weight)
+    return diff / (factor**2 - factor**-2)
+
+
+def _step_difference(fields: np.ndarray, model: LinearResidualModel, px: float,
+                     delta_um: float, window_um: float, est, factors: tuple[float, float],
+                     weight: np.ndarray | None) -> np.ndarray:
+    """``|lam(j1 delta, j1 s) - lam(j2 delta, j2 s)|`` for ``factors`` ``(j1, j2)``; 0 where
+    either closed-form map is undefined."""
+    f = np.asarray(fields, dtype=np.float64)
+    one, two = (closed_form_scaled(f, model, px, delta_um, window_um, j, est, weight=weight)
+                for j in factors)
+    return np.nan_to_num(np.abs(one - two))
 
 
 WINDOW_BIAS_SCALE = 2.25
@@ -195,12 +204,10 @@ def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta
     >>> b.shape, float(np.abs(b).max()) < 1e-6
     ((1, 32, 32), True)
     """
-    f = np.asarray(fields, dtype=np.float64)
     if factor == 1.0:
-        return np.zeros((f.shape[0],) + f.shape[-2:])
-    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est, weight=weight)
-    base = closed_form_scaled(f, model, px, delta_um, window_um, 1.0, est, weight=weight)
-    return scale * np.nan_to_num(np.abs(wide - base)) / (factor**2 - 1)
+        return np.zeros((np.shape(fields)[0],) + np.shape(fields)[-2:])
+    diff = _step_difference(fields, model, px, delta_um, window_um, est, (factor, 1.0), weight)
+    return scale * diff / (factor**2 - 1)
 
 
 def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
