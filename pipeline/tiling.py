@@ -242,14 +242,18 @@ class PlaneBlend:
     wholly unallocated, where a full copy of the weight sum would cost one more plane.
     A pixel's weight is ``common - lost``: exactly 0 where every covering tile was NaN (both
     sums add the same weights in the same order), and within rounding of the sum of the
-    finite tiles' weights elsewhere. Adding tiles in plan order gives bit for bit what
+    finite tiles' weights elsewhere. Maps named in ``propagate_nan`` keep no ``lost``: a pixel
+    any of whose tiles is NaN there is NaN (for maps whose tiles agree where they overlap,
+    such as the closed form's, which the halo makes equal to the untiled map). Adding tiles in plan order gives bit for bit what
     summing all tiles at once gives, whatever the batches.
     """
 
     def __init__(self, plan: TilePlan, names: Sequence[str], lead: tuple[int, ...] = (),
-                 dtype: np.typing.DTypeLike = np.float64):
+                 dtype: np.typing.DTypeLike = np.float64, *,
+                 propagate_nan: Sequence[str] = ()):
         self.plan = plan
         self.dtype = np.dtype(dtype)
+        self.propagate = frozenset(propagate_nan)
         self.num = {k: np.zeros(lead + plan.shape, self.dtype) for k in names}
         self.lost: dict[str, np.ndarray] = {}
         self.common = np.zeros(lead + plan.shape, self.dtype)
@@ -262,6 +266,9 @@ class PlaneBlend:
         dst = (..., slice(y0, y1), slice(x0, x1))
         for k, v in values.items():
             part = np.asarray(v, dtype=np.float64)[cut]
+            if k in self.propagate:  # a NaN tile makes the pixel NaN: no lost weight to keep
+                self.num[k][dst] += weight * part
+                continue
             ok = np.isfinite(part)
             if ok.all():
                 self.num[k][dst] += weight * part

@@ -61,3 +61,25 @@ def test_blend_accumulator_handles_nan_after_finite_tiles():
     out = blend_tiles(vals, plan)
     assert np.isnan(out[-1, -1])  # only the last tile covers the corner
     np.testing.assert_allclose(out[np.isfinite(out)], ref[np.isfinite(out)], atol=1e-9)
+
+
+def test_propagated_nan_needs_no_lost_weight_map():
+    """A map named in propagate_nan is NaN wherever any covering tile is NaN, and keeps no
+    plane-size lost-weight map; the default map next to it skips the NaN tile instead."""
+    from pipeline.tiling import PlaneBlend, feather
+
+    plan = plan_tiles((40, 40), tile_px=16, overlap_px=8, halo_px=2)
+    vals = extract_tiles(np.ones((40, 40)), plan)
+    vals[0, :4, :4] = np.nan  # tile 0's corner: covered by tile 0 only
+    vals[0, 10:14, 10:14] = np.nan  # inside the overlap of tiles 0, 1, 3 and 4
+    acc = PlaneBlend(plan, ("skip", "prop"), dtype=np.float32, propagate_nan=("prop",))
+    w = feather(plan)
+    for k, t in enumerate(plan.tiles):
+        acc.add(t, w[k], {"skip": vals[k], "prop": vals[k]})
+    assert "prop" not in acc.lost and "skip" in acc.lost
+    prop, skip = acc.result("prop"), acc.result("skip")
+    assert prop.dtype == np.float32
+    bad = np.isnan(prop)
+    assert bad[:4, :4].all() and bad[10:14, 10:14].all() and bad.sum() == 32
+    assert np.isnan(skip[:4, :4]).all() and np.isfinite(skip[10:14, 10:14]).all()
+    np.testing.assert_allclose(prop[~bad], 1.0, rtol=1e-6)

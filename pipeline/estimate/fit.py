@@ -242,8 +242,11 @@ def fit_plane(
     per = max(1, max_batch_px // (plan.window[0] * plan.window[1]))
     weights = feather(plan)
     # float32 plane accumulators; the closed form's mean is its lam, blended once
-    acc = PlaneBlend(plan, ("a2", "den", "mean", "std") + (("lam",) if neural else ()),
-                     dtype=np.float32)
+    # closed-form tiles agree where they overlap (the halo makes them the untiled map), so a
+    # NaN there is NaN in every covering tile and needs no lost-weight map; neural tiles differ
+    names = ("a2", "den", "mean", "std") + (("lam",) if neural else ())
+    acc = PlaneBlend(plan, names, dtype=np.float32,
+                     propagate_nan=[k for k in names if not (neural and k in ("mean", "std"))])
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
     cf_den_max = np.zeros(n)
