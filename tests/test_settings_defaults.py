@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 import pipeline
-from pipeline.config import Settings
 from pipeline.cache import RESULT_SOURCES
+from pipeline.config import Settings
 
 # parameters named differently from their setting, or named like another section's setting
 RENAMED = {
