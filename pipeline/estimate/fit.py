@@ -46,7 +46,7 @@ __all__ = ["BATCH_PX", "PlaneFit", "fit_plane", "noise_model"]
 
 log = logging.getLogger(__name__)
 
-BATCH_PX = 1_000_000
+BATCH_PX = 400_000
 """Window pixels per batch of tiles by default. The neural method's training graphs hold
 much more per pixel than the closed form (about 350 MB per 374² window with its 5 problems,
 measured on the CPU), so there it batches ``ensemble_size + 1`` times fewer pixels; on a GPU
