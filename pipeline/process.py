@@ -196,12 +196,13 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     planes, tiles = [], []
     user = None  # the user's nuclei, read once for every plane
     if settings.run.segment and manifest.nuclei_path:
-        user, _ = read_user_labels(manifest.nuclei_path, (h, w), n,
-                                   manifest.plane_axis is not None)
-    auto = settings.run.segment and user is None  # nuclei found here, kept for the segment stage
+        user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
+                                          manifest.plane_axis is not None)
+    # the nuclei (the user's or found here) are kept for the segment stage
+    seg = settings.run.segment
     arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
               "fields": ((n, 2, h, w), np.float32)} | (
-                  {"nuclei": ((n, h, w), np.int32)} if auto else {})
+                  {"nuclei": ((n, h, w), np.int32)} if seg else {})
     nuclei_records = []
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with stage_store(out, arrays) as (root, record):
@@ -218,13 +219,16 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
             if user is not None:
-                fg = np.asarray(user[p]) > 0
-            elif auto:
+                labels = np.asarray(user[p], np.int32)
+                rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
+                    labels.ravel())[1:]))}
+            elif seg:
                 labels, rec_n = segment_nuclei(fields, px, single_channel=len(roles) == 1,
                                                settings=settings.segmentation)
+            if seg:
                 root["nuclei"][p] = labels
                 nuclei_records.append(rec_n)
-                fg = None if rec_n["mode"] == "whole-field" else labels > 0
+                fg = None if rec_n.get("mode") == "whole-field" else labels > 0
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
@@ -255,14 +259,9 @@ def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str
         return str(out)
     g_fit = zarr.open_group(fit, mode="r")
     fields = g_fit["fields"]
-    px, single = manifest.pixel_size_um, len(manifest.roles) == 1
     n, _, h, w = fields.shape
-    # the fit stage found the nuclei already (its foreground): the same labels, not a rerun
+    # the fit stage's nuclei (the user's, or found there for its foreground), not a rerun
     found = stage_record(Path(fit)).get("nuclei") or []
-    user = None
-    if settings.run.segment and manifest.nuclei_path:
-        user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
-                                          manifest.plane_axis is not None)
     arrays = {"nuclei": ((n, h, w), np.int32), "domains": ((n, h, w), np.int32)}
     with stage_store(out, arrays) as (root, record):
         records = []
@@ -271,19 +270,11 @@ def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str
                 nuclei, rec_n = np.ones((h, w), np.int32), {"mode": "disabled"}
                 rec_d, domains = {"n_domains": 0}, None
             else:
-                if user is not None:
-                    nuclei = np.asarray(user[p], np.int32)
-                    rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
-                        nuclei.ravel())[1:]))}
-                elif len(found) == n:
-                    nuclei, rec_n = np.asarray(g_fit["nuclei"][p]), found[p]
-                else:
-                    nuclei, rec_n = segment_nuclei(fields[p], px, single_channel=single,
-                                                   settings=settings.segmentation)
+                nuclei, rec_n = np.asarray(g_fit["nuclei"][p]), found[p]
                 if rec_n.get("mode") == "whole-field":
                     log.warning("%s plane %d: %s", manifest.image, p, rec_n["note"])
                 domains, rec_d = segment_domains(
-                    np.asarray(fields[p, 0]), nuclei, px,
+                    np.asarray(fields[p, 0]), nuclei, manifest.pixel_size_um,
                     domain_sigma_um=settings.segmentation.domain_sigma_um,
                     min_area_um2=settings.segmentation.domain_min_area_um2)
             root["nuclei"][p] = nuclei
