@@ -49,8 +49,10 @@ RESULT_SOURCES = (
     "manifest.py",    # what the stages know about an image
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)
+    "distance.py",    # distances to the background (segmentation, edge distances)
     "estimate",       # bandwidths, noise, closed form, neural fit, uncertainty
     "io",             # reading the TIFF, writing the store
+    "label_ops.py",   # labelling and the watershed of the segmentation
     "mollifier.py",
     "physics",        # the model and the observation (calibration) models
     "process.py",

@@ -79,34 +79,64 @@ def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any]
     """
     from skimage.filters import gaussian, threshold_otsu
 
-    data = np.asarray(planes, dtype=np.float64)
-    lo = np.percentile(data, 1, axis=(1, 2))[:, None, None]
-    hi = np.percentile(data, 99, axis=(1, 2))[:, None, None]
-    norm = ((data - lo) / np.maximum(hi - lo, 1e-12)).sum(0)
+    data = np.asarray(planes)  # as stored: one channel at a time is held in float64 below
+    norm = None
+    for ch in data:
+        # integers give the same percentiles as their float64 copy (computed in float64)
+        lo, hi = np.percentile(ch if ch.dtype.kind in "iu" else _f64(ch), [1, 99])
+        x = np.array(ch, dtype=np.float64)  # a copy, normalised in place
+        x -= lo
+        x /= np.maximum(hi - lo, 1e-12)
+        if norm is None:
+            norm = x
+        else:
+            norm += x
+        del x
     smooth = gaussian(norm, sigma=max(0.3 / pixel_size_um, 2.0), preserve_range=True)
+    del norm
     thr = float(threshold_otsu(smooth))
     bg = smooth < thr
     fraction = float(bg.mean())
     if fraction < 0.05 or fraction > 0.9:
         return None
-    bg_vals, fg_vals = smooth[bg], smooth[~bg]
-    spread = 1.4826 * np.median(np.abs(bg_vals - np.median(bg_vals)))
-    gap = float(np.median(fg_vals) - np.median(bg_vals))
+    bg_vals = smooth[bg]  # a copy, reordered and overwritten in place (medians ignore order)
+    bg_med = np.median(bg_vals, overwrite_input=True)
+    spread = 1.4826 * _mad(bg_vals)
+    del bg_vals
+    gap = float(np.median(smooth[~bg], overwrite_input=True) - bg_med)
+    del smooth
     if not gap > 10 * max(spread, 1e-12):
         return None
     # a dark background is (nearly) free of photon noise: its pixel noise is well below the
     # nucleus's in every channel (a dim region of chromatin is not: its noise is of the same
     # order; measured on the step-λ cases, where Otsu splits two chromatin regions)
-    d = (data[:, :-1, :-1] - data[:, :-1, 1:] - data[:, 1:, :-1] + data[:, 1:, 1:]) / 2
     bg_d, fg_d = bg[:-1, :-1], ~bg[:-1, :-1]
-    for ch in d:
-        v_bg = np.median(np.abs(ch[bg_d] - np.median(ch[bg_d]))) ** 2
-        v_fg = np.median(np.abs(ch[fg_d] - np.median(ch[fg_d]))) ** 2
+    for ch in data:
+        x = _f64(ch)
+        d = x[:-1, :-1] - x[:-1, 1:]  # (x00 - x01 - x10 + x11) / 2, in place
+        d -= x[1:, :-1]
+        d += x[1:, 1:]
+        d /= 2
+        del x
+        v_bg, v_fg = _mad(d[bg_d]) ** 2, _mad(d[fg_d]) ** 2
+        del d
         if not v_bg < MAX_BACKGROUND_NOISE_RATIO * v_fg:
             return None
-    offsets = [float(np.median(ch[bg])) for ch in data]
+    offsets = [float(np.median(_f64(ch[bg]))) for ch in data]
     return {"offsets": offsets, "fraction": fraction, "foreground": ~bg,
             "separation": gap / max(spread, 1e-12)}
+
+
+def _mad(values: np.ndarray) -> float:
+    """Median absolute deviation of ``values`` (a copy, which it overwrites)."""
+    values -= np.median(values)
+    np.abs(values, out=values)
+    return np.median(values, overwrite_input=True)
+
+
+def _f64(channel: np.ndarray) -> np.ndarray:
+    """One channel in float64 (a plane is converted a channel at a time, never whole)."""
+    return np.asarray(channel, dtype=np.float64)
 
 
 def dark_frame_offsets(path: str | Path, n_channels: int) -> list[float]:
@@ -155,7 +185,7 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     """
     from pipeline.physics.chromatin import ChromatinModel
 
-    data = np.asarray(planes, dtype=np.float64)
+    data = np.asarray(planes)  # as stored; each use converts one channel at a time
     roles = tuple(roles)
     n = data.shape[0]
     bg = None
@@ -185,7 +215,7 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
         log.warning("calibration: %s", info["statement"])
         return (cal,), info
     if offsets is None:
-        offsets = [float(np.percentile(ch, AUTO_PERCENTILES[0])) for ch in data]
+        offsets = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in data]
     model = ChromatinModel(phi_max, interface_length_um)
     side = min(min(data.shape[-2:]), CROP_PX)
     need = int(2 * max(CRITERION_DELTA_UM, 6 * pixel_size_um) / pixel_size_um) + MIN_INTERIOR_PX
@@ -233,7 +263,7 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
     """Percentile rule without a dark level; with one, the nuclear median at φ_max / 2."""
     if offsets is None:
         return auto_calibration(plane, "heterochromatin", phi_max=phi_max)
-    vals = plane[foreground] if foreground is not None else plane
+    vals = _f64(plane[foreground] if foreground is not None else plane)
     mid = float(np.median(vals)) - offsets[0]
     if not mid > 0:
         raise ValueError("the heterochromatin channel has no signal above its dark level; "
@@ -242,8 +272,8 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
 
 
 def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
-                    pixel_size_um: float, *, reuse: dict[str, Any] | None = None
-                    ) -> tuple[np.ndarray, dict[str, Any]]:
+                    pixel_size_um: float, *, reuse: dict[str, Any] | None = None,
+                    dtype: Any = np.float64) -> tuple[np.ndarray, dict[str, Any]]:
     """Fields and calibration record of one plane under ``settings.calibration``.
 
     ``"image"`` calibrates from the image (:func:`image_calibration`); a stack is calibrated
@@ -251,14 +281,15 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     two-channel image whose calibration is not identifiable gets the percentile rule and a
     warning that says so and what to pass. ``"auto"`` and user pairs go straight to
     :func:`~pipeline.physics.observation.to_fields`. The record (stored per plane in the run)
-    always holds ``source``, ``identifiable`` and ``confidence``.
+    always holds ``source``, ``identifiable`` and ``confidence``. The fields are computed in
+    float64 and stored in ``dtype`` (:func:`~pipeline.physics.observation.to_fields`).
     """
     from pipeline.physics.observation import to_fields
 
     phi_max = settings.physics.phi_max
     mode = settings.calibration_for(len(roles))
     if mode != "image":
-        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max)
+        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max, dtype=dtype)
         user = not isinstance(mode, str)
         rec |= {"mode": "user" if user else "auto", "source": "user" if user else "percentile",
                 "identifiable": user, "confidence": None}
@@ -279,7 +310,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             dark_frame=getattr(settings, "dark_frame", None), seed=settings.seed)
         if not info["identifiable"] and len(roles) == 2:
             log.warning("calibration: %s. %s", info["statement"], info["hint"])
-    fields, rec = to_fields(plane, roles, cals, phi_max=phi_max)
+    fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype)
     for ch in rec["channels"]:
         ch["source"] = info["source"]
     return fields, rec | info

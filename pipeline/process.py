@@ -212,10 +212,11 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
             # the std resamples their noise (the denoised planes are kept for display)
+            # float32 is what fit_plane holds: computed in float64 and rounded a block at a time
             fields, calib = calibrate_plane(plane_raw, roles, settings, px,
-                                            reuse=planes[0]["calibration"] if planes else None)
+                                            reuse=planes[0]["calibration"] if planes else None,
+                                            dtype=np.float32)
             del plane_raw
-            fields = fields.astype(np.float32)  # what fit_plane holds; frees the float64 copy
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
             if user is not None:

@@ -1,4 +1,5 @@
-"""Nuclei and heterochromatin domains, with scikit-image; user label images; matching.
+"""Nuclei and heterochromatin domains, with scikit-image; user label images (label matching,
+:func:`match_labels`, lives in :mod:`pipeline.metrics` and is re-exported here).
 
 **Nuclei** (:func:`segment_nuclei`) are found on the chromatin signal, ``c = 1 - phi_w`` (two
 channels) or ``phi_h`` (one channel), in five steps:
@@ -61,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from .config import DOMAIN_MIN_AREA_UM2, DOMAIN_SIGMA_UM, SegmentSettings
+from .metrics import match_labels
 from .user_labels import LABEL_SUFFIXES, find_user_labels, read_user_labels
 
 __all__ = [
@@ -130,7 +132,9 @@ def segment_nuclei(
         ``n_nuclei``; ``note`` when the whole field is one nucleus.
     """
     signal, name = _signal(fields, single_channel)
-    labels, record = segment_signal(signal, pixel_size_um, settings=settings)
+    held = [signal]  # handed over, so that the segmentation frees it once it is read
+    del signal
+    labels, record = _segment(held, pixel_size_um, settings)
     return labels, {"signal": name, **record}
 
 
@@ -152,11 +156,18 @@ def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Any
 def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
                    settings: SegmentSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`segment_nuclei` on one ``(Y, X)`` chromatin signal (bright nuclei)."""
+    return _segment([signal], pixel_size_um, settings)
+
+
+def _segment(held_signal: list[np.ndarray], pixel_size_um: float,
+             settings: SegmentSettings | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`segment_signal` of the signal in ``held_signal`` (popped, and freed once read)."""
     from skimage.filters import gaussian, threshold_li, threshold_otsu
 
     cfg = settings or SegmentSettings()
     sigma_px = max(1.0, cfg.smooth_um / pixel_size_um)
-    smooth = gaussian(np.asarray(signal, np.float32), sigma=sigma_px, mode="reflect")
+    shape = np.shape(held_signal[0])
+    smooth = gaussian(np.asarray(held_signal[0], np.float32), sigma=sigma_px, mode="reflect")
     record: dict[str, Any] = {"threshold_method": cfg.threshold, "smooth_um": sigma_px *
                               pixel_size_um}
     flat = float(np.ptp(smooth)) == 0.0
@@ -166,11 +177,12 @@ def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
         thr = float((threshold_otsu if cfg.threshold == "otsu" else threshold_li)(smooth))
         test = _background_test(smooth, thr)
     record.update(threshold=thr, **test)
-    labels = np.zeros(np.shape(signal), np.int32)
+    labels = np.zeros(shape, np.int32)
     if not flat:
         held = [smooth]  # handed over, so that _nuclei can free it when it smooths again
         del smooth
-        labels, radius_px, min_px = _nuclei(signal, held, sigma_px, thr, pixel_size_um, cfg)
+        labels, radius_px, min_px = _nuclei(held_signal, held, sigma_px, thr, pixel_size_um,
+                                            cfg)
         area = np.bincount(labels.ravel())
         cut = sorted(touches_border(labels))
         record.update(border_fraction=float(area[cut].sum() / max(1, area[1:].sum())),
@@ -200,7 +212,7 @@ def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
         record.update(mode="whole-field", n_nuclei=1, note=(
             "no background around nuclei: " + "; ".join(reasons)
             + ". The whole field is treated as one nucleus"))
-        return np.ones(np.shape(signal), dtype=np.int32), record
+        return np.ones(shape, dtype=np.int32), record
     record.update(mode="threshold", n_nuclei=int(labels.max()),
                   foreground_fraction=float((labels > 0).mean()))
     return labels, record
@@ -214,24 +226,25 @@ PERMISSIVE_SD = 5.0
 with ``SEED_SPACING``)."""
 
 
-def _typical_radius(dist: np.ndarray, comp: np.ndarray) -> float:
+def _typical_radius(dist2: np.ndarray, comp: np.ndarray) -> float:
     """Typical nucleus radius (px): the area-weighted median of the objects' largest distance
     to the background (weighted by area, so that specks of noise, however many, do not set
-    it; a cluster of touching nuclei shares the half-width of one of them)."""
+    it; a cluster of touching nuclei shares the half-width of one of them). ``dist2``: the
+    squared distances (:func:`pipeline.distance.squared_distance_to_background`)."""
     from scipy import ndimage as ndi
 
     n = int(comp.max())
     if n == 0:
         return 1.0
     index = np.arange(1, n + 1)
-    peaks = np.asarray(ndi.maximum(dist, comp, index=index), float)
+    peaks = np.sqrt(np.asarray(ndi.maximum(dist2, comp, index=index), float))
     area = np.bincount(comp.ravel(), minlength=n + 1)[1:].astype(float)
     order = np.argsort(peaks)
     cum = np.cumsum(area[order])
     return float(peaks[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
-def _nuclei(signal: np.ndarray, held: list[np.ndarray], sigma_px: float, thr: float,
+def _nuclei(held_signal: list[np.ndarray], held: list[np.ndarray], sigma_px: float, thr: float,
             px: float, cfg: SegmentSettings) -> tuple[np.ndarray, float, int]:
     """Labels of nuclei in ``signal`` (``smooth`` by ``sigma_px``, threshold ``thr``); the
     radius and minimum area used.
@@ -246,8 +259,10 @@ def _nuclei(signal: np.ndarray, held: list[np.ndarray], sigma_px: float, thr: fl
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.measure import label
-    from skimage.morphology import remove_small_objects
-    from skimage.segmentation import relabel_sequential, watershed
+    from skimage.segmentation import relabel_sequential
+
+    from .distance import distance_to_background, squared_distance_to_background
+    from .label_ops import drop_small, label_components, watershed_by_object
 
     smooth = held.pop()
     low = smooth[smooth <= thr]
@@ -256,7 +271,7 @@ def _nuclei(signal: np.ndarray, held: list[np.ndarray], sigma_px: float, thr: fl
     del low
     if cfg.nucleus_radius_um == "auto":
         core = ndi.binary_fill_holes(smooth > thr)
-        radius_px = _typical_radius(ndi.distance_transform_edt(core), label(core))
+        radius_px = _typical_radius(squared_distance_to_background(core), label_components(core))
         del core
     else:
         radius_px = cfg.nucleus_radius_um / px
@@ -268,21 +283,22 @@ def _nuclei(signal: np.ndarray, held: list[np.ndarray], sigma_px: float, thr: fl
         from skimage.filters import gaussian
 
         del smooth
-        smooth = gaussian(np.asarray(signal, np.float32), sigma=max(1.0, radius_px / 8),
-                          mode="reflect")
-    comp = label(ndi.binary_fill_holes(smooth > min(thr, bg + PERMISSIVE_SD * bg_sd)))
+        smooth = gaussian(np.asarray(held_signal[0], np.float32),
+                          sigma=max(1.0, radius_px / 8), mode="reflect")
+    held_signal.clear()  # read for the last time: freed here when the caller handed it over
+    comp = label_components(ndi.binary_fill_holes(smooth > min(thr, bg + PERMISSIVE_SD * bg_sd)))
     if min_px > 1:
-        comp = label(remove_small_objects(comp, max_size=min_px - 1) > 0)
+        comp = drop_small(comp, min_px)
     if cfg.split and comp.any():
         # float32 distances: distinct values of sqrt(integer) up to any image size stay
         # distinct and ordered, which is all the watershed and the peaks read
-        dist = ndi.distance_transform_edt(comp > 0).astype(np.float32)
+        dist = distance_to_background(comp > 0, np.float32)
         seeds = peak_local_max(dist, min_distance=max(1, round(SEED_SPACING * radius_px)),
                                labels=comp, exclude_border=False)
         markers = np.zeros(comp.shape, np.int32)
         markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
         np.negative(dist, out=dist)
-        comp = watershed(dist, markers, mask=comp > 0)
+        comp = watershed_by_object(dist, markers, comp)
         del dist, markers
     labels = np.zeros(comp.shape, np.int32)
     for i, sl in enumerate(ndi.find_objects(comp), start=1):
@@ -313,34 +329,6 @@ def touches_border(labels: np.ndarray) -> set[int]:
     lab = np.asarray(labels)
     edge = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     return {int(v) for v in np.unique(edge) if v != 0}
-
-
-def match_labels(pred: np.ndarray, ref: np.ndarray, iou: float = 0.5) -> dict[str, float]:
-    """Object matching of two label images: pairs with IoU ≥ ``iou`` are true positives.
-
-    With ``iou`` ≥ 0.5 a reference object can match at most one predicted object.
-    Returns ``tp``, ``fp``, ``fn``, ``precision``, ``recall`` and ``f1``.
-
-    >>> a = np.zeros((6, 6), int); a[:3, :3] = 1; a[4:, 4:] = 2
-    >>> b = np.zeros((6, 6), int); b[:3, :2] = 7
-    >>> match_labels(b, a)["f1"]
-    0.6666666666666666
-    """
-    from skimage.metrics import contingency_table
-
-    pred, ref = np.asarray(pred), np.asarray(ref)
-    table = contingency_table(ref, pred).toarray()  # ref x pred pixel counts
-    inter = table[1:, 1:].astype(float)
-    union = table[1:, :].sum(1)[:, None] + table[:, 1:].sum(0)[None, :] - inter
-    ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    n_ref = int(np.count_nonzero(np.bincount(ref.ravel())[1:]))
-    n_pred = int(np.count_nonzero(np.bincount(pred.ravel())[1:]))
-    tp = int((ious >= iou).any(axis=1).sum()) if ious.size else 0
-    prec = tp / n_pred if n_pred else 0.0
-    rec = tp / n_ref if n_ref else 0.0
-    f1 = 2 * tp / (n_pred + n_ref) if n_pred + n_ref else 1.0
-    return {"tp": tp, "fp": n_pred - tp, "fn": n_ref - tp, "precision": prec, "recall": rec,
-            "f1": f1}
 
 
 def segment_domains(
@@ -388,10 +376,9 @@ def edge_distance_um(nuclei: np.ndarray, pixel_size_um: float) -> np.ndarray:
     >>> float(edge_distance_um(m, 0.5)[2, 3])
     1.0
     """
-    from scipy import ndimage as ndi
+    from .distance import distance_to_background
 
     inside = np.asarray(nuclei) > 0
     if inside.all():
         return np.full(inside.shape, np.nan)
-    dist = ndi.distance_transform_edt(inside, sampling=pixel_size_um)
-    return np.where(inside, dist, np.nan)
+    return distance_to_background(inside, np.float64, sampling=pixel_size_um, outside=np.nan)

@@ -137,7 +137,7 @@ class _Problem:
                  seed: int) -> None:
         from scipy import ndimage
 
-        data = _crop(np.asarray(planes, dtype=np.float64), CROP_PX)
+        data = _crop(np.asarray(planes), CROP_PX).astype(np.float64)  # the crop, not the plane
         ic, ih = roles.index("chromatin"), roles.index("heterochromatin")
         rng = np.random.default_rng(seed)
         sig = []

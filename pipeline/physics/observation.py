@@ -70,12 +70,17 @@ def auto_calibration(plane: Any, role: ChannelRole, *, phi_max: float = PHI_MAX)
     _check_phi_max(phi_max)
     if role not in ("chromatin", "heterochromatin"):
         raise ValueError(f"unknown channel role {role!r}; use 'chromatin' or 'heterochromatin'")
-    values = np.asarray(plane, dtype=np.float64)
+    values = np.asarray(plane)  # integers are read as they are: no float64 copy of a plane
+    if values.dtype.kind not in "iuf":
+        values = values.astype(np.float64)
     if values.ndim != 2:
         raise ValueError(f"auto_calibration expects one (Y, X) plane, got shape {values.shape}")
-    if not np.isfinite(values).any():
-        raise ValueError(f"the {role} channel has no finite value to calibrate from")
-    lo, hi = np.nanpercentile(values, AUTO_PERCENTILES)
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).any():
+            raise ValueError(f"the {role} channel has no finite value to calibrate from")
+        lo, hi = np.nanpercentile(values.astype(np.float64, copy=False), AUTO_PERCENTILES)
+    else:
+        lo, hi = np.percentile(values, AUTO_PERCENTILES)
     span = hi - lo
     if not span > 1e-12 * max(abs(lo), abs(hi), 1.0):
         raise ValueError(
@@ -85,6 +90,31 @@ def auto_calibration(plane: Any, role: ChannelRole, *, phi_max: float = PHI_MAX)
         )
     target = 1.0 if role == "chromatin" else phi_max
     return Calibration(offset=float(lo), scale=float(target / span))
+
+
+_BLOCK_PX = 1 << 22
+"""Pixels per block of rows when the fields are stored in another dtype than float64."""
+
+
+def _fields_into(out: np.ndarray, by_role: dict[str, tuple[np.ndarray, Calibration]],
+                 model: str, phi_max: float) -> None:
+    """``[phi_h, phi_w]`` of one block into ``out``, computed in float64."""
+    f = out if out.dtype == np.float64 else np.empty(out.shape, np.float64)
+
+    def calibrate_into(dst: np.ndarray, role: str) -> np.ndarray:
+        ch, cal = by_role[role]
+        np.subtract(ch, cal.offset, out=dst, dtype=np.float64)
+        return np.multiply(dst, cal.scale, out=dst)
+
+    if model == "single-channel":
+        np.clip(calibrate_into(f[0], "heterochromatin"), 0.0, phi_max, out=f[0])
+        f[1] = 1.0 - phi_max
+    else:
+        c = np.clip(calibrate_into(f[1], "chromatin"), 0.0, 1.0, out=f[1])
+        np.clip(calibrate_into(f[0], "heterochromatin"), 0.0, c, out=f[0])
+        np.subtract(1.0, c, out=f[1])  # phi_w = 1 - c, after phi_h is clipped by c
+    if f is not out:
+        out[...] = f
 
 
 def _check_phi_max(phi_max: float) -> None:
@@ -113,6 +143,7 @@ def to_fields(
     calibration: Sequence[Calibration] | Literal["auto"],
     *,
     phi_max: float = PHI_MAX,
+    dtype: Any = np.float64,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Turn one plane's channels into ``[phi_h, phi_w]`` under the observation model.
 
@@ -126,10 +157,13 @@ def to_fields(
         One (offset, scale) per channel, or ``"auto"`` (see :func:`auto_calibration`).
     phi_max : float
         Largest heterochromatin fraction.
+    dtype : numpy dtype
+        Of the fields. They are always computed in float64; float32 (what the fit holds)
+        rounds them once, a block of rows at a time, without a float64 copy of the plane.
 
     Returns
     -------
-    fields : ndarray, shape (2, Y, X), float64
+    fields : ndarray, shape (2, Y, X), ``dtype`` (float64 by default)
         ``fields[0]`` = φ_h, ``fields[1]`` = φ_w.
     record : dict
         JSON-able: ``model``, ``phi_max``, ``channels`` (index, role, offset, scale, source),
@@ -181,22 +215,16 @@ def to_fields(
         )
         if len(cals) != len(roles):
             raise ValueError(f"{len(cals)} calibration pair(s) for {len(roles)} channel(s)")
-    # in place in the output, channel by channel: (x - offset) * scale in float64, clipped
-    fields = np.empty((2,) + data.shape[1:], dtype=np.float64)
+    # (x - offset) * scale in float64, clipped, a block of rows at a time (so that a float32
+    # output never needs a float64 copy of the plane), then stored in ``dtype``
+    fields = np.empty((2,) + data.shape[1:], dtype=dtype)
     by_role = dict(zip(roles, zip(data, cals, strict=True), strict=True))
-
-    def calibrate_into(out: np.ndarray, role: str) -> np.ndarray:
-        ch, cal = by_role[role]
-        np.subtract(ch, cal.offset, out=out, dtype=np.float64)
-        return np.multiply(out, cal.scale, out=out)
-
-    if model == "single-channel":
-        np.clip(calibrate_into(fields[0], "heterochromatin"), 0.0, phi_max, out=fields[0])
-        fields[1] = 1.0 - phi_max
-    else:
-        c = np.clip(calibrate_into(fields[1], "chromatin"), 0.0, 1.0, out=fields[1])
-        np.clip(calibrate_into(fields[0], "heterochromatin"), 0.0, c, out=fields[0])
-        np.subtract(1.0, c, out=fields[1])  # phi_w = 1 - c, after phi_h is clipped by c
+    width = int(np.prod(data.shape[2:], dtype=np.int64))
+    rows = data.shape[1] if fields.dtype == np.float64 else max(1, _BLOCK_PX // max(1, width))
+    for r0 in range(0, data.shape[1], rows):
+        r1 = min(data.shape[1], r0 + rows)
+        _fields_into(fields[:, r0:r1], {k: (ch[r0:r1], cal) for k, (ch, cal) in by_role.items()},
+                     model, phi_max)
     record: dict[str, Any] = {
         "model": model,
         "phi_max": float(phi_max),
