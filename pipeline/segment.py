@@ -346,21 +346,28 @@ def segment_domains(
 
     Returns int32 labels (0 outside domains) and a record with the threshold.
     """
-    from skimage.filters import gaussian, threshold_otsu
-    from skimage.measure import label
-    from skimage.morphology import remove_small_objects
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    from .label_ops import drop_small, label_components
 
     inside = np.asarray(nuclei) > 0
-    smooth = gaussian(np.asarray(phi_h, float), sigma=domain_sigma_um / pixel_size_um,
-                      mode="reflect")
+    # skimage's gaussian of a float64 copy, without the copy: scipy reads float32 and
+    # computes and writes in float64 (the same numbers)
+    smooth = ndi.gaussian_filter(np.asarray(phi_h), domain_sigma_um / pixel_size_um,
+                                 output=np.float64, mode="reflect", truncate=4.0)
     values = smooth[inside]
     if values.size == 0 or float(np.ptp(values)) == 0.0:
         return np.zeros(smooth.shape, np.int32), {"threshold": None, "n_domains": 0}
     thr = float(threshold_otsu(values))
-    mask = (smooth > thr) & inside
+    del values
+    mask = smooth > thr
+    del smooth
+    mask &= inside
     min_px = max(1, int(min_area_um2 / pixel_size_um**2))
-    mask = remove_small_objects(mask, max_size=min_px - 1) if min_px > 1 else mask
-    labels = label(mask).astype(np.int32)
+    if min_px > 1:  # objects under min_px pixels go, 4-connected (remove_small_objects's)
+        mask = drop_small(ndi.label(mask, output=np.int32)[0], min_px) > 0
+    labels = label_components(mask)
     return labels, {"threshold": thr, "sigma_um": domain_sigma_um,
                     "n_domains": int(labels.max())}
 

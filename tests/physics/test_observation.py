@@ -130,3 +130,20 @@ def test_bad_shapes_and_phi_max() -> None:
         to_fields(np.zeros((8, 8)), ("heterochromatin",), "auto")
     with pytest.raises(ValueError, match="phi_max"):
         to_fields(_planes(1), ("heterochromatin",), "auto", phi_max=1.2)
+
+
+def test_float32_fields_are_the_float64_fields_rounded(monkeypatch) -> None:
+    """``dtype=float32`` is computed in float64 a block of rows at a time and rounded once."""
+    import pipeline.physics.observation as obs
+
+    monkeypatch.setattr(obs, "_BLOCK_PX", 100)  # many blocks of a 37 x 53 plane
+    rng = np.random.default_rng(0)
+    img = rng.integers(80, 4000, size=(2, 37, 53)).astype(np.uint16)
+    for roles, cal in ((("chromatin", "heterochromatin"), "auto"),
+                       (("heterochromatin", "chromatin"), ((90, 1 / 3000), (100, 1 / 5000))),
+                       (("heterochromatin",), ((85, 1 / 2500),))):
+        planes = img[: len(roles)]
+        f64, rec64 = obs.to_fields(planes, roles, cal)
+        f32, rec32 = obs.to_fields(planes, roles, cal, dtype=np.float32)
+        assert f64.dtype == np.float64 and f32.dtype == np.float32
+        assert np.array_equal(f32, f64.astype(np.float32)) and rec32 == rec64
