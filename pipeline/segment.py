@@ -13,7 +13,7 @@ channels) or ``phi_h`` (one channel), in five steps:
    ``max_background_ratio`` of the brighter class's mean, in field units, where 0 means no
    chromatin), or not flat (the threshold less than ``min_background_contrast`` robust
    standard deviations above the darker class's median: a textured nucleus, not an empty
-   background), or
+   background; then no objects are searched for at all), or
    when more than ``max_border_fraction`` of the objects' area (after step 4) lies in objects
    cut by the image border (a structure larger than the field, such as a step between two
    chromatin states), or when the objects' typical half-width (the measured radius) is under
@@ -178,7 +178,17 @@ def _segment(held_signal: list[np.ndarray], pixel_size_um: float,
         test = _background_test(smooth, thr)
     record.update(threshold=thr, **test)
     labels = np.zeros(shape, np.int32)
-    if not flat:
+    reasons = []
+    if test["background_ratio"] > cfg.max_background_ratio:
+        reasons.append(f"the darker class is not dark (background/foreground "
+                       f"{test['background_ratio']:.2f} > {cfg.max_background_ratio})")
+    if test["background_contrast"] < cfg.min_background_contrast:
+        reasons.append(f"the darker class is textured, not flat (threshold "
+                       f"{test['background_contrast']:.1f} of its robust SDs above its median "
+                       f"< {cfg.min_background_contrast})")
+    # no background: the field is one nucleus whatever objects a search would find, so none
+    # is searched for (on a large plane the search is the costliest step, in time and memory)
+    if not flat and not reasons:
         held = [smooth]  # handed over, so that _nuclei can free it when it smooths again
         del smooth
         labels, radius_px, min_px = _nuclei(held_signal, held, sigma_px, thr, pixel_size_um,
@@ -189,14 +199,6 @@ def _segment(held_signal: list[np.ndarray], pixel_size_um: float,
                       nucleus_radius_um=radius_px * pixel_size_um,
                       nucleus_radius_source="auto" if cfg.nucleus_radius_um == "auto" else "user",
                       min_area_um2=min_px * pixel_size_um**2, split=cfg.split)
-    reasons = []
-    if test["background_ratio"] > cfg.max_background_ratio:
-        reasons.append(f"the darker class is not dark (background/foreground "
-                       f"{test['background_ratio']:.2f} > {cfg.max_background_ratio})")
-    if test["background_contrast"] < cfg.min_background_contrast:
-        reasons.append(f"the darker class is textured, not flat (threshold "
-                       f"{test['background_contrast']:.1f} of its robust SDs above its median "
-                       f"< {cfg.min_background_contrast})")
     if (labels.any() and cfg.nucleus_radius_um == "auto"
             and record["nucleus_radius_um"] < cfg.min_nucleus_radius_um):
         reasons.append(f"the bright objects have a typical half-width of "

@@ -256,3 +256,27 @@ def test_large_image_script_smoke(tmp_path):
     assert "## Later section\n\nkept\n" in text
     assert (text.index("## Large image: 256², closed-form") < text.index("## Later section")
             < text.index("## Large image: 256², neural"))
+    # the field of nuclei is its own section, beside the tiling's
+    mod._update_doc(doc, mod._markdown(res | {"field": "nuclei"}))
+    text = doc.read_text()
+    assert text.count("## Large image: 256², closed-form, field of nuclei") == 1
+    assert text.count("## Large image: 256², closed-form\n") == 1
+
+
+def test_large_image_field_of_nuclei(tmp_path):
+    """The field of nuclei is a grid of whole nuclei in a dark background, not a tiling of
+    chromatin: a quarter of it or more is background, far below the nuclei."""
+    import importlib.util
+    from pathlib import Path
+
+    import tifffile
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "large_image.py"
+    spec = importlib.util.spec_from_file_location("large_image_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    img = tifffile.imread(mod.write_image(tmp_path / "f.tif", 512, "nuclei"))
+    assert img.shape == (2, 512, 512) and img.dtype == np.uint16
+    chromatin = img[0].astype(float)
+    dark = chromatin < np.percentile(chromatin, 5) + 0.1 * np.ptp(chromatin)
+    assert 0.25 < dark.mean() < 0.9

@@ -127,7 +127,12 @@ def test_fields_inside_one_nucleus_are_whole_field(tmp_path, kind, channels):
 def test_step_in_heterochromatin_is_not_background():
     phi_h = np.full((96, 96), 0.47)
     phi_h[:, :48] = 0.23  # two chromatin states, no dark background
-    labels, rec = segment_nuclei(np.stack([phi_h, np.full_like(phi_h, 0.3)]), 0.02)
+    fields = np.stack([phi_h, np.full_like(phi_h, 0.3)])
+    labels, rec = segment_nuclei(fields, 0.02)
+    assert rec["mode"] == "whole-field" and (labels == 1).all()
+    # the darker state is not dark (0.23 / 0.47); were that test passed, the border test
+    # would still find the bright state larger than the field
+    _, rec = segment_nuclei(fields, 0.02, settings=SegmentSettings(max_background_ratio=0.99))
     assert rec["mode"] == "whole-field" and "larger than the field" in rec["note"]
 
 
@@ -261,7 +266,13 @@ def test_textured_chromatin_is_not_a_background(seed):
     labels, rec = segment_nuclei(np.stack([0.6 * phi_h / phi_h.max(),
                                            np.full_like(phi_h, 0.3)]), 0.1)
     assert rec["mode"] == "whole-field" and "textured, not flat" in rec["note"]
-    assert rec["nucleus_radius_um"] >= 1.0 and rec["background_ratio"] < 0.5
+    assert rec["background_ratio"] < 0.5  # dark enough: the darkness test alone passes it
+    # and its objects are as large as nuclei: with the flatness test (almost) off, the search
+    # runs, and the radius test does not catch it either
+    _, rec_off = segment_nuclei(np.stack([0.6 * phi_h / phi_h.max(),
+                                          np.full_like(phi_h, 0.3)]), 0.1,
+                                settings=SegmentSettings(min_background_contrast=1e-9))
+    assert rec_off["nucleus_radius_um"] >= 1.0
 
 
 def test_a_run_segments_each_plane_once_and_keeps_those_labels(tmp_path, monkeypatch):
@@ -297,3 +308,25 @@ def test_a_run_segments_each_plane_once_and_keeps_those_labels(tmp_path, monkeyp
                       settings=settings.segmentation)
     assert rec["mode"] == "threshold" and nuclei.max() == 1
     np.testing.assert_array_equal(nuclei, again)
+
+
+def test_no_background_means_no_object_search(monkeypatch) -> None:
+    """A field whose darker class is neither dark nor flat is one nucleus; the object search
+    (the costliest step on a large plane) is not run for it."""
+    import pipeline.segment as seg
+
+    rng = np.random.default_rng(4)
+    c = 0.6 + 0.1 * rng.standard_normal((128, 128))  # chromatin everywhere, textured
+    fields = np.stack([0.3 * c, 1 - c]).astype(np.float32)
+    searched = []
+    real = seg._nuclei
+    monkeypatch.setattr(seg, "_nuclei", lambda *a, **k: searched.append(1) or real(*a, **k))
+    labels, rec = seg.segment_nuclei(fields, 0.05)
+    assert rec["mode"] == "whole-field" and labels.min() == labels.max() == 1
+    assert not searched and "nucleus_radius_um" not in rec
+    assert "not dark" in rec["note"] or "not flat" in rec["note"]
+    # a field with a dark background is searched
+    yy, xx = np.mgrid[:128, :128]
+    disk = ((yy - 64) ** 2 + (xx - 64) ** 2 < 40**2).astype(np.float32)
+    labels, rec = seg.segment_nuclei(np.stack([0.3 * disk, 1 - 0.8 * disk]), 0.05)
+    assert searched and rec["mode"] == "threshold" and labels.max() == 1
