@@ -39,7 +39,7 @@ from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
-from .segment import nuclei_foreground, segment_domains, segment_nuclei
+from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
 from .user_labels import find_user_labels, read_user_labels
 
 __all__ = [  # noqa: RUF022 (stages in run order, then the cache and the rest)
@@ -229,7 +229,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             if seg:
                 root["nuclei"][p] = labels
                 nuclei_records.append(rec_n)
-                fg = None if rec_n.get("mode") == "whole-field" else labels > 0
+                fg = foreground_of(labels, rec_n)
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,

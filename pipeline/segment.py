@@ -69,6 +69,7 @@ __all__ = [
     "LABEL_SUFFIXES",
     "edge_distance_um",
     "find_user_labels",
+    "foreground_of",
     "match_labels",
     "nuclei_foreground",
     "read_user_labels",
@@ -148,9 +149,14 @@ def nuclei_foreground(fields: np.ndarray, pixel_size_um: float, settings: Any
     if not settings.run.segment:
         return None
     single = bool(np.ptp(fields[1]) == 0)
-    labels, rec = segment_nuclei(fields, pixel_size_um, single_channel=single,
-                                 settings=settings.segmentation)
-    return None if rec["mode"] == "whole-field" else labels > 0
+    return foreground_of(*segment_nuclei(fields, pixel_size_um, single_channel=single,
+                                         settings=settings.segmentation))
+
+
+def foreground_of(labels: np.ndarray, record: dict[str, Any]) -> np.ndarray | None:
+    """The fit's foreground from a plane's nuclei and their record: the nuclei's pixels, or
+    None when the whole field is one nucleus (the fit then weighs every pixel)."""
+    return None if record.get("mode") == "whole-field" else np.asarray(labels) > 0
 
 
 def segment_signal(signal: np.ndarray, pixel_size_um: float, *,
