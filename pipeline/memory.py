@@ -17,8 +17,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import mmap
 
-__all__ = ["release_freed_memory"]
+import numpy as np
+
+__all__ = ["PAGE", "drop_pages", "mapped_zeros", "release_freed_memory"]
+
+PAGE = mmap.PAGESIZE
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,3 +42,34 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def mapped_zeros(shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> tuple[np.ndarray, mmap.mmap | None]:
+    """Zeros in an anonymous memory map of their own, and the map (``None`` when empty).
+
+    Pages cost memory only once written, and :func:`drop_pages` gives written pages back
+    before the array is freed: an accumulator can then release the rows it has finished.
+
+    >>> a, m = mapped_zeros((3, 4), np.float32)
+    >>> a.sum(), a.dtype.name
+    (np.float32(0.0), 'float32')
+    """
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if n == 0 or not hasattr(mmap, "MAP_PRIVATE"):  # Windows: plain zeros, nothing dropped
+        return np.zeros(shape, dt), None
+    # private: a shared anonymous map is shared memory, whose pages madvise cannot free
+    m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(m, dtype=dt).reshape(shape), m
+
+
+def drop_pages(m: mmap.mmap | None, start: int, stop: int, low: int = 0) -> None:
+    """Give back the pages of ``m`` that hold bytes ``[start, stop)``: from the page that
+    holds ``start`` (the caller has finished the bytes from ``low`` to ``start`` too) to the
+    last whole page below ``stop``. They read as zeros afterwards."""
+    if m is None or not hasattr(m, "madvise"):
+        return
+    lo = max((start // PAGE) * PAGE, -(-low // PAGE) * PAGE)
+    hi = (min(stop, len(m)) // PAGE) * PAGE
+    if hi > lo:
+        m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)

@@ -35,6 +35,7 @@ Derivative names: ``"u"`` (the mollified value), any string of ``x``/``y`` lette
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -71,6 +72,46 @@ SPECTRAL_CHUNK_BYTES = 32 * 2**20
 the fields transformed together); a batch is transformed in chunks of this size, which gives
 the same maps as one pass."""
 
+
+
+@functools.lru_cache(maxsize=4)
+def _spectral_multipliers(spec: tuple, shape: tuple[int, int]) -> np.ndarray:
+    """``(D, ny, nx // 2 + 1)`` complex128 multipliers of the spectral backend: the bump's
+    transfer times each derivative's symbol, for FFT size ``shape``.
+
+    Cached across layers: fitting a plane builds a layer per batch of tiles, and every batch
+    has the same window and radius, so the transform is computed once, not per batch (a few
+    entries of a few MB each).
+    """
+    delta_um, h, ndim, derivatives, symbol, half_width = spec
+    ny, nx = shape
+    kernel = bump_kernel(delta_um, h, ndim=ndim)
+    kernel2d = kernel if ndim == 2 else kernel[None, :]
+    ky = 2 * np.pi * np.fft.fftfreq(ny)  # rad/px
+    kx = 2 * np.pi * np.fft.rfftfreq(nx)
+    eta_hat = kernel_transfer(kernel2d, ky[:, None], kx[None, :])
+    mults = []
+    for name in derivatives:
+        total = np.zeros((ny, kx.size), dtype=np.complex128)
+        for coef, (oy, ox) in parse_derivative(name):
+            fy = _axis_symbol(oy, ky, symbol, half_width) / h**oy
+            fx = _axis_symbol(ox, kx, symbol, half_width) / h**ox
+            total += coef * fy[:, None] * fx[None, :]
+        mults.append(total * eta_hat)
+    return np.stack(mults)
+
+
+def _axis_symbol(order: int, k: np.ndarray, symbol: str, half_width: int) -> np.ndarray:
+    """Fourier symbol of a 1-D derivative of ``order`` at wavenumbers ``k`` (rad/px)."""
+    if order == 0:
+        return np.ones_like(k, dtype=np.complex128)
+    if symbol == "exact":
+        f = (1j * k) ** order
+        if order % 2 == 1:
+            f[np.isclose(np.abs(k), np.pi)] = 0.0  # odd derivative at Nyquist is not real
+        return f
+    j = np.arange(-half_width, half_width + 1, dtype=np.float64)
+    return np.exp(1j * np.multiply.outer(k, j)) @ fd_weights(order, half_width)
 
 
 class Mollifier:
@@ -143,10 +184,12 @@ class Mollifier:
         if ndim == 1 and any("y" in n for n in self.derivatives):
             raise ValueError(f"a 1-D mollifier has no y derivatives: {self.derivatives}")
         self.kernel = bump_kernel(self.delta_um, self.pixel_size_um, ndim=ndim)
-        self._kernel2d = self.kernel if ndim == 2 else self.kernel[None, :]
         self.radius_px = self.kernel.shape[-1] // 2
         self.halo_px = int(halo_px) if halo_px is not None else self.support_px + 2
         self._cache: dict = {}
+        # what the spectral multipliers depend on: layers built alike share them
+        self._spec = (self.delta_um, self.pixel_size_um, ndim, self.derivatives, symbol,
+                      self.stencil_half_width)
 
     @property
     def support_px(self) -> int:
@@ -199,36 +242,11 @@ class Mollifier:
         key = ("spectral", shape, str(device), dtype)
         if key in self._cache:
             return self._cache[key]
-        ny, nx = shape
-        h = self.pixel_size_um
-        ky = 2 * np.pi * np.fft.fftfreq(ny)  # rad/px
-        kx = 2 * np.pi * np.fft.rfftfreq(nx)
-        eta_hat = kernel_transfer(self._kernel2d, ky[:, None], kx[None, :])
-        mults = []
-        for name in self.derivatives:
-            total = np.zeros((ny, kx.size), dtype=np.complex128)
-            for coef, (oy, ox) in parse_derivative(name):
-                fy = self._axis_symbol(oy, ky) / h**oy
-                fx = self._axis_symbol(ox, kx) / h**ox
-                total += coef * fy[:, None] * fx[None, :]
-            mults.append(total * eta_hat)
         cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        m = torch.as_tensor(np.stack(mults), dtype=cdtype, device=device)
+        m = torch.as_tensor(_spectral_multipliers(self._spec, shape), dtype=cdtype,
+                            device=device)
         self._cache[key] = m
         return m
-
-    def _axis_symbol(self, order: int, k: np.ndarray) -> np.ndarray:
-        """Fourier symbol of a 1-D derivative of ``order`` at wavenumbers ``k`` (rad/px)."""
-        if order == 0:
-            return np.ones_like(k, dtype=np.complex128)
-        if self.symbol == "exact":
-            f = (1j * k) ** order
-            if order % 2 == 1:
-                f[np.isclose(np.abs(k), np.pi)] = 0.0  # odd derivative at Nyquist is not real
-            return f
-        m = self.stencil_half_width
-        j = np.arange(-m, m + 1, dtype=np.float64)
-        return np.exp(1j * np.multiply.outer(k, j)) @ fd_weights(order, m)
 
     def _spectral(self, g):
         import torch

@@ -30,8 +30,11 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .memory import drop_pages, mapped_zeros
 
 __all__ = [
     "GAUSSIAN_TRUNCATE",
@@ -254,9 +257,18 @@ class PlaneBlend:
         self.plan = plan
         self.dtype = np.dtype(dtype)
         self.propagate = frozenset(propagate_nan)
-        self.num = {k: np.zeros(lead + plan.shape, self.dtype) for k in names}
+        self.shape = lead + plan.shape
+        self._maps: dict[int, Any] = {}  # id(array) -> its memory map, for drop_pages
+        self.num = {k: self._zeros() for k in names}
         self.lost: dict[str, np.ndarray] = {}
-        self.common = np.zeros(lead + plan.shape, self.dtype)
+        self.common = self._zeros()
+        self.done = 0
+        """Rows ``[0, done)`` were handed out by :meth:`take_rows` and are no longer held."""
+
+    def _zeros(self) -> np.ndarray:
+        a, m = mapped_zeros(self.shape, self.dtype)
+        self._maps[id(a)] = m
+        return a
 
     def add(self, tile: Tile, weight: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Add one tile's window-shaped maps ``values`` with its valid-part ``weight``."""
@@ -275,10 +287,47 @@ class PlaneBlend:
                 continue
             self.num[k][dst] += np.where(ok, weight, 0.0) * np.where(ok, part, 0.0)
             if k not in self.lost:
-                self.lost[k] = np.zeros(self.common.shape, self.dtype)  # calloc: untouched
+                self.lost[k] = self._zeros()  # pages untouched: only NaN pixels cost memory
             view, bad = self.lost[k][dst], ~ok
             view[bad] += np.broadcast_to(weight, part.shape)[bad]  # touches NaN pixels only
         self.common[dst] += weight
+
+    def take_rows(self, stop: int) -> dict[str, np.ndarray]:
+        """The normalised rows ``[done, stop)`` of every map (NaN where no tile gave a finite
+        value), as new arrays; the accumulators' memory for those rows is given back.
+
+        Call it only for rows that no tile still to be added touches: with tiles added in
+        plan order, the rows above the next tile's valid part. A plane is then held as a band
+        of a few tile rows, not whole (values equal :meth:`result`'s bit for bit).
+        """
+        r0, stop = self.done, min(int(stop), self.plan.shape[0])
+        if stop <= r0:
+            return {}
+        rows = (..., slice(r0, stop), slice(None))
+        common = self.common[rows]
+        out = {}
+        for k, num in self.num.items():
+            lost = self.lost.get(k)
+            den = common if lost is None else np.subtract(common, lost[rows])
+            pos = den > 0
+            v = np.array(num[rows])
+            np.divide(v, den, out=v, where=pos)
+            v[~pos] = np.nan
+            out[k] = v
+        for a in (*self.num.values(), *self.lost.values(), self.common):
+            self._drop(a, r0, stop)
+        self.done = stop
+        return out
+
+    def _drop(self, a: np.ndarray, r0: int, r1: int) -> None:
+        """Give back the pages of rows ``[r0, r1)`` of ``a`` (every leading index)."""
+        m = self._maps.get(id(a))
+        if m is None:
+            return
+        row = a.shape[-1] * a.itemsize
+        plane = a.shape[-2] * row
+        for j in range(int(np.prod(a.shape[:-2], dtype=np.int64))):
+            drop_pages(m, j * plane + r0 * row, j * plane + r1 * row, low=j * plane)
 
     def result(self, name: str) -> np.ndarray:
         """The normalised map (NaN where no tile gave a finite value), computed in place in

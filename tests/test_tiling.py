@@ -83,3 +83,38 @@ def test_propagated_nan_needs_no_lost_weight_map():
     assert bad[:4, :4].all() and bad[10:14, 10:14].all() and bad.sum() == 32
     assert np.isnan(skip[:4, :4]).all() and np.isfinite(skip[10:14, 10:14]).all()
     np.testing.assert_allclose(prop[~bad], 1.0, rtol=1e-6)
+
+
+def test_rows_taken_as_tiles_advance_equal_the_whole_plane_and_are_given_back():
+    """take_rows, called after each tile for the rows no later tile touches, hands out
+    exactly what result() gives for the whole plane (NaN tiles included), and the pages of
+    the rows handed out are given back: they read as zeros in the accumulators."""
+    from pipeline.memory import PAGE
+    from pipeline.tiling import PlaneBlend, feather
+
+    rng = np.random.default_rng(3)
+    plan = plan_tiles((700, 530), tile_px=120, overlap_px=24, halo_px=9)
+    vals = rng.normal(size=(len(plan.tiles), *plan.window)).astype(np.float32)
+    vals[2, 30:40, 50:60] = np.nan  # a hole covered by other tiles too
+    vals[0, :5, :5] = np.nan  # covered by tile 0 only
+    w = feather(plan)
+    whole = PlaneBlend(plan, ("a", "b"), dtype=np.float32, propagate_nan=("b",))
+    band = PlaneBlend(plan, ("a", "b"), dtype=np.float32, propagate_nan=("b",))
+    got = {"a": [], "b": []}
+    for k, t in enumerate(plan.tiles):
+        whole.add(t, w[k], {"a": vals[k], "b": vals[k]})
+        band.add(t, w[k], {"a": vals[k], "b": vals[k]})
+        nxt = plan.tiles[k + 1].valid[0] if k + 1 < len(plan.tiles) else plan.shape[0]
+        r0 = band.done
+        for name, v in band.take_rows(nxt).items():
+            assert v.shape == (band.done - r0, 530)
+            got[name].append(v)
+    assert band.done == 700
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(np.concatenate(got[name]), whole.result(name))
+    # every whole page of the accumulators is back to zero (given back to the OS)
+    per_page = PAGE // 4
+    flat = band.common.ravel()
+    whole_pages = flat[: flat.size // per_page * per_page]
+    assert whole.common.any() and not whole_pages.any()
+    assert not band.num["a"].ravel()[: flat.size // per_page * per_page].any()

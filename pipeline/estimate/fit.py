@@ -17,6 +17,7 @@ The result is a :class:`PlaneFit`.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,31 @@ def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
     v = values[where]
     v = v[np.isfinite(v)] if not np.isfinite(v).all() else v
     return float(np.median(v, overwrite_input=True)) if v.size else np.inf
+
+
+class _RowFile:
+    """Float32 planes written to a temporary file as bands of rows, in order, and read back
+    whole one at a time: the closed-form terms wait there for the plane's medians."""
+
+    def __init__(self, shape: tuple[int, int], names: Sequence[str]) -> None:
+        self.shape, self.rows = shape, 0
+        self.files = {k: tempfile.TemporaryFile(prefix="chromarate-") for k in names}
+
+    def write(self, band: dict[str, np.ndarray]) -> None:
+        for k, fh in self.files.items():
+            fh.write(np.ascontiguousarray(band[k], dtype=np.float32).tobytes())
+        self.rows += len(next(iter(band.values())))
+
+    def read(self, name: str) -> np.ndarray:
+        if self.rows != self.shape[0]:
+            raise RuntimeError(f"{self.rows} of {self.shape[0]} rows were written")
+        fh = self.files[name]
+        fh.seek(0)
+        return np.fromfile(fh, dtype=np.float32).reshape(self.shape)
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
 
 
 def _safer(settings: Any) -> Any:
@@ -247,6 +273,11 @@ def fit_plane(
     names = ("a2", "den", "mean", "std") + (("lam",) if neural else ())
     acc = PlaneBlend(plan, names, dtype=np.float32,
                      propagate_nan=[k for k in names if not (neural and k in ("mean", "std"))])
+    # finished rows leave the accumulators as the tiles advance: the maps go to these planes,
+    # and the closed-form terms, needed again only for the plane's medians, to disk
+    lam, std = np.empty(plan.shape, np.float32), np.empty(plan.shape, np.float32)
+    cf_finite = np.empty(plan.shape, bool) if neural else None
+    terms_file = _RowFile(plan.shape, ("a2", "den"))
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
     cf_den_max = np.zeros(n)
@@ -285,23 +316,34 @@ def fit_plane(
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
         del tiles, vals
+        r0 = acc.done  # rows above the next tile's valid part are final
+        band = acc.take_rows(plan.tiles[s + per].valid[0] if s + per < n else plan.shape[0])
+        if band:
+            lam[r0 : acc.done], std[r0 : acc.done] = band["mean"], band["std"]
+            if neural:
+                cf_finite[r0 : acc.done] = np.isfinite(band["lam"])
+            terms_file.write(band)
+            del band
         if progress is not None:
             progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
-    lam, std = acc.result("mean"), acc.result("std")
-    a2, den = acc.result("a2"), acc.result("den")
-    lam_cf = acc.result("lam") if neural else lam
+    del acc
     inside = np.zeros(plan.shape, bool)
     if 2 * support < min(plan.shape):
         inside[support:-support, support:-support] = True
     else:
         inside[:] = True
-    ref, ref_den = _finite_median(a2, inside), _finite_median(den, inside)
     frac = est.identifiable_fraction
     # identifiability: the blended closed-form terms against the plane's medians, both methods
-    with np.errstate(invalid="ignore"):
-        ident = (a2 > frac * ref) & (den > frac * ref_den) & np.isfinite(lam_cf)
-    ident &= np.isfinite(a2) & np.isfinite(den)
-    del a2, den, lam_cf
+    ident = np.isfinite(lam) if cf_finite is None else cf_finite
+    refs = {}
+    for k in ("a2", "den"):  # one term's plane in memory at a time
+        term = terms_file.read(k)
+        refs[k] = _finite_median(term, inside)
+        with np.errstate(invalid="ignore"):
+            ident &= (term > frac * refs[k]) & np.isfinite(term)
+        del term
+    terms_file.close()
+    ref_den = refs["den"]
     # no non-finite value inside the mask: a missing mean or std (a failed fit) drops the pixel
     # and is counted, except the NaN std of tiles that fell back to the closed form
     fallback_cover = np.zeros(plan.shape, bool)
