@@ -395,5 +395,6 @@ def edge_distance_um(nuclei: np.ndarray, pixel_size_um: float) -> np.ndarray:
 
     inside = np.asarray(nuclei) > 0
     if inside.all():
-        return np.full(inside.shape, np.nan)
-    return distance_to_background(inside, np.float64, sampling=pixel_size_um, outside=np.nan)
+        return np.full(inside.shape, np.nan, np.float32)
+    # float32: micrometres to 7 digits, half the memory of a plane of float64
+    return distance_to_background(inside, np.float32, sampling=pixel_size_um, outside=np.nan)

@@ -116,13 +116,16 @@ def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
 
 
 def _finite(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    v = np.asarray(image[mask], dtype=np.float64)
-    return v[np.isfinite(v)]
+    v = image[mask]
+    return v[np.isfinite(v)].astype(np.float64, copy=False)  # only the finite ones in float64
 
 
 def _finite_mean(mask: np.ndarray, image: np.ndarray) -> float:
-    v = _finite(mask, image)
-    return float(v.mean()) if v.size else np.nan
+    v = image[mask]
+    ok = np.isfinite(v)
+    n = int(ok.sum())
+    # summed in float64 without a float64 copy, nor one of the finite values
+    return float(np.add.reduce(v, where=ok, dtype=np.float64) / n) if n else np.nan
 
 
 def _local_centroid(mask: np.ndarray) -> np.ndarray:
@@ -135,14 +138,44 @@ def _local_centroid(mask: np.ndarray) -> np.ndarray:
     return np.array([mask.sum(axis=1) @ np.arange(h), mask.sum(axis=0) @ np.arange(w)]) / n
 
 
+_BLOCK = 1 << 20
+"""Values converted to float64 at a time by :func:`_lambda_stats` (a whole-field object has
+tens of millions)."""
+
+
+def _quantiles(v: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """``np.percentile(v.astype(float64), qs)`` (linear), computed on ``v`` as it is: ``v`` is
+    partitioned in place and only the values beside each quantile are read in float64."""
+    n = v.size
+    idx = [q / 100.0 * (n - 1) for q in qs]
+    lo = [int(np.floor(i)) for i in idx]
+    v.partition(sorted({k for j in lo for k in (j, min(j + 1, n - 1))}))
+    out = []
+    for i, j in zip(idx, lo, strict=True):
+        a, b, t = float(v[j]), float(v[min(j + 1, n - 1)]), i - j
+        diff = b - a
+        out.append(b - diff * (1.0 - t) if t >= 0.5 else a + diff * t)  # numpy's lerp
+    return out
+
+
 def _lambda_stats(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Median, IQR, mean, sd (``ddof`` :data:`LAMBDA_DDOF`) and number of the finite values."""
-    v = _finite(mask, image)
+    """Median, IQR, mean, sd (``ddof`` :data:`LAMBDA_DDOF`) and number of the finite values,
+    in float64 a block at a time (a whole-field object would otherwise need a float64 copy of
+    the plane)."""
+    v = image[mask]
+    ok = np.isfinite(v)
+    v = v if ok.all() else v[ok]
     if not v.size:
         return np.array([np.nan, np.nan, np.nan, np.nan, 0.0])
-    q1, med, q3 = np.percentile(v, [25, 50, 75])
-    sd = v.std(ddof=LAMBDA_DDOF) if v.size > LAMBDA_DDOF else np.nan
-    return np.array([med, q3 - q1, v.mean(), sd, v.size], dtype=np.float64)
+    mean = float(v.mean(dtype=np.float64))
+    if v.size > LAMBDA_DDOF:
+        ss = sum(float(np.square(v[i : i + _BLOCK].astype(np.float64) - mean).sum())
+                 for i in range(0, v.size, _BLOCK))
+        sd = float(np.sqrt(ss / (v.size - LAMBDA_DDOF)))
+    else:
+        sd = np.nan
+    q1, med, q3 = _quantiles(v, (25, 50, 75))  # partitions v: after the moments
+    return np.array([med, q3 - q1, mean, sd, v.size], dtype=np.float64)
 
 
 def _mode(mask: np.ndarray, image: np.ndarray) -> int:
@@ -201,11 +234,13 @@ def object_stats(labels: Any, lam: Any, *, pixel_size_um: float, std: Any | None
     got = per_object(np.where(use, lam, np.nan), ("label", "area", "bbox"),
                      (_local_centroid, _lambda_stats))
     means = {}
-    for name, image in (("std", None if std is None else np.where(use, np.asarray(std), np.nan)),
+    # one plane-size image at a time
+    for name, image in (("std", None if std is None else lambda: np.where(
+                             use, np.asarray(std), np.nan)),
                         ("ident", None if identifiable is None
-                         else (np.asarray(identifiable) != 0).astype(np.float32))):
+                         else lambda: (np.asarray(identifiable) != 0).astype(np.float32))):
         means[name] = (np.full(len(got), np.nan) if image is None
-                       else per_object(image, (), (_finite_mean,))["_finite_mean"].to_numpy())
+                       else per_object(image(), (), (_finite_mean,))["_finite_mean"].to_numpy())
     px = float(pixel_size_um)
     table = pd.DataFrame({
         "label": got["label"].astype(np.int64),
@@ -309,8 +344,10 @@ def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
 def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
     """Tables ``images``, ``tiles``, ``nuclei`` and ``domains`` for one result store."""
     from .io import open_result_store
+    from .memory import release_freed_memory
     from .segment import edge_distance_um
 
+    release_freed_memory()  # what the stages before left in the allocator's heaps
     res = open_result_store(store)
     attrs, px = res["attrs"], res["pixel_size_um"]
     rates = np.asarray(res["rates"])

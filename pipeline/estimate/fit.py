@@ -324,6 +324,7 @@ def fit_plane(
                 cf_finite[r0 : acc.done] = np.isfinite(band["lam"])
             terms_file.write(band)
             del band
+        release_freed_memory()  # the batch's temporaries: else the heap keeps growing holes
         if progress is not None:
             progress({"stage": "tiles", "plane": plane, "done": s + len(batch), "total": n})
     del acc
