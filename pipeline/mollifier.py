@@ -74,14 +74,14 @@ the same maps as one pass."""
 
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _spectral_multipliers(spec: tuple, shape: tuple[int, int]) -> np.ndarray:
     """``(D, ny, nx // 2 + 1)`` complex128 multipliers of the spectral backend: the bump's
     transfer times each derivative's symbol, for FFT size ``shape``.
 
     Cached across layers: fitting a plane builds a layer per batch of tiles, and every batch
-    has the same window and radius, so the transform is computed once, not per batch (two
-    entries, of about 12 MB each for a 256 px tile).
+    has the same window and radius, so the transform is computed once, not per batch (four
+    entries, of about 8 MB each for a 256 px tile: the std's smoothing bias uses other radii).
     """
     delta_um, h, ndim, derivatives, symbol, half_width = spec
     ny, nx = shape

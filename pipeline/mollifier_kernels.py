@@ -64,6 +64,8 @@ def kernel_transfer(kernel: np.ndarray, ky: np.ndarray, kx: np.ndarray) -> np.nd
     cy = np.cos(np.multiply.outer(ky, jy))  # (..., Jy)
     cx = np.cos(np.multiply.outer(kx, jx))  # (..., Jx)
     # the kernel is even in each axis, so the transform is real: sum_j k[j] cos(ky jy) cos(kx jx)
+    if ky.shape == (ky.size, 1) and kx.shape == (1, kx.size):  # a grid: two matrix products
+        return cy[:, 0, :] @ kernel @ cx[0].T
     return np.einsum("...a,ab,...b->...", cy, kernel, cx)
 
 
