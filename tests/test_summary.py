@@ -129,3 +129,29 @@ def test_run_csv_and_viewer_export_give_identical_numbers(labelled_store, tmp_pa
     assert got["lambda_sd"] == pytest.approx(v.std(ddof=1), rel=1e-5)
     assert got["lambda_iqr"] == pytest.approx(q3 - q1, rel=1e-5)
     assert got["lambda_std_mean"] == pytest.approx(std[nuc].astype(np.float64).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10, 101, 5000])
+def test_lambda_stats_equal_numpy_in_float64(n, monkeypatch):
+    """The per-object λ statistics, computed without a float64 copy (quantiles by partition,
+    moments a block at a time), equal numpy's on the float64 values: the quantiles exactly."""
+    from pipeline import summary
+
+    monkeypatch.setattr(summary, "_BLOCK", 64)  # several blocks even for small objects
+    rng = np.random.default_rng(n)
+    img = rng.lognormal(size=(n, 3)).astype(np.float32)
+    img[::4, 1] = np.nan
+    mask = rng.random((n, 3)) < 0.8
+    v = img[mask].astype(np.float64)
+    v = v[np.isfinite(v)]
+    got = summary._lambda_stats(mask, img)
+    if not v.size:
+        assert got[4] == 0 and np.isnan(got[:4]).all()
+        return
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    assert got[0] == med and got[1] == q3 - q1 and got[4] == v.size
+    np.testing.assert_allclose(got[2], v.mean(), rtol=1e-12)
+    if v.size > 1:
+        np.testing.assert_allclose(got[3], v.std(ddof=1), rtol=1e-10)
+    else:
+        assert np.isnan(got[3])
