@@ -57,6 +57,7 @@ RESULT_SOURCES = (
     "physics",        # the model and the observation (calibration) models
     "process.py",
     "mollifier_kernels.py",
+    "object_table.py",  # the per-object statistics of the CSVs
     "user_labels.py",  # the user's nuclei, read and checked
     "segment.py",
     "self_calibration.py",  # two-channel calibration from the image

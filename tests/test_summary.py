@@ -135,7 +135,7 @@ def test_run_csv_and_viewer_export_give_identical_numbers(labelled_store, tmp_pa
 def test_lambda_stats_equal_numpy_in_float64(n, monkeypatch):
     """The per-object λ statistics, computed without a float64 copy (quantiles by partition,
     moments a block at a time), equal numpy's on the float64 values: the quantiles exactly."""
-    from pipeline import summary
+    from pipeline import object_table as summary
 
     monkeypatch.setattr(summary, "_BLOCK", 64)  # several blocks even for small objects
     rng = np.random.default_rng(n)

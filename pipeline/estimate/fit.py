@@ -117,7 +117,7 @@ class _RowFile:
 
     def write(self, band: dict[str, np.ndarray]) -> None:
         for k, fh in self.files.items():
-            fh.write(np.ascontiguousarray(band[k], dtype=np.float32).tobytes())
+            fh.write(np.ascontiguousarray(band[k], dtype=np.float32))  # no bytes copy
         self.rows += len(next(iter(band.values())))
 
     def read(self, name: str) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,18 @@ import pytest
 PX = 0.025
 CAL = "100:0.00112801"
 FIXED = "[estimator]\ndelta_um = 0.14\nwindow_um = 0.2\n"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The viewer tests (marker ``napari``) need a display: without one they are skipped."""
+    if not sys.platform.startswith("linux") or (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return
+    skip = pytest.mark.skip(reason="viewer tests need a display: run pytest under xvfb-run -a")
+    for item in items:
+        if item.get_closest_marker("napari"):
+            item.add_marker(skip)
 
 
 def _synthetic(planes: int | None = None, y: int = 128, x: int = 96) -> dict:
