@@ -43,6 +43,7 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 # fails on a module in neither list, so a new module gets a decision.
 RESULT_SOURCES = (
     "calibration.py",  # intensity -> fields, from the image itself
+    "calibration_check.py",  # the user's two-channel calibration against the image (flags)
     "config.py",      # the settings and their defaults
     "config_meta.py",  # which settings enter the key
     "config_run.py",  # the [run] settings and their defaults

@@ -271,6 +271,44 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
     return Calibration(offset=float(offsets[0]), scale=SINGLE_CHANNEL_MEDIAN * phi_max / mid)
 
 
+def corrected_calibration(roles: Sequence[ChannelRole], cals: Sequence[Calibration],
+                          check: dict[str, Any]) -> tuple[Calibration, ...]:
+    """``cals`` with the heterochromatin scale times the check's ``preferred_ratio`` (offsets
+    and the chromatin scale as given)."""
+    ih = tuple(roles).index("heterochromatin")
+    return tuple(Calibration(offset=c.offset, scale=c.scale * (check["preferred_ratio"]
+                                                                if k == ih else 1.0))
+                 for k, c in enumerate(cals))
+
+
+def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
+                cals: Sequence[Calibration], settings: Any, pixel_size_um: float,
+                reuse: dict[str, Any] | None) -> dict[str, Any]:
+    """The check of a user's two-channel calibration (:mod:`pipeline.calibration_check`) on
+    the first plane of a stack; later planes (``reuse``) carry the first plane's record."""
+    from pipeline.calibration_check import check_calibration
+    from pipeline.physics.chromatin import ChromatinModel
+
+    if reuse is not None and reuse.get("check") is not None:
+        return dict(reuse["check"]) | {"reused_from_plane": reuse["check"].get(
+            "reused_from_plane", 0)}
+    data = np.asarray(plane)
+    bg = background_level(data, pixel_size_um)
+    model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
+    out = check_calibration(data, roles, cals, pixel_size_um, model,
+                            foreground=bg["foreground"] if bg else None, seed=settings.seed)
+    if out["contradicted"] and settings.calibration_check == "fix":
+        log.warning("calibration check: %s. --calibration-check fix: the heterochromatin "
+                    "scale is corrected to the ratio the image prefers", out["statement"])
+    elif out["contradicted"]:
+        log.warning("calibration check: %s. Check the --calibration pairs, or run with "
+                    "--calibration-check fix (or --calibration image) to let the image set "
+                    "the heterochromatin scale (docs/calibration.md)", out["statement"])
+    else:
+        log.info("calibration check: %s", out["statement"])
+    return out
+
+
 def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
                     pixel_size_um: float, *, reuse: dict[str, Any] | None = None,
                     dtype: Any = np.float64) -> tuple[np.ndarray, dict[str, Any]]:
@@ -297,6 +335,17 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             rec["statement"] = "percentile rule (--calibration auto): " + rec["assumption"]
             log.warning("calibration: λ rests on the percentile rule (--calibration auto); "
                         "two-channel patterns and all absolute values may be wrong")
+        elif len(roles) == 2 and settings.calibration_check != "off":
+            check = _user_check(plane, roles, mode, settings, pixel_size_um, reuse)
+            if check["contradicted"] and settings.calibration_check == "fix":
+                cals = corrected_calibration(roles, mode, check)
+                fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype)
+                rec |= {"mode": "user", "source": "user", "identifiable": True,
+                        "confidence": None}
+                ih = roles.index("heterochromatin")
+                rec["channels"][ih]["source"] = "user, scale corrected by the calibration check"
+                check["applied"] = True
+            rec["check"] = check
         return fields, rec
     if reuse is not None and reuse.get("mode") == "image":
         cals = tuple(Calibration(offset=c["offset"], scale=c["scale"])

@@ -236,6 +236,12 @@ class Settings(BaseModel):
         None, description="TIFF recorded with the shutter closed: its median per channel is "
         "the dark level (offset) for --calibration image"
     )
+    calibration_check: Literal["warn", "fix", "off"] = Field(
+        "warn", description="two channels with OFFSET:SCALE pairs: check them against the "
+        "image's physics; warn: flag the plane calibration-contradicted when the image prefers "
+        "a heterochromatin/chromatin scale ratio 10 % or more away; fix: also use the ratio "
+        "the image prefers (docs/calibration.md)"
+    )
     pixel_size_um: float | None = Field(None, gt=0, description="micrometres per pixel "
                                         "(overrides the TIFF metadata)")
     physics: PhysicsSettings = PhysicsSettings()

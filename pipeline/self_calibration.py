@@ -134,7 +134,7 @@ class _Problem:
 
     def __init__(self, planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,
                  model: Any, offsets: Sequence[float], foreground: np.ndarray | None,
-                 seed: int) -> None:
+                 seed: int, chromatin_scale: float | None = None) -> None:
         from scipy import ndimage
 
         data = _crop(np.asarray(planes), CROP_PX).astype(np.float64)  # the crop, not the plane
@@ -155,7 +155,8 @@ class _Problem:
         top_h = float(np.percentile(data[ih], AUTO_PERCENTILES[1])) - o_h
         if not (top_c > 0 and top_h > 0):
             raise ValueError("a channel has no signal above its dark level")
-        self.scale_c = DENSE_CHROMATIN / top_c
+        # the assumption (densest chromatin at DENSE_CHROMATIN), or a scale the user gave
+        self.scale_c = DENSE_CHROMATIN / top_c if chromatin_scale is None else chromatin_scale
         self.unit_h = 1.0 / top_h  # het intensity above its dark level, 99.5th pct = 1
         self.o_h0 = o_h
         self.c = (halves[:, ic] - o_c) * self.scale_c
@@ -169,13 +170,23 @@ class _Problem:
         self.offsets = (o_c, o_h)
         self.ic, self.ih = ic, ih
 
-    def __call__(self, a_h: float, b_h: float, b_c: float = 0.0) -> float:
+    def _fields(self, a_h: float, b_h: float, b_c: float) -> tuple[np.ndarray, float]:
+        """The two halves' fields ``(2, 2, Y, X)`` and the fraction of criterion pixels
+        outside ``0 <= phi_h <= c`` (of the halves' mean)."""
         f = np.empty((2, 2) + self.c.shape[-2:])
         f[:, 1] = 1.0 - self.c - b_c
         f[:, 0] = a_h * self.u_h + b_h
         ph, c = f[:, 0].mean(0), 1.0 - f[:, 1].mean(0)
         inside = self.weight > 0
         bad = ((ph < -0.02) | (ph > c + 0.02))[inside].mean() if inside.any() else 1.0
+        return f, float(bad)
+
+    def unphysical(self, a_h: float, b_h: float, b_c: float = 0.0) -> float:
+        """Fraction of criterion pixels outside ``0 <= phi_h <= c``."""
+        return self._fields(a_h, b_h, b_c)[1]
+
+    def __call__(self, a_h: float, b_h: float, b_c: float = 0.0) -> float:
+        f, bad = self._fields(a_h, b_h, b_c)
         if bad > MAX_UNPHYSICAL:
             return float("inf")
         return residual_energy(f, self.weight, self.px, self.model, self.delta, self.window)

@@ -64,6 +64,8 @@ FLAGS = {
                         "image or by the percentile rule",
     "calibration-unidentifiable": "the automatic calibration could not be determined from "
                                   "the image (its record says why)",
+    "calibration-contradicted": "the image's physics contradicts the --calibration pairs "
+                                "given (two channels; the record's check says by how much)",
     "whole-field": "no background around nuclei: the whole field was treated as one nucleus",
     "no-nuclei": "segmentation found no nucleus: no λ is reported",
     "no-segmentation": "--no-segment: λ is reported over the whole field",
@@ -127,6 +129,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("calibration-auto")
         if cal.get("identifiable") is False:
             flags.append("calibration-unidentifiable")
+    elif (cal.get("check") or {}).get("contradicted"):
+        flags.append("calibration-contradicted")
     nuc = (rec.get("segmentation") or {}).get("nuclei") or {}
     mode = nuc.get("mode")
     if mode == "whole-field":

@@ -1,0 +1,127 @@
+"""The check of a user's two-channel calibration against the image (pipeline.calibration_check)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.calibration import calibrate_plane
+from pipeline.calibration_check import CHECK_TOLERANCE, check_calibration
+from pipeline.config import Calibration, Settings
+from pipeline.physics.chromatin import ChromatinModel
+from pipeline.self_calibration import MIN_CONTRAST
+from pipeline.simulate.stress import StressSpec, make_stress_case
+from pipeline.summary import image_flags
+
+ROLES = ("chromatin", "heterochromatin")
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A small two-channel camera image of the stress suite's kind (a steady state, PSF blur,
+    Poisson and read noise), 0.03 µm pixels: big enough for the criterion."""
+    spec = StressSpec(name="check", kind="lognormal", channels=2, pixel_size_um=0.03,
+                      size_px=128, lam_scale_um=1.0)
+    return make_stress_case(spec, seed=5)
+
+
+def _het_scaled(cals, factor):
+    ih = ROLES.index("heterochromatin")
+    return tuple(Calibration(offset=c.offset, scale=c.scale * (factor if k == ih else 1.0))
+                 for k, c in enumerate(cals))
+
+
+def _check(case, cals):
+    return check_calibration(case.image.astype(float), ROLES, cals, case.pixel_size_um,
+                             ChromatinModel())
+
+
+def test_the_true_calibration_is_consistent(case):
+    out = _check(case, case.calibration)
+    assert out["checked"] and not out["contradicted"]
+    assert abs(out["preferred_ratio"] - 1) < CHECK_TOLERANCE
+    assert out["excess"] < MIN_CONTRAST  # the criterion at the user's ratio is near its minimum
+    assert "consistent" in out["statement"]
+
+
+@pytest.mark.parametrize("factor", [1.25, 1 / 1.25])
+def test_a_wrong_ratio_is_contradicted_and_the_right_one_preferred(case, factor):
+    out = _check(case, _het_scaled(case.calibration, factor))
+    assert out["checked"] and out["contradicted"]
+    # the image prefers the true ratio: the preferred one undoes the error within 5 %
+    assert out["preferred_ratio"] * factor == pytest.approx(1.0, abs=0.05)
+    assert out["excess"] > 0.2 and "λ's pattern may be wrong" in out["statement"]
+
+
+def test_pure_noise_cannot_judge_a_calibration():
+    rng = np.random.default_rng(0)
+    img = 100 + rng.poisson(400.0, (2, 128, 128)).astype(float)
+    cals = (Calibration(offset=100, scale=0.7 / 500), Calibration(offset=100, scale=0.3 / 500))
+    out = check_calibration(img, ROLES, cals, 0.03, ChromatinModel())
+    assert not out["checked"] and not out["contradicted"]
+    assert out["statement"].startswith("not checked")
+
+
+def test_a_storm_rendering_cannot_judge_a_wrong_ratio():
+    """Rendered localisations: correlated noise the criterion's split does not remove, a flat
+    criterion. A 25 % ratio error is left unjudged rather than "corrected" by noise."""
+    spec = StressSpec(name="storm", kind="smooth", channels=2, pixel_size_um=0.02,
+                      size_px=128, lam_scale_um=1.2, rendering="storm", locs_per_px=20,
+                      precision_nm=25)
+    storm = make_stress_case(spec, seed=5)
+    out = _check(storm, _het_scaled(storm.calibration, 1.25))
+    assert out["contrast"] < MIN_CONTRAST
+    assert not out["checked"] and not out["contradicted"]
+
+
+def test_too_small_a_field_is_not_checked(case):
+    out = check_calibration(case.image[:, :60, :60].astype(float), ROLES, case.calibration,
+                            case.pixel_size_um, ChromatinModel())
+    assert not out["checked"] and "too small" in out["statement"]
+
+
+def test_a_run_records_the_check_warns_and_flags_the_plane(case, caplog):
+    wrong = _het_scaled(case.calibration, 1.25)
+    settings = Settings(calibration=wrong)
+    with caplog.at_level(logging.WARNING, logger="pipeline.calibration"):
+        _, rec = calibrate_plane(case.image, ROLES, settings, case.pixel_size_um)
+    assert rec["check"]["contradicted"] and "calibration check" in caplog.text
+    attrs = {"planes": [{"calibration": rec}]}
+    assert "calibration-contradicted" in image_flags(attrs, 0, 1.0)
+    # a later plane of the stack carries the first plane's check, without a new one
+    _, later = calibrate_plane(case.image, ROLES, settings, case.pixel_size_um, reuse=rec)
+    assert later["check"]["contradicted"] and later["check"]["reused_from_plane"] == 0
+    # the true calibration: no flag; with the check off: no record
+    _, ok = calibrate_plane(case.image, ROLES, Settings(calibration=case.calibration),
+                            case.pixel_size_um)
+    assert not ok["check"]["contradicted"]
+    assert "calibration-contradicted" not in image_flags({"planes": [{"calibration": ok}]}, 0, 1)
+    _, off = calibrate_plane(case.image, ROLES,
+                             Settings(calibration=wrong, calibration_check="off"),
+                             case.pixel_size_um)
+    assert "check" not in off
+
+
+def test_fix_uses_the_ratio_the_image_prefers(case):
+    ih = ROLES.index("heterochromatin")
+    wrong = _het_scaled(case.calibration, 1.25)
+    fields, rec = calibrate_plane(case.image, ROLES,
+                                  Settings(calibration=wrong, calibration_check="fix"),
+                                  case.pixel_size_um)
+    assert rec["check"]["contradicted"] and rec["check"]["applied"]
+    assert "corrected" in rec["channels"][ih]["source"]
+    # the corrected heterochromatin scale is the true one within 5 %; the chromatin one as given
+    assert rec["channels"][ih]["scale"] == pytest.approx(case.calibration[ih].scale, rel=0.05)
+    assert rec["channels"][1 - ih]["scale"] == wrong[1 - ih].scale
+    expect = (case.image[ih] - wrong[ih].offset) * rec["channels"][ih]["scale"]
+    inside = (expect > 0.01) & (expect < 0.6)  # the fields are clipped to the physical range
+    assert np.allclose(fields[0][inside], expect[inside])  # [phi_h, phi_w]: phi_h corrected
+    assert "calibration-contradicted" in image_flags({"planes": [{"calibration": rec}]}, 0, 1)
+    # a calibration the image agrees with is left as given
+    _, same = calibrate_plane(case.image, ROLES,
+                              Settings(calibration=case.calibration, calibration_check="fix"),
+                              case.pixel_size_um)
+    assert same["channels"][ih]["scale"] == case.calibration[ih].scale
+    assert "applied" not in same["check"]
