@@ -268,7 +268,7 @@ def select_bandwidth(
         ok, where = _evaluation_mask(cands, fg)
         if ok.sum() < 16:
             raise TooSmallError("too few interior pixels to choose a bandwidth (image too small?)")
-        _statistics(cands, ok)
+        _statistics(cands, ok, (lambda_min, lambda_max))
         chosen = _choose(cands, reference_reliability)
         for c in cands:  # the centred maps the rule read: not kept while the grid grows
             c.pop("a", None)
@@ -301,7 +301,8 @@ def select_bandwidth(
 
     table = [
         {k: (float(c[k]) if np.isfinite(c[k]) else None)
-         for k in ("delta_px", "window_px", "reliability", "predicted_r") if k in c}
+         for k in ("delta_px", "window_px", "reliability", "predicted_r", "at_bound")
+         if k in c}
         for c in cands
     ]
     choice = BandwidthChoice(

@@ -31,6 +31,13 @@ EDGE_WINDOWS = 0.0
 carry the edge's bias into the plain estimator; tuning seeds 0, 11, 23)."""
 _MIN_EVAL_PX = 256
 
+MAX_AT_BOUND = 0.05
+"""Largest fraction of the evaluation pixels at which either half's lambda may sit at a bound
+(``lambda_min``/``lambda_max``) for a candidate to be judged. Beyond it the halves' correlation
+is that of the pixels' bounds, not of lambda: on rendered-localisation images whose halves were
+at a bound almost everywhere, such candidates scored a reliability of 0.5 or a predicted
+correlation above 1, and were chosen (r -0.16 and -0.05 on stress tuning seeds 37 and 23)."""
+
 
 def estimate_noise(fields: np.ndarray, *, correlated: bool = False) -> np.ndarray:
     """Per-channel noise standard deviation of ``(C, H, W)`` fields.
@@ -86,9 +93,12 @@ def _halves(f: np.ndarray, models: list[NoiseModel], seed: int) -> np.ndarray:
     return np.stack([f + z, f - z])  # (2, C, H, W): one mollification pass for both
 
 
-def _statistics(cands: list[dict], ok: np.ndarray) -> None:
+def _statistics(cands: list[dict], ok: np.ndarray,
+                bounds: tuple[float, float] = (-np.inf, np.inf)) -> None:
+    lo, hi = bounds
     for c in cands:
         a, b = c["l1"][ok], c["l2"][ok]
+        c["at_bound"] = float(np.mean((a <= lo) | (a >= hi) | (b <= lo) | (b >= hi)))
         c["a"], c["b"] = a - a.mean(), b - b.mean()
         denom = np.sqrt(a.var() * b.var())
         rho = _cov(a, b) / denom if denom > 0 else 0.0
@@ -97,20 +107,34 @@ def _statistics(cands: list[dict], ok: np.ndarray) -> None:
 
 
 def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str, dict]:
-    refs = [c for c in cands if c["reliability"] >= reference_reliability]
+    """The candidate of largest predicted correlation with the truth (module text of
+    :mod:`pipeline.estimate.bandwidth`), among those whose halves are at a bound of lambda on
+    at most :data:`MAX_AT_BOUND` of the pixels; with none such, the one least at a bound."""
+    judged = [c for c in cands if c.get("at_bound", 0.0) <= MAX_AT_BOUND]
+    if not judged:
+        best = min(cands, key=lambda c: (c["at_bound"], -c["window_px"], -c["delta_px"]))
+        how = (f"every candidate's halves sit at a bound of lambda on more than "
+               f"{MAX_AT_BOUND:.0%} of the pixels: the one least at a bound "
+               f"({best['at_bound']:.0%})")
+        log.warning("bandwidth: %s; the rate map is noise-dominated", how)
+        return best, how, {}
+    for c in cands:
+        c.setdefault("predicted_r", -np.inf)
+    refs = [c for c in judged if c["reliability"] >= reference_reliability]
     if not refs:
-        best = max(cands, key=lambda c: c["reliability"])
+        best = max(judged, key=lambda c: c["reliability"])
         how = f"no candidate reached reliability {reference_reliability}: the most reliable one"
         log.warning("bandwidth: %s (%.3f); the rate map is noise-dominated", how,
                     best["reliability"])
         return best, how, {}
     ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
-    for c in cands:
+    for c in judged:
         cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
         ok_c = c["signal_var"] > 0 and c["reliability"] > 0
-        agree = cross / np.sqrt(c["signal_var"] * ref["signal_var"]) if ok_c else -np.inf
+        # a correlation: an estimate above 1 is the estimate's noise (small signal variance)
+        agree = min(1.0, cross / np.sqrt(c["signal_var"] * ref["signal_var"])) if ok_c else -np.inf
         c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
-    best = max(cands, key=lambda c: c["predicted_r"])
+    best = max(judged, key=lambda c: c["predicted_r"])
     how = ("largest predicted correlation with the truth, corr(m, m_ref) x sqrt(split "
            f"reliability), against the reference delta={ref['delta_px']:g} px, "
            f"s={ref['window_px']:g} px (least window with reliability >= "

@@ -168,3 +168,57 @@ def test_grid_follows_the_pixel_size():
     assert s[0] >= 1.5
     d, _ = candidate_grid(0.01)  # smaller pixels: the same micrometres
     assert d == pytest.approx([2 * v for v in DEFAULT_DELTAS_PX])
+
+
+@pytest.mark.parametrize("name, seed, r_min", [
+    ("storm_lognormal_1ch_sparse", 37, 0.9),  # was r -0.16: a predicted correlation of 4.7
+    ("nuc_storm_lognormal_2ch", 23, 0.3),  # was r -0.05: the "most reliable" fallback
+])
+def test_candidates_whose_halves_sit_at_a_bound_are_not_chosen(name, seed, r_min):
+    """Rendered localisations (stress specs, tuning seeds): at small bandwidths the noise-split
+    halves' lambda sits at a bound almost everywhere, and their correlation is that of the
+    bounds. Such candidates were chosen. With the nuclei, as the run's fit chooses."""
+    from benchmarks.stress import evaluation_region, fit
+    from pipeline.config import Settings
+    from pipeline.estimate.bandwidth import choose_bandwidths
+    from pipeline.estimate.bandwidth_split import MAX_AT_BOUND
+    from pipeline.physics.observation import to_fields
+    from pipeline.process import nuclei_foreground
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    spec = next(s for s in STRESS_SPECS if s.name == name)
+    case = make_stress_case(spec, seed=seed)
+    px, settings = case.pixel_size_um, Settings()
+    fields = to_fields(case.image, case.channel_names, case.calibration_given)[0]
+    fg = nuclei_foreground(fields, px, settings)
+    delta, window, ev = choose_bandwidths(fields, ChromatinModel(), px, settings.estimator,
+                                          foreground=fg, foreground_weight=fg is not None)
+    assert max(r["at_bound"] for r in ev["table"]) > 0.5  # the trap is there
+    chosen = min(ev["table"], key=lambda r: abs(r["delta_px"] - delta / px)
+                 + abs(r["window_px"] - window / px))
+    assert chosen["at_bound"] <= MAX_AT_BOUND
+    # and through the fit the run uses (the same choice, the nuclei as the weight)
+    info: dict = {}
+    lam, _, ident = fit(case.image, case, "closed-form", info)
+    assert info["delta_um"] == pytest.approx(delta) and info["window_um"] == pytest.approx(window)
+    assert interior_r(lam, case.lam, evaluation_region(case) & ident, border_px=0) > r_min
+
+
+def test_a_predicted_correlation_never_exceeds_one():
+    """The signal agreement is a correlation: an estimate above 1 (a candidate whose signal
+    variance is tiny) is capped, and cannot outscore a well-estimated candidate."""
+    from pipeline.estimate.bandwidth_split import _choose
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=4000)
+    good = {"delta_px": 10.0, "window_px": 10.0, "reliability": 0.95, "at_bound": 0.0,
+            "a": base, "b": base + 0.1 * rng.normal(size=4000)}
+    tiny = {"delta_px": 5.0, "window_px": 5.0, "reliability": 0.3, "at_bound": 0.0,
+            "a": 1e-3 * base + 1e-3 * rng.normal(size=4000),
+            "b": 1e-3 * base - 1e-3 * rng.normal(size=4000)}
+    for c in (good, tiny):
+        c["signal_var"] = float(np.mean(c["a"] * c["b"]))
+    tiny["signal_var"] = 1e-9  # an underestimated signal variance: agreement far above 1
+    best, _, _ = _choose([good, tiny], 0.8)
+    assert best is good
+    assert tiny["predicted_r"] <= np.sqrt(tiny["reliability"]) + 1e-12
