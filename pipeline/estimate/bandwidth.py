@@ -23,7 +23,10 @@ Cross-half covariances see only the noise-free expectations ``m_b``:
 ``corr(lam_b, truth) = corr(m_b, truth) * sqrt(rho_b)``. The rule replaces the unknown truth by
 a **reference** ``m_ref`` (the smallest window whose reliability reaches
 ``reference_reliability`` = 0.8, at the largest delta that does) and **takes the candidate
-with the largest predicted correlation** ``corr(m_b, m_ref) * sqrt(rho_b)``.
+with the largest predicted correlation** ``corr(m_b, m_ref) * sqrt(rho_b)`` (the agreement,
+a correlation, capped at 1). A candidate whose halves sit at a bound of lambda on more than
+:data:`~pipeline.estimate.bandwidth_split.MAX_AT_BOUND` of the pixels is not judged: its
+correlations are those of the bounds.
 
 **Where it is evaluated.** With a ``foreground`` mask (the nuclei), the noise is fitted on it
 and the statistics are computed only on foreground pixels farther from its edge than the

@@ -88,13 +88,15 @@ def test_storm_like_choice_is_not_the_smallest_window():
     fields, truth = _storm()
     model = ChromatinModel()
     grid = {"deltas_px": (10, 14), "windows_px": (2.5, 5.5, 10, 15), "extend": False}
-    # the old split: white z at the finest-scale level -> the smallest window, r poor
+    # the old split: white z at the finest-scale level leaves the halves' noise correlated,
+    # so every candidate looks reliable; it took the smallest window until candidates at a
+    # bound of lambda were excluded, and it still takes a smaller one than the noise model
     from skimage.restoration import estimate_sigma
     white = select_bandwidth(fields, model, PX, noise_sigma=[estimate_sigma(fields[0])], **grid)
-    assert white.window_um == pytest.approx(2.5 * PX)
+    assert all(r["reliability"] > 0.99 for r in white.table)
     new = select_bandwidth(fields, model, PX, **grid)
     assert new.noise[0]["corr_length_px"] == pytest.approx(1.0, abs=0.2)
-    assert new.window_um > 2.5 * PX
+    assert new.window_um > 2.5 * PX and new.window_um > white.window_um
     r_new = _r(fields, truth, new.delta_um / PX, new.window_um / PX)
     r_best = max(_r(fields, truth, d, s) for d in (10, 14) for s in (10, 15))
     assert r_new > r_best - 0.03, (r_new, r_best)
