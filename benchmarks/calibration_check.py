@@ -17,9 +17,6 @@ Every constant of the check was chosen on tuning seeds (docs/calibration.md has 
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.calibration_identifiability import _region, _score  # noqa: E402
+from benchmarks.calibration_identifiability import _region, _score, rows_main  # noqa: E402
 from pipeline.calibration import background_level, corrected_calibration  # noqa: E402
 from pipeline.calibration_check import check_calibration  # noqa: E402
 from pipeline.config import Calibration  # noqa: E402
 from pipeline.physics.chromatin import ChromatinModel  # noqa: E402
-from pipeline.simulate.stress import STRESS_SPECS, make_stress_case  # noqa: E402
+from pipeline.simulate.stress import make_stress_case  # noqa: E402
 
 MODEL = ChromatinModel()
 HET_ERRORS = {"het+20": 1.2, "het-17": 1 / 1.2}
@@ -75,15 +72,7 @@ def run_case(spec, seed: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--specs", default="*", help="comma-separated name patterns")
-    p.add_argument("--seeds", default="11,23,37")
-    args = p.parse_args()
-    pats = args.specs.split(",")
-    for spec in STRESS_SPECS:
-        if spec.channels == 2 and any(fnmatch.fnmatch(spec.name, q) for q in pats):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                print(json.dumps(run_case(spec, seed), default=float), flush=True)
+    rows_main(run_case, __doc__.splitlines()[0], channels=2)
 
 
 if __name__ == "__main__":

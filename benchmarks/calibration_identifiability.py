@@ -71,16 +71,24 @@ def run_case(spec, seed: int) -> dict:
     return row
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def rows_main(run_case, description: str, *, channels: int | None = None,
+              argv: list[str] | None = None) -> None:
+    """The command line of the calibration benchmarks: one JSON row per (spec, seed) of the
+    stress specs matching ``--specs`` (and with ``channels`` channels, when given)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--specs", default="*", help="comma-separated name patterns")
     p.add_argument("--seeds", default="11,23,37")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     pats = args.specs.split(",")
     for spec in STRESS_SPECS:
-        if any(fnmatch.fnmatch(spec.name, pat) for pat in pats):
+        if (channels is None or spec.channels == channels) and any(
+                fnmatch.fnmatch(spec.name, pat) for pat in pats):
             for seed in (int(s) for s in args.seeds.split(",")):
                 print(json.dumps(run_case(spec, seed), default=float), flush=True)
+
+
+def main() -> None:
+    rows_main(run_case, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
