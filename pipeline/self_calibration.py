@@ -129,6 +129,31 @@ def residual_energy(halves: np.ndarray, weight: np.ndarray, pixel_size_um: float
     return float(np.sum(w * res[0] * res[1]) / w.sum())
 
 
+def _split_noise(data: np.ndarray, sig: np.ndarray, foreground: np.ndarray | None,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The split's noise ``z`` for the crop ``data`` (C, Y, X) with local standard deviations
+    ``sig`` (the Poisson-Gaussian model). White, as the camera's, unless a channel's noise is
+    spatially correlated (:func:`pipeline.estimate.noise.estimate_noise_model`: rendered
+    localisations): then that channel's ``z`` has the fitted correlation, scaled to ``sig``,
+    so that the halves' noise is independent there too. All-white crops draw exactly as
+    before."""
+    from pipeline.estimate.noise import estimate_noise_model
+
+    mask = None if foreground is None else _crop(np.asarray(foreground, bool), CROP_PX)
+    models = [estimate_noise_model(ch, mask if mask is not None and mask.any() else None)
+              for ch in data]
+    if all(m.is_white for m in models):
+        return rng.normal(size=data.shape) * sig
+    out = np.empty(data.shape)
+    for c, (m, s) in enumerate(zip(models, sig, strict=True)):
+        if m.is_white:
+            out[c] = rng.normal(size=s.shape) * s
+        else:  # the level of the spectral fit (the finest-scale details see only part of
+            # correlated noise), the Poisson-Gaussian model's variation over the crop
+            out[c] = m.sample(s.shape, rng) * (s / np.sqrt(np.mean(s**2)))
+    return out
+
+
 class _Problem:
     """The two-channel criterion as a function of the heterochromatin (scale, offset)."""
 
@@ -145,7 +170,7 @@ class _Problem:
             a, b = noise_model(ch)
             var = a * ch + b
             sig.append(np.sqrt(np.clip(var, 0.25 * max(float(np.median(var)), 1e-12), None)))
-        z = rng.normal(size=data.shape) * np.stack(sig)
+        z = _split_noise(data, np.stack(sig), foreground, rng)
         halves = np.stack([data + z, data - z])  # (2, C, Y, X), independent noise
         self.px, self.model = pixel_size_um, model
         self.delta = max(CRITERION_DELTA_UM, 6 * pixel_size_um)

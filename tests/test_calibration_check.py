@@ -64,16 +64,52 @@ def test_pure_noise_cannot_judge_a_calibration():
     assert out["statement"].startswith("not checked")
 
 
-def test_a_storm_rendering_cannot_judge_a_wrong_ratio():
-    """Rendered localisations: correlated noise the criterion's split does not remove, a flat
-    criterion. A 25 % ratio error is left unjudged rather than "corrected" by noise."""
-    spec = StressSpec(name="storm", kind="smooth", channels=2, pixel_size_um=0.02,
-                      size_px=128, lam_scale_um=1.2, rendering="storm", locs_per_px=20,
+def _storm_case(size_px: int, pixel_size_um: float):
+    spec = StressSpec(name="storm", kind="smooth", channels=2, pixel_size_um=pixel_size_um,
+                      size_px=size_px, lam_scale_um=1.2, rendering="storm", locs_per_px=20,
                       precision_nm=25)
-    storm = make_stress_case(spec, seed=5)
+    return make_stress_case(spec, seed=5)
+
+
+def test_a_small_storm_rendering_is_not_judged():
+    """Rendered localisations on a small field: the noise-free residual energy estimated from
+    the split is not positive at its minimum, so a 25 % ratio error is left unjudged rather
+    than "corrected" by noise."""
+    storm = _storm_case(128, 0.02)
     out = _check(storm, _het_scaled(storm.calibration, 1.25))
-    assert out["contrast"] < MIN_CONTRAST
     assert not out["checked"] and not out["contradicted"]
+
+
+def test_a_storm_rendering_is_judged_with_its_correlated_noise():
+    """The split's noise has the rendering's spatial correlation (self_calibration._split_noise):
+    on a 256 px rendering at 0.015 um the criterion then identifies the ratio (its contrast was
+    0.05 with white split noise, which leaves the halves' noise correlated)."""
+    storm = _storm_case(256, 0.015)
+    right = _check(storm, storm.calibration)
+    assert right["checked"] and not right["contradicted"] and right["contrast"] >= MIN_CONTRAST
+    wrong = _check(storm, _het_scaled(storm.calibration, 1.25))
+    assert wrong["contradicted"]
+    assert wrong["preferred_ratio"] * 1.25 == pytest.approx(1.0, abs=0.05)
+
+
+def test_split_noise_is_white_for_a_camera_and_correlated_for_a_rendering(case):
+    from scipy import ndimage as ndi
+
+    from pipeline.self_calibration import _split_noise
+
+    data = case.image.astype(float)
+    sig = np.full(data.shape, 2.0)
+    white = _split_noise(data, sig, None, np.random.default_rng(3))
+    assert np.array_equal(white, np.random.default_rng(3).normal(size=data.shape) * sig)
+    rng = np.random.default_rng(4)
+    rendered = 100 + np.stack([ndi.gaussian_filter(rng.poisson(50.0, (128, 128)).astype(float),
+                                                   1.5) for _ in range(2)])
+    z = _split_noise(rendered, np.full(rendered.shape, 2.0), None, np.random.default_rng(3))
+    lag1 = np.mean([np.corrcoef(zc[:, 1:].ravel(), zc[:, :-1].ravel())[0, 1] for zc in z])
+    assert lag1 > 0.5
+    # the level is the rendering's own noise (the spectral fit), not the finest-scale one
+    assert z.std() == pytest.approx((rendered - ndi.gaussian_filter(rendered, (0, 8, 8))).std(),
+                                    rel=0.3)
 
 
 def test_too_small_a_field_is_not_checked(case):

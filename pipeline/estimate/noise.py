@@ -276,6 +276,8 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
         def r2(q: np.ndarray) -> np.ndarray:
             return np.log(np.exp(q[0]) * shape + np.exp(q[1])) - y
         q0 = np.array([float(np.median(y - np.log(shape))), float(np.log(pw[-3:].min()))])
+        # inside the bounds: a wide kernel on bright raw intensities put the start above them
+        q0 = np.clip(q0, -80 + 1e-6, 20 - 1e-6)
         res = least_squares(r2, q0, bounds=([-80, -80], [20, 20]), x_scale="jac")
         return float(res.cost), res.x
 

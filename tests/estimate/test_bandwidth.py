@@ -224,3 +224,16 @@ def test_a_predicted_correlation_never_exceeds_one():
     best, _, _ = _choose([good, tiny], 0.8)
     assert best is good
     assert tiny["predicted_r"] <= np.sqrt(tiny["reliability"]) + 1e-12
+
+
+def test_noise_model_of_bright_raw_intensities():
+    """Raw counts (not fields) of a sparse two-channel rendering (stress spec
+    ``storm_lognormal_2ch_px40``, tuning seed 11): a start above the fit's bounds once raised
+    here, so the calibration check could not read the noise."""
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    spec = next(s for s in STRESS_SPECS if s.name == "storm_lognormal_2ch_px40")
+    raw = make_stress_case(spec, seed=11).image.astype(float)
+    for ch in raw:
+        m = estimate_noise_model(ch[:256, :256])
+        assert m.sigma > 0 and np.isfinite(m.corr_length_px)
