@@ -18,6 +18,10 @@ and the truth, the evaluation pixels and the product's std. ``evaluate``: the co
     python benchmarks/uncertainty_components.py collect --seeds tuning --dir /tmp/unc
     python benchmarks/uncertainty_components.py evaluate --dir /tmp/unc
 
+``collect-neural`` / ``evaluate-neural``: the same for the neural method's std (its refitted
+members, its mean, the symmetric bias term it uses and the closed form's forward difference),
+scored by :data:`NEURAL_RULES`.
+
 Only tuning seeds are for choosing rules (docs/stress.md).
 """
 
@@ -189,9 +193,10 @@ def evaluate_case(d, rule, p=None) -> tuple[float, float, float]:
     return cov, float(np.median(std[ok]) / rmse), rmse
 
 
-def evaluate(paths: list[Path], rules: dict) -> None:
+def evaluate(paths: list[Path], rules: dict, parts_of=None) -> None:
+    parts_of = parts if parts_of is None else parts_of
     data = [(np.load(pth), None) for pth in paths]
-    data = [(d, parts(d)) for d, _ in data]
+    data = [(d, parts_of(d)) for d, _ in data]
     for name, rule in rules.items():
         covs, widths = [], []
         for d, p in data:
@@ -204,15 +209,98 @@ def evaluate(paths: list[Path], rules: dict) -> None:
               f"median cov {np.median(c):.3f} median std/rmse {np.median(widths):.2f}")
 
 
+def _collect_neural_case(spec, seed: int) -> dict[str, np.ndarray]:
+    """One case through the product's neural fit, keeping the parts of its std (one tile)."""
+    import pipeline.estimate.fit as fitmod
+    import pipeline.estimate.neural as nmod
+    from pipeline.estimate import uncertainty as U
+    from pipeline.tiling import valid_cut
+
+    stash: dict = {}
+    orig_bias, orig_comb, orig_plan = nmod.smoothing_bias, nmod.combine_std, fitmod.plan_tiles
+
+    def plan(*a, **k):
+        stash["plan"] = orig_plan(*a, **k)
+        return stash["plan"]
+
+    def bias(f, model, px, delta, window, factor, est, *, weight=None):
+        b = orig_bias(f, model, px, delta, window, factor, est, weight=weight)
+        stash.setdefault("symmetric", []).append(b)
+        stash.setdefault("forward", []).append(
+            U.window_bias(f, model, px, delta, window, factor, est, weight=weight, scale=1.0))
+        stash["meta"] = {"delta_px": delta / px, "window_px": window / px}
+        return b
+
+    def comb(members, estimate, b, **kw):
+        stash.setdefault("members", []).append(members)
+        stash.setdefault("mean", []).append(estimate)
+        stash["smooth_px"] = kw.get("smooth_px", 0.0)
+        return orig_comb(members, estimate, b, **kw)
+
+    nmod.smoothing_bias, nmod.combine_std, fitmod.plan_tiles = bias, comb, plan
+    try:
+        case = make_stress_case(spec, seed)
+        mean, std, ident = fit(case.image, case, "neural")
+    finally:
+        nmod.smoothing_bias, nmod.combine_std, fitmod.plan_tiles = orig_bias, orig_comb, orig_plan
+    p = stash["plan"]
+    if len(p.tiles) != 1 or len(stash["mean"]) != 1:
+        raise RuntimeError(f"{case.name}: {len(p.tiles)} tiles; this script wants one")
+    cut = valid_cut(p.tiles[0])
+    out = {k: np.asarray(stash[k][-1][0], np.float32)
+           for k in ("members", "mean", "symmetric", "forward")}
+    out["cut"] = np.array([cut[0].start, cut[0].stop, cut[1].start, cut[1].stop])
+    out["truth"] = case.lam.astype(np.float32)
+    out["ok"] = evaluation_region(case) & ident & np.isfinite(mean) & np.isfinite(std)
+    out["mean_product"], out["std_product"] = mean, std
+    out["smooth_px"] = np.array(stash["smooth_px"])
+    for k, v in stash["meta"].items():
+        out[k] = np.array(v)
+    return out
+
+
+def neural_parts(d) -> dict[str, np.ndarray]:
+    """The neural std's terms (tile coordinates), squared."""
+    from pipeline.estimate.uncertainty import combine_std
+
+    m, lam = d["members"].astype(np.float64), d["mean"].astype(np.float64)
+    s, zero = float(d["smooth_px"]), np.zeros((1,) + lam.shape)
+    return {
+        "noise_arithmetic": combine_std(m[None], lam[None], zero, smooth_px=s)[0] ** 2,
+        "noise_geometric": combine_std(m[None], lam[None], zero, smooth_px=s,
+                                       geometric=True)[0] ** 2,
+        "symmetric": d["symmetric"].astype(np.float64) ** 2,
+        "forward": d["forward"].astype(np.float64) ** 2,
+    }
+
+
+def _plus_forward(noise: str, k: float):
+    """The rule ``noise + k^2 forward``."""
+    return lambda p: p[noise] + k**2 * p["forward"]
+
+
+NEURAL_RULES = {
+    "product (arithmetic + symmetric)": lambda p: p["noise_arithmetic"] + p["symmetric"],
+    "arithmetic, no bias": lambda p: p["noise_arithmetic"],
+    "geometric, no bias": lambda p: p["noise_geometric"],
+    "geometric + symmetric": lambda p: p["noise_geometric"] + p["symmetric"],
+    **{f"geometric + {k:g} forward": _plus_forward("noise_geometric", k)
+       for k in (0.5, 1.0, 1.5, 2.25)},
+    **{f"arithmetic + {k:g} forward": _plus_forward("noise_arithmetic", k)
+       for k in (0.5, 1.0, 1.5)},
+}
+"""Candidate squared stds of the neural method from :func:`neural_parts`."""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("collect", "evaluate"))
+    ap.add_argument("what", choices=("collect", "evaluate", "collect-neural", "evaluate-neural"))
     ap.add_argument("--seeds", choices=("tuning", "test"), default="tuning")
     ap.add_argument("--specs", default="*")
     ap.add_argument("--max-seeds", type=int, default=None)
     ap.add_argument("--dir", type=Path, required=True)
     args = ap.parse_args(argv)
-    if args.what == "collect":
+    if args.what.startswith("collect"):
         seeds = TUNING_SEEDS if args.seeds == "tuning" else TEST_SEEDS
         seeds = seeds[: args.max_seeds] if args.max_seeds else seeds
         pats = args.specs.split(",")
@@ -224,8 +312,12 @@ def main(argv=None) -> int:
                 if dst.exists():
                     continue
                 t0 = time.perf_counter()
-                np.savez_compressed(dst, **_collect_case(spec, seed))
+                collect = _collect_neural_case if args.what == "collect-neural" else _collect_case
+                np.savez_compressed(dst, **collect(spec, seed))
                 print(f"{dst.name} {time.perf_counter() - t0:.0f}s", flush=True)
+        return 0
+    if args.what == "evaluate-neural":
+        evaluate(sorted(args.dir.glob("*.npz")), NEURAL_RULES, neural_parts)
         return 0
     evaluate(sorted(args.dir.glob("*.npz")), RULES)
     return 0
