@@ -97,6 +97,11 @@ def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
         text += f" (confidence {float(cal['confidence']):.2g})"
     if cal.get("identifiable") is False:
         text += ", not identifiable"
+    check = cal.get("check") or {}
+    if check.get("contradicted") and check.get("preferred_ratio") is not None:
+        text += (f", contradicted by the image (heterochromatin/chromatin ratio "
+                 f"{float(check['preferred_ratio']) - 1:+.0%}"
+                 f"{', applied' if check.get('applied') else ''})")
     try:
         flags = image_flags(attrs, min(plane, len(planes) - 1),
                             float(rec.get("fraction_identifiable", 1.0)))

@@ -25,3 +25,15 @@ def test_qc_line_names_the_calibration_and_the_flags(tmp_path):
     assert qc_text({}) == "no run record in this store"
     assert qc_text({"planes": [{"calibration": {"source": "user"}}]}).startswith(
         "calibration user; flags:")
+
+
+def test_qc_line_says_when_the_image_contradicts_the_calibration():
+    check = {"checked": True, "contradicted": True, "preferred_ratio": 1.24}
+    rec = {"calibration": {"mode": "user", "source": "user", "check": check}}
+    line = qc_text({"planes": [rec]})
+    assert "contradicted by the image (heterochromatin/chromatin ratio +24%)" in line
+    assert "flags: calibration-contradicted" in line
+    check["applied"] = True
+    assert "+24%, applied)" in qc_text({"planes": [rec]})
+    check["contradicted"] = False
+    assert "contradicted" not in qc_text({"planes": [rec]})
