@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
+from pipeline.estimate.bandwidth import central_crop
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
 from pipeline.self_calibration import (
     CRITERION_DELTA_UM,
@@ -38,7 +39,7 @@ from pipeline.self_calibration import (
     CROP_PX,
     DENSE_CHROMATIN,
     MIN_CONTRAST,
-    MIN_INTERIOR_PX,
+    criterion_field_px,
     noise_model,
     residual_energy,
     self_calibrate,
@@ -217,8 +218,7 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     if offsets is None:
         offsets = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in data]
     model = ChromatinModel(phi_max, interface_length_um)
-    side = min(min(data.shape[-2:]), CROP_PX)
-    need = int(2 * max(CRITERION_DELTA_UM, 6 * pixel_size_um) / pixel_size_um) + MIN_INTERIOR_PX
+    side, need = min(min(data.shape[-2:]), CROP_PX), criterion_field_px(pixel_size_um)
     out, why = None, f"the field ({side} px) is too small for the criterion (needs {need} px)"
     if side >= need:
         try:
@@ -292,7 +292,8 @@ def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
     if reuse is not None and reuse.get("check") is not None:
         return dict(reuse["check"]) | {"reused_from_plane": reuse["check"].get(
             "reused_from_plane", 0)}
-    data = np.asarray(plane)
+    # the criterion reads a central crop: its nuclei are found there, not on the whole plane
+    data = central_crop(np.asarray(plane), CROP_PX)
     bg = background_level(data, pixel_size_um)
     model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
     out = check_calibration(data, roles, cals, pixel_size_um, model,
@@ -327,24 +328,24 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     phi_max = settings.physics.phi_max
     mode = settings.calibration_for(len(roles))
     if mode != "image":
-        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max, dtype=dtype)
         user = not isinstance(mode, str)
+        check = None
+        if user and len(roles) == 2 and settings.calibration_check != "off":
+            check = _user_check(plane, roles, mode, settings, pixel_size_um, reuse)
+            if check["contradicted"] and settings.calibration_check == "fix":
+                mode = corrected_calibration(roles, mode, check)
+                check["applied"] = True
+        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max, dtype=dtype)
         rec |= {"mode": "user" if user else "auto", "source": "user" if user else "percentile",
                 "identifiable": user, "confidence": None}
         if not user:
             rec["statement"] = "percentile rule (--calibration auto): " + rec["assumption"]
             log.warning("calibration: λ rests on the percentile rule (--calibration auto); "
                         "two-channel patterns and all absolute values may be wrong")
-        elif len(roles) == 2 and settings.calibration_check != "off":
-            check = _user_check(plane, roles, mode, settings, pixel_size_um, reuse)
-            if check["contradicted"] and settings.calibration_check == "fix":
-                cals = corrected_calibration(roles, mode, check)
-                fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype)
-                rec |= {"mode": "user", "source": "user", "identifiable": True,
-                        "confidence": None}
+        if check is not None:
+            if check.get("applied"):
                 ih = roles.index("heterochromatin")
                 rec["channels"][ih]["source"] = "user, scale corrected by the calibration check"
-                check["applied"] = True
             rec["check"] = check
         return fields, rec
     if reuse is not None and reuse.get("mode") == "image":

@@ -38,13 +38,12 @@ import numpy as np
 
 from pipeline.config import Calibration, ChannelRole
 from pipeline.self_calibration import (
-    CRITERION_DELTA_UM,
     CROP_PX,
     MAX_UNPHYSICAL,
     MIN_CONTRAST,
-    MIN_INTERIOR_PX,
-    PROBE_STEP,
     _Problem,
+    criterion_field_px,
+    scale_contrast,
 )
 
 __all__ = ["CHECK_FACTORS", "CHECK_TOLERANCE", "check_calibration"]
@@ -97,8 +96,7 @@ def check_calibration(planes: np.ndarray, roles: Sequence[ChannelRole],
     out: dict[str, Any] = {"checked": False, "contradicted": False, "preferred_ratio": None,
                            "excess": None, "contrast": None, "unphysical": None,
                            "evaluations": 0}
-    side = min(min(np.shape(planes)[-2:]), CROP_PX)
-    need = int(2 * max(CRITERION_DELTA_UM, 6 * pixel_size_um) / pixel_size_um) + MIN_INTERIOR_PX
+    side, need = min(min(np.shape(planes)[-2:]), CROP_PX), criterion_field_px(pixel_size_um)
     if side < need:
         out["statement"] = (f"not checked: the field ({side} px) is too small for the "
                             f"criterion (needs {need} px)")
@@ -130,12 +128,8 @@ def check_calibration(planes: np.ndarray, roles: Sequence[ChannelRole],
         n_eval += 1
         if np.isfinite(v_try) and v_try < best:
             f_star, best = f_try, float(v_try)
-    probes = [prob(a_user * f_star * (1 + PROBE_STEP), 0.0),
-              prob(a_user * f_star / (1 + PROBE_STEP), 0.0)]
+    contrast = scale_contrast(lambda a: prob(a, 0.0), a_user * f_star, best)
     n_eval += 2
-    finite = [q for q in probes if np.isfinite(q)]
-    contrast = (float((min(finite) - best) / abs(best))
-                if finite and np.isfinite(best) and best != 0 else 0.0)
     at_user = float(vals[len(vals) // 2])  # CHECK_FACTORS is symmetric in log: the middle is 1
     excess = float((at_user - best) / abs(best)) if best != 0 else 0.0
     checked = bool(np.isfinite(best) and best > 0 and contrast >= MIN_CONTRAST)
@@ -144,8 +138,9 @@ def check_calibration(planes: np.ndarray, roles: Sequence[ChannelRole],
     edge = j in (0, len(vals) - 1)
     pct = f"{round(f_star - 1, 2) + 0.0:+.0%}" + (" or more" if edge else "")  # no "-0%"
     if not checked:
-        statement = (f"not checked: the image cannot judge the calibration (criterion "
-                     f"contrast {contrast:.2f} < {MIN_CONTRAST})")
+        why = (f"criterion contrast {contrast:.2f} < {MIN_CONTRAST}" if contrast < MIN_CONTRAST
+               else "the criterion is not positive at its minimum: noise, not residual")
+        statement = f"not checked: the image cannot judge the calibration ({why})"
     elif contradicted:
         statement = (f"the image's physics prefers a heterochromatin/chromatin scale ratio "
                      f"{pct} from the one given (the criterion is {excess:.0%} above its "

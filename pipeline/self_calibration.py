@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import PHI_MAX, Calibration, ChannelRole
+from pipeline.estimate.bandwidth import central_crop
 from pipeline.physics.observation import AUTO_PERCENTILES
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "MIN_INTERIOR_PX",
     "noise_model",
     "residual_energy",
+    "criterion_field_px",
+    "scale_contrast",
     "self_calibrate",
 ]
 
@@ -105,12 +108,6 @@ def noise_model(channel: np.ndarray, nbins: int = 24) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def _crop(a: np.ndarray, n: int) -> np.ndarray:
-    h, w = a.shape[-2:]
-    y0, x0 = max(0, (h - n) // 2), max(0, (w - n) // 2)
-    return a[..., y0:y0 + n, x0:x0 + n]
-
-
 def residual_energy(halves: np.ndarray, weight: np.ndarray, pixel_size_um: float,
                     model: Any, delta_um: float, window_um: float) -> float:
     """Noise-split residual energy ``mean(w R1 R2) / mean(w)`` of two field halves.
@@ -129,17 +126,34 @@ def residual_energy(halves: np.ndarray, weight: np.ndarray, pixel_size_um: float
     return float(np.sum(w * res[0] * res[1]) / w.sum())
 
 
-def _split_noise(data: np.ndarray, sig: np.ndarray, foreground: np.ndarray | None,
+def criterion_field_px(pixel_size_um: float) -> int:
+    """The smallest field side (px) the criterion needs: two mollifier radii of border band
+    plus :data:`MIN_INTERIOR_PX`."""
+    return int(2 * max(CRITERION_DELTA_UM, 6 * pixel_size_um) / pixel_size_um) + MIN_INTERIOR_PX
+
+
+def scale_contrast(crit: Any, a_h: float, best: float) -> float:
+    """The identifiability figure at the heterochromatin scale ``a_h`` whose criterion is
+    ``best``: the criterion's rise at a :data:`PROBE_STEP` step of the scale either way,
+    relative to ``best``. ``crit(a)`` evaluates the criterion at scale ``a``. A probe outside
+    the physical range (inf) does not count: the contrast is measured on the side that stays
+    physical; none (or an infinite optimum) means no figure at all (0)."""
+    probes = [crit(a_h * (1 + PROBE_STEP)), crit(a_h / (1 + PROBE_STEP))]
+    finite = [q for q in probes if np.isfinite(q)]
+    return (float((min(finite) - best) / max(abs(best), 1e-30))
+            if finite and np.isfinite(best) else 0.0)
+
+
+def _split_noise(data: np.ndarray, sig: np.ndarray, mask: np.ndarray | None,
                  rng: np.random.Generator) -> np.ndarray:
     """The split's noise ``z`` for the crop ``data`` (C, Y, X) with local standard deviations
     ``sig`` (the Poisson-Gaussian model). White, as the camera's, unless a channel's noise is
     spatially correlated (:func:`pipeline.estimate.noise.estimate_noise_model`: rendered
     localisations): then that channel's ``z`` has the fitted correlation, scaled to ``sig``,
-    so that the halves' noise is independent there too. All-white crops draw exactly as
-    before."""
+    so that the halves' noise is independent there too (fitted on ``mask``, the crop's
+    nuclei, when given). All-white crops draw exactly as before."""
     from pipeline.estimate.noise import estimate_noise_model
 
-    mask = None if foreground is None else _crop(np.asarray(foreground, bool), CROP_PX)
     models = [estimate_noise_model(ch, mask if mask is not None and mask.any() else None)
               for ch in data]
     if all(m.is_white for m in models):
@@ -162,7 +176,8 @@ class _Problem:
                  seed: int, chromatin_scale: float | None = None) -> None:
         from scipy import ndimage
 
-        data = _crop(np.asarray(planes), CROP_PX).astype(np.float64)  # the crop, not the plane
+        data = central_crop(np.asarray(planes), CROP_PX).astype(np.float64)  # the crop, not the plane
+        fg = None if foreground is None else central_crop(np.asarray(foreground, bool), CROP_PX)
         ic, ih = roles.index("chromatin"), roles.index("heterochromatin")
         rng = np.random.default_rng(seed)
         sig = []
@@ -170,7 +185,7 @@ class _Problem:
             a, b = noise_model(ch)
             var = a * ch + b
             sig.append(np.sqrt(np.clip(var, 0.25 * max(float(np.median(var)), 1e-12), None)))
-        z = _split_noise(data, np.stack(sig), foreground, rng)
+        z = _split_noise(data, np.stack(sig), fg, rng)
         halves = np.stack([data + z, data - z])  # (2, C, Y, X), independent noise
         self.px, self.model = pixel_size_um, model
         self.delta = max(CRITERION_DELTA_UM, 6 * pixel_size_um)
@@ -187,8 +202,7 @@ class _Problem:
         self.c = (halves[:, ic] - o_c) * self.scale_c
         self.u_h = (halves[:, ih] - o_h) * self.unit_h
         weight = np.ones(data.shape[-2:])
-        if foreground is not None:  # the model holds inside the nucleus, not at its edge
-            fg = _crop(np.asarray(foreground, bool), CROP_PX)
+        if fg is not None:  # the model holds inside the nucleus, not at its edge
             dist = ndimage.distance_transform_edt(fg) * pixel_size_um
             weight = (dist > self.delta).astype(float)
         self.weight = weight
@@ -285,12 +299,7 @@ def self_calibrate(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_
                             "initial_simplex": simplex})
     a_h, b_h, b_c = unpack(res.x)
     best = crit(a_h, b_h, b_c)
-    probes = [crit(a_h * (1 + PROBE_STEP), b_h, b_c), crit(a_h / (1 + PROBE_STEP), b_h, b_c)]
-    finite = [q for q in probes if np.isfinite(q)]
-    # a probe outside the physical range (inf) does not count: the contrast is measured on
-    # the side that stays physical; none (or an infinite optimum) means no figure at all
-    contrast = (float((min(finite) - best) / max(abs(best), 1e-30))
-                if finite and np.isfinite(best) else 0.0)
+    contrast = scale_contrast(lambda a: crit(a, b_h, b_c), a_h, best)
     at_edge = bool(a_h <= grid[0] * 1.001 or a_h >= grid[-1] * 0.999
                    or (fit_offset and abs(b_h) >= _OFFSET_GRID[-1] * 0.999))
     identifiable = bool(contrast >= MIN_CONTRAST and not at_edge and best > 0)

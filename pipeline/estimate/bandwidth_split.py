@@ -93,8 +93,7 @@ def _halves(f: np.ndarray, models: list[NoiseModel], seed: int) -> np.ndarray:
     return np.stack([f + z, f - z])  # (2, C, H, W): one mollification pass for both
 
 
-def _statistics(cands: list[dict], ok: np.ndarray,
-                bounds: tuple[float, float] = (-np.inf, np.inf)) -> None:
+def _statistics(cands: list[dict], ok: np.ndarray, bounds: tuple[float, float]) -> None:
     lo, hi = bounds
     for c in cands:
         a, b = c["l1"][ok], c["l2"][ok]
@@ -110,7 +109,7 @@ def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str,
     """The candidate of largest predicted correlation with the truth (module text of
     :mod:`pipeline.estimate.bandwidth`), among those whose halves are at a bound of lambda on
     at most :data:`MAX_AT_BOUND` of the pixels; with none such, the one least at a bound."""
-    judged = [c for c in cands if c.get("at_bound", 0.0) <= MAX_AT_BOUND]
+    judged = [c for c in cands if c["at_bound"] <= MAX_AT_BOUND]
     if not judged:
         best = min(cands, key=lambda c: (c["at_bound"], -c["window_px"], -c["delta_px"]))
         how = (f"every candidate's halves sit at a bound of lambda on more than "
