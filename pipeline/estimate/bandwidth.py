@@ -20,11 +20,21 @@ Cross-half covariances see only the noise-free expectations ``m_b``:
 - the **signal agreement** ``cov_x(b, ref) / sqrt(cov_x(b, b) cov_x(ref, ref))``, with
   ``cov_x(b, c) = (cov(l1_b, l2_c) + cov(l1_c, l2_b)) / 2``, is ``corr(m_b, m_ref)``.
 
-``corr(lam_b, truth) = corr(m_b, truth) * sqrt(rho_b)``. The rule replaces the unknown truth by
-a **reference** ``m_ref`` (the smallest window whose reliability reaches
-``reference_reliability`` = 0.8, at the largest delta that does) and **takes the candidate
-with the largest predicted correlation** ``corr(m_b, m_ref) * sqrt(rho_b)`` (the agreement,
-a correlation, capped at 1). A candidate whose halves sit at a bound of lambda on more than
+The full data's estimate is ``lam_b = m_b + e_b``; ``(l1_b - l2_b) / 2`` is an estimate of the
+noise ``e_b`` alone, so ``noise_b = mean((l1_b - l2_b)^2) / 4`` is its variance. The rule replaces
+the unknown truth by a **reference** ``m_ref`` (the least window whose reliability reaches
+``reference_reliability`` = :data:`REFERENCE_RELIABILITY`, at the largest delta that does:
+the least-smoothed map that is at least half signal) and **takes the candidate with the
+smallest predicted squared error** against it,
+
+    |m_b - m_ref|^2 + noise_b = cov_x(b, b) - 2 cov_x(b, ref) + cov_x(ref, ref) + noise_b,
+
+every term of which the cross-half products estimate without noise bias. The reference's
+noise never enters: only its signal does. Each candidate's predicted correlation with the
+truth, ``corr(m_b, m_ref) * sqrt(rho_b)`` (``corr(lam_b, truth) = corr(m_b, truth) *
+sqrt(rho_b)``, the agreement capped at 1), is kept as evidence; it chose the bandwidth until
+issue 12, and leaned to wide windows where the reference is smooth (two-channel STORM). A
+candidate whose halves sit at a bound of lambda on more than
 :data:`~pipeline.estimate.bandwidth_split.MAX_AT_BOUND` of the pixels is not judged: its
 correlations are those of the bounds.
 
@@ -105,6 +115,10 @@ MIN_WINDOW_PX = 1.5
 MAX_BORDER_FRACTION = 0.25
 """Largest fraction of the field an extension of the delta grid may blank at the border."""
 EXTEND_STEPS = 2
+REFERENCE_RELIABILITY = 0.5
+"""Split reliability the reference map must reach: the least-smoothed map that is at least half
+signal (0.3-0.5 gave the same choices on 276 stress tuning cases, 0.6 and above chose wider
+windows; ``docs/bandwidth.md``)."""
 
 
 @dataclass
@@ -193,7 +207,7 @@ def select_bandwidth(
     deltas_px: Sequence[float] | None = None,
     windows_px: Sequence[float] | None = None,
     noise_sigma: Sequence[float] | None = None,
-    reference_reliability: float = 0.8,
+    reference_reliability: float = REFERENCE_RELIABILITY,
     seed: int = 0,
     backend: Backend = "spectral",
     lambda_min: float = 0.0,
@@ -304,7 +318,8 @@ def select_bandwidth(
 
     table = [
         {k: (float(c[k]) if np.isfinite(c[k]) else None)
-         for k in ("delta_px", "window_px", "reliability", "predicted_r", "at_bound")
+         for k in ("delta_px", "window_px", "reliability", "predicted_r", "predicted_mse",
+                   "at_bound")
          if k in c}
         for c in cands
     ]

@@ -4,8 +4,8 @@
 the grid's edge, the record); the module text there says why a noise split, and what the
 statistics below estimate. Here: the per-channel noise models the halves are drawn from, the
 candidates' lambda maps of both halves (computed once per ``(delta, s)``), the pixels the
-statistics are evaluated on, the split reliability and signal agreement, and the choice of
-the candidate with the largest predicted correlation with the truth.
+statistics are evaluated on, the split reliability, signal variance and noise variance, and
+the choice of the candidate with the smallest predicted squared error against the reference.
 """
 
 from __future__ import annotations
@@ -103,12 +103,16 @@ def _statistics(cands: list[dict], ok: np.ndarray, bounds: tuple[float, float]) 
         rho = _cov(a, b) / denom if denom > 0 else 0.0
         c["reliability"] = float(2 * rho / (1 + abs(rho))) if rho > -1 else -1.0
         c["signal_var"] = float(np.mean(c["a"] * c["b"]))  # cov_x(b, b): var of m_b
+        # (l1 - l2) / 2 is the noise z's estimate: the variance of the full data's noise
+        c["noise_var"] = float(np.mean((c["a"] - c["b"]) ** 2) / 4)
 
 
 def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str, dict]:
-    """The candidate of largest predicted correlation with the truth (module text of
-    :mod:`pipeline.estimate.bandwidth`), among those whose halves are at a bound of lambda on
-    at most :data:`MAX_AT_BOUND` of the pixels; with none such, the one least at a bound."""
+    """The candidate of smallest predicted squared error against the reference's signal
+    (module text of :mod:`pipeline.estimate.bandwidth`), among those whose halves are at a
+    bound of lambda on at most :data:`MAX_AT_BOUND` of the pixels; with none such, the one
+    least at a bound. Each judged candidate also gets its predicted correlation with the
+    truth (evidence only)."""
     judged = [c for c in cands if c["at_bound"] <= MAX_AT_BOUND]
     if not judged:
         best = min(cands, key=lambda c: (c["at_bound"], -c["window_px"], -c["delta_px"]))
@@ -119,6 +123,7 @@ def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str,
         return best, how, {}
     for c in cands:
         c.setdefault("predicted_r", -np.inf)
+        c.setdefault("predicted_mse", np.inf)
     refs = [c for c in judged if c["reliability"] >= reference_reliability]
     if not refs:
         best = max(judged, key=lambda c: c["reliability"])
@@ -129,15 +134,18 @@ def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str,
     ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
     for c in judged:
         cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
+        # |m - m_ref|^2 from cross-half products (no noise bias) + the full data's noise
+        c["predicted_mse"] = float(c["signal_var"] - 2 * cross + ref["signal_var"]
+                                   + c["noise_var"])
         ok_c = c["signal_var"] > 0 and c["reliability"] > 0
         # a correlation: an estimate above 1 is the estimate's noise (small signal variance)
         agree = min(1.0, cross / np.sqrt(c["signal_var"] * ref["signal_var"])) if ok_c else -np.inf
         c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
-    best = max(judged, key=lambda c: c["predicted_r"])
-    how = ("largest predicted correlation with the truth, corr(m, m_ref) x sqrt(split "
-           f"reliability), against the reference delta={ref['delta_px']:g} px, "
-           f"s={ref['window_px']:g} px (least window with reliability >= "
-           f"{reference_reliability})")
+    best = min(judged, key=lambda c: c["predicted_mse"])
+    how = ("smallest predicted squared error against the reference's signal, "
+           "|m - m_ref|^2 + noise variance, against the reference "
+           f"delta={ref['delta_px']:g} px, s={ref['window_px']:g} px (least window with "
+           f"reliability >= {reference_reliability})")
     return best, how, {"delta_px": ref["delta_px"], "window_px": ref["window_px"],
                        "reliability": ref["reliability"]}
 

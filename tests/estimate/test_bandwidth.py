@@ -220,10 +220,41 @@ def test_a_predicted_correlation_never_exceeds_one():
             "b": 1e-3 * base - 1e-3 * rng.normal(size=4000)}
     for c in (good, tiny):
         c["signal_var"] = float(np.mean(c["a"] * c["b"]))
+        c["noise_var"] = float(np.mean((c["a"] - c["b"]) ** 2) / 4)
     tiny["signal_var"] = 1e-9  # an underestimated signal variance: agreement far above 1
     best, _, _ = _choose([good, tiny], 0.8)
     assert best is good
     assert tiny["predicted_r"] <= np.sqrt(tiny["reliability"]) + 1e-12
+
+
+def test_predicted_squared_error_is_the_error_against_the_reference():
+    """The rule's figure, from the two halves alone, equals |m - m_ref|^2 + the full data's
+    noise variance, which a user could only compute with the noise-free maps: two candidates
+    (one smoother, biased; one noisier) whose halves carry independent noise of known size."""
+    from pipeline.estimate.bandwidth_split import _choose
+
+    rng = np.random.default_rng(4)
+    n = 200_000
+    truth = rng.normal(size=n)
+    cands, expected = [], {}
+    for name, (gain, sd, rel) in {"sharp": (1.0, 0.6, 0.9), "smooth": (0.6, 0.2, 0.95)}.items():
+        m = gain * truth
+        e, z = sd * rng.normal(size=n), sd * rng.normal(size=n)  # image noise; split draw
+        a, b = m + e + z, m + e - z
+        a, b = a - a.mean(), b - b.mean()
+        cands.append({"name": name, "delta_px": 5.0, "window_px": 5.0 if name == "sharp" else 10.0,
+                      "reliability": rel, "at_bound": 0.0, "a": a, "b": b,
+                      "signal_var": float(np.mean(a * b)),
+                      "noise_var": float(np.mean((a - b) ** 2) / 4)})
+        expected[name] = (m, sd**2)
+    best, _, ref = _choose(cands, 0.5)
+    assert ref["window_px"] == 5.0  # the sharp map is the reference
+    m_ref = expected["sharp"][0]
+    for c in cands:
+        m, noise = expected[c["name"]]
+        assert c["predicted_mse"] == pytest.approx(np.mean((m - m_ref) ** 2) + noise, abs=0.01)
+    # 0.16 bias + 0.04 noise beats 0.36 noise
+    assert best["name"] == "smooth"
 
 
 def test_noise_model_of_bright_raw_intensities():

@@ -45,10 +45,10 @@ def test_recovers_lambda_with_automatic_bandwidth(case):
     sel = res.bandwidth["selection"]
     assert sel["criterion"].startswith("noise-split reliability")
     ref = sel["reference"]
-    assert ref["reliability"] >= sel["reference_reliability"] == 0.8
-    # the choice is the candidate with the largest predicted correlation
-    top = max((t for t in sel["table"] if t["predicted_r"] is not None),
-              key=lambda t: t["predicted_r"])
+    assert ref["reliability"] >= sel["reference_reliability"] == 0.5
+    # the choice is the candidate with the smallest predicted squared error
+    top = min((t for t in sel["table"] if t["predicted_mse"] is not None),
+              key=lambda t: t["predicted_mse"])
     assert (top["delta_px"] * PX, top["window_px"] * PX) == pytest.approx(
         (res.bandwidth["delta_um"], res.bandwidth["window_um"]))
     assert len(sel["table"]) == 49
