@@ -173,6 +173,29 @@ def test_colour_bar_has_a_title_and_maps_have_a_scale_bar() -> None:
     assert bars[0].txt_label.get_text() == "200 nm"  # 50 px × 0.02 µm = 1 µm wide
 
 
+def test_bandwidth_evidence_shows_what_the_rule_minimised() -> None:
+    """The figure shows the rule's own figure (the predicted squared error; least = chosen,
+    brightest), and still draws the predicted correlation of run.json files written before."""
+    from pipeline.report.figures import bandwidth_figure
+
+    rows = [{"delta_px": d, "window_px": s, "reliability": 0.9, "predicted_r": 0.8,
+             "predicted_mse": None if (d, s) == (3, 2.5) else 0.1 * d + 0.01 * s}
+            for d in (3, 5, 7) for s in (2.5, 4, 5.5)]
+    sel = {"table": rows, "delta_um": 0.1, "window_um": 0.05}
+    fig = bandwidth_figure(sel, 0.02)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("predicted squared error") for t in titles), titles
+    img = next(ax for ax in fig.axes if ax.get_title().startswith("predicted squared"))
+    cmap, norm, data = img.images[0].cmap, img.images[0].norm, img.images[0].get_array()
+    assert np.ma.is_masked(data[0, 0]) or np.isnan(data[0, 0])  # a candidate not judged
+    lo = np.unravel_index(np.nanargmin(np.ma.filled(data, np.nan)), data.shape)
+    bright = [sum(cmap(norm(v))[:3]) for v in np.ma.filled(data, np.nan).ravel() if np.isfinite(v)]
+    assert sum(cmap(norm(data[lo]))[:3]) == pytest.approx(max(bright))
+    old = bandwidth_figure({**sel, "table": [{k: v for k, v in r.items() if k != "predicted_mse"}
+                                             for r in rows]}, 0.02)
+    assert "predicted correlation with truth" in [ax.get_title() for ax in old.axes]
+
+
 def test_report_without_tables_or_run_json_and_with_qc_flags(results: Path, tmp_path) -> None:
     from pipeline.report import write_report
 

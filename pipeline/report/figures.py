@@ -159,12 +159,14 @@ def plane_figure(raw: np.ndarray, channel_names: Sequence[str], lam: np.ndarray,
 
 
 def bandwidth_figure(selection: Mapping[str, Any], pixel_size_um: float) -> Any | None:
-    """The bandwidth evidence: split reliability and predicted correlation over the grid of
-    mollifier radius δ and rate window s, the chosen pair boxed. None without a grid."""
+    """The bandwidth evidence: split reliability and the rule's figure (the predicted squared
+    error; the predicted correlation in runs from before it) over the grid of mollifier radius
+    δ and rate window s, the chosen pair boxed. None without a grid."""
     table = pd.DataFrame(selection.get("table") or [])
     if table.empty or not {"delta_px", "window_px"} <= set(table.columns):
         return None
-    metrics = [m for m in ("reliability", "predicted_r") if m in table.columns]
+    rule = "predicted_mse" if "predicted_mse" in table.columns else "predicted_r"
+    metrics = [m for m in ("reliability", rule) if m in table.columns]
     fig = _figure(4.2 * len(metrics), 3.4, layout=None)
     axes = np.atleast_1d(fig.subplots(1, len(metrics), gridspec_kw={
         "left": 0.08, "right": 0.94, "bottom": 0.14, "top": 0.9, "wspace": 0.4}))
@@ -172,15 +174,26 @@ def bandwidth_figure(selection: Mapping[str, Any], pixel_size_um: float) -> Any 
     for ax, metric in zip(axes, metrics, strict=True):
         grid = table.pivot_table(index="delta_px", columns="window_px", values=metric,
                                  aggfunc="first", dropna=False)
-        vals = grid.to_numpy(np.float64)
-        top = max(1.0, float(np.nanmax(vals))) if np.isfinite(vals).any() else 1.0
-        im = ax.imshow(vals, origin="lower", cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
+        vals = np.array(grid.to_numpy(np.float64))  # a copy
+        vals[~np.isfinite(vals)] = np.nan  # candidates not judged
+        if metric == "predicted_mse":  # lower is better: the chosen one is the brightest
+            fin = vals[np.isfinite(vals)]
+            lo, hi = ((float(fin.min()), float(np.percentile(fin, 90))) if fin.size
+                      else (0.0, 1.0))
+            im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=lo,
+                           vmax=max(hi, lo + 1e-12), aspect="auto")
+        else:
+            top = max(1.0, float(np.nanmax(vals))) if np.isfinite(vals).any() else 1.0
+            im = ax.imshow(vals, origin="lower", cmap="viridis", vmin=0.0, vmax=top,
+                           aspect="auto")
         ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
         ax.set_xlabel("rate window s (px)", fontsize=8)
         ax.set_ylabel("mollifier radius δ (px)", fontsize=8)
         ax.set_title({"reliability": "split reliability of λ",
-                      "predicted_r": "predicted correlation with truth"}[metric], fontsize=9)
+                      "predicted_r": "predicted correlation with truth",
+                      "predicted_mse": "predicted squared error of λ\n(the rule: least)"}[metric],
+                     fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.06, pad=0.03).ax.tick_params(labelsize=7)
         if None not in chosen:
             i = int(np.argmin(np.abs(grid.index.to_numpy(float) - chosen[0] / pixel_size_um)))

@@ -206,6 +206,24 @@ def test_candidates_whose_halves_sit_at_a_bound_are_not_chosen(name, seed, r_min
     assert interior_r(lam, case.lam, evaluation_region(case) & ident, border_px=0) > r_min
 
 
+def test_two_channel_storm_keeps_its_contrast():
+    """Two-channel STORM rendering (stress spec ``storm_smooth_2ch_px15``, tuning seed 37): the
+    previous rule (largest predicted correlation, reference reliability 0.8) took the grid's
+    widest window, s = 0.44 um (29 px), where the map keeps a fifth of lambda's contrast and
+    the 90 % interval held the truth on 0.38 of the pixels. The squared-error rule takes a
+    narrower one."""
+    from benchmarks.stress import evaluation_region, fit, score
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    spec = next(s for s in STRESS_SPECS if s.name == "storm_smooth_2ch_px15")
+    case = make_stress_case(spec, seed=37)
+    info: dict = {}
+    mean, std, ident = fit(case.image, case, "closed-form", info)
+    assert info["window_um"] < 0.4  # the grid's widest: 0.44 um
+    sc = score(mean.astype(float), std.astype(float), ident, case.lam, evaluation_region(case))
+    assert sc["r"] > 0.93 and sc["coverage"] > 0.7, sc
+
+
 def test_a_predicted_correlation_never_exceeds_one():
     """The signal agreement is a correlation: an estimate above 1 (a candidate whose signal
     variance is tiny) is capped, and cannot outscore a well-estimated candidate."""

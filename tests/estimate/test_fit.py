@@ -15,6 +15,7 @@ from pipeline.estimate import (
 )
 from pipeline.estimate.uncertainty import smoothing_bias
 from pipeline.metrics import interior_r
+from pipeline.mollifier import Mollifier
 from pipeline.physics.chromatin import ChromatinModel
 from pipeline.physics.observation import to_fields
 from pipeline.simulate import simulate_case
@@ -92,7 +93,10 @@ def test_closed_form_std_covers_the_truth(kind, channels, r_floor):
     f = to_fields(case.image, roles, case.calibration)[0]
     res = fit_plane(f, ChromatinModel(), PX, Settings(method="closed-form"))
     ok = res.identifiable
-    assert ok.mean() > 0.6
+    # inside the border band of the derivatives' support (no data there: on this small field
+    # the band is most of it) every pixel is identifiable
+    sp = Mollifier(res.bandwidth["delta_um"], PX, ChromatinModel().derivatives).support_px
+    assert ok[sp:-sp, sp:-sp].mean() > 0.95
     assert interior_r(res.mean, case.lam, ok) > r_floor
     cov = coverage(res.mean, res.std, case.lam, ok)
     assert 0.80 <= cov <= 0.97, cov
