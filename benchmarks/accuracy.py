@@ -124,7 +124,7 @@ def main(argv=None) -> None:
         "calibration. r: Pearson correlation of lambda with the truth on identifiable pixels at "
         f"least {BORDER} px from the border.",
         "",
-        "**auto**: bandwidths chosen without ground truth (the largest predicted correlation "
+        "**auto**: bandwidths chosen without ground truth (the smallest predicted squared error "
         "from a noise split, see `pipeline/estimate/bandwidth.py`). **best fixed**: the best "
         "(delta, s) of the same 7 x 7 grid, found with the truth (an upper bound no user can "
         "reach).",
@@ -203,8 +203,12 @@ def main(argv=None) -> None:
         "depending on the reference threshold (references of different delta are not "
         "comparable);",
         "- predicted correlation against one reference, the least window with reliability >= "
-        "0.8 (shipped): 0.0016 / 0.020, 98 %; the same for reference thresholds 0.5-0.9 within "
-        "0.001;",
+        "0.8 (shipped until issue 12): 0.0016 / 0.020, 98 %; the same for reference thresholds "
+        "0.5-0.9 within 0.001;",
+        "- since issue 12: the smallest predicted squared error against the least window with "
+        "reliability >= 0.5, chosen on 276 stress-suite tuning cases (camera, STORM-like, "
+        "nuclei; [bandwidth.md](bandwidth.md)), where the predicted correlation leaned to wide "
+        "windows; this table was not used for it;",
         "- earlier, on the simulator's older defaults: cross-split mean squared difference to a "
         "lightly smoothed reference (gaps up to 0.6), MSE or bias estimates against the "
         "least-smoothed candidate (unstable, up to 1.9), reliability x disattenuated "

@@ -11,6 +11,13 @@ and as ``--calibration-check fix`` leaves it. The foreground is found as ``chrom
 before the check (:func:`pipeline.calibration.background_level`).
 
     python benchmarks/calibration_check.py --seeds 11,23,37 > rows.jsonl   # tuning seeds
+    python benchmarks/calibration_check.py --fit-path                      # test seeds
+
+``--fit-path`` runs the two-channel calibration-error specs on the test seeds through the fit
+``chromarate run`` uses (automatic bandwidth, std; :func:`benchmarks.stress.fit`), with the
+calibration as given, as ``--calibration-check fix`` leaves it (the check on the central crop,
+nuclei from :func:`pipeline.calibration.background_level`, as the run does) and the true one:
+r / rmse / coverage of the 90 % interval on the stress evaluation region.
 
 Every constant of the check was chosen on tuning seeds (docs/calibration.md has the seed log).
 """
@@ -71,7 +78,44 @@ def run_case(spec, seed: int) -> dict:
     return row
 
 
+def fit_path(specs=("cam_step_2ch_cal+-10", "cam_lognormal_2ch_cal+10"), seeds=None) -> None:
+    """Print, per case, the check's verdict and r / rmse / coverage through the run's fit."""
+    import dataclasses
+
+    from benchmarks.stress import evaluation_region, fit, score
+    from pipeline.estimate.bandwidth import central_crop
+    from pipeline.self_calibration import CROP_PX
+    from pipeline.simulate.stress import STRESS_SPECS, TEST_SEEDS
+
+    for name in specs:
+        spec = next(s for s in STRESS_SPECS if s.name == name)
+        for seed in seeds or TEST_SEEDS:
+            case = make_stress_case(spec, seed)
+            roles = tuple(case.channel_names)
+            data = central_crop(case.image.astype(float), CROP_PX)
+            bg = background_level(data, case.pixel_size_um)
+            fg = bg["foreground"] if bg else None
+            given, true = case.calibration_given, case.calibration
+            chk = check_calibration(data, roles, given, case.pixel_size_um, MODEL, foreground=fg)
+            chk_true = check_calibration(data, roles, true, case.pixel_size_um, MODEL,
+                                         foreground=fg)
+            fixed = corrected_calibration(roles, given, chk) if chk["contradicted"] else given
+            out = []
+            for label, cal in (("given", given), ("fix", fixed), ("true", true)):
+                m, sd, ok = fit(case.image, dataclasses.replace(case, calibration_given=cal),
+                                "closed-form")
+                sc = score(m.astype(float), sd.astype(float), ok, case.lam,
+                           evaluation_region(case))
+                out.append(f"{label} {sc['r']:.3f} / {sc['rmse']:.3f} / {sc['coverage']:.2f}")
+            print(f"{name} seed {seed}: given contradicted {chk['contradicted']} (preferred "
+                  f"ratio {chk['preferred_ratio']:.3f}), true contradicted "
+                  f"{chk_true['contradicted']} | " + "; ".join(out), flush=True)
+
+
 def main() -> None:
+    if "--fit-path" in sys.argv[1:]:
+        fit_path()
+        return
     rows_main(run_case, __doc__.splitlines()[0], channels=2)
 
 
