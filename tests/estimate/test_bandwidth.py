@@ -286,3 +286,28 @@ def test_noise_model_of_bright_raw_intensities():
     for ch in raw:
         m = estimate_noise_model(ch[:256, :256])
         assert m.sigma > 0 and np.isfinite(m.corr_length_px)
+
+
+def test_offline_rule_evaluator_reproduces_the_product():
+    """``benchmarks/bandwidth_rules.py`` chose the rule offline from the split's second
+    moments: on a case where its evaluation mask is the product's (no delta extension), its
+    copy of the rule and edge extension picks what ``choose_bandwidths`` picks."""
+    from benchmarks.bandwidth_rules import collect_case, rule_risk, simulate
+    from pipeline.config import Settings
+    from pipeline.estimate.bandwidth import REFERENCE_RELIABILITY, choose_bandwidths
+    from pipeline.physics.observation import to_fields
+    from pipeline.process import nuclei_foreground
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    spec = next(s for s in STRESS_SPECS if s.name == "cam_smooth_1ch")
+    c = collect_case(spec, 11)
+    assert np.isfinite(c["r"]).sum() > 40
+    i = simulate(c, rule_risk, ref_rel=REFERENCE_RELIABILITY)
+    case = make_stress_case(spec, 11)
+    fields = to_fields(case.image, case.channel_names, case.calibration_given)[0]
+    fg = nuclei_foreground(fields, case.pixel_size_um, Settings())
+    delta, window, _ = choose_bandwidths(fields, ChromatinModel(), case.pixel_size_um,
+                                         Settings().estimator, foreground=fg,
+                                         foreground_weight=fg is not None)
+    px = case.pixel_size_um
+    assert (c["delta"][i], c["window"][i]) == pytest.approx((delta / px, window / px))
