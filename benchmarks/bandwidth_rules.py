@@ -287,7 +287,7 @@ def evaluate(paths: list[Path], rules: dict[str, tuple]) -> None:
                 worst = (c["case"], g)
         g = np.array(gaps)
         fam = {}
-        for c, gg in zip(cases, g):
+        for c, gg in zip(cases, g, strict=True):
             k = c["spec"].split("_")[0]
             fam.setdefault(k, []).append(gg <= 0.02)
         famtxt = " ".join(f"{k} {sum(v)}/{len(v)}" for k, v in fam.items())
