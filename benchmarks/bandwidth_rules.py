@@ -53,7 +53,7 @@ def full_grid(pixel_size_um: float, shape: tuple[int, int]) -> tuple[list[float]
                                                                      list[float], list[float]]:
     """``(deltas, windows, base_deltas, base_windows)``: the default grid and every extension
     the product may add to it."""
-    from pipeline.estimate.bandwidth import (
+    from pipeline.estimate.bandwidth_grid import (
         MAX_BORDER_FRACTION,
         MIN_DELTA_PX,
         MIN_WINDOW_PX,
@@ -166,29 +166,16 @@ def stats(c: dict) -> dict[str, np.ndarray]:
             "noise": (va + vb - 2 * ab) / 4}  # var of the full-data estimate's noise
 
 
-def rule_product(c, idx, ref_rel=0.8, max_at_bound=0.05):
-    """The product's rule on the candidates ``idx``: largest predicted correlation."""
-    s = stats(c)
-    judged = [i for i in idx if c["at_bound"][i] <= max_at_bound]
-    if not judged:
-        return min(idx, key=lambda i: (c["at_bound"][i], -c["window"][i], -c["delta"][i]))
-    refs = [i for i in judged if s["rel"][i] >= ref_rel]
-    if not refs:
-        return max(judged, key=lambda i: s["rel"][i])
-    ref = min(refs, key=lambda i: (c["window"][i], -c["delta"][i]))
-    best, score = None, -np.inf
-    for i in judged:
-        if s["sig"][i] > 0 and s["rel"][i] > 0:
-            agree = min(1.0, s["cross"][i, ref] / np.sqrt(s["sig"][i] * s["sig"][ref]))
-            p = agree * np.sqrt(s["rel"][i])
-            if p > score:
-                best, score = i, p
-    return best
-
-
 def _judged(c, idx, max_at_bound=0.05):
+    """Candidates of ``idx`` whose halves sit at a bound on at most ``max_at_bound``; None."""
     j = [i for i in idx if c["at_bound"][i] <= max_at_bound]
     return j or None
+
+
+def _reference(c, s, judged, ref_rel):
+    """The least window reaching reliability ``ref_rel``, at the largest delta; None."""
+    refs = [i for i in judged if s["rel"][i] >= ref_rel]
+    return min(refs, key=lambda i: (c["window"][i], -c["delta"][i])) if refs else None
 
 
 def _predicted(s, i, ref):
@@ -198,19 +185,29 @@ def _predicted(s, i, ref):
         s["rel"][i])
 
 
+def rule_correlation(c, idx, ref_rel=0.8):
+    """The rule before issue 12's change, on the candidates ``idx``: the largest predicted
+    correlation; with no judged candidate the one least at a bound, with no reference the
+    most reliable one."""
+    s = stats(c)
+    judged = _judged(c, idx)
+    if judged is None:
+        return min(idx, key=lambda i: (c["at_bound"][i], -c["window"][i], -c["delta"][i]))
+    ref = _reference(c, s, judged, ref_rel)
+    if ref is None:
+        return max(judged, key=lambda i: s["rel"][i])
+    return max(judged, key=lambda i: _predicted(s, i, ref))
+
+
 def rule_multi_ref(c, idx, refs=(0.6, 0.7, 0.8, 0.9)):
     """Predicted correlation averaged over references at several reliabilities."""
     s = stats(c)
     judged = _judged(c, idx)
     if judged is None:
-        return rule_product(c, idx)
-    rset = []
-    for rr in refs:
-        ok = [i for i in judged if s["rel"][i] >= rr]
-        if ok:
-            rset.append(min(ok, key=lambda i: (c["window"][i], -c["delta"][i])))
+        return rule_correlation(c, idx)
+    rset = [r for rr in refs if (r := _reference(c, s, judged, rr)) is not None]
     if not rset:
-        return rule_product(c, idx)
+        return rule_correlation(c, idx)
     return max(judged, key=lambda i: np.mean([_predicted(s, i, r) for r in rset]))
 
 
@@ -220,7 +217,7 @@ def rule_lepski(c, idx, kappa=1.0):
     s = stats(c)
     judged = _judged(c, idx)
     if judged is None:
-        return rule_product(c, idx)
+        return rule_correlation(c, idx)
     ab = c["AB"]
     order = sorted(judged, key=lambda i: s["noise"][i])
     for i in order:
@@ -241,19 +238,24 @@ def rule_risk(c, idx, ref_rel=0.0):
     s = stats(c)
     judged = _judged(c, idx)
     if judged is None:
-        return rule_product(c, idx)
-    refs = [i for i in judged if s["rel"][i] >= ref_rel] or judged
-    ref = min(refs, key=lambda i: (c["window"][i], -c["delta"][i]))
+        return rule_correlation(c, idx)
+    ref = _reference(c, s, judged, ref_rel)
+    ref = _reference(c, s, judged, -np.inf) if ref is None else ref
     ab = c["AB"]
     return min(judged, key=lambda i: ab[i, i] - ab[i, ref] - ab[ref, i] + s["noise"][i])
+
+
+def _base(c) -> list[int]:
+    """The candidates of the default grid (before any extension)."""
+    return [i for i in range(len(c["r"])) if c["delta"][i] in c["base_d"]
+            and c["window"][i] in c["base_s"]]
 
 
 def simulate(c, rule, **kw) -> int:
     """The product's driver: the rule on the default grid, then once on the grid extended at
     the edges the choice sits at."""
     d, w = c["delta"], c["window"]
-    base = [i for i in range(len(d)) if d[i] in c["base_d"] and w[i] in c["base_s"]]
-    best = rule(c, base, **kw)
+    best = rule(c, _base(c), **kw)
     bd, bs = sorted(c["base_d"]), sorted(c["base_s"])
     dd, ss = set(bd), set(bs)
     allw, alld = sorted(set(w)), sorted(set(d))
@@ -277,9 +279,7 @@ def evaluate(paths: list[Path], rules: dict[str, tuple]) -> None:
     for name, (rule, kw) in rules.items():
         gaps, worst = [], ("", 0.0)
         for c in cases:
-            base = [i for i in range(len(c["r"])) if c["delta"][i] in c["base_d"]
-                    and c["window"][i] in c["base_s"]]
-            rbest = np.nanmax(c["r"][base])
+            rbest = np.nanmax(c["r"][_base(c)])
             i = simulate(c, rule, **kw)
             g = rbest - c["r"][i]
             gaps.append(g)
@@ -316,9 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             int(v) for v in args.seeds.split(","))
         collect(seeds, specs, args.out)
     else:
-        rules = {"product (reference 0.8)": (rule_product, {})}
+        rules = {"predicted correlation, reference 0.8 (before)": (rule_correlation, {})}
         for rr in (0.5, 0.6, 0.7, 0.9):
-            rules[f"product, reference {rr}"] = (rule_product, {"ref_rel": rr})
+            rules[f"predicted correlation, reference {rr}"] = (rule_correlation, {"ref_rel": rr})
         rules["multi-reference 0.6-0.9"] = (rule_multi_ref, {})
         rules["multi-reference 0.7-0.9"] = (rule_multi_ref, {"refs": (0.7, 0.8, 0.9)})
         for k in (0.25, 0.5, 1.0, 2.0, 4.0):

@@ -56,9 +56,10 @@ the field) and the choice is made again; a choice still at the edge is flagged
 (``at_grid_edge``) and logged as a warning.
 
 How the rule and its constants were chosen, with numbers: ``docs/bandwidth.md`` and
-``docs/accuracy.md``. This module holds the candidate grid and the driver
-(:func:`select_bandwidth`, :func:`choose_bandwidths`); the noise models, the halves' maps and
-the statistics are in :mod:`pipeline.estimate.bandwidth_split`.
+``docs/accuracy.md``. This module holds the driver (:func:`select_bandwidth`,
+:func:`choose_bandwidths`); the candidate grid and its extension are in
+:mod:`pipeline.estimate.bandwidth_grid`, the noise models, the halves' maps and the statistics
+in :mod:`pipeline.estimate.bandwidth_split`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import TooSmallError
-from ..mollifier import Backend, Mollifier
+from ..mollifier import Backend
 from ..physics.base import LinearResidualModel
+from .bandwidth_grid import (
+    DEFAULT_DELTAS_PX,
+    DEFAULT_DELTAS_UM,
+    DEFAULT_WINDOWS_PX,
+    DEFAULT_WINDOWS_UM,
+    EXTEND_STEPS,  # noqa: F401  (re-exported: the grid lives in bandwidth_grid)
+    MAX_BORDER_FRACTION,
+    MIN_DELTA_PX,
+    MIN_WINDOW_PX,
+    _edge,
+    _extend,
+    border_fraction,
+    candidate_grid,
+)
 from .bandwidth_split import (
     EDGE_WINDOWS,  # noqa: F401  (re-exported: the statistics live in bandwidth_split)
     _choose,
@@ -102,23 +117,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DELTAS_PX: tuple[float, ...] = (3, 4, 5, 7, 10, 14, 18)
-DEFAULT_WINDOWS_PX: tuple[float, ...] = (2.5, 4, 5.5, 7.5, 10, 15, 22)
-_REFERENCE_PIXEL_UM = 0.02
-"""The pixel size at which the grid in pixels above is the grid in micrometres below."""
-DEFAULT_DELTAS_UM: tuple[float, ...] = tuple(round(d * _REFERENCE_PIXEL_UM, 6)
-                                             for d in DEFAULT_DELTAS_PX)
-DEFAULT_WINDOWS_UM: tuple[float, ...] = tuple(round(s * _REFERENCE_PIXEL_UM, 6)
-                                              for s in DEFAULT_WINDOWS_PX)
-MIN_DELTA_PX = 2.5
-MIN_WINDOW_PX = 1.5
-MAX_BORDER_FRACTION = 0.25
-"""Largest fraction of the field an extension of the delta grid may blank at the border."""
-EXTEND_STEPS = 2
 REFERENCE_RELIABILITY = 0.5
 """Split reliability the reference map must reach: the least-smoothed map that is at least half
-signal (0.3-0.5 gave the same choices on 276 stress tuning cases, 0.6 and above chose wider
-windows; ``docs/bandwidth.md``)."""
+signal (0 to 0.5 came within 0.02 of the best fixed bandwidth on 235-236 of 276 stress tuning
+cases, 0.6 on 233, 0.7 on 229: a smoother reference leans to wide windows again;
+``docs/bandwidth.md``)."""
 
 
 @dataclass
@@ -149,54 +152,6 @@ class BandwidthChoice:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _support_px(delta_px: float) -> int:
-    return Mollifier(delta_px, 1.0, ("u",)).support_px
-
-
-def border_fraction(delta_px: float, shape: Sequence[int]) -> float:
-    """Fraction of an ``(H, W)`` field that the border band of radius ``delta_px`` blanks."""
-    b, (h, w) = _support_px(delta_px), shape[-2:]
-    return 1.0 - max(h - 2 * b, 0) * max(w - 2 * b, 0) / float(h * w)
-
-
-def candidate_grid(pixel_size_um: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(deltas_px, windows_px)``: the micrometre grid in pixels, scaled up where it would
-    fall below ``MIN_DELTA_PX`` / ``MIN_WINDOW_PX``.
-
-    >>> candidate_grid(0.02)[0] == DEFAULT_DELTAS_PX
-    True
-    >>> candidate_grid(0.1)[0][0]
-    2.5
-    """
-    out = []
-    for grid, low in ((DEFAULT_DELTAS_UM, MIN_DELTA_PX), (DEFAULT_WINDOWS_UM, MIN_WINDOW_PX)):
-        px = np.asarray(grid) / pixel_size_um
-        px = px * max(1.0, low / px.min())
-        out.append(tuple(float(round(v, 3)) for v in px))
-    return out[0], out[1]
-
-
-def _extend(grid: list[float], at_top: bool, low: float) -> list[float]:
-    """Up to ``EXTEND_STEPS`` new values beyond the grid's end, at the end's ratio."""
-    g = sorted(grid)
-    if len(g) < 2:
-        return []
-    if at_top:
-        ratio = g[-1] / g[-2]
-        return [round(g[-1] * ratio**k, 3) for k in range(1, EXTEND_STEPS + 1)]
-    ratio = g[1] / g[0]
-    return [v for v in (round(g[0] / ratio**k, 3) for k in range(1, EXTEND_STEPS + 1))
-            if v >= low]
-
-
-def _edge(name: str, value: float, grid: list[float]) -> str:
-    """A message when ``value`` is the smallest or largest of a grid of several values."""
-    if len(grid) < 2 or value not in (grid[0], grid[-1]):
-        return ""
-    return f"{name} at the grid's {'largest' if value == grid[-1] else 'smallest'} value " \
-           f"({value:g} px)"
 
 
 def select_bandwidth(
