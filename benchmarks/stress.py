@@ -84,6 +84,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg)
     if info is not None:
         info.update(out.bandwidth)
+        info["foreground"] = fg
     return out.mean, out.std, out.identifiable
 
 
@@ -110,11 +111,20 @@ def score(mean: np.ndarray, std: np.ndarray, ident: np.ndarray, truth: np.ndarra
             "ident": float(ok.sum() / max(region.sum(), 1))}
 
 
-def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray) -> tuple[float, float, float]:
-    """``(r, delta_px, s_px)`` of the closed form's best fixed bandwidth, found with the truth."""
+def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray,
+               foreground: np.ndarray | None = None) -> tuple[float, float, float]:
+    """``(r, delta_px, s_px)`` of the closed form's best fixed bandwidth, found with the truth.
+
+    The least squares weigh the pixels as the product's fit does: with the nuclei the run
+    found (``foreground``), only those farther inside them than the derivative support
+    (:func:`pipeline.estimate.closed_form.nuclei_weight`). Without that weight the nuclear edge
+    band enters every window: r can rise while the level is far off (a STORM nucleus, tuning
+    seed 11: r 0.88 with an rmse of 0.76, against 0.61 and 0.25 weighted), and the gap would
+    compare the choice with an estimator the product does not run.
+    """
     from pipeline.estimate import linear_terms, local_least_squares
     from pipeline.estimate.bandwidth import DEFAULT_DELTAS_PX, DEFAULT_WINDOWS_PX
-    from pipeline.estimate.closed_form import identifiable_mask
+    from pipeline.estimate.closed_form import identifiable_mask, nuclei_weight
     from pipeline.physics import ChromatinModel
 
     px, model = case.pixel_size_um, ChromatinModel()
@@ -124,6 +134,9 @@ def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray) -> tupl
             terms = linear_terms(fields, model, dpx * px, px)
         except ValueError:  # the support does not fit the grid
             continue
+        weight = nuclei_weight(foreground, terms.support_px)
+        if weight is not None:
+            terms.weight = terms.weight * weight
         for spx in DEFAULT_WINDOWS_PX:
             lam, den = local_least_squares(terms, spx * px, px)
             ok = identifiable_mask(terms, den) & region
@@ -155,7 +168,8 @@ def run_case(spec, seed: int, method: str, sweep: bool) -> dict[str, Any]:
     row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
     if sweep:
         fields = to_fields(case.image, case.channel_names, case.calibration_given)[0]
-        row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(fields, case, region)
+        row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(
+            fields, case, region, info.get("foreground"))
     return row
 
 

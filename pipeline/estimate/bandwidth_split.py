@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .closed_form import linear_terms, local_least_squares
+from .closed_form import linear_terms, local_least_squares, nuclei_weight
 from .noise import NoiseModel, estimate_noise_model, mad_sigma
 
 __all__ = ["EDGE_WINDOWS", "estimate_noise", "noise_models"]
@@ -174,8 +174,7 @@ class _Maps:
             if t is None:
                 return None
             if self.fg_weight is not None and dpx not in self.restricted:
-                t.weight = t.weight * ndi.binary_erosion(self.fg_weight,
-                                                         iterations=t.support_px)
+                t.weight = t.weight * nuclei_weight(self.fg_weight, t.support_px)
                 self.restricted.add(dpx)
             lam, _ = local_least_squares(t, spx * px, px, lambda_min=lmin, lambda_max=lmax)
             self.cands[(dpx, spx)] = {"delta_px": dpx, "window_px": spx, "l1": lam[0],

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import binary_erosion
 
 from ..device import resolve_device
 from ..errors import TooSmallError
@@ -40,7 +39,7 @@ from ..tiling import (
     valid_slices,
 )
 from .bandwidth import central_crop, choose_bandwidths, noise_models
-from .closed_form import linear_terms, local_least_squares
+from .closed_form import linear_terms, local_least_squares, nuclei_weight
 from .uncertainty import FieldNoise, closed_form_std
 
 __all__ = ["BATCH_PX", "PlaneFit", "fit_plane", "noise_model"]
@@ -255,7 +254,7 @@ def fit_plane(
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     # with nuclei, the least squares weigh only pixels farther inside them than the
     # derivative support: the nuclear edge and the background are not chromatin structure
-    inner = None if fg is None else binary_erosion(fg, iterations=support)
+    inner = nuclei_weight(fg, support)
     plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
                       overlap_px=settings.run.overlap_px,
                       halo_px=halo_px(support, window, pixel_size_um))
