@@ -67,24 +67,35 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     the bandwidth record (``delta_um``, ``window_um``). Today:
     :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields with the
     nuclei the run's segmentation finds (:func:`pipeline.process.nuclei_foreground`), as
-    the run's fit stage does (the denoised image only serves display there).
+    the run's fit stage does (the denoised image only serves display there). An image is
+    calibrated as the run's fit stage does it (:func:`pipeline.calibration.calibrate_plane`
+    with the pairs a user would pass, which checks two channels' pairs against the image;
+    a contradicted calibration, kept, widens the std by what the image's preferred one
+    changes: :func:`pipeline.calibration.alternative_fields`).
     """
+    from pipeline.calibration import alternative_fields, calibrate_plane
     from pipeline.config import Settings
     from pipeline.estimate import fit_plane
     from pipeline.physics import ChromatinModel
-    from pipeline.physics.observation import to_fields
     from pipeline.process import nuclei_foreground
 
     data = np.asarray(fields_or_image)
+    settings = Settings(method=method, calibration=case.calibration_given)
+    alt, check = None, None
     if np.issubdtype(data.dtype, np.integer):
-        data = to_fields(data, case.channel_names, case.calibration_given)[0]
-    settings = Settings(method=method)
+        # the run's calibration stage: the user's pairs and, with two channels, their check
+        raw = data
+        data, rec = calibrate_plane(raw, case.channel_names, settings, case.pixel_size_um)
+        alt = alternative_fields(raw, case.channel_names, settings, rec)
+        check = rec.get("check")
     # the nuclei as the run finds them (never the simulator's mask)
     fg = nuclei_foreground(data, case.pixel_size_um, settings)
-    out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg)
+    out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg,
+                    alternative=alt)
     if info is not None:
         info.update(out.bandwidth)
         info["foreground"] = fg
+        info["calibration_contradicted"] = bool(check and check.get("contradicted"))
     return out.mean, out.std, out.identifiable
 
 
@@ -164,7 +175,8 @@ def run_case(spec, seed: int, method: str, sweep: bool) -> dict[str, Any]:
            "region_px": int(region.sum()), "seconds": seconds,
            "s_per_mp": seconds / (case.lam.size / 1e6),
            "delta_px": info.get("delta_um", np.nan) / case.pixel_size_um,
-           "window_px": info.get("window_um", np.nan) / case.pixel_size_um}
+           "window_px": info.get("window_um", np.nan) / case.pixel_size_um,
+           "calibration_contradicted": info.get("calibration_contradicted", False)}
     row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
     if sweep:
         fields = to_fields(case.image, case.channel_names, case.calibration_given)[0]

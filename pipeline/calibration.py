@@ -281,6 +281,25 @@ def corrected_calibration(roles: Sequence[ChannelRole], cals: Sequence[Calibrati
                  for k, c in enumerate(cals))
 
 
+def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
+                       record: dict[str, Any], *, dtype: Any = np.float64
+                       ) -> np.ndarray | None:
+    """The plane's fields under the calibration the image prefers, when the calibration check
+    (``record["check"]``, from :func:`calibrate_plane`) contradicted the user's pairs and they
+    were kept (``--calibration-check warn``); otherwise ``None``.
+
+    :func:`pipeline.estimate.fit_plane` takes them as ``alternative``: the std then spans
+    what the two calibrations disagree on.
+    """
+    from pipeline.physics.observation import to_fields
+
+    check = record.get("check") or {}
+    if not check.get("contradicted") or check.get("applied"):
+        return None
+    cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
+    return to_fields(plane, roles, cals, phi_max=settings.physics.phi_max, dtype=dtype)[0]
+
+
 def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
                 cals: Sequence[Calibration], settings: Any, pixel_size_um: float,
                 reuse: dict[str, Any] | None) -> dict[str, Any]:
@@ -302,9 +321,11 @@ def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
         log.warning("calibration check: %s. --calibration-check fix: the heterochromatin "
                     "scale is corrected to the ratio the image prefers", out["statement"])
     elif out["contradicted"]:
-        log.warning("calibration check: %s. Check the --calibration pairs, or run with "
-                    "--calibration-check fix (or --calibration image) to let the image set "
-                    "the heterochromatin scale (docs/calibration.md)", out["statement"])
+        log.warning("calibration check: %s. λ is fitted with your pairs and its std includes "
+                    "the difference the image's preferred ratio makes. Check the --calibration "
+                    "pairs, or run with --calibration-check fix (or --calibration image) to let "
+                    "the image set the heterochromatin scale (docs/calibration.md)",
+                    out["statement"])
     else:
         log.info("calibration check: %s", out["statement"])
     return out

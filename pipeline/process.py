@@ -28,7 +28,7 @@ import zarr
 
 from . import __version__
 from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
-from .calibration import calibrate_plane
+from .calibration import alternative_fields, calibrate_plane
 from .config import Settings
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError, name_errors
@@ -216,6 +216,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             fields, calib = calibrate_plane(plane_raw, roles, settings, px,
                                             reuse=planes[0]["calibration"] if planes else None,
                                             dtype=np.float32)
+            # a contradicted calibration, kept: the std spans the image's preferred one too
+            alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32)
             del plane_raw
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
@@ -233,8 +235,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
-                            progress=progress)
-            del fields, fg
+                            progress=progress, alternative=alt)
+            del fields, fg, alt
             root["rates"][p, 0] = res.mean
             root["rates"][p, 1] = res.std
             root["identifiable"][p] = res.identifiable

@@ -65,7 +65,8 @@ FLAGS = {
     "calibration-unidentifiable": "the automatic calibration could not be determined from "
                                   "the image (its record says why)",
     "calibration-contradicted": "the image's physics contradicts the --calibration pairs "
-                                "given (two channels; the record's check says by how much)",
+                                "given (two channels; the record's check says by how much); "
+                                "unless corrected, the std includes the difference",
     "whole-field": "no background around nuclei: the whole field was treated as one nucleus",
     "no-nuclei": "segmentation found no nucleus: no λ is reported",
     "no-segmentation": "--no-segment: λ is reported over the whole field",

@@ -161,3 +161,61 @@ def test_fix_uses_the_ratio_the_image_prefers(case):
                               case.pixel_size_um)
     assert same["channels"][ih]["scale"] == case.calibration[ih].scale
     assert "applied" not in same["check"]
+
+
+def test_a_kept_contradicted_calibration_widens_the_std_to_cover_the_truth(case):
+    """--calibration-check warn keeps the user's pairs; the std then adds what the image's
+    preferred ratio changes, and the interval covers the truth the user's pairs miss."""
+    from pipeline.calibration import alternative_fields
+    from pipeline.estimate import fit_plane
+
+    wrong = _het_scaled(case.calibration, 1.25)
+    settings = Settings(calibration=wrong, estimator={"delta_um": 0.3, "window_um": 0.3})
+    fields, rec = calibrate_plane(case.image, ROLES, settings, case.pixel_size_um)
+    alt = alternative_fields(case.image, ROLES, settings, rec)
+    assert alt is not None and alt.shape == fields.shape
+    model = ChromatinModel()
+    plain = fit_plane(fields, model, case.pixel_size_um, settings)
+    wide = fit_plane(fields, model, case.pixel_size_um, settings, alternative=alt)
+    # the numbers stay the user's; only the std grows, by the recorded term
+    assert np.array_equal(plain.mean, wide.mean, equal_nan=True)
+    ok = plain.identifiable & wide.identifiable
+    ok[:16], ok[-16:], ok[:, :16], ok[:, -16:] = False, False, False, False
+    assert np.all(wide.std[ok] >= plain.std[ok] - 1e-6)
+    term = wide.record["std_calibration_term"]
+    assert term > 0.5 * np.median(plain.std[ok]) and plain.record["std_calibration_term"] is None
+
+    def cover(fit):
+        return float(np.mean(np.abs(fit.mean - case.lam)[ok] <= 1.645 * fit.std[ok]))
+
+    assert cover(plain) < 0.8 < cover(wide)
+    # the true pairs, or the fix, leave nothing to add
+    _, rec_ok = calibrate_plane(case.image, ROLES, Settings(calibration=case.calibration),
+                                case.pixel_size_um)
+    assert alternative_fields(case.image, ROLES, settings, rec_ok) is None
+    fixed = Settings(calibration=wrong, calibration_check="fix")
+    _, rec_fix = calibrate_plane(case.image, ROLES, fixed, case.pixel_size_um)
+    assert alternative_fields(case.image, ROLES, fixed, rec_fix) is None
+
+
+def test_a_run_fits_a_kept_contradicted_calibration_with_the_wider_std(case, tmp_path):
+    """Through the run's stages (a real TIFF, process_image): the plane is flagged, and its
+    fit record carries the calibration term the std includes."""
+    import tifffile
+
+    from pipeline.io import open_result_store
+    from pipeline.process import process_image
+    from pipeline.summary import summarize_store
+
+    path = tmp_path / "two_channel.tif"
+    px = case.pixel_size_um
+    tifffile.imwrite(path, case.image, imagej=True, resolution=(1 / px, 1 / px),
+                     metadata={"unit": "um", "axes": "CYX", "Labels": list(ROLES)})
+    settings = Settings(method="closed-form", calibration=_het_scaled(case.calibration, 1.25),
+                        estimator={"delta_um": 0.3, "window_um": 0.3},
+                        run={"denoise": "none", "segment": False})
+    m = process_image(path, tmp_path / "out", settings)
+    plane = open_result_store(m["store"])["attrs"]["planes"][0]
+    assert plane["calibration"]["check"]["contradicted"]
+    assert plane["std_calibration_term"] > 0
+    assert "calibration-contradicted" in summarize_store(m["store"])["images"]["flags"].iloc[0]

@@ -7,7 +7,9 @@
 2. cut the plane into tiles with a halo derived from the operator (:mod:`pipeline.tiling`) and
    stream them in batches: the closed-form estimate of every tile (:mod:`.closed_form`), then
    the method's mean and std (closed form: :func:`.uncertainty.closed_form_std`; neural:
-   :func:`.neural.fit_tiles`, guarded against divergence);
+   :func:`.neural.fit_tiles`, guarded against divergence); where the image contradicts the
+   user's calibration (``alternative``), the std also holds the difference the calibration
+   the image prefers makes to the closed form;
 3. blend the tiles into plane maps with feathered weights, and decide identifiability on the
    blended closed-form terms with thresholds from the whole plane.
 
@@ -73,7 +75,9 @@ class PlaneFit:
         and for the neural method its diagnostics and ``diverged``, ``retried``, ``fallback``
         (``"none"``, ``"retry"`` or ``"closed-form"``), ``dropped_px``.
     record : dict
-        Bandwidths, tile plan, counts of flagged tiles and pixels, seconds (run.json).
+        Bandwidths, tile plan, counts of flagged tiles and pixels, seconds (run.json);
+        ``std_calibration_term``: the median ``|lam - lam_alt|`` over the identifiable pixels
+        with an ``alternative`` calibration, else ``None``.
     """
 
     mean: np.ndarray
@@ -183,6 +187,21 @@ def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, ini
     return {"mean": mean, "std": std, "diagnostics": diags}
 
 
+def _calibration_term(alternative: np.ndarray, plan: Any, batch: Sequence[Any], model: Any,
+                      delta: float, window: float, px: float, est: Any,
+                      weight: np.ndarray | None, lam: np.ndarray) -> np.ndarray:
+    """``|lam - lam_alt|`` for a batch of tiles: the closed form of the ``alternative``
+    fields at the same bandwidths and weights (0 where either is undefined)."""
+    tiles = extract_tiles(np.asarray(alternative, np.float32), plan, tiles=batch
+                          ).astype(np.float64)
+    terms = linear_terms(tiles, model, delta, px, backend=est.backend)
+    if weight is not None:
+        terms.weight = terms.weight * weight
+    alt, _ = local_least_squares(terms, window, px, lambda_min=est.lambda_min,
+                                 lambda_max=est.lambda_max)
+    return np.nan_to_num(np.abs(lam - alt))
+
+
 def fit_plane(
     fields: np.ndarray,
     model: Any,
@@ -193,6 +212,7 @@ def fit_plane(
     plane: int = 0,
     max_batch_px: int | None = None,
     progress: Callable[[dict], None] | None = None,
+    alternative: np.ndarray | None = None,
 ) -> PlaneFit:
     """lambda, its std and its identifiability for one plane of ``(C, Y, X)`` fields.
 
@@ -216,6 +236,12 @@ def fit_plane(
         The result does not depend on it (tile ``n``'s seed is ``settings.seed + n``).
         Default :data:`BATCH_PX`; for the neural method on the CPU, that divided by the
         problems per tile (``ensemble_size + 1``: each trains its own networks).
+    alternative
+        The plane's fields under the calibration the image prefers, when its check contradicts
+        the user's and the user's is kept (:func:`pipeline.calibration.alternative_fields`).
+        The std then adds, in quadrature, ``|lam - lam_alt|``: the closed form on both at the
+        same bandwidths and weights. The numbers stay the user's; their interval spans what
+        the two calibrations disagree on, which noise resampling cannot see.
 
     Examples
     --------
@@ -269,13 +295,15 @@ def fit_plane(
     # float32 plane accumulators; the closed form's mean is its lam, blended once
     # closed-form tiles agree where they overlap (the halo makes them the untiled map), so a
     # NaN there is NaN in every covering tile and needs no lost-weight map; neural tiles differ
-    names = ("a2", "den", "mean", "std") + (("lam",) if neural else ())
+    names = (("a2", "den", "mean", "std") + (("lam",) if neural else ())
+             + (("cal",) if alternative is not None else ()))
     acc = PlaneBlend(plan, names, dtype=np.float32,
                      propagate_nan=[k for k in names if not (neural and k in ("mean", "std"))])
     # finished rows leave the accumulators as the tiles advance: the maps go to these planes,
     # and the closed-form terms, needed again only for the plane's medians, to disk
     lam, std = np.empty(plan.shape, np.float32), np.empty(plan.shape, np.float32)
     cf_finite = np.empty(plan.shape, bool) if neural else None
+    cal_map = None if alternative is None else np.empty(plan.shape, np.float32)
     terms_file = _RowFile(plan.shape, ("a2", "den"))
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
@@ -302,6 +330,9 @@ def fit_plane(
             cf_nonfinite[s + i] = int(bad.sum())
             finite_den = denv[np.isfinite(denv)]
             cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
+        if alternative is not None:
+            cal_term = _calibration_term(alternative, plan, batch, model, delta, window,
+                                         pixel_size_um, est, weight_b, lam_b)
         if neural:
             out = _neural_guarded(tiles, model, pixel_size_um, settings, lam_b,
                                   (delta, window), noise, seeds, progress, weight_b)
@@ -312,6 +343,9 @@ def fit_plane(
                 std_b = closed_form_std(tiles, lam_b, model, pixel_size_um, delta, window, est,
                                         settings.uncertainty, noise, seeds, weight=weight_b)
             vals |= {"mean": lam_b, "std": std_b}
+        if alternative is not None:
+            vals["std"] = np.sqrt(vals["std"] ** 2 + cal_term**2)
+            vals["cal"] = cal_term
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
         del tiles, vals
@@ -321,6 +355,8 @@ def fit_plane(
             lam[r0 : acc.done], std[r0 : acc.done] = band["mean"], band["std"]
             if neural:
                 cf_finite[r0 : acc.done] = np.isfinite(band["lam"])
+            if cal_map is not None:
+                cal_map[r0 : acc.done] = band["cal"]
             terms_file.write(band)
             del band
         release_freed_memory()  # the batch's temporaries: else the heap keeps growing holes
@@ -385,6 +421,8 @@ def fit_plane(
               "tiles_fallback_retry": fallbacks.count("retry"),
               "tiles_fallback_closed_form": fallbacks.count("closed-form"),
               "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
+              "std_calibration_term": (None if cal_map is None or not ident.any()
+                                       else float(np.median(cal_map[ident]))),
               "seconds": time.perf_counter() - t0}
     return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields, bandwidth=bandwidth,
                     tiles=rows, record=record)
