@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -75,7 +74,7 @@ def collect_case(spec, seed: int) -> dict[str, Any]:
     from pipeline.config import Settings
     from pipeline.estimate import linear_terms, local_least_squares
     from pipeline.estimate.bandwidth import central_crop, select_bandwidth
-    from pipeline.estimate.closed_form import identifiable_mask
+    from pipeline.estimate.closed_form import identifiable_mask, nuclei_weight
     from pipeline.metrics import interior_r
     from pipeline.physics import ChromatinModel
     from pipeline.physics.observation import to_fields
@@ -106,7 +105,8 @@ def collect_case(spec, seed: int) -> dict[str, Any]:
             delta=np.array([c["delta_px"] for c in cands]),
             window=np.array([c["window_px"] for c in cands]),
             AA=a @ a.T / n, BB=b @ b.T / n, AB=a @ b.T / n,
-            at_bound=np.array([c["at_bound"] for c in cands]), n=n)
+            at_bound=np.array([c["at_bound"] for c in cands]),
+            level=np.array([c.get("level_bias", 0.0) for c in cands]), n=n)
         return out
 
     bw._choose = capture
@@ -130,7 +130,7 @@ def collect_case(spec, seed: int) -> dict[str, Any]:
         except ValueError:
             continue
         if fg is not None:
-            terms.weight = terms.weight * ndi.binary_erosion(fg, iterations=terms.support_px)
+            terms.weight = terms.weight * nuclei_weight(fg, terms.support_px)
         for i in np.flatnonzero(kept["delta"] == dpx):
             lam, den = local_least_squares(terms, kept["window"][i] * px, px)
             ok = identifiable_mask(terms, den) & region
@@ -233,8 +233,10 @@ def rule_lepski(c, idx, kappa=1.0):
     return order[-1]
 
 
-def rule_risk(c, idx, ref_rel=0.0):
-    """Smallest estimated mean squared difference to the reference's signal plus noise."""
+def rule_risk(c, idx, ref_rel=0.0, level=True):
+    """Smallest estimated mean squared difference to the reference's signal plus noise, plus
+    (``level``) the squared noise bias of the level (0 in collections made before it was
+    kept)."""
     s = stats(c)
     judged = _judged(c, idx)
     if judged is None:
@@ -242,7 +244,9 @@ def rule_risk(c, idx, ref_rel=0.0):
     ref = _reference(c, s, judged, ref_rel)
     ref = _reference(c, s, judged, -np.inf) if ref is None else ref
     ab = c["AB"]
-    return min(judged, key=lambda i: ab[i, i] - ab[i, ref] - ab[ref, i] + s["noise"][i])
+    lv = np.asarray(c.get("level", np.zeros(len(c["r"])))) if level else np.zeros(len(c["r"]))
+    return min(judged, key=lambda i: ab[i, i] - ab[i, ref] - ab[ref, i] + s["noise"][i]
+               + lv[i] ** 2)
 
 
 def _base(c) -> list[int]:

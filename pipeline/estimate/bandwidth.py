@@ -21,15 +21,20 @@ Cross-half covariances see only the noise-free expectations ``m_b``:
   ``cov_x(b, c) = (cov(l1_b, l2_c) + cov(l1_c, l2_b)) / 2``, is ``corr(m_b, m_ref)``.
 
 The full data's estimate is ``lam_b = m_b + e_b``; ``(l1_b - l2_b) / 2`` is an estimate of the
-noise ``e_b`` alone, so ``noise_b = mean((l1_b - l2_b)^2) / 4`` is its variance. The rule replaces
+noise ``e_b`` alone, so ``noise_b = mean((l1_b - l2_b)^2) / 4`` is its variance. Those are
+centred: λ is a nonlinear function of the data, and noise also shifts its **level**. The halves
+carry twice the data's noise variance, so to second order ``level_b = mean((l1_b + l2_b) / 2 -
+lam_b)`` (``lam_b`` the data's own map, computed in the same pass) is the data's level shift
+from its noise-free map. The rule replaces
 the unknown truth by a **reference** ``m_ref`` (the least window whose reliability reaches
 ``reference_reliability`` = :data:`REFERENCE_RELIABILITY`, at the largest delta that does:
 the least-smoothed map that is at least half signal) and **takes the candidate with the
 smallest predicted squared error** against it,
 
-    |m_b - m_ref|^2 + noise_b = cov_x(b, b) - 2 cov_x(b, ref) + cov_x(ref, ref) + noise_b,
+    |m_b - m_ref|^2 + noise_b + level_b^2
+        = cov_x(b, b) - 2 cov_x(b, ref) + cov_x(ref, ref) + noise_b + level_b^2,
 
-every term of which the cross-half products estimate without noise bias. The reference's
+whose centred terms the cross-half products estimate without noise bias. The reference's
 noise never enters: only its signal does. Each candidate's predicted correlation with the
 truth, ``corr(m_b, m_ref) * sqrt(rho_b)`` (``corr(lam_b, truth) = corr(m_b, truth) *
 sqrt(rho_b)``, the agreement capped at 1), is kept as evidence; it chose the bandwidth until
@@ -274,7 +279,7 @@ def select_bandwidth(
     table = [
         {k: (float(c[k]) if np.isfinite(c[k]) else None)
          for k in ("delta_px", "window_px", "reliability", "predicted_r", "predicted_mse",
-                   "at_bound")
+                   "level_bias", "at_bound")
          if k in c}
         for c in cands
     ]

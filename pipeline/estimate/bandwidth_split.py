@@ -85,12 +85,14 @@ def noise_models(f: np.ndarray, fg: np.ndarray | None = None) -> list[NoiseModel
 
 
 def _halves(f: np.ndarray, models: list[NoiseModel], seed: int) -> np.ndarray:
+    """``(3, C, H, W)``: the halves ``f + z``, ``f - z`` and the data ``f`` itself (one
+    mollification pass for all three; the data's map gives the noise bias of the level)."""
     rng = np.random.default_rng(seed)
     if all(m.is_white for m in models):  # white noise: the same draw as before noise models
         z = rng.normal(size=f.shape) * np.array([m.sigma for m in models])[:, None, None]
     else:
         z = np.stack([m.sample(f.shape[-2:], rng) for m in models])
-    return np.stack([f + z, f - z])  # (2, C, H, W): one mollification pass for both
+    return np.stack([f + z, f - z, f])
 
 
 def _statistics(cands: list[dict], ok: np.ndarray, bounds: tuple[float, float]) -> None:
@@ -105,6 +107,10 @@ def _statistics(cands: list[dict], ok: np.ndarray, bounds: tuple[float, float]) 
         c["signal_var"] = float(np.mean(c["a"] * c["b"]))  # cov_x(b, b): var of m_b
         # (l1 - l2) / 2 is the noise z's estimate: the variance of the full data's noise
         c["noise_var"] = float(np.mean((c["a"] - c["b"]) ** 2) / 4)
+        # the noise bias of the level: the halves carry twice the data's noise variance, so
+        # (to second order) their mean's shift from the data's map is the data's own shift
+        # from its noise-free map, which the centred statistics above leave out
+        c["level_bias"] = float(np.mean((a + b) / 2 - c["l0"][ok]))
 
 
 def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str, dict]:
@@ -135,15 +141,16 @@ def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str,
     for c in judged:
         cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
         # |m - m_ref|^2 from cross-half products (no noise bias) + the full data's noise
+        # + the noise bias of its level
         c["predicted_mse"] = float(c["signal_var"] - 2 * cross + ref["signal_var"]
-                                   + c["noise_var"])
+                                   + c["noise_var"] + c["level_bias"] ** 2)
         ok_c = c["signal_var"] > 0 and c["reliability"] > 0
         # a correlation: an estimate above 1 is the estimate's noise (small signal variance)
         agree = min(1.0, cross / np.sqrt(c["signal_var"] * ref["signal_var"])) if ok_c else -np.inf
         c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
     best = min(judged, key=lambda c: c["predicted_mse"])
     how = ("smallest predicted squared error against the reference's signal, "
-           "|m - m_ref|^2 + noise variance, against the reference "
+           "|m - m_ref|^2 + noise variance + noise bias of the level^2, against the reference "
            f"delta={ref['delta_px']:g} px, s={ref['window_px']:g} px (least window with "
            f"reliability >= {reference_reliability})")
     return best, how, {"delta_px": ref["delta_px"], "window_px": ref["window_px"],
@@ -178,7 +185,8 @@ class _Maps:
                 self.restricted.add(dpx)
             lam, _ = local_least_squares(t, spx * px, px, lambda_min=lmin, lambda_max=lmax)
             self.cands[(dpx, spx)] = {"delta_px": dpx, "window_px": spx, "l1": lam[0],
-                                      "l2": lam[1], "support_px": t.support_px,
+                                      "l2": lam[1], "l0": lam[2].astype(np.float32),
+                                      "support_px": t.support_px,
                                       "weight": t.weight}
             if self.progress is not None:
                 self.progress({"stage": "bandwidth", "done": len(self.cands),
@@ -198,7 +206,7 @@ def _evaluation_mask(cands: list[dict], foreground: np.ndarray | None) -> tuple[
     weight = min((c["weight"] for c in cands), key=lambda w: w.sum())
     ok = weight > 0
     for c in cands:
-        ok &= np.isfinite(c["l1"]) & np.isfinite(c["l2"])
+        ok &= np.isfinite(c["l1"]) & np.isfinite(c["l2"]) & np.isfinite(c["l0"])
     if foreground is None:
         return ok, "not given: all pixels"
     support = max(c["support_px"] for c in cands)
