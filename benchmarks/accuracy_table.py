@@ -147,14 +147,19 @@ def main(argv=None) -> None:
         "data and fresh test seeds must be drawn (stress.md says how).",
         "",
         *([args.note, ""] if args.note else []),
-        "Each case is run through `pipeline.estimate.fit_plane`, the fit `chromarate run` "
-        "uses, with the nuclei the run's segmentation finds and the calibration a user would "
-        "pass (including the case's calibration error). Scored on identifiable pixels at "
+        "Each case is calibrated as `chromarate run` does it (`pipeline.calibration."
+        "calibrate_plane`, with the pairs a user would pass, including the case's calibration "
+        "error; two channels' pairs are checked against the image, and a contradicted pair, "
+        "kept as by default, adds its term to the std) and fitted by "
+        "`pipeline.estimate.fit_plane`, the fit `chromarate run` uses, with the nuclei the "
+        "run's segmentation finds. Scored on identifiable pixels at "
         "least 1 um inside the nucleus edge and the image border. r: Pearson correlation with "
         "the true λ; coverage: fraction of those pixels whose true λ lies in mean ± 1.645 std "
         "(target 0.85-0.95); std/rmse: the median std over the rmse (the interval's width; "
         "about 1 when the std has the error's size); best fixed: the closed form's best bandwidth on the grid, found "
-        "with the truth (no user can reach it; the grid is the 7 x 7 one in pixels, "
+        "with the truth, its least squares weighted as the product's fit (only pixels farther "
+        "inside the nuclei found than the derivative support) (no user can reach it; the grid "
+        "is the 7 x 7 one in pixels, "
         "`DEFAULT_DELTAS_PX` x `DEFAULT_WINDOWS_PX`, at every pixel size, while the automatic "
         "choice's candidates are that grid in micrometres, so at pixels other than 0.02 um the "
         "two sets differ and the choice can lie outside the reference grid); s/MP: seconds per megapixel of the fit on 2 "

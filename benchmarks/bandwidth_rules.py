@@ -242,7 +242,8 @@ def rule_risk(c, idx, ref_rel=0.0, level=True):
     if judged is None:
         return rule_correlation(c, idx)
     ref = _reference(c, s, judged, ref_rel)
-    ref = _reference(c, s, judged, -np.inf) if ref is None else ref
+    # nothing reaches ref_rel: the most reliable candidate is the reference (the product's)
+    ref = max(judged, key=lambda i: s["rel"][i]) if ref is None else ref
     ab = c["AB"]
     lv = np.asarray(c.get("level", np.zeros(len(c["r"])))) if level else np.zeros(len(c["r"]))
     return min(judged, key=lambda i: ab[i, i] - ab[i, ref] - ab[ref, i] + s["noise"][i]

@@ -131,30 +131,37 @@ def _choose(cands: list[dict], reference_reliability: float) -> tuple[dict, str,
         c.setdefault("predicted_r", -np.inf)
         c.setdefault("predicted_mse", np.inf)
     refs = [c for c in judged if c["reliability"] >= reference_reliability]
-    if not refs:
-        best = max(judged, key=lambda c: c["reliability"])
-        how = f"no candidate reached reliability {reference_reliability}: the most reliable one"
-        log.warning("bandwidth: %s (%.3f); the rate map is noise-dominated", how,
-                    best["reliability"])
-        return best, how, {}
-    ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
+    weak = not refs
+    if weak:
+        # nothing is half signal: the most reliable candidate is the reference, and the rule
+        # below then prefers the flattest, least noisy map (taking that candidate itself, as
+        # before, chose noise when every reliability was negative: r -0.26, stress test seed
+        # 8634, the two-channel STORM nucleus)
+        ref = max(judged, key=lambda c: c["reliability"])
+        log.warning("bandwidth: no candidate reached reliability %s (the most reliable: "
+                    "%.3f); the rate map is noise-dominated", reference_reliability,
+                    ref["reliability"])
+    else:
+        ref = min(refs, key=lambda c: (c["window_px"], -c["delta_px"]))
     for c in judged:
         cross = 0.5 * (np.mean(c["a"] * ref["b"]) + np.mean(ref["a"] * c["b"]))
         # |m - m_ref|^2 from cross-half products (no noise bias) + the full data's noise
         # + the noise bias of its level
         c["predicted_mse"] = float(c["signal_var"] - 2 * cross + ref["signal_var"]
                                    + c["noise_var"] + c["level_bias"] ** 2)
-        ok_c = c["signal_var"] > 0 and c["reliability"] > 0
+        ok_c = c["signal_var"] > 0 and c["reliability"] > 0 and ref["signal_var"] > 0
         # a correlation: an estimate above 1 is the estimate's noise (small signal variance)
         agree = min(1.0, cross / np.sqrt(c["signal_var"] * ref["signal_var"])) if ok_c else -np.inf
         c["predicted_r"] = float(agree * np.sqrt(c["reliability"])) if ok_c else -np.inf
     best = min(judged, key=lambda c: c["predicted_mse"])
+    which = (f"no candidate reached reliability {reference_reliability}: the most reliable "
+             f"one, {ref['reliability']:.3f}; the rate map is noise-dominated" if weak else
+             f"least window with reliability >= {reference_reliability}")
     how = ("smallest predicted squared error against the reference's signal, "
            "|m - m_ref|^2 + noise variance + noise bias of the level^2, against the reference "
-           f"delta={ref['delta_px']:g} px, s={ref['window_px']:g} px (least window with "
-           f"reliability >= {reference_reliability})")
+           f"delta={ref['delta_px']:g} px, s={ref['window_px']:g} px ({which})")
     return best, how, {"delta_px": ref["delta_px"], "window_px": ref["window_px"],
-                       "reliability": ref["reliability"]}
+                       "reliability": ref["reliability"], "noise_dominated": weak}
 
 
 class _Maps:
