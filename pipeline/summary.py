@@ -71,6 +71,8 @@ FLAGS = {
     "no-nuclei": "segmentation found no nucleus: no λ is reported",
     "no-segmentation": "--no-segment: λ is reported over the whole field",
     "bandwidth-at-grid-edge": "the automatic bandwidth sits at the edge of its candidate grid",
+    "noise-dominated": "no automatic bandwidth gave a rate map that is at least half signal: "
+                       "λ's pattern there is mostly noise (the flattest map was taken)",
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
     "axes-assumed": "the file does not name its axes: pages were read as Z planes",
     "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
@@ -119,7 +121,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     Reads the calibration record (``mode``/``source``: anything but ``"user"`` is automatic;
     ``identifiable`` when the calibration says whether it could be determined), the nuclei
     record (``mode``, ``n_nuclei``), the bandwidth
-    selection (``at_grid_edge``, absent in older stores), the axes and the Z step.
+    selection (``at_grid_edge`` and ``noise_dominated``, absent in older stores), the axes
+    and the Z step.
     """
     rec = attrs["planes"][plane]
     flags = []
@@ -143,6 +146,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     selection = rec.get("selection") or {}
     if selection.get("at_grid_edge") or rec.get("at_grid_edge"):
         flags.append("bandwidth-at-grid-edge")
+    if selection.get("noise_dominated"):
+        flags.append("noise-dominated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
         flags.append("low-identifiable-fraction")
     if attrs.get("axes_source") == "default":

@@ -136,7 +136,9 @@ class BandwidthChoice:
     ``noise`` holds each channel's noise model (pixel std ``sigma``, ``corr_length_px``, ...);
     ``at_grid_edge`` says whether the choice sits at an edge of the (extended) candidate grid,
     with ``grid_message`` saying which and what was done; ``evaluated_px`` is the number of
-    pixels the statistics were computed on.
+    pixels the statistics were computed on; ``noise_dominated`` that no candidate's map was
+    at least half signal (no reference reached ``reference_reliability``, or every candidate
+    sat at a bound of lambda): the rate map is mostly noise at any bandwidth.
     """
 
     delta_um: float
@@ -154,6 +156,7 @@ class BandwidthChoice:
     windows_px: list[float] = field(default_factory=list)
     evaluated_px: int = 0
     foreground: str = "not given: all pixels"
+    noise_dominated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,6 +302,7 @@ def select_bandwidth(
         windows_px=windows,
         evaluated_px=int(ok.sum()),
         foreground=where,
+        noise_dominated=bool(reference.get("noise_dominated", True)),
     )
     log.info("bandwidth: delta=%.3f um, s=%.3f um (reliability %.3f; noise %s)",
              choice.delta_um, choice.window_um, choice.reliability,
