@@ -95,6 +95,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     if info is not None:
         info.update(out.bandwidth)
         info["foreground"] = fg
+        info["fields"] = data
         info["calibration_contradicted"] = bool(check and check.get("contradicted"))
     return out.mean, out.std, out.identifiable
 
@@ -159,7 +160,6 @@ def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray,
 
 def run_case(spec, seed: int, method: str, sweep: bool) -> dict[str, Any]:
     """Draw, fit and score one case."""
-    from pipeline.physics.observation import to_fields
 
     case = make_stress_case(spec, seed)
     region = evaluation_region(case)
@@ -178,10 +178,9 @@ def run_case(spec, seed: int, method: str, sweep: bool) -> dict[str, Any]:
            "window_px": info.get("window_um", np.nan) / case.pixel_size_um,
            "calibration_contradicted": info.get("calibration_contradicted", False)}
     row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
-    if sweep:
-        fields = to_fields(case.image, case.channel_names, case.calibration_given)[0]
+    if sweep:  # on the fields the fit calibrated (the user's pairs, as given)
         row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(
-            fields, case, region, info.get("foreground"))
+            info["fields"], case, region, info.get("foreground"))
     return row
 
 

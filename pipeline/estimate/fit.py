@@ -7,7 +7,7 @@
 2. cut the plane into tiles with a halo derived from the operator (:mod:`pipeline.tiling`) and
    stream them in batches: the closed-form estimate of every tile (:mod:`.closed_form`), then
    the method's mean and std (closed form: :func:`.uncertainty.closed_form_std`; neural:
-   :func:`.neural.fit_tiles`, guarded against divergence); where the image contradicts the
+   :func:`.neural.fit_tiles_guarded`: the networks, guarded against divergence); where the image contradicts the
    user's calibration (``alternative``), the std also holds the difference the calibration
    the image prefers makes to the closed form;
 3. blend the tiles into plane maps with feathered weights, and decide identifiability on the
@@ -135,71 +135,17 @@ class _RowFile:
             fh.close()
 
 
-def _safer(settings: Any) -> Any:
-    """Settings of the retry of a diverged tile: the learning rate times
-    ``neural.retry_lr_factor`` and twice the joint epochs (run in float64 by the caller)."""
-    nn = settings.neural
-    safer = nn.model_copy(update={"lr": nn.lr * float(nn.retry_lr_factor),
-                                  "epochs": max(1, 2 * nn.epochs)})
-    return settings.model_copy(update={"neural": safer})
-
-
-def _neural_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
-                    bandwidth: tuple[float, float], noise: FieldNoise, seeds: Sequence[int],
-                    progress: Callable[[dict], None] | None,
-                    weight: np.ndarray | None = None) -> dict:
-    """The neural fit of a batch, with divergence handling per tile.
-
-    A tile whose fit diverged (a problem's loss turned non-finite, its residual ended above
-    10x its start, or its lambda is non-finite) is refitted once, alone with the other failed
-    tiles of the batch, with :func:`_safer` settings in float64 and the same seeds. If the
-    retry also fails, the tile takes its closed-form estimate ``init`` with NaN std: inventing
-    an uncertainty would be dishonest.
-    """
-    from .neural import fit_tiles
-
-    def run(idx, s, dtype):
-        return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
-                         noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
-                         dtype=dtype, progress=progress,
-                         weight=None if weight is None else weight[idx])
-
-    every = list(range(len(tiles)))
-    out = run(every, settings, "float32")
-    mean, std = np.array(out["mean"]), np.array(out["std"])
-    diags = [dict(d) | {"retried": False, "fallback": "none"} for d in out["diagnostics"]]
-    bad = [i for i, d in enumerate(diags) if d["diverged"]]
-    if not bad:
-        return {"mean": mean, "std": std, "diagnostics": diags}
-    log.warning("neural fit: %d tile(s) diverged; retrying in float64 with a smaller step",
-                len(bad))
-    again = run(bad, _safer(settings), "float64")
-    for j, i in enumerate(bad):
-        d = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True}
-        if not again["diagnostics"][j]["diverged"]:
-            mean[i], std[i] = again["mean"][j], again["std"][j]
-            diags[i] = d | {"fallback": "retry"}
-        else:
-            log.warning("neural fit: a tile diverged again; using its closed-form estimate "
-                        "(std NaN)")
-            mean[i], std[i] = init[i], np.nan
-            diags[i] = d | {"fallback": "closed-form"}
-    return {"mean": mean, "std": std, "diagnostics": diags}
-
-
-def _calibration_term(alternative: np.ndarray, plan: Any, batch: Sequence[Any], model: Any,
-                      delta: float, window: float, px: float, est: Any,
-                      weight: np.ndarray | None, lam: np.ndarray) -> np.ndarray:
-    """``|lam - lam_alt|`` for a batch of tiles: the closed form of the ``alternative``
-    fields at the same bandwidths and weights (0 where either is undefined)."""
-    tiles = extract_tiles(np.asarray(alternative, np.float32), plan, tiles=batch
-                          ).astype(np.float64)
+def _closed_form_batch(tiles: np.ndarray, model: Any, delta: float, window: float,
+                       px: float, est: Any, weight: np.ndarray | None
+                       ) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The closed form of a batch of ``(N, C, H, W)`` tiles at ``(delta, window)``, weighted
+    by ``weight`` (the nuclei): its terms, lambda and least-squares denominator."""
     terms = linear_terms(tiles, model, delta, px, backend=est.backend)
     if weight is not None:
         terms.weight = terms.weight * weight
-    alt, _ = local_least_squares(terms, window, px, lambda_min=est.lambda_min,
-                                 lambda_max=est.lambda_max)
-    return np.nan_to_num(np.abs(lam - alt))
+    lam, den = local_least_squares(terms, window, px, lambda_min=est.lambda_min,
+                                   lambda_max=est.lambda_max)
+    return terms, lam, den
 
 
 def fit_plane(
@@ -312,13 +258,10 @@ def fit_plane(
         batch = plan.tiles[s : s + per]
         seeds = [int(settings.seed) + s + i for i in range(len(batch))]
         tiles = extract_tiles(fields, plan, tiles=batch).astype(np.float64)
-        terms = linear_terms(tiles, model, delta, pixel_size_um, backend=est.backend)
         weight_b = None if inner is None else extract_tiles(inner, plan, tiles=batch
                                                             ).astype(np.float64)
-        if weight_b is not None:
-            terms.weight = terms.weight * weight_b
-        lam_b, den_b = local_least_squares(terms, window, pixel_size_um,
-                                           lambda_min=est.lambda_min, lambda_max=est.lambda_max)
+        terms, lam_b, den_b = _closed_form_batch(tiles, model, delta, window, pixel_size_um,
+                                                 est, weight_b)
         vals = {"a2": terms.a**2, "den": den_b} | ({"lam": lam_b} if neural else {})
         del terms
         for i, t in enumerate(batch):
@@ -330,12 +273,17 @@ def fit_plane(
             cf_nonfinite[s + i] = int(bad.sum())
             finite_den = denv[np.isfinite(denv)]
             cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
-        if alternative is not None:
-            cal_term = _calibration_term(alternative, plan, batch, model, delta, window,
-                                         pixel_size_um, est, weight_b, lam_b)
+        if alternative is not None:  # |lam - lam_alt|: the calibrations' disagreement
+            alt_tiles = extract_tiles(alternative, plan, tiles=batch).astype(np.float64)
+            lam_alt = _closed_form_batch(alt_tiles, model, delta, window, pixel_size_um, est,
+                                         weight_b)[1]
+            cal_term = np.nan_to_num(np.abs(lam_b - lam_alt))
+            del alt_tiles, lam_alt
         if neural:
-            out = _neural_guarded(tiles, model, pixel_size_um, settings, lam_b,
-                                  (delta, window), noise, seeds, progress, weight_b)
+            from .neural import fit_tiles_guarded  # torch only when the method needs it
+
+            out = fit_tiles_guarded(tiles, model, pixel_size_um, settings, lam_b,
+                                    (delta, window), noise, seeds, progress, weight_b)
             vals |= {"mean": out["mean"], "std": out["std"]}
             diagnostics[s : s + len(batch)] = out["diagnostics"]
         else:

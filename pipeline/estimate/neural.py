@@ -47,7 +47,7 @@ from .uncertainty import (
     unbounded,
 )
 
-__all__ = ["fit_tiles"]
+__all__ = ["fit_tiles", "fit_tiles_guarded"]
 
 log = logging.getLogger(__name__)
 
@@ -259,3 +259,53 @@ def fit_tiles(
     log.info("neural fit: %d tiles x %d problems, %d epochs on %s in %.1f s", n, e1,
              total_epochs, dev, elapsed)
     return {"mean": mean, "std": std, "diagnostics": diagnostics}
+
+
+def _safer(settings: Any) -> Any:
+    """Settings of the retry of a diverged tile: the learning rate times
+    ``neural.retry_lr_factor`` and twice the joint epochs (run in float64 by the caller)."""
+    nn = settings.neural
+    safer = nn.model_copy(update={"lr": nn.lr * float(nn.retry_lr_factor),
+                                  "epochs": max(1, 2 * nn.epochs)})
+    return settings.model_copy(update={"neural": safer})
+
+
+def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
+                    bandwidth: tuple[float, float], noise: FieldNoise, seeds: Sequence[int],
+                    progress: Callable[[dict], None] | None,
+                    weight: np.ndarray | None = None) -> dict:
+    """The neural fit of a batch, with divergence handling per tile.
+
+    A tile whose fit diverged (a problem's loss turned non-finite, its residual ended above
+    10x its start, or its lambda is non-finite) is refitted once, alone with the other failed
+    tiles of the batch, with :func:`_safer` settings in float64 and the same seeds. If the
+    retry also fails, the tile takes its closed-form estimate ``init`` with NaN std: inventing
+    an uncertainty would be dishonest.
+    """
+    def run(idx, s, dtype):
+        return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
+                         noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
+                         dtype=dtype, progress=progress,
+                         weight=None if weight is None else weight[idx])
+
+    every = list(range(len(tiles)))
+    out = run(every, settings, "float32")
+    mean, std = np.array(out["mean"]), np.array(out["std"])
+    diags = [dict(d) | {"retried": False, "fallback": "none"} for d in out["diagnostics"]]
+    bad = [i for i, d in enumerate(diags) if d["diverged"]]
+    if not bad:
+        return {"mean": mean, "std": std, "diagnostics": diags}
+    log.warning("neural fit: %d tile(s) diverged; retrying in float64 with a smaller step",
+                len(bad))
+    again = run(bad, _safer(settings), "float64")
+    for j, i in enumerate(bad):
+        d = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True}
+        if not again["diagnostics"][j]["diverged"]:
+            mean[i], std[i] = again["mean"][j], again["std"][j]
+            diags[i] = d | {"fallback": "retry"}
+        else:
+            log.warning("neural fit: a tile diverged again; using its closed-form estimate "
+                        "(std NaN)")
+            mean[i], std[i] = init[i], np.nan
+            diags[i] = d | {"fallback": "closed-form"}
+    return {"mean": mean, "std": std, "diagnostics": diags}
