@@ -39,6 +39,7 @@ from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
+from .saturation import saturated_pixels
 from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
 from .user_labels import find_user_labels, read_user_labels
 
@@ -218,6 +219,13 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                                             dtype=np.float32)
             # a contradicted calibration, kept: the std spans the image's preferred one too
             alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32)
+            saturated, sat_rec = saturated_pixels(plane_raw)
+            if saturated is not None:
+                log.warning("%s plane %d: %d pixel(s) (%.2g %%) at the detector's ceiling "
+                            "(%s): no lambda within the derivative support of them",
+                            manifest.image, p, sat_rec["pixels"], 100 * sat_rec["fraction"],
+                            ", ".join(str(c["ceiling"]) for c in sat_rec["channels"]
+                                      if c["pixels"]))
             del plane_raw
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
@@ -235,13 +243,14 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
-                            progress=progress, alternative=alt)
-            del fields, fg, alt
+                            progress=progress, alternative=alt, saturated=saturated)
+            del fields, fg, alt, saturated
             root["rates"][p, 0] = res.mean
             root["rates"][p, 1] = res.std
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
-            planes.append({"plane": p, "calibration": calib, **res.record})
+            planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
+                           **res.record})
             tiles.extend(res.tiles)
             del res
             release_freed_memory()

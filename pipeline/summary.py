@@ -73,6 +73,11 @@ FLAGS = {
     "bandwidth-at-grid-edge": "the automatic bandwidth sits at the edge of its candidate grid",
     "noise-dominated": "no automatic bandwidth gave a rate map that is at least half signal: "
                        "λ's pattern there is mostly noise (the flattest map was taken)",
+    "nuclei-too-small": "the nuclei are too small for the bandwidth the noise needs: too few "
+                        "pixels lie farther inside them than the derivative support, so λ is "
+                        "reported only where one does, often nowhere (check --pixel-size)",
+    "saturated": "pixels at the detector's ceiling (clipped): no λ is reported within the "
+                 "derivative support of them",
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
     "axes-assumed": "the file does not name its axes: pages were read as Z planes",
     "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
@@ -121,7 +126,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     Reads the calibration record (``mode``/``source``: anything but ``"user"`` is automatic;
     ``identifiable`` when the calibration says whether it could be determined), the nuclei
     record (``mode``, ``n_nuclei``), the bandwidth
-    selection (``at_grid_edge`` and ``noise_dominated``, absent in older stores), the axes
+    selection (``at_grid_edge``, ``noise_dominated`` and ``nuclei_too_small``, absent in older
+    stores), the axes
     and the Z step.
     """
     rec = attrs["planes"][plane]
@@ -148,6 +154,10 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("bandwidth-at-grid-edge")
     if selection.get("noise_dominated"):
         flags.append("noise-dominated")
+    if selection.get("nuclei_too_small"):
+        flags.append("nuclei-too-small")
+    if (rec.get("saturation") or {}).get("pixels"):
+        flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
         flags.append("low-identifiable-fraction")
     if attrs.get("axes_source") == "default":

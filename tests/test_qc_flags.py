@@ -60,8 +60,10 @@ def test_no_nuclei_from_empty_user_labels(inside_one_nucleus, tmp_path):
 
 def test_bandwidth_at_grid_edge_and_low_identifiable_fraction(tmp_path):
     """A 96-pixel crop of the real field (tests/data; 4 nuclei) at 0.3 µm: the automatic
-    bandwidth runs to the edge of its grid, and the border band it blanks leaves under half
-    of the nuclei's pixels identifiable (measured: 24 %)."""
+    bandwidth runs to the edge of its grid, and its derivative support is wider than the
+    nuclei: too few pixels lie that far inside them to choose on, and none to report λ at
+    (before the fit kept the nuclei's weight in that case, the border band left 24 % of the
+    nuclei's pixels with a λ mixed from their edges and the background)."""
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "crop.tif",
                      tifffile.imread(DATA / "dsb2018_nuclei.tif")[128:224, 128:224])
@@ -71,7 +73,7 @@ def test_bandwidth_at_grid_edge_and_low_identifiable_fraction(tmp_path):
     row = summarize_store(m["store"])["images"].iloc[0]
     assert row["nuclei_mode"] == "threshold" and row["fraction_identifiable"] < 0.5
     assert _flags(m["store"]) == ["calibration-auto", "bandwidth-at-grid-edge",
-                                  "low-identifiable-fraction"]
+                                  "nuclei-too-small", "low-identifiable-fraction"]
 
 
 def test_noise_dominated(tmp_path):
@@ -189,3 +191,47 @@ def test_user_labels_for_a_stack(tmp_path):
     assert list(zip(nuc["plane"], nuc["label"], strict=True)) == [(0, 4), (1, 9)]
     flags = summarize_store(m["store"])["images"]["flags"]
     assert not any("z-scale-unknown" in f or "axes-assumed" in f for f in flags)
+
+
+@pytest.mark.parametrize("ceiling", [4095, 65535])
+def test_saturated_pixels_are_holes_in_the_fit(tmp_path, ceiling):
+    """A field whose brightest patch is clipped at the detector's ceiling (12- or 16-bit):
+    no λ within the derivative support of a clipped pixel, λ elsewhere as before, and the
+    plane flagged. The same field unclipped is not flagged (its maximum is no ceiling)."""
+    from scipy import ndimage
+
+    from pipeline.mollifier import Mollifier
+    from pipeline.physics.chromatin import ChromatinModel
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:128, :128]
+    texture = ndimage.gaussian_filter(rng.normal(size=(128, 128)), 4)
+    texture = 1 + texture / texture.std() * 0.25
+    bright = np.exp(-((yy - 40) ** 2 + (xx - 90) ** 2) / (2 * 6.0**2))
+    scale = ceiling / 4095
+    expected = (1500 * texture + 3000 * bright + 200) * scale
+    raw = rng.poisson(expected).astype(np.float64)
+    clipped = np.minimum(raw, ceiling).astype(np.uint16)
+    assert 20 < (clipped == ceiling).sum() < 500
+    (tmp_path / "in").mkdir()
+    for name, image in (("clipped", clipped), ("free", (raw * 0.9).astype(np.uint16))):
+        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", image, imagej=True,
+                         resolution=(1 / 0.02, 1 / 0.02), metadata={"unit": "um"})
+    s = Settings(**FAST, run={"denoise": "none", "segment": False})
+    m = process_image(tmp_path / "in" / "clipped.tif", tmp_path / "out", s)
+    res = open_result_store(m["store"])
+    rec = res["attrs"]["planes"][0]["saturation"]
+    assert rec["pixels"] == (clipped == ceiling).sum()
+    assert rec["channels"][0]["ceiling"] == ceiling
+    assert "saturated" in _flags(m["store"])
+    lam = np.asarray(res["rates"][0])
+    support = Mollifier(0.06, 0.02, ChromatinModel().derivatives).support_px
+    near = ndimage.binary_dilation(clipped == ceiling, iterations=support)
+    assert not np.isfinite(lam[near]).any()
+    far = ~ndimage.binary_dilation(near, iterations=2 * support)
+    far[: 2 * support] = far[-2 * support:] = False
+    far[:, : 2 * support] = far[:, -2 * support:] = False
+    assert np.isfinite(lam[far]).mean() > 0.95
+    free = process_image(tmp_path / "in" / "free.tif", tmp_path / "out", s)
+    assert open_result_store(free["store"])["attrs"]["planes"][0]["saturation"]["pixels"] == 0
+    assert "saturated" not in _flags(free["store"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 
 from ..device import resolve_device
 from ..errors import TooSmallError
@@ -159,6 +160,7 @@ def fit_plane(
     max_batch_px: int | None = None,
     progress: Callable[[dict], None] | None = None,
     alternative: np.ndarray | None = None,
+    saturated: np.ndarray | None = None,
 ) -> PlaneFit:
     """lambda, its std and its identifiability for one plane of ``(C, Y, X)`` fields.
 
@@ -188,6 +190,11 @@ def fit_plane(
         The std then adds, in quadrature, ``|lam - lam_alt|``: the closed form on both at the
         same bandwidths and weights. The numbers stay the user's; their interval spans what
         the two calibrations disagree on, which noise resampling cannot see.
+    saturated
+        Boolean ``(Y, X)``: pixels clipped at the detector's ceiling
+        (:func:`pipeline.saturation.saturated_pixels`). They are holes in the nuclei: the noise
+        model and the bandwidth choice skip them, and no pixel whose derivative support
+        reaches one is fitted (its fields are flat there, not chromatin).
 
     Examples
     --------
@@ -208,6 +215,9 @@ def fit_plane(
     fg = None if foreground is None else np.asarray(foreground, dtype=bool)
     if fg is not None and not fg.any():
         fg = None
+    if saturated is not None and np.any(saturated):
+        keep = ~np.asarray(saturated, dtype=bool)
+        fg = keep if fg is None else fg & keep
     try:
         delta, window, selection = choose_bandwidths(fields, model, pixel_size_um, est,
                                                      seed=settings.seed, foreground=fg,
@@ -216,22 +226,31 @@ def fit_plane(
         if fg is None:
             raise
         log.warning("plane %d: the nuclei, away from their edges, leave too few pixels to "
-                    "choose bandwidths on; choosing on the whole field, unweighted", plane)
-        fg = None
+                    "choose bandwidths on; choosing on the whole field", plane)
         delta, window, selection = choose_bandwidths(fields, model, pixel_size_um, est,
                                                      seed=settings.seed)
         selection["foreground"] = "nuclei too small to choose on: the whole field"
+        selection["nuclei_too_small"] = True
     noise = noise_model(fields, selection, fg)
     release_freed_memory()  # the candidates' maps, before the plane's accumulators
     support = Mollifier(delta, pixel_size_um, model.derivatives).support_px
     # with nuclei, the least squares weigh only pixels farther inside them than the
-    # derivative support: the nuclear edge and the background are not chromatin structure
+    # derivative support: the nuclear edge and the background are not chromatin structure.
+    # Nuclei too small to choose bandwidths on keep that rule: lambda is reported only where
+    # a pixel lies farther inside a nucleus than the support, often nowhere (then it says so)
     inner = nuclei_weight(fg, support)
+    if inner is not None and not inner.any():
+        selection["nuclei_too_small"] = True
+        log.warning("plane %d: no pixel lies farther inside a nucleus than the derivative "
+                    "support (%.3g um, %d px), so no lambda is reported: the nuclei are too "
+                    "small for the bandwidth the noise needs (check --pixel-size)", plane,
+                    support * pixel_size_um, support)
     plan = plan_tiles(fields.shape[-2:], tile_px=settings.run.tile_px,
                       overlap_px=settings.run.overlap_px,
                       halo_px=halo_px(support, window, pixel_size_um))
     n = len(plan.tiles)
-    neural = settings.method == "neural"
+    # no interior to weigh: the closed form's empty windows give the NaN maps, no training
+    neural = settings.method == "neural" and (inner is None or bool(inner.any()))
     if max_batch_px is None:
         max_batch_px = BATCH_PX
         if neural and resolve_device(settings.device).type == "cpu":
@@ -334,6 +353,8 @@ def fit_plane(
     for t, diag in zip(plan.tiles, diagnostics, strict=True):
         if diag.get("fallback") == "closed-form":
             fallback_cover[valid_slices(t)] = True
+    if saturated is not None and np.any(saturated):  # derivatives that see a clipped pixel
+        ident &= ~binary_dilation(np.asarray(saturated, bool), iterations=int(support))
     missing = ident & (~np.isfinite(lam) | (~np.isfinite(std) & ~fallback_cover))
     if missing.any():
         log.warning("plane %d: %d identifiable pixel(s) had no finite fitted value; marked not "

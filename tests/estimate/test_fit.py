@@ -212,12 +212,24 @@ def test_neural_keeps_the_planes_identifiable_mask():
     _assert_no_nonfinite_identifiable(nn)
 
 
-def test_nuclei_too_small_to_choose_on_fall_back_to_the_whole_field():
+@pytest.mark.parametrize("method", ["closed-form", "neural"])
+def test_nuclei_too_small_to_choose_on_give_no_lambda(method):
     """A foreground that leaves no pixels once its edge band is removed does not refuse the
-    image: the bandwidths are chosen on the whole field, and the record says so."""
+    image: the bandwidths are chosen on the whole field and the record says so. The fit keeps
+    weighing only pixels farther inside the nuclei than the derivative support, so here no
+    pixel has a lambda (a map from the edge band and the background is not chromatin's), and
+    the neural method trains nothing."""
     fields = _case_fields((96, 96), seed=2)
     fg = np.zeros((96, 96), bool)
     fg[44:52, 44:52] = True
-    res = fit_plane(fields, ChromatinModel(), PX, Settings(method="closed-form"), foreground=fg)
+    settings = Settings(method=method, device="cpu", neural={"pretrain_epochs": 2,
+                                                              "epochs": 2})
+    res = fit_plane(fields, ChromatinModel(), PX, settings, foreground=fg)
     assert "whole field" in res.bandwidth["selection"]["foreground"]
-    assert res.identifiable.any()
+    assert res.bandwidth["selection"]["nuclei_too_small"] is True
+    assert not res.identifiable.any() and not np.isfinite(res.mean).any()
+    assert not np.isfinite(res.std).any()
+    # without the nuclei the same field is fitted
+    free = fit_plane(fields, ChromatinModel(), PX, Settings(method="closed-form"))
+    assert free.identifiable.mean() > 0.5 and "nuclei_too_small" not in free.bandwidth[
+        "selection"]
