@@ -55,6 +55,9 @@ from pipeline.simulate.stress import (  # noqa: E402
 EDGE_UM = 1.0
 """Evaluation pixels lie at least this far inside the nucleus edge and the image border."""
 Z90 = 1.645
+CALIBRATION_SCALE_UNCERTAINTY = 0.0
+"""``uncertainty.calibration_scale`` of every case: the default (a user who states no
+uncertainty of their calibration); ``--calibration-uncertainty`` sets it."""
 
 
 def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
@@ -80,7 +83,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     from pipeline.process import nuclei_foreground
 
     data = np.asarray(fields_or_image)
-    settings = Settings(method=method, calibration=case.calibration_given)
+    settings = Settings(method=method, calibration=case.calibration_given,
+                        uncertainty={"calibration_scale": CALIBRATION_SCALE_UNCERTAINTY})
     alt, check = None, None
     if np.issubdtype(data.dtype, np.integer):
         # the run's calibration stage: the user's pairs and, with two channels, their check
@@ -91,7 +95,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     # the nuclei as the run finds them (never the simulator's mask)
     fg = nuclei_foreground(data, case.pixel_size_um, settings)
     out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg,
-                    alternative=alt)
+                    alternative=alt, channel_model=("single-channel" if len(case.channel_names)
+                                                    == 1 else "two-channel"))
     if info is not None:
         info.update(out.bandwidth)
         info["foreground"] = fg
@@ -263,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--specs", default="*", help="comma-separated name patterns (fnmatch)")
     ap.add_argument("--max-seeds", type=int, default=None, help="only the first N seeds")
     ap.add_argument("--no-best", action="store_true", help="skip the best-fixed sweep")
+    ap.add_argument("--calibration-uncertainty", type=float, default=0.0, metavar="FRACTION",
+                    help="uncertainty.calibration_scale for every case (default 0: none stated)")
     args = ap.parse_args(argv)
+    global CALIBRATION_SCALE_UNCERTAINTY
+    CALIBRATION_SCALE_UNCERTAINTY = args.calibration_uncertainty
     seeds = TUNING_SEEDS if args.seeds == "tuning" else TEST_SEEDS
     seeds = seeds[: args.max_seeds] if args.max_seeds else seeds
     pats = [p.strip() for p in args.specs.split(",") if p.strip()]

@@ -25,6 +25,7 @@ SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
     ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
     ("--calibration-check", "calibration_check", {}),
+    ("--calibration-uncertainty", "uncertainty.calibration_scale", {"metavar": "FRACTION"}),
     ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),
     ("--delta", "estimator.delta_um", {"metavar": "UM"}),
     ("--window", "estimator.window_um", {"metavar": "UM"}),

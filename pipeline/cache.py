@@ -57,6 +57,7 @@ RESULT_SOURCES = (
     "mollifier.py",
     "physics",        # the model and the observation (calibration) models
     "process.py",
+    "saturation.py",  # clipped pixels: holes in the fit
     "mollifier_kernels.py",
     "object_table.py",  # the per-object statistics of the CSVs
     "user_labels.py",  # the user's nuclei, read and checked

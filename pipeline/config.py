@@ -165,6 +165,12 @@ class UncertaintySettings(BaseModel):
         2.0, ge=0, description="the members' variance is averaged over a Gaussian of this "
         "many rate windows s (a few members give a noisy per-pixel variance); 0: none"
     )
+    calibration_scale: float = Field(
+        0.0, ge=0, lt=1, description="relative standard uncertainty of each channel's "
+        "calibration scale (0.05: 5 %), which no image can show for one channel: the std adds, "
+        "per channel, the change of lambda when that scale is 1 + this larger; 0: the "
+        "calibration is taken as exact"
+    )
 
     @field_validator("ensemble_size")
     @classmethod

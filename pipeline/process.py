@@ -243,7 +243,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
-                            progress=progress, alternative=alt, saturated=saturated)
+                            progress=progress, alternative=alt, saturated=saturated,
+                            channel_model=calib["model"])
             del fields, fg, alt, saturated
             root["rates"][p, 0] = res.mean
             root["rates"][p, 1] = res.std

@@ -32,6 +32,7 @@ from ..device import resolve_device
 from ..errors import TooSmallError
 from ..memory import release_freed_memory
 from ..mollifier import Mollifier
+from ..physics.observation import rescaled_fields
 from ..tiling import (
     PlaneBlend,
     extract_tiles,
@@ -161,6 +162,7 @@ def fit_plane(
     progress: Callable[[dict], None] | None = None,
     alternative: np.ndarray | None = None,
     saturated: np.ndarray | None = None,
+    channel_model: str | None = None,
 ) -> PlaneFit:
     """lambda, its std and its identifiability for one plane of ``(C, Y, X)`` fields.
 
@@ -195,6 +197,12 @@ def fit_plane(
         (:func:`pipeline.saturation.saturated_pixels`). They are holes in the nuclei: the noise
         model and the bandwidth choice skip them, and no pixel whose derivative support
         reaches one is fitted (its fields are flat there, not chromatin).
+    channel_model
+        ``"single-channel"`` or ``"two-channel"`` (the calibration record's ``model``). With
+        ``settings.uncertainty.calibration_scale`` ``u`` > 0 the std adds, in quadrature and
+        per channel, ``|lam - lam_k|``: the closed form with channel ``k``'s calibration scale
+        ``1 + u`` times larger (:func:`pipeline.physics.observation.rescaled_fields`), at the
+        same bandwidths and weights. Without a model the term is left out.
 
     Examples
     --------
@@ -260,8 +268,13 @@ def fit_plane(
     # float32 plane accumulators; the closed form's mean is its lam, blended once
     # closed-form tiles agree where they overlap (the halo makes them the untiled map), so a
     # NaN there is NaN in every covering tile and needs no lost-weight map; neural tiles differ
+    u_scale = settings.uncertainty.calibration_scale
+    scale_roles = (() if not u_scale or channel_model is None else
+                   ("heterochromatin",) if channel_model == "single-channel" else
+                   ("heterochromatin", "chromatin"))
     names = (("a2", "den", "mean", "std") + (("lam",) if neural else ())
-             + (("cal",) if alternative is not None else ()))
+             + (("cal",) if alternative is not None else ())
+             + (("scale",) if scale_roles else ()))
     acc = PlaneBlend(plan, names, dtype=np.float32,
                      propagate_nan=[k for k in names if not (neural and k in ("mean", "std"))])
     # finished rows leave the accumulators as the tiles advance: the maps go to these planes,
@@ -269,6 +282,7 @@ def fit_plane(
     lam, std = np.empty(plan.shape, np.float32), np.empty(plan.shape, np.float32)
     cf_finite = np.empty(plan.shape, bool) if neural else None
     cal_map = None if alternative is None else np.empty(plan.shape, np.float32)
+    scale_map = np.empty(plan.shape, np.float32) if scale_roles else None
     terms_file = _RowFile(plan.shape, ("a2", "den"))
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
@@ -298,6 +312,16 @@ def fit_plane(
                                          weight_b)[1]
             cal_term = np.nan_to_num(np.abs(lam_b - lam_alt))
             del alt_tiles, lam_alt
+        if scale_roles:  # the user's stated uncertainty of each channel's scale
+            scale_sq = np.zeros_like(lam_b)
+            for role in scale_roles:
+                lam_k = _closed_form_batch(
+                    rescaled_fields(tiles, channel_model, role, 1.0 + u_scale,
+                                    phi_max=settings.physics.phi_max),
+                    model, delta, window, pixel_size_um, est, weight_b)[1]
+                scale_sq += np.nan_to_num(lam_b - lam_k) ** 2
+                del lam_k
+            scale_term = np.sqrt(scale_sq)
         if neural:
             from .neural import fit_tiles_guarded  # torch only when the method needs it
 
@@ -313,6 +337,9 @@ def fit_plane(
         if alternative is not None:
             vals["std"] = np.sqrt(vals["std"] ** 2 + cal_term**2)
             vals["cal"] = cal_term
+        if scale_roles:
+            vals["std"] = np.sqrt(vals["std"] ** 2 + scale_term**2)
+            vals["scale"] = scale_term
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
         del tiles, vals
@@ -324,6 +351,8 @@ def fit_plane(
                 cf_finite[r0 : acc.done] = np.isfinite(band["lam"])
             if cal_map is not None:
                 cal_map[r0 : acc.done] = band["cal"]
+            if scale_map is not None:
+                scale_map[r0 : acc.done] = band["scale"]
             terms_file.write(band)
             del band
         release_freed_memory()  # the batch's temporaries: else the heap keeps growing holes
@@ -392,6 +421,8 @@ def fit_plane(
               "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
               "std_calibration_term": (None if cal_map is None or not ident.any()
                                        else float(np.median(cal_map[ident]))),
+              "std_calibration_scale_term": (None if scale_map is None or not ident.any()
+                                             else float(np.median(scale_map[ident]))),
               "seconds": time.perf_counter() - t0}
     return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields, bandwidth=bandwidth,
                     tiles=rows, record=record)

@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.config import PHI_MAX, Calibration, ChannelRole
 
-__all__ = ["AUTO_PERCENTILES", "auto_calibration", "to_fields"]
+__all__ = ["AUTO_PERCENTILES", "auto_calibration", "rescaled_fields", "to_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -244,3 +244,40 @@ def to_fields(
         record["percentiles"] = list(AUTO_PERCENTILES)
     log.debug("observation model %s, calibration %s", model, record["channels"])
     return fields, record
+
+
+def rescaled_fields(fields: np.ndarray, model: str, role: ChannelRole, factor: float, *,
+                    phi_max: float = PHI_MAX) -> np.ndarray:
+    """``[phi_h, phi_w]`` fields ``(..., 2, Y, X)`` as they would be with the ``role``
+    channel's calibration scale times ``factor``, under the observation ``model``
+    (``"single-channel"`` or ``"two-channel"``), clipped as :func:`to_fields` clips.
+
+    A scale multiplies ``intensity - offset``, so it multiplies the unclipped field: the
+    heterochromatin fraction (single channel, or its channel of two) or the chromatin
+    fraction ``1 - phi_w`` (two channels; phi_h stays at most the chromatin fraction). Pixels
+    clipped before are rescaled from their clipped value.
+
+    >>> f = np.array([[[0.2, 0.6]], [[0.3, 0.3]]])
+    >>> rescaled_fields(f, "single-channel", "heterochromatin", 1.25).tolist()
+    [[[0.25, 0.7]], [[0.3, 0.3]]]
+    >>> rescaled_fields(np.array([[[0.3]], [[0.5]]]), "two-channel", "chromatin", 0.5).tolist()
+    [[[0.25]], [[0.75]]]
+    """
+    _check_phi_max(phi_max)
+    f = np.array(fields, dtype=np.float64)
+    h, w = f[..., 0, :, :], f[..., 1, :, :]
+    if model == "single-channel":
+        if role != "heterochromatin":
+            raise ValueError(f"a single-channel model has no {role!r} channel")
+        np.clip(h * factor, 0.0, phi_max, out=h)
+    elif model == "two-channel":
+        c = 1.0 - w
+        if role == "chromatin":
+            c = np.clip(c * factor, 0.0, 1.0)
+            np.minimum(h, c, out=h)
+        else:
+            np.clip(h * factor, 0.0, c, out=h)
+        np.subtract(1.0, c, out=w)
+    else:
+        raise ValueError(f"unknown observation model {model!r}")
+    return f

@@ -233,3 +233,32 @@ def test_nuclei_too_small_to_choose_on_give_no_lambda(method):
     free = fit_plane(fields, ChromatinModel(), PX, Settings(method="closed-form"))
     assert free.identifiable.mean() > 0.5 and "nuclei_too_small" not in free.bandwidth[
         "selection"]
+
+
+def test_stated_calibration_uncertainty_covers_a_wrong_single_channel_scale():
+    """One channel, its calibration scale 10 % off: no image shows that, and the interval
+    misses the truth. With the uncertainty stated (``uncertainty.calibration_scale`` 0.1, the
+    error's size) the std adds the change of λ that a 10 % larger scale makes, and the interval
+    holds the truth; λ itself does not move."""
+    from pipeline.config import Calibration
+
+    case = simulate_case(kind="lognormal", channels=1, noise=0.02, shape=(128, 128),
+                         pixel_size_um=PX, seed=6)
+    cal = case.calibration[0]
+    wrong = (Calibration(offset=cal.offset, scale=cal.scale * 0.9),)
+    f = to_fields(case.image, ("heterochromatin",), wrong)[0]
+    plain = fit_plane(f, ChromatinModel(), PX, Settings(method="closed-form"),
+                      channel_model="single-channel")
+    stated = fit_plane(f, ChromatinModel(), PX, Settings(
+        method="closed-form", uncertainty={"calibration_scale": 0.1}),
+        channel_model="single-channel")
+    ok = plain.identifiable
+    np.testing.assert_array_equal(stated.mean[ok], plain.mean[ok])
+    assert plain.record["std_calibration_scale_term"] is None
+    assert stated.record["std_calibration_scale_term"] > 0
+    assert coverage(plain.mean, plain.std, case.lam, ok) < 0.7
+    assert coverage(stated.mean, stated.std, case.lam, ok) > 0.85
+    # without a channel model the term cannot be formed and is left out
+    none = fit_plane(f, ChromatinModel(), PX, Settings(
+        method="closed-form", uncertainty={"calibration_scale": 0.1}))
+    np.testing.assert_array_equal(none.std[ok], plain.std[ok])
