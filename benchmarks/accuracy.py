@@ -96,7 +96,7 @@ def main(argv=None) -> None:
                 case = simulate_case(kind=kind, channels=channels, noise=noise,
                                      shape=(args.size, args.size), pixel_size_um=PX, seed=args.seed)
                 roles = ("heterochromatin",) if channels == 1 else ("chromatin", "heterochromatin")
-                fields = to_fields(case.image, roles, case.calibration)[0]
+                fields = to_fields(case.image, roles, case.calibration, clip=False)[0]
                 t0 = time.time()
                 res = fit_plane(fields, model, PX, Settings(method="closed-form"))
                 t_auto = time.time() - t0

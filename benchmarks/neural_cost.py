@@ -56,7 +56,8 @@ def main(argv=None) -> None:
 
     case = simulate_case(kind="lognormal", channels=2, noise=0.02,
                          shape=(args.size, args.size), pixel_size_um=PX, seed=11)
-    fields = to_fields(case.image, ("chromatin", "heterochromatin"), case.calibration)[0]
+    fields = to_fields(case.image, ("chromatin", "heterochromatin"), case.calibration,
+                       clip=False)[0]
     path = Path("/tmp") / f"neural_cost_{args.size}.npy"
     np.save(path, fields)
     res = {}

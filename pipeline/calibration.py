@@ -297,7 +297,8 @@ def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings
     if not check.get("contradicted") or check.get("applied"):
         return None
     cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
-    return to_fields(plane, roles, cals, phi_max=settings.physics.phi_max, dtype=dtype)[0]
+    return to_fields(plane, roles, cals, phi_max=settings.physics.phi_max, dtype=dtype,
+                     clip=False)[0]
 
 
 def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
@@ -342,7 +343,8 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     warning that says so and what to pass. ``"auto"`` and user pairs go straight to
     :func:`~pipeline.physics.observation.to_fields`. The record (stored per plane in the run)
     always holds ``source``, ``identifiable`` and ``confidence``. The fields are computed in
-    float64 and stored in ``dtype`` (:func:`~pipeline.physics.observation.to_fields`).
+    float64 and stored in ``dtype`` (:func:`~pipeline.physics.observation.to_fields`), and
+    not clipped to the fractions' ranges: noise keeps its mean.
     """
     from pipeline.physics.observation import to_fields
 
@@ -356,7 +358,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             if check["contradicted"] and settings.calibration_check == "fix":
                 mode = corrected_calibration(roles, mode, check)
                 check["applied"] = True
-        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max, dtype=dtype)
+        fields, rec = to_fields(plane, roles, mode, phi_max=phi_max, dtype=dtype, clip=False)
         rec |= {"mode": "user" if user else "auto", "source": "user" if user else "percentile",
                 "identifiable": user, "confidence": None}
         if not user:
@@ -381,7 +383,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             dark_frame=getattr(settings, "dark_frame", None), seed=settings.seed)
         if not info["identifiable"] and len(roles) == 2:
             log.warning("calibration: %s. %s", info["statement"], info["hint"])
-    fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype)
+    fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype, clip=False)
     for ch in rec["channels"]:
         ch["source"] = info["source"]
     return fields, rec | info

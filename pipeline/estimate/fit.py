@@ -316,8 +316,7 @@ def fit_plane(
             scale_sq = np.zeros_like(lam_b)
             for role in scale_roles:
                 lam_k = _closed_form_batch(
-                    rescaled_fields(tiles, channel_model, role, 1.0 + u_scale,
-                                    phi_max=settings.physics.phi_max),
+                    rescaled_fields(tiles, channel_model, role, 1.0 + u_scale),
                     model, delta, window, pixel_size_um, est, weight_b)[1]
                 scale_sq += np.nan_to_num(lam_b - lam_k) ** 2
                 del lam_k

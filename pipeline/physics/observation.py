@@ -97,7 +97,7 @@ _BLOCK_PX = 1 << 22
 
 
 def _fields_into(out: np.ndarray, by_role: dict[str, tuple[np.ndarray, Calibration]],
-                 model: str, phi_max: float) -> None:
+                 model: str, phi_max: float, clip: bool = True) -> None:
     """``[phi_h, phi_w]`` of one block into ``out``, computed in float64."""
     f = out if out.dtype == np.float64 else np.empty(out.shape, np.float64)
 
@@ -106,7 +106,15 @@ def _fields_into(out: np.ndarray, by_role: dict[str, tuple[np.ndarray, Calibrati
         np.subtract(ch, cal.offset, out=dst, dtype=np.float64)
         return np.multiply(dst, cal.scale, out=dst)
 
-    if model == "single-channel":
+    if not clip:  # linear: noise keeps its mean (clipping it would move the fields' level)
+        if model == "single-channel":
+            calibrate_into(f[0], "heterochromatin")
+            f[1] = 1.0 - phi_max
+        else:
+            c = calibrate_into(f[1], "chromatin")
+            calibrate_into(f[0], "heterochromatin")
+            np.subtract(1.0, c, out=f[1])
+    elif model == "single-channel":
         np.clip(calibrate_into(f[0], "heterochromatin"), 0.0, phi_max, out=f[0])
         f[1] = 1.0 - phi_max
     else:
@@ -144,6 +152,7 @@ def to_fields(
     *,
     phi_max: float = PHI_MAX,
     dtype: Any = np.float64,
+    clip: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Turn one plane's channels into ``[phi_h, phi_w]`` under the observation model.
 
@@ -160,6 +169,12 @@ def to_fields(
     dtype : numpy dtype
         Of the fields. They are always computed in float64; float32 (what the fit holds)
         rounds them once, a block of rows at a time, without a float64 copy of the plane.
+    clip : bool
+        Clip the fractions to their physical ranges (phi_h in [0, phi_max] for one channel;
+        chromatin in [0, 1] and phi_h in [0, chromatin] for two). The fit's fields are not
+        clipped (``False``): clipping noisy values moves the fields' mean where the signal
+        is near a bound, and the members of the std would resample noise the data no longer
+        have.
 
     Returns
     -------
@@ -224,7 +239,7 @@ def to_fields(
     for r0 in range(0, data.shape[1], rows):
         r1 = min(data.shape[1], r0 + rows)
         _fields_into(fields[:, r0:r1], {k: (ch[r0:r1], cal) for k, (ch, cal) in by_role.items()},
-                     model, phi_max)
+                     model, phi_max, clip)
     record: dict[str, Any] = {
         "model": model,
         "phi_max": float(phi_max),
@@ -246,38 +261,29 @@ def to_fields(
     return fields, record
 
 
-def rescaled_fields(fields: np.ndarray, model: str, role: ChannelRole, factor: float, *,
-                    phi_max: float = PHI_MAX) -> np.ndarray:
-    """``[phi_h, phi_w]`` fields ``(..., 2, Y, X)`` as they would be with the ``role``
-    channel's calibration scale times ``factor``, under the observation ``model``
-    (``"single-channel"`` or ``"two-channel"``), clipped as :func:`to_fields` clips.
+def rescaled_fields(fields: np.ndarray, model: str, role: ChannelRole, factor: float
+                    ) -> np.ndarray:
+    """``[phi_h, phi_w]`` fields ``(..., 2, Y, X)`` (unclipped, as the fit holds them) as
+    they would be with the ``role`` channel's calibration scale times ``factor``, under the
+    observation ``model`` (``"single-channel"`` or ``"two-channel"``).
 
-    A scale multiplies ``intensity - offset``, so it multiplies the unclipped field: the
-    heterochromatin fraction (single channel, or its channel of two) or the chromatin
-    fraction ``1 - phi_w`` (two channels; phi_h stays at most the chromatin fraction). Pixels
-    clipped before are rescaled from their clipped value.
+    A scale multiplies ``intensity - offset``, so it multiplies the field: the heterochromatin
+    fraction (one channel, or its channel of two) or the chromatin fraction ``1 - phi_w``.
 
     >>> f = np.array([[[0.2, 0.6]], [[0.3, 0.3]]])
     >>> rescaled_fields(f, "single-channel", "heterochromatin", 1.25).tolist()
-    [[[0.25, 0.7]], [[0.3, 0.3]]]
+    [[[0.25, 0.75]], [[0.3, 0.3]]]
     >>> rescaled_fields(np.array([[[0.3]], [[0.5]]]), "two-channel", "chromatin", 0.5).tolist()
-    [[[0.25]], [[0.75]]]
+    [[[0.3]], [[0.75]]]
     """
-    _check_phi_max(phi_max)
     f = np.array(fields, dtype=np.float64)
     h, w = f[..., 0, :, :], f[..., 1, :, :]
-    if model == "single-channel":
-        if role != "heterochromatin":
-            raise ValueError(f"a single-channel model has no {role!r} channel")
-        np.clip(h * factor, 0.0, phi_max, out=h)
-    elif model == "two-channel":
-        c = 1.0 - w
-        if role == "chromatin":
-            c = np.clip(c * factor, 0.0, 1.0)
-            np.minimum(h, c, out=h)
-        else:
-            np.clip(h * factor, 0.0, c, out=h)
-        np.subtract(1.0, c, out=w)
-    else:
+    if model not in ("single-channel", "two-channel"):
         raise ValueError(f"unknown observation model {model!r}")
+    if role == "heterochromatin":
+        h *= factor
+    elif model == "two-channel" and role == "chromatin":
+        np.subtract(1.0, (1.0 - w) * factor, out=w)
+    else:
+        raise ValueError(f"a {model} model has no {role!r} channel")
     return f

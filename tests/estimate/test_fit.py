@@ -262,3 +262,29 @@ def test_stated_calibration_uncertainty_covers_a_wrong_single_channel_scale():
     none = fit_plane(f, ChromatinModel(), PX, Settings(
         method="closed-form", uncertainty={"calibration_scale": 0.1}))
     np.testing.assert_array_equal(none.std[ok], plain.std[ok])
+
+
+def test_unclipped_fields_fit_a_noisy_two_channel_rendering_better():
+    """A two-channel STORM-like rendering with noise of a third of the heterochromatin
+    signal (the stress suite's ``storm_lognormal_2ch_px40``, tuning seed 23): clipping the
+    fields to their ranges pulls λ's level down (here rmse 0.50, coverage 0.65); the run's
+    unclipped fields give rmse 0.38 and coverage 0.92."""
+    from pipeline.calibration import calibrate_plane
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    spec = next(s for s in STRESS_SPECS if s.name == "storm_lognormal_2ch_px40")
+    case = make_stress_case(spec, 23)
+    px = case.pixel_size_um
+    settings = Settings(method="closed-form", calibration=case.calibration_given,
+                        calibration_check="off")
+    free = calibrate_plane(case.image, case.channel_names, settings, px)[0]
+    clipped = to_fields(case.image, case.channel_names, case.calibration_given)[0]
+    out = {}
+    for name, f in (("free", free), ("clipped", clipped)):
+        res = fit_plane(f, ChromatinModel(), px, settings)
+        ok = res.identifiable.copy()
+        ok[:16], ok[-16:], ok[:, :16], ok[:, -16:] = False, False, False, False
+        err = (res.mean - case.lam)[ok]
+        out[name] = (float(np.sqrt(np.mean(err**2))), coverage(res.mean, res.std, case.lam, ok))
+    assert out["free"][0] < 0.85 * out["clipped"][0], out
+    assert out["free"][1] > out["clipped"][1] + 0.1, out

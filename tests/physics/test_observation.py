@@ -147,3 +147,25 @@ def test_float32_fields_are_the_float64_fields_rounded(monkeypatch) -> None:
         f32, rec32 = obs.to_fields(planes, roles, cal, dtype=np.float32)
         assert f64.dtype == np.float64 and f32.dtype == np.float32
         assert np.array_equal(f32, f64.astype(np.float32)) and rec32 == rec64
+
+
+def test_unclipped_fields_keep_the_noise_mean() -> None:
+    """Near a bound, clipping noisy fractions moves their mean (here phi_h = 0.03 under noise
+    of 0.05: clipped at 0 its mean rises to about 0.04); the fit's fields are not clipped, so
+    the mean stays, and calibrate_plane (the run's calibration) gives those."""
+    from pipeline.calibration import calibrate_plane
+    from pipeline.config import Settings
+
+    rng = np.random.default_rng(0)
+    het = 100 + (0.03 + 0.05 * rng.standard_normal((200, 200))) / 0.001
+    chrom = 100 + (0.5 + 0.05 * rng.standard_normal((200, 200))) / 0.001
+    img = np.stack([chrom, het])
+    cals = (Calibration(offset=100, scale=0.001),) * 2
+    roles = ("chromatin", "heterochromatin")
+    clipped = to_fields(img, roles, cals)[0]
+    free = to_fields(img, roles, cals, clip=False)[0]
+    assert clipped[0].min() >= 0 and clipped[0].mean() > 0.035
+    assert free[0].min() < 0 and abs(free[0].mean() - 0.03) < 0.001
+    run, _ = calibrate_plane(img, roles, Settings(calibration=cals, calibration_check="off"),
+                             0.02)
+    np.testing.assert_allclose(run, free)
