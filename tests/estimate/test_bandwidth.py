@@ -336,15 +336,18 @@ def test_with_no_reliable_candidate_the_rule_still_weighs_the_error():
     """When no candidate reaches the reference reliability (every one negative here: the
     two-channel STORM nucleus at retired test seed 8634, whose true λ barely varies), the most
     reliable candidate is the reference of the same rule. Taking that candidate itself chose a
-    4.5 px window of noise (rmse 0.51, coverage 1.00); the rule's flatter map has rmse 0.32."""
+    4.5 px window of noise (rmse 0.51, coverage 1.00); the rule's flatter map had rmse 0.32
+    and coverage 0.89, and since the fields are no longer clipped rmse 0.21 with an interval
+    twice the error (coverage 1.00, std/rmse 2.1: wide on a noise-dominated plane, never
+    narrow, so only the lower bound is asserted)."""
     from benchmarks.stress import run_case
     from pipeline.simulate.stress import RETIRED_TEST_SEEDS, STRESS_SPECS
 
     assert 8634 in RETIRED_TEST_SEEDS  # tuning data now
     spec = next(s for s in STRESS_SPECS if s.name == "nuc_storm_lognormal_2ch")
     row = run_case(spec, 8634, "closed-form", sweep=False)
-    assert row["window_px"] > 9 and row["rmse"] < 0.4
-    assert 0.8 <= row["coverage"] <= 0.97
+    assert row["window_px"] > 9 and row["rmse"] < 0.3
+    assert row["coverage"] >= 0.8
 
 
 def test_noise_model_of_bright_raw_intensities():
