@@ -130,3 +130,33 @@ def test_reuse_keeps_the_first_planes_calibration():
     _, first = calibrate_plane(img, ("heterochromatin",), Settings(), PX)
     _, later = calibrate_plane(img * 2.0, ("heterochromatin",), Settings(), PX, reuse=first)
     assert later["channels"] == first["channels"] and later["reused_from_plane"] == 0
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_stated_calibration_uncertainty_reaches_the_std_of_a_run(tmp_path, channels):
+    """``--calibration-uncertainty`` through the run's stages (a real TIFF, process_image):
+    the record names the added term, the std is wider where λ is reported, λ is unchanged."""
+    from pipeline.io import open_result_store
+    from pipeline.process import process_image
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "cell.tif", _nucleus_image(channels).astype(np.uint16),
+                     imagej=True, resolution=(1 / PX, 1 / PX), metadata={"unit": "um"})
+    base = {"method": "closed-form", "calibration": ({"offset": DARK, "scale": 5e-4},),
+            "calibration_check": "off", "estimator": {"delta_um": 0.25, "window_um": 0.25},
+            "run": {"denoise": "none"}}
+    out = {}
+    for u in (0.0, 0.1):
+        s = Settings(**base, uncertainty={"calibration_scale": u})
+        m = process_image(tmp_path / "in" / "cell.tif", tmp_path / f"out{u}", s)
+        out[u] = open_result_store(m["store"])
+    rec0 = out[0.0]["attrs"]["planes"][0]
+    rec1 = out[0.1]["attrs"]["planes"][0]
+    assert rec0["std_calibration_scale_term"] is None
+    assert rec1["std_calibration_scale_term"] > 0
+    lam0, lam1 = np.asarray(out[0.0]["rates"][0]), np.asarray(out[0.1]["rates"][0])
+    std0, std1 = np.asarray(out[0.0]["rates"][1]), np.asarray(out[0.1]["rates"][1])
+    ok = np.isfinite(lam0)
+    assert ok.any()
+    np.testing.assert_array_equal(lam1[ok], lam0[ok])
+    assert np.median(std1[ok] / std0[ok]) > 1.01
