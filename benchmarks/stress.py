@@ -55,13 +55,11 @@ from pipeline.simulate.stress import (  # noqa: E402
 EDGE_UM = 1.0
 """Evaluation pixels lie at least this far inside the nucleus edge and the image border."""
 Z90 = 1.645
-CALIBRATION_SCALE_UNCERTAINTY = 0.0
-"""``uncertainty.calibration_scale`` of every case: the default (a user who states no
-uncertainty of their calibration); ``--calibration-uncertainty`` sets it."""
 
 
 def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
-        info: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        info: dict[str, Any] | None = None, calibration_scale: float = 0.0
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The product's fit of one plane: ``(mean, std, identifiable)``, each (Y, X).
 
     The single adapter to the product's public fit path (switch it here when that API
@@ -84,7 +82,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
 
     data = np.asarray(fields_or_image)
     settings = Settings(method=method, calibration=case.calibration_given,
-                        uncertainty={"calibration_scale": CALIBRATION_SCALE_UNCERTAINTY})
+                        uncertainty={"calibration_scale": calibration_scale})
     alt, check = None, None
     if np.issubdtype(data.dtype, np.integer):
         # the run's calibration stage: the user's pairs and, with two channels, their check
@@ -163,14 +161,16 @@ def best_fixed(fields: np.ndarray, case: StressCase, region: np.ndarray,
     return best
 
 
-def run_case(spec, seed: int, method: str, sweep: bool) -> dict[str, Any]:
-    """Draw, fit and score one case."""
+def run_case(spec, seed: int, method: str, sweep: bool,
+             calibration_scale: float = 0.0) -> dict[str, Any]:
+    """Draw, fit and score one case (``calibration_scale``: the user's stated calibration
+    uncertainty, ``uncertainty.calibration_scale``; 0, the default, states none)."""
 
     case = make_stress_case(spec, seed)
     region = evaluation_region(case)
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    mean, std, ident = fit(case.image, case, method, info)
+    mean, std, ident = fit(case.image, case, method, info, calibration_scale)
     seconds = time.perf_counter() - t0
     row = {"case": case.name, "spec": spec.name, "seed": seed, "rendering": spec.rendering,
            "nucleus": spec.nucleus, "channels": spec.channels, "kind": spec.kind,
@@ -271,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-uncertainty", type=float, default=0.0, metavar="FRACTION",
                     help="uncertainty.calibration_scale for every case (default 0: none stated)")
     args = ap.parse_args(argv)
-    global CALIBRATION_SCALE_UNCERTAINTY
-    CALIBRATION_SCALE_UNCERTAINTY = args.calibration_uncertainty
     seeds = TUNING_SEEDS if args.seeds == "tuning" else TEST_SEEDS
     seeds = seeds[: args.max_seeds] if args.max_seeds else seeds
     pats = [p.strip() for p in args.specs.split(",") if p.strip()]
@@ -294,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         for spec in specs:
-            rows.append(run_case(spec, seed, args.method, not args.no_best))
+            rows.append(run_case(spec, seed, args.method, not args.no_best,
+                                     args.calibration_uncertainty))
             r = rows[-1]
             print(f"{r['case']:36s} r={_f(r['r'])} best={_f(r.get('r_best', np.nan))} "
                   f"cov={_f(r['coverage'], '.2f')} {r['seconds']:.1f}s", flush=True)

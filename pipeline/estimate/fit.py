@@ -19,9 +19,8 @@ The result is a :class:`PlaneFit`.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +29,8 @@ from scipy.ndimage import binary_dilation
 
 from ..device import resolve_device
 from ..errors import TooSmallError
-from ..memory import release_freed_memory
+from ..memory import RowFile, release_freed_memory
 from ..mollifier import Mollifier
-from ..physics.observation import rescaled_fields
 from ..tiling import (
     PlaneBlend,
     extract_tiles,
@@ -43,6 +41,7 @@ from ..tiling import (
     valid_slices,
 )
 from .bandwidth import central_crop, choose_bandwidths, noise_models
+from .calibration_terms import RECORD_KEYS, calibration_sources, calibration_term
 from .closed_form import linear_terms, local_least_squares, nuclei_weight
 from .uncertainty import FieldNoise, closed_form_std
 
@@ -78,8 +77,9 @@ class PlaneFit:
         (``"none"``, ``"retry"`` or ``"closed-form"``), ``dropped_px``.
     record : dict
         Bandwidths, tile plan, counts of flagged tiles and pixels, seconds (run.json);
-        ``std_calibration_term``: the median ``|lam - lam_alt|`` over the identifiable pixels
-        with an ``alternative`` calibration, else ``None``.
+        the medians of the std's calibration terms over the identifiable pixels
+        (``std_calibration_term``, ``std_calibration_scale_term``; ``None`` where a term
+        does not apply; :mod:`.calibration_terms`).
     """
 
     mean: np.ndarray
@@ -110,31 +110,6 @@ def _finite_median(values: np.ndarray, where: np.ndarray) -> float:
     v = values[where]
     v = v[np.isfinite(v)] if not np.isfinite(v).all() else v
     return float(np.median(v, overwrite_input=True)) if v.size else np.inf
-
-
-class _RowFile:
-    """Float32 planes written to a temporary file as bands of rows, in order, and read back
-    whole one at a time: the closed-form terms wait there for the plane's medians."""
-
-    def __init__(self, shape: tuple[int, int], names: Sequence[str]) -> None:
-        self.shape, self.rows = shape, 0
-        self.files = {k: tempfile.TemporaryFile(prefix="chromarate-") for k in names}
-
-    def write(self, band: dict[str, np.ndarray]) -> None:
-        for k, fh in self.files.items():
-            fh.write(np.ascontiguousarray(band[k], dtype=np.float32))  # no bytes copy
-        self.rows += len(next(iter(band.values())))
-
-    def read(self, name: str) -> np.ndarray:
-        if self.rows != self.shape[0]:
-            raise RuntimeError(f"{self.rows} of {self.shape[0]} rows were written")
-        fh = self.files[name]
-        fh.seek(0)
-        return np.fromfile(fh, dtype=np.float32).reshape(self.shape)
-
-    def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
 
 
 def _closed_form_batch(tiles: np.ndarray, model: Any, delta: float, window: float,
@@ -188,21 +163,17 @@ def fit_plane(
         problems per tile (``ensemble_size + 1``: each trains its own networks).
     alternative
         The plane's fields under the calibration the image prefers, when its check contradicts
-        the user's and the user's is kept (:func:`pipeline.calibration.alternative_fields`).
-        The std then adds, in quadrature, ``|lam - lam_alt|``: the closed form on both at the
-        same bandwidths and weights. The numbers stay the user's; their interval spans what
-        the two calibrations disagree on, which noise resampling cannot see.
+        the user's and the user's is kept (:func:`pipeline.calibration.alternative_fields`):
+        the std adds what the two calibrations disagree on (:mod:`.calibration_terms`).
     saturated
         Boolean ``(Y, X)``: pixels clipped at the detector's ceiling
         (:func:`pipeline.saturation.saturated_pixels`). They are holes in the nuclei: the noise
         model and the bandwidth choice skip them, and no pixel whose derivative support
         reaches one is fitted (its fields are flat there, not chromatin).
     channel_model
-        ``"single-channel"`` or ``"two-channel"`` (the calibration record's ``model``). With
-        ``settings.uncertainty.calibration_scale`` ``u`` > 0 the std adds, in quadrature and
-        per channel, ``|lam - lam_k|``: the closed form with channel ``k``'s calibration scale
-        ``1 + u`` times larger (:func:`pipeline.physics.observation.rescaled_fields`), at the
-        same bandwidths and weights. Without a model the term is left out.
+        ``"single-channel"`` or ``"two-channel"`` (the calibration record's ``model``): with
+        ``settings.uncertainty.calibration_scale`` > 0 the std adds what each channel's stated
+        scale uncertainty changes (:mod:`.calibration_terms`); without a model it does not.
 
     Examples
     --------
@@ -268,22 +239,18 @@ def fit_plane(
     # float32 plane accumulators; the closed form's mean is its lam, blended once
     # closed-form tiles agree where they overlap (the halo makes them the untiled map), so a
     # NaN there is NaN in every covering tile and needs no lost-weight map; neural tiles differ
-    u_scale = settings.uncertainty.calibration_scale
-    scale_roles = (() if not u_scale or channel_model is None else
-                   ("heterochromatin",) if channel_model == "single-channel" else
-                   ("heterochromatin", "chromatin"))
-    names = (("a2", "den", "mean", "std") + (("lam",) if neural else ())
-             + (("cal",) if alternative is not None else ())
-             + (("scale",) if scale_roles else ()))
+    # the std's calibration terms (calibration_terms): what the calibration may change
+    sources = calibration_sources(alternative, channel_model,
+                                  settings.uncertainty.calibration_scale)
+    names = ("a2", "den", "mean", "std") + (("lam",) if neural else ()) + tuple(sources)
     acc = PlaneBlend(plan, names, dtype=np.float32,
                      propagate_nan=[k for k in names if not (neural and k in ("mean", "std"))])
     # finished rows leave the accumulators as the tiles advance: the maps go to these planes,
     # and the closed-form terms, needed again only for the plane's medians, to disk
     lam, std = np.empty(plan.shape, np.float32), np.empty(plan.shape, np.float32)
     cf_finite = np.empty(plan.shape, bool) if neural else None
-    cal_map = None if alternative is None else np.empty(plan.shape, np.float32)
-    scale_map = np.empty(plan.shape, np.float32) if scale_roles else None
-    terms_file = _RowFile(plan.shape, ("a2", "den"))
+    term_maps = {k: np.empty(plan.shape, np.float32) for k in sources}
+    terms_file = RowFile(plan.shape, ("a2", "den"))
     diagnostics: list[dict] = [{} for _ in range(n)]
     cf_nonfinite = np.zeros(n, dtype=np.int64)
     cf_den_max = np.zeros(n)
@@ -306,21 +273,10 @@ def fit_plane(
             cf_nonfinite[s + i] = int(bad.sum())
             finite_den = denv[np.isfinite(denv)]
             cf_den_max[s + i] = float(finite_den.max()) if finite_den.size else np.nan
-        if alternative is not None:  # |lam - lam_alt|: the calibrations' disagreement
-            alt_tiles = extract_tiles(alternative, plan, tiles=batch).astype(np.float64)
-            lam_alt = _closed_form_batch(alt_tiles, model, delta, window, pixel_size_um, est,
-                                         weight_b)[1]
-            cal_term = np.nan_to_num(np.abs(lam_b - lam_alt))
-            del alt_tiles, lam_alt
-        if scale_roles:  # the user's stated uncertainty of each channel's scale
-            scale_sq = np.zeros_like(lam_b)
-            for role in scale_roles:
-                lam_k = _closed_form_batch(
-                    rescaled_fields(tiles, channel_model, role, 1.0 + u_scale),
-                    model, delta, window, pixel_size_um, est, weight_b)[1]
-                scale_sq += np.nan_to_num(lam_b - lam_k) ** 2
-                del lam_k
-            scale_term = np.sqrt(scale_sq)
+        cal_terms = {k: calibration_term(
+            lam_b, src(tiles, plan, batch), lambda f, w=weight_b: _closed_form_batch(
+                f, model, delta, window, pixel_size_um, est, w)[1])
+            for k, src in sources.items()}
         if neural:
             from .neural import fit_tiles_guarded  # torch only when the method needs it
 
@@ -333,12 +289,9 @@ def fit_plane(
                 std_b = closed_form_std(tiles, lam_b, model, pixel_size_um, delta, window, est,
                                         settings.uncertainty, noise, seeds, weight=weight_b)
             vals |= {"mean": lam_b, "std": std_b}
-        if alternative is not None:
-            vals["std"] = np.sqrt(vals["std"] ** 2 + cal_term**2)
-            vals["cal"] = cal_term
-        if scale_roles:
-            vals["std"] = np.sqrt(vals["std"] ** 2 + scale_term**2)
-            vals["scale"] = scale_term
+        for k, term in cal_terms.items():
+            vals["std"] = np.sqrt(vals["std"] ** 2 + term**2)
+            vals[k] = term
         for i, t in enumerate(batch):
             acc.add(t, weights[s + i], {k: v[i] for k, v in vals.items()})
         del tiles, vals
@@ -348,10 +301,8 @@ def fit_plane(
             lam[r0 : acc.done], std[r0 : acc.done] = band["mean"], band["std"]
             if neural:
                 cf_finite[r0 : acc.done] = np.isfinite(band["lam"])
-            if cal_map is not None:
-                cal_map[r0 : acc.done] = band["cal"]
-            if scale_map is not None:
-                scale_map[r0 : acc.done] = band["scale"]
+            for k, m in term_maps.items():
+                m[r0 : acc.done] = band[k]
             terms_file.write(band)
             del band
         release_freed_memory()  # the batch's temporaries: else the heap keeps growing holes
@@ -418,10 +369,9 @@ def fit_plane(
               "tiles_fallback_retry": fallbacks.count("retry"),
               "tiles_fallback_closed_form": fallbacks.count("closed-form"),
               "cf_nonfinite_px": int(cf_nonfinite.sum()), "dropped_px": int(missing.sum()),
-              "std_calibration_term": (None if cal_map is None or not ident.any()
-                                       else float(np.median(cal_map[ident]))),
-              "std_calibration_scale_term": (None if scale_map is None or not ident.any()
-                                             else float(np.median(scale_map[ident]))),
+              **{key: (float(np.median(term_maps[k][ident]))
+                       if k in term_maps and ident.any() else None)
+                 for k, key in RECORD_KEYS.items()},
               "seconds": time.perf_counter() - t0}
     return PlaneFit(mean=lam, std=std, identifiable=ident, fields=fields, bandwidth=bandwidth,
                     tiles=rows, record=record)

@@ -106,20 +106,18 @@ def _fields_into(out: np.ndarray, by_role: dict[str, tuple[np.ndarray, Calibrati
         np.subtract(ch, cal.offset, out=dst, dtype=np.float64)
         return np.multiply(dst, cal.scale, out=dst)
 
-    if not clip:  # linear: noise keeps its mean (clipping it would move the fields' level)
-        if model == "single-channel":
-            calibrate_into(f[0], "heterochromatin")
-            f[1] = 1.0 - phi_max
-        else:
-            c = calibrate_into(f[1], "chromatin")
-            calibrate_into(f[0], "heterochromatin")
-            np.subtract(1.0, c, out=f[1])
-    elif model == "single-channel":
-        np.clip(calibrate_into(f[0], "heterochromatin"), 0.0, phi_max, out=f[0])
+    # unclipped, the fields are linear in the data: noise keeps its mean
+    if model == "single-channel":
+        h = calibrate_into(f[0], "heterochromatin")
+        if clip:
+            np.clip(h, 0.0, phi_max, out=h)
         f[1] = 1.0 - phi_max
     else:
-        c = np.clip(calibrate_into(f[1], "chromatin"), 0.0, 1.0, out=f[1])
-        np.clip(calibrate_into(f[0], "heterochromatin"), 0.0, c, out=f[0])
+        c = calibrate_into(f[1], "chromatin")
+        h = calibrate_into(f[0], "heterochromatin")
+        if clip:
+            np.clip(c, 0.0, 1.0, out=c)
+            np.clip(h, 0.0, c, out=h)
         np.subtract(1.0, c, out=f[1])  # phi_w = 1 - c, after phi_h is clipped by c
     if f is not out:
         out[...] = f
