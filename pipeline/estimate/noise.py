@@ -20,6 +20,20 @@ blurred signal of a fluorescence image has little power (measured on the synthet
 cases: flat, i.e. noise only, above 0.16 cycles/px). The fitted model is then extrapolated to
 the low frequencies it was not fitted on; that is the assumption (a Gaussian noise kernel).
 
+**Clustered localisations.** A molecule that blinks gives several localisations, each
+jittered by the precision about the same position. That adds a second term,
+``k a exp(-4 pi^2 (sqrt(2) c)^2 |f|^2)`` (``k``: the mean number of *other* localisations of a
+localisation's molecule; ``sqrt(2) c``: two jitters, rendered at about the precision). It lies
+mostly below the fitted band, so the one-term fit extrapolates a third to a half of the true
+low-frequency noise on blinking renderings, and the bandwidth choice then takes that noise
+for signal and under-smooths. The band cannot always rule the term out, and cannot measure it
+well either; so for each ratio ``k`` of :data:`CLUSTER_RATIOS` the three parameters are
+refitted with it, and of the fits that cost at most ``1 + CLUSTER_TOL`` times the one-term
+fit's, the one with the **most noise power at zero frequency** is kept: the most noise the
+image allows at the scales the bandwidth choice judges. Where the one-term correlation length
+exceeds :data:`CLUSTER_C_MAX` the fitted band holds too little of either term to tell them
+apart, and no term is added. How the constants were chosen: ``docs/bandwidth.md``.
+
 :meth:`NoiseModel.sample` draws noise with exactly the model's spectrum (and so its
 covariance), which the bandwidth choice needs for a valid noise split.
 """
@@ -44,13 +58,28 @@ RHO_MIN = 0.1
 tuning seeds: at most 0.02; a rendering at 0.5 px precision: 0.27)."""
 C_MAX = 2.0
 """Largest correlation length (px) fitted: beyond it the noise has no power left above F_LOW."""
+CLUSTER_TOL: float | None = 0.03
+"""Clustered localisations (module text): a clustering term is admissible when its fit costs
+at most ``1 + CLUSTER_TOL`` times the one-term fit's; ``None``: no clustering term (0.05
+admitted one on blurred white noise, 0.1 on sparse renderings without blinking;
+``docs/bandwidth.md``)."""
+CLUSTER_RATIOS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""The clustering ratios ``k`` tried (module text)."""
+CLUSTER_C_MAX = 1.1
+"""Largest one-term correlation length (px) at which a clustering term is looked for: beyond
+it the fitted band holds too little of either term to tell them apart (renderings at 1.25 px
+without blinking were given a term)."""
+CLUSTER_WIDTH = float(np.sqrt(2.0))
+"""Width of the clustering term relative to ``c``: localisations of one molecule differ by
+the precision twice, rendered at about the precision."""
 _MIN_PATCHES = 6
 _LN2 = float(np.log(2.0))
 
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Stationary Gaussian noise with spectrum ``a exp(-4 pi^2 c^2 |f|^2) + b``.
+    """Stationary Gaussian noise with spectrum ``a exp(-4 pi^2 c^2 |f|^2) + b`` (plus a
+    clustering term ``a2 exp(-4 pi^2 c2^2 |f|^2)``).
 
     Attributes
     ----------
@@ -65,6 +94,8 @@ class NoiseModel:
         The spectrum's parameters (``c`` in pixels).
     method : str
         How it was obtained.
+    a2, c2 : float
+        The clustering term ``a2 exp(-4 pi^2 c2^2 |f|^2)`` (0 when none; module text).
     """
 
     sigma: float
@@ -74,18 +105,21 @@ class NoiseModel:
     c: float
     b: float
     method: str
+    a2: float = 0.0
+    c2: float = 0.0
 
     @classmethod
-    def from_spectrum(cls, a: float, c: float, b: float, method: str) -> NoiseModel:
+    def from_spectrum(cls, a: float, c: float, b: float, method: str, a2: float = 0.0,
+                      c2: float = 0.0) -> NoiseModel:
         """Build the model and its derived statistics from the spectrum's parameters."""
-        probe = _spectrum((64, 64), a, c, b)
+        probe = _spectrum((64, 64), a, c, b, a2, c2)
         var = float(probe.mean())
         acf = np.fft.irfft2(probe, s=(64, 64))
         rho1 = float(0.5 * (acf[0, 1] + acf[1, 0]) / acf[0, 0]) if var > 0 else 0.0
         rho1 = min(max(rho1, 0.0), 0.999)
         corr = 0.0 if rho1 < 1e-3 else float(1.0 / (2.0 * np.sqrt(-np.log(rho1))))
         return cls(sigma=float(np.sqrt(var)), corr_length_px=corr, rho1=rho1, a=float(a),
-                   c=float(c), b=float(b), method=method)
+                   c=float(c), b=float(b), method=method, a2=float(a2), c2=float(c2))
 
     @classmethod
     def white(cls, sigma: float, method: str = "given") -> NoiseModel:
@@ -96,7 +130,7 @@ class NoiseModel:
     def spectrum(self, shape: tuple[int, int]) -> np.ndarray:
         """The power spectrum on the ``rfft2`` grid of ``shape`` (its mean over the full grid
         is the pixel variance)."""
-        return _spectrum(shape, self.a, self.c, self.b)
+        return _spectrum(shape, self.a, self.c, self.b, self.a2, self.c2)
 
     def sample(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """A periodic noise field of ``shape`` with this spectrum.
@@ -115,7 +149,7 @@ class NoiseModel:
     @property
     def is_white(self) -> bool:
         """True when the model has no correlated part."""
-        return self.a == 0.0
+        return self.a == 0.0 and self.a2 == 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,10 +164,13 @@ def _kernel_ft(f: np.ndarray, c: float) -> np.ndarray:
     return num / np.exp(-2 * np.pi**2 * c**2 * n.astype(float) ** 2).sum()
 
 
-def _spectrum(shape: tuple[int, int], a: float, c: float, b: float) -> np.ndarray:
-    gy = _kernel_ft(np.fft.fftfreq(shape[0]), c)[:, None]
-    gx = _kernel_ft(np.fft.rfftfreq(shape[1]), c)[None, :]
-    return a * (gy * gx) ** 2 + b
+def _spectrum(shape: tuple[int, int], a: float, c: float, b: float, a2: float = 0.0,
+              c2: float = 0.0) -> np.ndarray:
+    fy, fx = np.fft.fftfreq(shape[0]), np.fft.rfftfreq(shape[1])
+    out = a * (_kernel_ft(fy, c)[:, None] * _kernel_ft(fx, c)[None, :]) ** 2 + b
+    if a2:
+        out = out + a2 * (_kernel_ft(fy, c2)[:, None] * _kernel_ft(fx, c2)[None, :]) ** 2
+    return out
 
 
 def _patches(channel: np.ndarray, mask: np.ndarray | None, p: int) -> np.ndarray:
@@ -261,21 +298,58 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
         return _mad_white(ch, mask)
     window = _WindowedSpectrum(p)
     y = np.log(pw)
-
-    def model(q: np.ndarray) -> np.ndarray:
-        la, c, lb = q
-        return _radial_mean(window.expected(np.exp(la), c) + np.exp(lb), idx, keep)
-
-    def resid(q: np.ndarray) -> np.ndarray:
-        return np.log(model(q)) - y
-
     white = float(np.exp(y.mean()))
     cost_white = 0.5 * float(((np.log(white) - y) ** 2).sum())
-    # profile over c on a fine grid (a and b fitted for each), then refine all three
-    def fit_ab(shape: np.ndarray) -> tuple[float, np.ndarray]:
+    cost, (la, c, lb) = _fit_spectrum(window, idx, keep, y, pw, 0.0)
+    dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
+    fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
+    if cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
+        # not clearly better than white noise, or the correlated part shows only in the lowest
+        # fitted frequencies: there it is the signal's edges (measured on camera images)
+        return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
+                                f"cycles/px, median periodogram of {len(patches)} patches")
+    method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
+              f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
+    if CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
+        # of the clustering terms the fitted band does not rule out, the one that adds the
+        # most noise power at the lowest frequencies (module text)
+        k_best, q_best, low_best = 0.0, (la, c, lb), np.exp(la) + np.exp(lb)
+        for k in CLUSTER_RATIOS[1:]:
+            cost_k, q_k = _fit_spectrum(window, idx, keep, y, pw, k)
+            low = np.exp(q_k[0]) * (1.0 + k) + np.exp(q_k[2])
+            if cost_k <= (1.0 + CLUSTER_TOL) * cost and low > low_best:
+                k_best, q_best, low_best = k, q_k, low
+        if k_best > 0:
+            la, c, lb = q_best
+            a = float(np.exp(la))
+            fitted = NoiseModel.from_spectrum(a, float(c), float(np.exp(lb)), "",
+                                              a2=k_best * a, c2=CLUSTER_WIDTH * float(c))
+            method += (f"; clustered localisations not ruled out: + {k_best:g} a exp(-4 pi^2 "
+                       f"({CLUSTER_WIDTH:.3g} c)^2 f^2)")
+    return replace(fitted, method=method)
+
+
+def _fit_spectrum(window: _WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, y: np.ndarray,
+                  pw: np.ndarray, k: float) -> tuple[float, np.ndarray]:
+    """Least-squares fit in log scale of ``a (G_c^2 + k G_{w c}^2) + b`` (``w`` =
+    :data:`CLUSTER_WIDTH`) to the radial spectrum ``y = log(pw)``: a profile over ``c`` on a
+    grid (``a`` and ``b`` fitted for each), then all three refined. Returns the cost and
+    ``(log a, c, log b)``."""
+
+    def shape(c: float) -> np.ndarray:
+        e = window.expected(1.0, c)
+        return e + k * window.expected(1.0, CLUSTER_WIDTH * c) if k else e
+
+    def resid(q: np.ndarray) -> np.ndarray:
+        la, c, lb = q
+        m = _radial_mean(np.exp(la) * shape(c) + np.exp(lb), idx, keep)
+        return np.log(np.maximum(m, 1e-300)) - y
+
+    def fit_ab(sh: np.ndarray) -> tuple[float, np.ndarray]:
         def r2(q: np.ndarray) -> np.ndarray:
-            return np.log(np.exp(q[0]) * shape + np.exp(q[1])) - y
-        q0 = np.array([float(np.median(y - np.log(shape))), float(np.log(pw[-3:].min()))])
+            return np.log(np.maximum(np.exp(q[0]) * sh + np.exp(q[1]), 1e-300)) - y
+        q0 = np.array([float(np.median(y - np.log(np.maximum(sh, 1e-300)))),
+                       float(np.log(pw[-3:].min()))])
         # inside the bounds: a wide kernel on bright raw intensities put the start above them
         q0 = np.clip(q0, -80 + 1e-6, 20 - 1e-6)
         res = least_squares(r2, q0, bounds=([-80, -80], [20, 20]), x_scale="jac")
@@ -283,19 +357,9 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
 
     profile = []
     for c0 in np.arange(0.05, C_MAX + 1e-9, 0.05):
-        cost, (la0, lb0) = fit_ab(_radial_mean(window.expected(1.0, c0), idx, keep))
+        cost, (la0, lb0) = fit_ab(_radial_mean(shape(c0), idx, keep))
         profile.append((cost, np.array([la0, c0, lb0])))
     q0 = min(profile, key=lambda t: t[0])[1]
     best = least_squares(resid, q0, bounds=([-80, 0.0, -80], [20, C_MAX, 20]), x_scale="jac")
-    la, c, lb = best.x
-    dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
-    fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
-    if best.cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
-        # not clearly better than white noise, or the correlated part shows only in the lowest
-        # fitted frequencies: there it is the signal's edges (measured on camera images)
-        return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
-                                f"cycles/px, median periodogram of {len(patches)} patches")
-    method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
-              f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
-    return replace(fitted, method=method)
+    return float(best.cost), best.x
 
