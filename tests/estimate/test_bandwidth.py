@@ -436,3 +436,19 @@ def test_no_clustering_term_where_the_band_cannot_see_one(precision_px, monkeypa
     monkeypatch.setattr(noise, "CLUSTER_TOL", None)
     one = estimate_noise_model(img)
     assert m.a2 == 0 and (m.a, m.c, m.b) == (one.a, one.c, one.b)
+
+
+def test_a_clustered_noise_model_survives_the_run_record():
+    """The std's members and a resumed run rebuild the noise model from run.json's dicts
+    (``FieldNoise.from_dicts``): the clustering term must come back with it, and records
+    written before it existed (no ``a2``, ``c2``) still load as one-term models."""
+    from pipeline.estimate.uncertainty import FieldNoise
+
+    img, _, _ = _localisations(seed=0)
+    m = estimate_noise_model(img)
+    assert m.a2 > 0
+    back = FieldNoise.from_dicts([m.to_dict()]).models[0]
+    assert back == m
+    np.testing.assert_allclose(back.spectrum((64, 64)), m.spectrum((64, 64)))
+    old = {k: v for k, v in m.to_dict().items() if k not in ("a2", "c2")}
+    assert FieldNoise.from_dicts([old]).models[0].a2 == 0
