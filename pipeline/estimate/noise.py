@@ -210,12 +210,21 @@ class _WindowedSpectrum:
         self.acf_w = np.fft.ifft2(np.abs(np.fft.fft2(win)) ** 2).real / float((win**2).sum())
         self.fy = np.fft.fftfreq(m)[:, None]
         self.fx = np.fft.fftfreq(m)[None, :]
+        self._unit: dict[float, np.ndarray] = {}
 
     def expected(self, a: float, c: float) -> np.ndarray:
         g2 = (_kernel_ft(self.fy, c) * _kernel_ft(self.fx, c)) ** 2
         acf_s = np.fft.ifft2(a * g2).real
         ep = np.fft.fft2(acf_s * self.acf_w).real
         return ep[:: self.m // self.p, :: self.m // self.p]
+
+    def unit(self, c: float) -> np.ndarray:
+        """``expected(1.0, c)``, kept: the clustering profile asks for the same widths for
+        every ratio it tries."""
+        c = float(c)
+        if c not in self._unit:
+            self._unit[c] = self.expected(1.0, c)
+        return self._unit[c]
 
 
 def _radial_bins(p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -337,8 +346,8 @@ def _fit_spectrum(window: _WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, 
     ``(log a, c, log b)``."""
 
     def shape(c: float) -> np.ndarray:
-        e = window.expected(1.0, c)
-        return e + k * window.expected(1.0, CLUSTER_WIDTH * c) if k else e
+        e = window.unit(c)
+        return e + k * window.unit(CLUSTER_WIDTH * c) if k else e
 
     def resid(q: np.ndarray) -> np.ndarray:
         la, c, lb = q
