@@ -281,9 +281,7 @@ def fit_plane(
             from .neural import fit_tiles_guarded  # torch only when the method needs it
 
             out = fit_tiles_guarded(tiles, model, pixel_size_um, settings, lam_b,
-                                    (delta, window), noise, seeds, progress, weight_b,
-                                    data_weight=None if fg is None else extract_tiles(
-                                        fg, plan, tiles=batch).astype(np.float64))
+                                    (delta, window), noise, seeds, progress, weight_b)
             vals |= {"mean": out["mean"], "std": out["std"]}
             diagnostics[s : s + len(batch)] = out["diagnostics"]
         else:

@@ -6,9 +6,8 @@ the data ``y``, members ``1..E`` on antithetic noise-resampled copies ``y +- z_k
 :class:`~.networks.FieldNet` ``g`` and :class:`~.networks.RateNet` ``lam`` and minimises
 
 ``loss = D + w R``, with
-``D = mean_c,x (g - y)^2 / sigma_c^2`` (the misfit to the raw data, in noise units, over the
-nuclei where there are any: the dark background is not chromatin; members see the noise
-variance twice) and
+``D = mean_c,x (g - y)^2 / sigma_c^2`` (the misfit to the raw data, in noise units; members
+see the noise variance twice) and
 ``R = mean_x (A(g) lam - B(g))^2 / R_0`` (the PDE residual of the mollified field, the
 mollifier layer inside the training graph; ``R_0`` its value at the start of the joint phase).
 
@@ -71,7 +70,6 @@ def fit_tiles(
     noise: FieldNoise,
     seeds: Sequence[int],
     weight: np.ndarray | None = None,
-    data_weight: np.ndarray | None = None,
     device: str | None = "auto",
     dtype: str = "float32",
     progress: Callable[[dict], None] | None = None,
@@ -97,9 +95,6 @@ def fit_tiles(
     weight
         ``(N, H, W)`` weight of each pixel in the residual and the closed-form starts (the
         nuclei away from their edges); None: all pixels.
-    data_weight
-        ``(N, H, W)`` the pixels whose data the field is fitted to (the nuclei, edge included;
-        not the dark background): the misfit ``D`` is a mean over them. None: all pixels.
     dtype
         ``"float32"`` (default) or ``"float64"``. No mixed precision: fourth derivatives by FFT
         lose their accuracy in half precision.
@@ -171,18 +166,13 @@ def fit_tiles(
         border = border * T(np.repeat(np.asarray(weight, np.float64), e1, axis=0))
     n_learned = learned.sum(dim=1).clamp_min(1)
     safe_sig = torch.where(learned, sig, torch.ones_like(sig))
-    # (B, H, W): the misfit's pixels, each problem its own tile's
-    fit_px = (torch.ones(n * e1, h, w, dtype=tdt, device=dev) if data_weight is None else
-              T(np.repeat(np.asarray(data_weight, np.float64), e1, axis=0)))
-    n_fit_px = fit_px.sum(dim=(-2, -1)).clamp_min(1.0)
 
     def misfit():
         """The field on the pixel grid and its misfit to the data, in noise units."""
         g = torch.where(learned[..., None, None], field(), y_t)
         z = torch.where(learned[..., None, None], (g - y_t) / safe_sig[..., None, None],
                         torch.zeros_like(g))
-        per_channel = (z**2 * fit_px[:, None]).sum(dim=(-2, -1)) / n_fit_px[:, None]
-        return g, per_channel.sum(dim=1) / n_learned
+        return g, (z**2).mean(dim=(-2, -1)).sum(dim=1) / n_learned
 
     def wmean(x, w):
         """Per-problem mean of ``x`` ``(B, H, W)`` weighted by ``w``."""
@@ -283,8 +273,7 @@ def _safer(settings: Any) -> Any:
 def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, init: np.ndarray,
                     bandwidth: tuple[float, float], noise: FieldNoise, seeds: Sequence[int],
                     progress: Callable[[dict], None] | None,
-                    weight: np.ndarray | None = None,
-                    data_weight: np.ndarray | None = None) -> dict:
+                    weight: np.ndarray | None = None) -> dict:
     """The neural fit of a batch, with divergence handling per tile.
 
     A tile whose fit diverged (a problem's loss turned non-finite, its residual ended above
@@ -297,8 +286,7 @@ def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, i
         return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
                          noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
                          dtype=dtype, progress=progress,
-                         weight=None if weight is None else weight[idx],
-                         data_weight=None if data_weight is None else data_weight[idx])
+                         weight=None if weight is None else weight[idx])
 
     every = list(range(len(tiles)))
     out = run(every, settings, "float32")
