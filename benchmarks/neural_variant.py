@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     case = make_stress_case(spec, args.seed)
     settings = Settings(method="neural", calibration=case.calibration_given, neural=variant)
     # the run's fit stage as benchmarks/stress.py's adapter does it, without the calibration
-    # check's alternative fields (none of the cases it is meant for has a calibration error)
+    # check's alternative fields (a calibration-error case's std is not the product's here)
     data, _ = calibrate_plane(case.image, case.channel_names, settings, case.pixel_size_um)
     fg = nuclei_foreground(data, case.pixel_size_um, settings)
     out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg,

@@ -10,13 +10,14 @@ product's fit (``benchmarks/stress.py``'s adapter).
     python benchmarks/oracle_noise_split.py --specs storm_smooth_1ch_blink,storm_smooth_1ch_dense --seeds 11,23
 
 Tuning seeds only: it uses the truth's noise, so it must not choose anything on test seeds.
-Only STORM specs without a nucleus are supported.
+STORM specs only (with or without a nucleus).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import pipeline.estimate.bandwidth as bandwidth  # noqa: E402
 from pipeline.calibration import calibrate_plane  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.estimate.bandwidth import central_crop  # noqa: E402
+from pipeline.simulate import nucleus_envelope  # noqa: E402
 from pipeline.simulate.storm import render_storm  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, TUNING_SEEDS, make_stress_case  # noqa: E402
 
@@ -45,6 +47,17 @@ def _halves(f: np.ndarray, models, seed: int) -> np.ndarray:
     return np.stack([f + z, f - z, f])
 
 
+def _envelope(spec, seed: int) -> np.ndarray:
+    """The case's nuclear envelope (ones without a nucleus), drawn from the same stream as
+    :func:`make_stress_case` draws it."""
+    shape = (spec.size_px, spec.size_px)
+    if not spec.nucleus:
+        return np.ones(shape)
+    streams = np.random.SeedSequence([int(seed), zlib.crc32(spec.name.encode())]).spawn(4)
+    return nucleus_envelope(shape, pixel_size_um=spec.pixel_size_um,
+                            rng=np.random.default_rng(streams[2]))[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--specs", default="storm_smooth_1ch_blink")
@@ -58,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| case | split | r | delta, s (px) |\n|---|---|---|---|")
     for seed in seeds:
         for spec in (s for s in STRESS_SPECS if s.name in names):
-            if spec.rendering != "storm" or spec.nucleus:
-                raise SystemExit(f"{spec.name}: STORM specs without a nucleus only")
+            if spec.rendering != "storm":
+                raise SystemExit(f"{spec.name}: STORM specs only")
             case = make_stress_case(spec, seed)
             settings = Settings(method="closed-form", calibration=case.calibration_given)
             f1, _ = calibrate_plane(case.image, case.channel_names, settings, case.pixel_size_um)
-            shown = [case.phi_h] if spec.channels == 1 else [1 - case.phi_w, case.phi_h]
-            again, _ = render_storm(np.stack(shown), pixel_size_um=case.pixel_size_um,
+            shown = np.stack([case.phi_h] if spec.channels == 1 else [1 - case.phi_w, case.phi_h])
+            again, _ = render_storm(shown * _envelope(spec, seed),
+                                    pixel_size_um=case.pixel_size_um,
                                     locs_per_px=spec.locs_per_px,
                                     precision_um=spec.precision_nm / 1000,
                                     background=spec.background,
