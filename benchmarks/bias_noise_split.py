@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stress as bench  # noqa: E402
+from oracle_noise_split import second_rendering  # noqa: E402
 
 from pipeline.calibration import calibrate_plane  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
@@ -34,7 +35,7 @@ from pipeline.estimate.uncertainty import (  # noqa: E402
     window_bias,
 )
 from pipeline.physics import ChromatinModel  # noqa: E402
-from pipeline.simulate.storm import render_storm, storm_expected  # noqa: E402
+from pipeline.simulate.storm import storm_expected  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, TUNING_SEEDS, make_stress_case  # noqa: E402
 
 
@@ -60,15 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         mean, std, ident = bench.fit(case.image, case, "closed-form", info)
         ok = bench.evaluation_region(case) & ident & np.isfinite(mean) & np.isfinite(std)
         px, d, s = case.pixel_size_um, info["delta_um"], info["window_um"]
-        shown = np.stack([case.phi_h] if spec.channels == 1 else [1 - case.phi_w, case.phi_h])
         precision = spec.precision_nm / 1000
         clean = np.stack([storm_expected(o, precision_um=precision, pixel_size_um=px)
-                          for o in shown])
+                          for o in case.occupancy])
         clean_image = np.stack([clean[k] / c.scale + c.offset
                                 for k, c in enumerate(case.calibration)])
-        again, _ = render_storm(shown, pixel_size_um=px, locs_per_px=spec.locs_per_px,
-                                precision_um=precision, background=spec.background,
-                                locs_per_molecule=spec.locs_per_molecule, rng=seed + 999)
+        again = second_rendering(spec, case, seed)
         fields = [info["fields"]] + [calibrate_plane(im, case.channel_names, settings, px)[0]
                                      for im in (clean_image, again)]
         data, noise_free, second = (

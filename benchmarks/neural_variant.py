@@ -25,12 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stress as bench  # noqa: E402
 
 import pipeline.estimate.neural as neural  # noqa: E402
-from pipeline.calibration import calibrate_plane  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.estimate import fit_plane  # noqa: E402
 from pipeline.estimate.uncertainty import coverage  # noqa: E402
-from pipeline.physics import ChromatinModel  # noqa: E402
-from pipeline.process import nuclei_foreground  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, TUNING_SEEDS, make_stress_case  # noqa: E402
 
 DIAGNOSTICS = ("data_start", "data", "residual", "residual_weight", "lambda_change")
@@ -52,22 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     neural.W_START, neural.W_STEP = args.w_start, args.w_step
     variant = json.loads(args.variant)
     case = make_stress_case(spec, args.seed)
-    settings = Settings(method="neural", calibration=case.calibration_given, neural=variant)
-    # the run's fit stage as benchmarks/stress.py's adapter does it, without the calibration
-    # check's alternative fields (a calibration-error case's std is not the product's here)
-    data, _ = calibrate_plane(case.image, case.channel_names, settings, case.pixel_size_um)
-    fg = nuclei_foreground(data, case.pixel_size_um, settings)
-    out = fit_plane(data, ChromatinModel(), case.pixel_size_um, settings, foreground=fg,
-                    channel_model=("single-channel" if len(case.channel_names) == 1
-                                   else "two-channel"))
-    ok = bench.evaluation_region(case) & out.identifiable & np.isfinite(out.mean)
-    r = bench.interior_r(out.mean, case.lam, ok, border_px=0)
-    rmse = float(np.sqrt(np.mean((out.mean - case.lam)[ok] ** 2)))
-    cov = coverage(out.mean, out.std, case.lam, ok)
-    diag = {k: round(float(np.median([t[k] for t in out.tiles if k in t])), 3)
-            for k in DIAGNOSTICS if any(k in t for t in out.tiles)}
+    info: dict = {}
+    mean, std, ident = bench.fit(case.image, case, "neural", info, neural=variant)
+    ok = bench.evaluation_region(case) & ident & np.isfinite(mean)
+    r = bench.interior_r(mean, case.lam, ok, border_px=0)
+    rmse = float(np.sqrt(np.mean((mean - case.lam)[ok] ** 2)))
+    cov = coverage(mean, std, case.lam, ok)
+    tiles = info["tiles"]
+    diag = {k: round(float(np.median([t[k] for t in tiles if k in t])), 3)
+            for k in DIAGNOSTICS if any(k in t for t in tiles)}
     print(f"{case.name} {variant} w_start {args.w_start} w_step {args.w_step}: r {r:.3f} "
-          f"rmse {rmse:.3f} coverage {cov:.2f} tiles {len(out.tiles)} {diag}", flush=True)
+          f"rmse {rmse:.3f} coverage {cov:.2f} tiles {len(tiles)} {diag}", flush=True)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ import pipeline.estimate.bandwidth as bandwidth  # noqa: E402
 from pipeline.calibration import calibrate_plane  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.estimate.bandwidth import central_crop  # noqa: E402
-from pipeline.simulate import nucleus_envelope  # noqa: E402
 from pipeline.simulate.storm import render_storm  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, TUNING_SEEDS, make_stress_case  # noqa: E402
 
@@ -47,15 +45,13 @@ def _halves(f: np.ndarray, models, seed: int) -> np.ndarray:
     return np.stack([f + z, f - z, f])
 
 
-def _envelope(spec, seed: int) -> np.ndarray:
-    """The case's nuclear envelope (ones without a nucleus), drawn from the same stream as
-    :func:`make_stress_case` draws it."""
-    shape = (spec.size_px, spec.size_px)
-    if not spec.nucleus:
-        return np.ones(shape)
-    streams = np.random.SeedSequence([int(seed), zlib.crc32(spec.name.encode())]).spawn(4)
-    return nucleus_envelope(shape, pixel_size_um=spec.pixel_size_um,
-                            rng=np.random.default_rng(streams[2]))[0]
+def second_rendering(spec, case, seed: int) -> np.ndarray:
+    """The case's occupancy rendered again as a STORM image: the same expectation, new
+    localisations (stream ``seed + 999``)."""
+    return render_storm(case.occupancy, pixel_size_um=case.pixel_size_um,
+                        locs_per_px=spec.locs_per_px, precision_um=spec.precision_nm / 1000,
+                        background=spec.background, locs_per_molecule=spec.locs_per_molecule,
+                        rng=seed + 999)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             case = make_stress_case(spec, seed)
             settings = Settings(method="closed-form", calibration=case.calibration_given)
             f1, _ = calibrate_plane(case.image, case.channel_names, settings, case.pixel_size_um)
-            shown = np.stack([case.phi_h] if spec.channels == 1 else [1 - case.phi_w, case.phi_h])
-            again, _ = render_storm(shown * _envelope(spec, seed),
-                                    pixel_size_um=case.pixel_size_um,
-                                    locs_per_px=spec.locs_per_px,
-                                    precision_um=spec.precision_nm / 1000,
-                                    background=spec.background,
-                                    locs_per_molecule=spec.locs_per_molecule, rng=seed + 999)
+            again = second_rendering(spec, case, seed)
             f2, _ = calibrate_plane(again, case.channel_names, settings, case.pixel_size_um)
             for split, z in (("noise model", None), ("oracle", (f2 - f1) / np.sqrt(2))):
                 _ORACLE["z"] = z

@@ -58,14 +58,15 @@ Z90 = 1.645
 
 
 def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
-        info: dict[str, Any] | None = None, calibration_scale: float = 0.0
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        info: dict[str, Any] | None = None, calibration_scale: float = 0.0,
+        neural: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The product's fit of one plane: ``(mean, std, identifiable)``, each (Y, X).
 
     The single adapter to the product's public fit path (switch it here when that API
     changes). ``fields_or_image`` is the uint16 image (C, Y, X), calibrated here with
     ``case.calibration_given``, or already the (2, Y, X) fields. ``info``, when given, receives
-    the bandwidth record (``delta_um``, ``window_um``). Today:
+    the bandwidth record (``delta_um``, ``window_um``) and the tile rows (``tiles``);
+    ``neural``, ``NeuralSettings`` fields to change (benchmarks/neural_variant.py). Today:
     :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields with the
     nuclei the run's segmentation finds (:func:`pipeline.process.nuclei_foreground`), as
     the run's fit stage does (the denoised image only serves display there). An image is
@@ -82,7 +83,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
 
     data = np.asarray(fields_or_image)
     settings = Settings(method=method, calibration=case.calibration_given,
-                        uncertainty={"calibration_scale": calibration_scale})
+                        uncertainty={"calibration_scale": calibration_scale},
+                        neural=neural or {})
     alt, check = None, None
     if np.issubdtype(data.dtype, np.integer):
         # the run's calibration stage: the user's pairs and, with two channels, their check
@@ -98,6 +100,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     if info is not None:
         info.update(out.bandwidth)
         info["foreground"] = fg
+        info["tiles"] = out.tiles
         info["fields"] = data
         info["calibration_contradicted"] = bool(check and check.get("contradicted"))
     return out.mean, out.std, out.identifiable

@@ -170,6 +170,8 @@ class StressCase:
     envelope multiplies only the rendered image, so inside the nucleus the image shows this
     steady state, and at its edge the model does not hold). ``calibration`` is the true one,
     ``calibration_given`` what a user would pass (with the spec's scale error).
+    ``occupancy`` ``(C, Y, X)`` is what was rendered: the shown channels times the envelope
+    (a second rendering of it has the same expectation and new noise).
     """
 
     name: str
@@ -183,6 +185,7 @@ class StressCase:
     channel_names: tuple[str, ...]
     foreground: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    occupancy: np.ndarray | None = None
 
 
 def _c(name: str, kind: str, ch: int, px: float, n: int, ell: float, **kw: Any) -> StressSpec:
@@ -329,4 +332,4 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
     return StressCase(name=name, image=image, lam=lam, phi_h=phi_h, phi_w=phi_w,
                       pixel_size_um=float(px), calibration=calibration,
                       calibration_given=given, channel_names=CHANNEL_NAMES[spec.channels],
-                      foreground=foreground, params=params)
+                      foreground=foreground, params=params, occupancy=occupancy)
