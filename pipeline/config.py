@@ -211,6 +211,11 @@ class NeuralSettings(BaseModel):
         "the data misfit (mean squared, in units of the noise variance) is below its "
         "pretrained value plus this, lowered while above (docs/neural.md)"
     )
+    residual_weight_floor: float = Field(
+        0.01, ge=0, description="the residual weight never falls below this: without it, a "
+        "misfit a hair above its target (within its own noise) lowers the weight every epoch "
+        "until the PDE no longer constrains lambda (docs/neural.md)"
+    )
     retry_lr_factor: float = Field(
         0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with the "
         "learning rate times this factor and twice the epochs (same seeds); if it diverges "

@@ -19,6 +19,9 @@ mollifier layer inside the training graph; ``R_0`` its value at the start of the
    field may move towards a state the PDE explains with a smooth lambda only as far as it
    does not fit the data worse than its capacity-limited fit did. Measured on tuning cases
    (docs/neural.md): larger allowances let the field absorb the residual and cost accuracy.
+   The weight never falls below ``residual_weight_floor`` (0.01): a misfit a hair above its
+   target, within its own noise, would otherwise lower it every epoch until the PDE no longer
+   constrains lambda.
 
 The estimate is member 0's lambda; the std combines the members' spread, the smoothing bias and
 the noise bias (:mod:`.uncertainty`). What it measured against the closed form is in
@@ -225,7 +228,8 @@ def fit_tiles(
         data, res, _ = evaluate()
         step(data + w_res * res / r0, nn_s.pretrain_epochs + epoch)
         with torch.no_grad():
-            w_res = torch.where(data.detach() < target, w_res * W_STEP, w_res / W_STEP)
+            w_res = torch.where(data.detach() < target, w_res * W_STEP,
+                                w_res / W_STEP).clamp_min(nn_s.residual_weight_floor)
     with torch.no_grad():
         data1, res1, lam1 = evaluate()
 

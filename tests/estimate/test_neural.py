@@ -113,6 +113,22 @@ def test_training_moves_lambda_and_trades_misfit_for_residual():
     assert d["residual_weight"] > 0.1, d
 
 
+def test_residual_weight_never_falls_below_its_floor(tiles):
+    """The discrepancy controller's weight is clamped from below after every update: with a
+    floor above where the controller leaves it, the weight ends at or above the floor and the
+    residual is lower for it. Remove the clamp and the weights end where the floorless run's
+    do (below 5 here)."""
+    free = _fit(tiles, _settings(pretrain_epochs=20, epochs=30, residual_weight_floor=0.0),
+                [0, 1])
+    held = _fit(tiles, _settings(pretrain_epochs=20, epochs=30, residual_weight_floor=5.0),
+                [0, 1])
+    for f, h in zip(free["diagnostics"], held["diagnostics"], strict=True):
+        assert f["residual_weight"] < 5.0, f
+        assert h["residual_weight"] >= 5.0 * (1 - 1e-6), h
+        assert h["residual"] < f["residual"], (f, h)
+    assert Settings().neural.residual_weight_floor == 0.01
+
+
 def test_overflowing_tile_diverges_alone(tiles):
     """Fields x 1e13 overflow float32 (A ~ phi^3): that tile is flagged ``diverged``; the
     healthy tile of the same batch equals its fit alone."""
