@@ -5,7 +5,9 @@ fields, on the **noise-free** fields (the simulator's expected rendering, calibr
 is) and on a **second rendering** of the same density. Over the scored pixels (as
 ``benchmarks/stress.py`` scores them):
 
-- ``bias``: rms of (noise-free map − truth), the error the bandwidth itself causes;
+- ``bias``: rms of (noise-free map − truth), the error the bandwidth itself causes, and two
+  parts of it: ``blur`` (noise-free map − the map of the unblurred density, the part the
+  localisation blur causes) and ``level`` (the mean of noise-free map − truth);
 - ``noise``: rms of (map − noise-free map), and the spread of two renderings, rms/sqrt(2);
 - the product's std, and its bias term (:func:`pipeline.estimate.uncertainty.window_bias`).
 
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if spec is None or spec.rendering != "storm" or spec.nucleus:
         ap.error(f"{args.spec!r}: a STORM spec without a nucleus")
     model = ChromatinModel()
-    print("| case | δ, s (px) | error | bias | noise | two renderings | std | bias term |"
-          " coverage |\n|---|---|---|---|---|---|---|---|---|")
+    print("| case | δ, s (px) | error | bias | of it: blur | of it: level | noise |"
+          " two renderings | std | bias term | coverage |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in seeds:
         case = make_stress_case(spec, seed)
         settings = Settings(method="closed-form", calibration=case.calibration_given)
@@ -66,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                           for o in case.occupancy])
         clean_image = np.stack([clean[k] / c.scale + c.offset
                                 for k, c in enumerate(case.calibration)])
+        sharp_image = np.stack([o / c.scale + c.offset
+                                for o, c in zip(case.occupancy, case.calibration, strict=True)])
         again = second_rendering(spec, case, seed)
         fields = [info["fields"]] + [calibrate_plane(im, case.channel_names, settings, px)[0]
-                                     for im in (clean_image, again)]
-        data, noise_free, second = (
+                                     for im in (clean_image, again, sharp_image)]
+        data, noise_free, second, sharp = (
             closed_form_scaled(f[None], model, px, d, s, 1.0, est)[0] for f in fields)
         term = window_bias(info["fields"][None], model, px, d, s,
                            settings.uncertainty.bias_factor, est)[0]
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             return float(np.sqrt(np.mean(x[ok] ** 2)))
 
         cover = float(np.mean(np.abs(mean - case.lam)[ok] <= 1.645 * std[ok]))
+        level = float(np.mean((noise_free - case.lam)[ok]))
         print(f"| {case.name} | {d / px:.1f}, {s / px:.1f} | {rms(mean - case.lam):.3f} | "
-              f"{rms(noise_free - case.lam):.3f} | {rms(data - noise_free):.3f} | "
+              f"{rms(noise_free - case.lam):.3f} | {rms(noise_free - sharp):.3f} | "
+              f"{level:+.3f} | {rms(data - noise_free):.3f} | "
               f"{rms((data - second) / np.sqrt(2)):.3f} | {rms(std):.3f} | {rms(term):.3f} | "
               f"{cover:.2f} |", flush=True)
     return 0
