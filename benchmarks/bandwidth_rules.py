@@ -250,6 +250,57 @@ def rule_risk(c, idx, ref_rel=0.0, level=True):
                + lv[i] ** 2)
 
 
+def _neighbour(c, judged, ref, axis):
+    """The judged candidate next to ``ref`` along ``axis`` ("window" or "delta", the other
+    bandwidth the same): the next value up, else the next down; None."""
+    along, other = (c["window"], c["delta"]) if axis == "window" else (c["delta"], c["window"])
+    same = [i for i in judged if other[i] == other[ref] and i != ref]
+    up = sorted((i for i in same if along[i] > along[ref]), key=lambda i: along[i])
+    down = sorted((i for i in same if along[i] < along[ref]), key=lambda i: -along[i])
+    return (up or down or [None])[0]
+
+
+def extrapolated_reference(c, judged, ref, mode="both"):
+    """Weights ``w`` over the candidates such that ``sum_b w_b m_b`` is the reference's map
+    with its leading smoothing bias removed, assuming ``m(delta, s) = T + A delta^2 + B s^2``
+    near the reference (a mollifier's and a window's bias are both second order): solved from
+    the reference and its neighbour along the window (``mode`` "window") or along both axes
+    ("both"). Only cross-half products of these maps enter the rule, so the extrapolation's
+    noise biases nothing; it adds variance."""
+    n = len(c["r"])
+    wts = np.zeros(n)
+    wts[ref] = 1.0
+    d2, s2 = c["delta"] ** 2, c["window"] ** 2
+    j = _neighbour(c, judged, ref, "window")
+    if j is not None:  # B = (m_j - m_ref) / (s_j^2 - s_ref^2); T -= B s_ref^2
+        k = s2[ref] / (s2[j] - s2[ref])
+        wts[ref] += k
+        wts[j] -= k
+    if mode == "both":
+        i = _neighbour(c, judged, ref, "delta")
+        if i is not None:
+            k = d2[ref] / (d2[i] - d2[ref])
+            wts[ref] += k
+            wts[i] -= k
+    return wts
+
+
+def rule_risk_extrapolated(c, idx, ref_rel=0.5, mode="both", level=True):
+    """The product's rule (smallest predicted squared error) against the reference with its
+    leading smoothing bias extrapolated away (:func:`extrapolated_reference`)."""
+    s = stats(c)
+    judged = _judged(c, idx)
+    if judged is None:
+        return rule_correlation(c, idx)
+    ref = _reference(c, s, judged, ref_rel)
+    ref = max(judged, key=lambda i: s["rel"][i]) if ref is None else ref
+    wts = extrapolated_reference(c, judged, ref, mode)
+    cross = s["cross"]
+    lv = np.asarray(c.get("level", np.zeros(len(c["r"])))) if level else np.zeros(len(c["r"]))
+    return min(judged, key=lambda i: cross[i, i] - 2 * cross[i] @ wts + s["noise"][i]
+               + lv[i] ** 2)
+
+
 def _base(c) -> list[int]:
     """The candidates of the default grid (before any extension)."""
     return [i for i in range(len(c["r"])) if c["delta"][i] in c["base_d"]
@@ -330,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             rules[f"balancing, kappa {k}"] = (rule_lepski, {"kappa": k})
         for rr in (0.0, 0.5, 0.8):
             rules[f"risk vs reference {rr}"] = (rule_risk, {"ref_rel": rr})
+        for rr in (0.5, 0.7):
+            for mode in ("window", "both"):
+                rules[f"risk vs extrapolated ref {rr} ({mode})"] = (
+                    rule_risk_extrapolated, {"ref_rel": rr, "mode": mode})
         evaluate(args.path, rules)
     return 0
 
