@@ -328,3 +328,22 @@ def test_offline_rule_evaluator_reproduces_the_product():
                                          foreground_weight=fg is not None)
     px = case.pixel_size_um
     assert (c["delta"][i], c["window"][i]) == pytest.approx((delta / px, window / px))
+
+
+def test_extrapolated_reference_removes_a_second_order_bias():
+    """The offline rule's extrapolated reference (``benchmarks/bandwidth_rules.py``): on maps
+    that follow ``T + A delta^2 + B s^2`` exactly, its weights give back ``T``; along the
+    window alone the delta part stays."""
+    from benchmarks.bandwidth_rules import extrapolated_reference
+
+    rng = np.random.default_rng(0)
+    t, a, b = rng.normal(size=(3, 50))
+    d, s = np.meshgrid([3.0, 5.0, 7.0], [2.5, 4.0, 5.5], indexing="ij")
+    c = {"delta": d.ravel(), "window": s.ravel(), "r": np.zeros(d.size)}
+    maps = t + a * c["delta"][:, None] ** 2 + b * c["window"][:, None] ** 2
+    ref = 7  # delta 7, s 4: neighbours up in s, down in delta
+    judged = list(range(d.size))
+    both = extrapolated_reference(c, judged, ref, "both")
+    np.testing.assert_allclose(both @ maps, t, atol=1e-9)
+    window = extrapolated_reference(c, judged, ref, "window")
+    np.testing.assert_allclose(window @ maps, t + a * 49.0, atol=1e-9)
