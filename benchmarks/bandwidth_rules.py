@@ -233,23 +233,6 @@ def rule_lepski(c, idx, kappa=1.0):
     return order[-1]
 
 
-def rule_risk(c, idx, ref_rel=0.0, level=True):
-    """Smallest estimated mean squared difference to the reference's signal plus noise, plus
-    (``level``) the squared noise bias of the level (0 in collections made before it was
-    kept)."""
-    s = stats(c)
-    judged = _judged(c, idx)
-    if judged is None:
-        return rule_correlation(c, idx)
-    ref = _reference(c, s, judged, ref_rel)
-    # nothing reaches ref_rel: the most reliable candidate is the reference (the product's)
-    ref = max(judged, key=lambda i: s["rel"][i]) if ref is None else ref
-    ab = c["AB"]
-    lv = np.asarray(c.get("level", np.zeros(len(c["r"])))) if level else np.zeros(len(c["r"]))
-    return min(judged, key=lambda i: ab[i, i] - ab[i, ref] - ab[ref, i] + s["noise"][i]
-               + lv[i] ** 2)
-
-
 def _neighbour(c, judged, ref, axis):
     """The judged candidate next to ``ref`` along ``axis`` ("window" or "delta", the other
     bandwidth the same): the next value up, else the next down; None."""
@@ -285,16 +268,23 @@ def extrapolated_reference(c, judged, ref, mode="both"):
     return wts
 
 
-def rule_risk_extrapolated(c, idx, ref_rel=0.5, mode="both", level=True):
-    """The product's rule (smallest predicted squared error) against the reference with its
-    leading smoothing bias extrapolated away (:func:`extrapolated_reference`)."""
+def rule_risk(c, idx, ref_rel=0.0, level=True, mode=None):
+    """Smallest estimated mean squared difference to the reference's signal plus noise, plus
+    (``level``) the squared noise bias of the level (0 in collections made before it was
+    kept). ``mode`` "window" or "both": against the reference with its leading smoothing bias
+    extrapolated away (:func:`extrapolated_reference`); None: the product's rule."""
     s = stats(c)
     judged = _judged(c, idx)
     if judged is None:
         return rule_correlation(c, idx)
     ref = _reference(c, s, judged, ref_rel)
+    # nothing reaches ref_rel: the most reliable candidate is the reference (the product's)
     ref = max(judged, key=lambda i: s["rel"][i]) if ref is None else ref
-    wts = extrapolated_reference(c, judged, ref, mode)
+    if mode is None:
+        wts = np.zeros(len(c["r"]))
+        wts[ref] = 1.0
+    else:
+        wts = extrapolated_reference(c, judged, ref, mode)
     cross = s["cross"]
     lv = np.asarray(c.get("level", np.zeros(len(c["r"])))) if level else np.zeros(len(c["r"]))
     return min(judged, key=lambda i: cross[i, i] - 2 * cross[i] @ wts + s["noise"][i]
@@ -384,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         for rr in (0.5, 0.7):
             for mode in ("window", "both"):
                 rules[f"risk vs extrapolated ref {rr} ({mode})"] = (
-                    rule_risk_extrapolated, {"ref_rel": rr, "mode": mode})
+                    rule_risk, {"ref_rel": rr, "mode": mode})
         evaluate(args.path, rules)
     return 0
 
