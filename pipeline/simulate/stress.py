@@ -38,7 +38,7 @@ from .solver import INTERFACE_LENGTH_UM, PHI_MAX
 from .storm import render_storm, storm_expected
 
 __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEEDS",
-           "RETIRED_TEST_SEEDS",
+           "RETIRED_TEST_SEEDS", "is_tuning_data",
            "make_stress_case"]
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,16 @@ a change chosen on the tuning seeds; 8247, 7167, 5151: their neural table's nucl
 been read when the residual weight gained its floor, chosen on the tuning seeds).
 They are tuning data now and never held out again; they are kept out of :data:`TUNING_SEEDS`
 only so that ``--seeds tuning`` stays three seeds."""
+
+
+def is_tuning_data(seed: int) -> bool:
+    """Whether ``seed`` may be used to choose something: a tuning seed or a retired test seed
+    (the test seeds are for the held-out tables only).
+
+    >>> is_tuning_data(TUNING_SEEDS[0]), is_tuning_data(TEST_SEEDS[0])
+    (True, False)
+    """
+    return int(seed) in TUNING_SEEDS or int(seed) in RETIRED_TEST_SEEDS
 
 
 @dataclass(frozen=True)
