@@ -13,7 +13,8 @@ is) and on a **second rendering** of the same density. Over the scored pixels (a
 
     python benchmarks/bias_noise_split.py storm_smooth_2ch_px15 11,23,37
 
-Tuning data only (tuning or retired test seeds; it uses the truth). STORM specs without a nucleus only.
+Tuning data only (tuning or retired test seeds; it uses the truth). STORM specs without a
+nucleus only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ from pipeline.simulate.stress import (  # noqa: E402
 )
 
 
+def _as_image(occupancy, calibration) -> np.ndarray:
+    """Occupancy (C, Y, X) as a raw image: the calibration ``occupancy = (image - offset) *
+    scale`` inverted per channel."""
+    return np.stack([o / c.scale + c.offset for o, c in zip(occupancy, calibration, strict=True)])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spec")
@@ -70,12 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         ok = bench.evaluation_region(case) & ident & np.isfinite(mean) & np.isfinite(std)
         px, d, s = case.pixel_size_um, info["delta_um"], info["window_um"]
         precision = spec.precision_nm / 1000
-        clean = np.stack([storm_expected(o, precision_um=precision, pixel_size_um=px)
-                          for o in case.occupancy])
-        clean_image = np.stack([clean[k] / c.scale + c.offset
-                                for k, c in enumerate(case.calibration)])
-        sharp_image = np.stack([o / c.scale + c.offset
-                                for o, c in zip(case.occupancy, case.calibration, strict=True)])
+        clean_image = _as_image([storm_expected(o, precision_um=precision, pixel_size_um=px)
+                                 for o in case.occupancy], case.calibration)
+        sharp_image = _as_image(case.occupancy, case.calibration)
         again = second_rendering(spec, case, seed)
         fields = [info["fields"]] + [calibrate_plane(im, case.channel_names, settings, px)[0]
                                      for im in (clean_image, again, sharp_image)]

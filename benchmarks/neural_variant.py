@@ -7,8 +7,8 @@ discrepancy controller's constants (``--w-step 1`` holds the residual weight fix
     python benchmarks/neural_variant.py cam_lognormal_2ch 11 '{"epochs": 0}'   # warm start only
     python benchmarks/neural_variant.py cam_lognormal_2ch 11 '{}' --w-step 1 --w-start 0.01
 
-Tuning data only (tuning or retired test seeds): it is for choosing, and choosing on test seeds is not allowed
-(docs/stress.md).
+Tuning data only (tuning or retired test seeds): it is for choosing, and choosing on test
+seeds is not allowed (docs/stress.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ product's fit (``benchmarks/stress.py``'s adapter).
 
     python benchmarks/oracle_noise_split.py --specs storm_smooth_1ch_blink,storm_smooth_1ch_dense --seeds 11,23
 
-Tuning data only (tuning or retired test seeds): it uses the truth's noise, so it must not choose anything on test seeds.
+Tuning data only (tuning or retired test seeds): it uses the truth's noise, so it must not
+choose anything on test seeds.
 STORM specs only (with or without a nucleus).
 """
 
