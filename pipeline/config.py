@@ -192,7 +192,7 @@ class NeuralSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     field_spacing: float = Field(
-        0.5, gt=0, description="finest feature-grid spacing of the field network, in units "
+        0.35, gt=0, description="finest feature-grid spacing of the field network, in units "
         "of the mollifier radius delta (its capacity)"
     )
     field_features: int = Field(8, ge=1, description="features per grid level")
@@ -205,7 +205,7 @@ class NeuralSettings(BaseModel):
     pretrain_epochs: int = Field(150, ge=0, description="field to the data, rate to the "
                                  "closed-form lambda, before the joint fit")
     epochs: int = Field(150, ge=0, description="joint epochs (data misfit + residual)")
-    lr: float = Field(0.01, gt=0, description="Adam step of both networks")
+    lr: float = Field(0.005, gt=0, description="Adam step of both networks")
     misfit_increase: float = Field(
         0.0, ge=0, description="discrepancy principle: the residual weight is raised while "
         "the data misfit (mean squared, in units of the noise variance) is below its "
