@@ -184,7 +184,12 @@ def run_case(spec, seed: int, method: str, sweep: bool,
            "s_per_mp": seconds / (case.lam.size / 1e6),
            "delta_px": info.get("delta_um", np.nan) / case.pixel_size_um,
            "window_px": info.get("window_um", np.nan) / case.pixel_size_um,
-           "calibration_contradicted": info.get("calibration_contradicted", False)}
+           "calibration_contradicted": info.get("calibration_contradicted", False),
+           # tile health: how many tiles diverged and what they fell back to
+           "tiles": len(info.get("tiles", [])),
+           "tiles_retried": sum(bool(t.get("retried")) for t in info.get("tiles", [])),
+           "tiles_fallback_closed_form": sum(t.get("fallback") == "closed-form"
+                                             for t in info.get("tiles", []))}
     row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
     if sweep:  # on the fields the fit calibrated (the user's pairs, as given)
         row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(
@@ -256,6 +261,11 @@ def summary(rows: list[dict]) -> list[str]:
                    f"{_f(np.nanmedian(w) if np.isfinite(w).any() else np.nan, '.2f')}.")
     else:
         out.append("- coverage: the method gave no std.")
+    if any("tiles" in r for r in rows):
+        n = sum(r.get("tiles", 0) for r in rows)
+        out.append(f"- tiles: {n}; retried after a divergence: "
+                   f"{sum(r.get('tiles_retried', 0) for r in rows)}; fell back to the closed "
+                   f"form: {sum(r.get('tiles_fallback_closed_form', 0) for r in rows)}.")
     return out
 
 

@@ -218,8 +218,9 @@ class NeuralSettings(BaseModel):
     )
     retry_lr_factor: float = Field(
         0.1, gt=0, le=1, description="a diverged tile is refitted once in float64 with the "
-        "learning rate times this factor and twice the epochs (same seeds); if it diverges "
-        "again it falls back to the closed-form estimate"
+        "joint phase's learning rate times this factor and twice its epochs (same seeds; the "
+        "pretraining keeps its step); if it diverges again it falls back to the closed-form "
+        "estimate"
     )
 
 

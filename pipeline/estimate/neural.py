@@ -75,6 +75,7 @@ def fit_tiles(
     weight: np.ndarray | None = None,
     device: str | None = "auto",
     dtype: str = "float32",
+    joint_lr_factor: float = 1.0,
     progress: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
     """Fit ``lam`` on ``N`` tiles ``(N, C, H, W)`` at once, with an ensemble per tile.
@@ -101,6 +102,10 @@ def fit_tiles(
     dtype
         ``"float32"`` (default) or ``"float64"``. No mixed precision: fourth derivatives by FFT
         lose their accuracy in half precision.
+    joint_lr_factor
+        The joint phase's step is ``neural.lr`` times this (the retry of a diverged tile: a
+        smaller step where the fit diverged, while the pretraining keeps its own step and so
+        brings the field as close to the data as a first attempt does).
 
     Returns
     -------
@@ -219,6 +224,8 @@ def fit_tiles(
         _, data = misfit()
         step(data + wmean((rate() - tgt) ** 2, tgt_w) / tvar, epoch)
 
+    for group in opt.param_groups:
+        group["lr"] *= float(joint_lr_factor)
     with torch.no_grad():
         data0, res0, lam0 = evaluate()
     r0 = res0.clamp_min(1e-30)
@@ -266,11 +273,10 @@ def fit_tiles(
 
 
 def _safer(settings: Any) -> Any:
-    """Settings of the retry of a diverged tile: the learning rate times
-    ``neural.retry_lr_factor`` and twice the joint epochs (run in float64 by the caller)."""
+    """Settings of the retry of a diverged tile: twice the joint epochs (the caller runs it
+    in float64, with the joint phase's step times ``neural.retry_lr_factor``)."""
     nn = settings.neural
-    safer = nn.model_copy(update={"lr": nn.lr * float(nn.retry_lr_factor),
-                                  "epochs": max(1, 2 * nn.epochs)})
+    safer = nn.model_copy(update={"epochs": max(1, 2 * nn.epochs)})
     return settings.model_copy(update={"neural": safer})
 
 
@@ -286,10 +292,10 @@ def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, i
     retry also fails, the tile takes its closed-form estimate ``init`` with NaN std: inventing
     an uncertainty would be dishonest.
     """
-    def run(idx, s, dtype):
+    def run(idx, s, dtype, factor=1.0):
         return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
                          noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
-                         dtype=dtype, progress=progress,
+                         dtype=dtype, joint_lr_factor=factor, progress=progress,
                          weight=None if weight is None else weight[idx])
 
     every = list(range(len(tiles)))
@@ -301,7 +307,7 @@ def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, i
         return {"mean": mean, "std": std, "diagnostics": diags}
     log.warning("neural fit: %d tile(s) diverged; retrying in float64 with a smaller step",
                 len(bad))
-    again = run(bad, _safer(settings), "float64")
+    again = run(bad, _safer(settings), "float64", float(settings.neural.retry_lr_factor))
     for j, i in enumerate(bad):
         d = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True}
         if not again["diagnostics"][j]["diverged"]:

@@ -302,6 +302,7 @@ def test_with_no_reliable_candidate_the_rule_still_weighs_the_error():
     row = run_case(spec, 8634, "closed-form", sweep=False)
     assert row["window_px"] > 9 and row["rmse"] < 0.3
     assert row["coverage"] >= 0.8
+    assert row["tiles"] >= 1 and row["tiles_retried"] == row["tiles_fallback_closed_form"] == 0
 
 
 

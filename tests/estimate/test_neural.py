@@ -167,3 +167,30 @@ def test_bad_shapes():
         fit_tiles(np.zeros((2, 32, 32)), ChromatinModel(), PX, _settings(),
                   init_lambda=np.ones((2, 32, 32)), bandwidth=BW,
                   noise=FieldNoise.gaussian([0.02]), seeds=[0, 1])
+
+
+def test_retry_keeps_the_pretraining_step(tiles, monkeypatch):
+    """A retried tile (forced here: its first result is marked diverged) is refitted with a
+    smaller step in the joint phase only: its pretraining brings the field as close to the data
+    as the first attempt's did, instead of leaving it underfitted."""
+    import pipeline.estimate.neural as neural
+
+    real, calls = neural.fit_tiles, []
+
+    def first_marked_diverged(*a, **kw):
+        out = real(*a, **kw)
+        calls.append(out)
+        if len(calls) == 1:
+            out["diagnostics"][0]["diverged"] = True
+        return out
+
+    monkeypatch.setattr(neural, "fit_tiles", first_marked_diverged)
+    s = _settings(pretrain_epochs=40, epochs=10)
+    res = neural.fit_tiles_guarded(tiles, ChromatinModel(), PX, s, _init(tiles), BW,
+                                   FieldNoise.gaussian([0.02, 0.02]), [3, 7], None)
+    assert len(calls) == 2
+    d0, d1 = res["diagnostics"]
+    assert d0["retried"] and d0["fallback"] == "retry" and not d1["retried"]
+    first, again = calls[0]["diagnostics"][0]["data_start"], d0["data_start"]
+    assert abs(again - first) < 0.01 * first, (first, again)
+    assert d0["epochs"] == 40 + 20
