@@ -265,13 +265,22 @@ def neural_parts(d) -> dict[str, np.ndarray]:
 
     m, lam = d["members"].astype(np.float64), d["mean"].astype(np.float64)
     s, zero = float(d["smooth_px"]), np.zeros((1,) + lam.shape)
-    return {
+    out = {
         "noise_arithmetic": combine_std(m[None], lam[None], zero, smooth_px=s)[0] ** 2,
         "noise_geometric": combine_std(m[None], lam[None], zero, smooth_px=s,
                                        geometric=True)[0] ** 2,
         "symmetric": d["symmetric"].astype(np.float64) ** 2,
         "forward": d["forward"].astype(np.float64) ** 2,
     }
+    # re-smoothing: a smoother's bias is about what smoothing its own output once more changes
+    # (S(S lam) - S lam), read here with a Gaussian of a fraction of the rate window
+    for f in RESMOOTH:
+        out[f"resmooth{f:g}"] = np.nan_to_num(_smooth(lam, f * float(d["window_px"])) - lam) ** 2
+    return out
+
+
+RESMOOTH = (0.25, 0.5, 1.0)
+"""Widths of the re-smoothing bias, in rate windows."""
 
 
 def _plus_forward(noise: str, k: float):
@@ -288,6 +297,8 @@ NEURAL_RULES = {
        for k in (0.5, 1.0, 1.5, 2.25)},
     **{f"arithmetic + {k:g} forward": _plus_forward("noise_arithmetic", k)
        for k in (0.5, 1.0, 1.5)},
+    **{f"{n} + resmooth {f:g} s": (lambda p, n=n, f=f: p[f"noise_{n}"] + p[f"resmooth{f:g}"])
+       for n in ("arithmetic", "geometric") for f in RESMOOTH},
 }
 """Candidate squared stds of the neural method from :func:`neural_parts`."""
 
