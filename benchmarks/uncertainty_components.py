@@ -273,14 +273,16 @@ def neural_parts(d) -> dict[str, np.ndarray]:
         "forward": d["forward"].astype(np.float64) ** 2,
     }
     # re-smoothing: a smoother's bias is about what smoothing its own output once more changes
-    # (S(S lam) - S lam), read here with a Gaussian of a fraction of the rate window
+    # (S(S lam) - S lam), read here with a Gaussian as wide as the fit's own smoothing: the
+    # mollifier's (a fraction of delta) and the window's, added in quadrature
     for f in RESMOOTH:
-        out[f"resmooth{f:g}"] = np.nan_to_num(_smooth(lam, f * float(d["window_px"])) - lam) ** 2
+        width = np.hypot(f * float(d["delta_px"]), float(d["window_px"]))
+        out[f"resmooth{f:g}"] = np.nan_to_num(_smooth(lam, width) - lam) ** 2
     return out
 
 
-RESMOOTH = (0.25, 0.5, 1.0)
-"""Widths of the re-smoothing bias, in rate windows."""
+RESMOOTH = (0.2, 0.3, 0.45, 0.6)
+"""Widths of the re-smoothing bias: the Gaussian's sigma is ``hypot(f delta, s)``."""
 
 
 def _plus_forward(noise: str, k: float):
@@ -297,8 +299,9 @@ NEURAL_RULES = {
        for k in (0.5, 1.0, 1.5, 2.25)},
     **{f"arithmetic + {k:g} forward": _plus_forward("noise_arithmetic", k)
        for k in (0.5, 1.0, 1.5)},
-    **{f"{n} + resmooth {f:g} s": (lambda p, n=n, f=f: p[f"noise_{n}"] + p[f"resmooth{f:g}"])
-       for n in ("arithmetic", "geometric") for f in RESMOOTH},
+    **{f"{n[:5]} + {c:g} resmooth {f:g}δ":
+       (lambda p, n=n, f=f, c=c: p[f"noise_{n}"] + c**2 * p[f"resmooth{f:g}"])
+       for n in ("arithmetic", "geometric") for f in RESMOOTH for c in (1.0, 2.0)},
 }
 """Candidate squared stds of the neural method from :func:`neural_parts`."""
 
