@@ -101,6 +101,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
         info.update(out.bandwidth)
         info["foreground"] = fg
         info["tiles"] = out.tiles
+        info["record"] = out.record
         info["fields"] = data
         info["calibration_contradicted"] = bool(check and check.get("contradicted"))
     return out.mean, out.std, out.identifiable
@@ -185,11 +186,10 @@ def run_case(spec, seed: int, method: str, sweep: bool,
            "delta_px": info.get("delta_um", np.nan) / case.pixel_size_um,
            "window_px": info.get("window_um", np.nan) / case.pixel_size_um,
            "calibration_contradicted": info.get("calibration_contradicted", False),
-           # tile health: how many tiles diverged and what they fell back to
-           "tiles": len(info.get("tiles", [])),
-           "tiles_retried": sum(bool(t.get("retried")) for t in info.get("tiles", [])),
-           "tiles_fallback_closed_form": sum(t.get("fallback") == "closed-form"
-                                             for t in info.get("tiles", []))}
+           # tile health from the plane's record (every diverged tile is retried once)
+           "tiles": len(info["tiles"]),
+           "tiles_retried": info["record"]["tiles_diverged"],
+           "tiles_fallback_closed_form": info["record"]["tiles_fallback_closed_form"]}
     row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
     if sweep:  # on the fields the fit calibrated (the user's pairs, as given)
         row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(

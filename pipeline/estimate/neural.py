@@ -273,8 +273,7 @@ def fit_tiles(
 
 
 def _safer(settings: Any) -> Any:
-    """Settings of the retry of a diverged tile: twice the joint epochs (the caller runs it
-    in float64, with the joint phase's step times ``neural.retry_lr_factor``)."""
+    """Settings of the retry of a diverged tile: twice the joint epochs."""
     nn = settings.neural
     safer = nn.model_copy(update={"epochs": max(1, 2 * nn.epochs)})
     return settings.model_copy(update={"neural": safer})
@@ -292,14 +291,18 @@ def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, i
     retry also fails, the tile takes its closed-form estimate ``init`` with NaN std: inventing
     an uncertainty would be dishonest.
     """
-    def run(idx, s, dtype, factor=1.0):
-        return fit_tiles(tiles[idx], model, px, s, init_lambda=init[idx], bandwidth=bandwidth,
-                         noise=noise, seeds=[seeds[i] for i in idx], device=settings.device,
-                         dtype=dtype, joint_lr_factor=factor, progress=progress,
-                         weight=None if weight is None else weight[idx])
+    def run(idx, retry):
+        """The first fit, or the retry: twice the joint epochs in float64, the joint phase's
+        step times ``neural.retry_lr_factor`` (the pretraining keeps its step)."""
+        return fit_tiles(tiles[idx], model, px, _safer(settings) if retry else settings,
+                         init_lambda=init[idx], bandwidth=bandwidth, noise=noise,
+                         seeds=[seeds[i] for i in idx], device=settings.device,
+                         dtype="float64" if retry else "float32",
+                         joint_lr_factor=settings.neural.retry_lr_factor if retry else 1.0,
+                         progress=progress, weight=None if weight is None else weight[idx])
 
     every = list(range(len(tiles)))
-    out = run(every, settings, "float32")
+    out = run(every, retry=False)
     mean, std = np.array(out["mean"]), np.array(out["std"])
     diags = [dict(d) | {"retried": False, "fallback": "none"} for d in out["diagnostics"]]
     bad = [i for i, d in enumerate(diags) if d["diverged"]]
@@ -307,7 +310,7 @@ def fit_tiles_guarded(tiles: np.ndarray, model: Any, px: float, settings: Any, i
         return {"mean": mean, "std": std, "diagnostics": diags}
     log.warning("neural fit: %d tile(s) diverged; retrying in float64 with a smaller step",
                 len(bad))
-    again = run(bad, _safer(settings), "float64", float(settings.neural.retry_lr_factor))
+    again = run(bad, retry=True)
     for j, i in enumerate(bad):
         d = dict(again["diagnostics"][j]) | {"diverged": True, "retried": True}
         if not again["diagnostics"][j]["diverged"]:
