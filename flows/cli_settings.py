@@ -24,6 +24,7 @@ SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--channels", "channels", {"parse": "channels", "metavar": "ROLES"}),
     ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
     ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
+    ("--flat-field", "flat_field", {"metavar": "TIFF"}),
     ("--calibration-check", "calibration_check", {}),
     ("--calibration-uncertainty", "uncertainty.calibration_scale", {"metavar": "FRACTION"}),
     ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),

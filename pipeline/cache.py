@@ -115,12 +115,14 @@ def image_key(path: str | Path, settings: Settings) -> str:
 
     Every setting enters the key unless its field is marked
     :func:`~pipeline.config_meta.no_effect` (:func:`pipeline.config.no_effect_exclude`); a
-    dark frame enters with its content too (a new frame saved under the same name re-runs).
+    dark frame or flat field enters with its content too (a new frame saved under the same
+    name re-runs).
     """
     cfg = settings.model_dump(mode="json", exclude=no_effect_exclude(type(settings)))
     parts = [content_hash(path), cfg, code_version()]
-    if settings.dark_frame is not None and Path(settings.dark_frame).is_file():
-        parts.append(content_hash(settings.dark_frame))
+    for frame in (settings.dark_frame, settings.flat_field):
+        if frame is not None and Path(frame).is_file():
+            parts.append(content_hash(frame))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 

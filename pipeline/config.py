@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .config_meta import affects_results, no_effect, no_effect_exclude, no_effect_paths
 from .config_run import ANSCOMBE, DENOISE, Anscombe, DenoiseMethod, RunSettings
@@ -248,6 +255,11 @@ class Settings(BaseModel):
         None, description="TIFF recorded with the shutter closed: its median per channel is "
         "the dark level (offset) for --calibration image"
     )
+    flat_field: Path | None = Field(
+        None, description="TIFF of a uniform fluorescent sample under the same illumination: "
+        "each channel is divided by its smoothed, mean-one profile above the dark level "
+        "before calibration (uneven illumination otherwise moves λ across the field)"
+    )
     calibration_check: Literal["warn", "fix", "off"] = Field(
         "warn", description="two channels with OFFSET:SCALE pairs: check them against the "
         "image's physics; warn: flag the plane calibration-contradicted when the image prefers "
@@ -268,11 +280,12 @@ class Settings(BaseModel):
     recursive: bool = no_effect(False, description="look for TIFFs in subfolders too")
     run: RunSettings = RunSettings()
 
-    @field_validator("dark_frame")
+    @field_validator("dark_frame", "flat_field")
     @classmethod
-    def _dark_frame_exists(cls, v: Path | None) -> Path | None:
+    def _frame_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
         if v is not None and not Path(v).is_file():
-            raise ValueError(f"dark frame {v} is not a file")
+            what = "dark frame" if info.field_name == "dark_frame" else "flat field"
+            raise ValueError(f"{what} {v} is not a file")
         return v
 
     @model_validator(mode="after")

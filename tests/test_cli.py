@@ -166,7 +166,7 @@ def test_run_options_are_the_settings_fields(tmp_path):
     parser, actions = _run_actions()
     dark = tmp_path / "dark.tif"
     dark.write_bytes(b"")
-    samples = SAMPLES | {"dark_frame": (str(dark), dark)}
+    samples = SAMPLES | {"dark_frame": (str(dark), dark), "flat_field": (str(dark), dark)}
     seen = set()
     for action in actions:
         if action.dest in ("out", "config", "samples", "overwrite"):

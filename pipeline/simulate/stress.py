@@ -38,6 +38,7 @@ from .solver import INTERFACE_LENGTH_UM, PHI_MAX
 from .storm import render_storm, storm_expected
 
 __all__ = ["StressSpec", "StressCase", "STRESS_SPECS", "TUNING_SEEDS", "TEST_SEEDS",
+           "illumination_profile",
            "RETIRED_TEST_SEEDS", "is_tuning_data",
            "make_stress_case"]
 
@@ -116,6 +117,11 @@ class StressSpec:
     calibration_error : tuple of float
         Relative scale error of the calibration a user passes, one value for all channels or
         one per channel (0.1: the given scale is 1.1 times the true one).
+    illumination : float
+        Relative illumination at the image's corners (:func:`illumination_profile`, a
+        Gaussian beam centred on the field); 1, the default, lights the field evenly. It
+        multiplies the occupancy before rendering (photons or localisations), not the
+        background.
     noise : {"low", "moderate", "high"}
         Noise label: the std of the calibrated heterochromatin field about its noiseless
         rendering (``params["noise_std_heterochromatin"]``) is below 0.012 (low), 0.012-0.035
@@ -140,6 +146,7 @@ class StressSpec:
     background: float = 0.0
     calibration_error: tuple[float, ...] = (0.0,)
     noise: Literal["low", "moderate", "high"] = "moderate"
+    illumination: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -158,6 +165,8 @@ class StressSpec:
                             "per channel, each in (-1, 1)")
         if self.noise not in ("low", "moderate", "high"):
             problems.append(f"noise label {self.noise!r}")
+        if not 0 < self.illumination <= 1:
+            problems.append(f"illumination {self.illumination!r} must be in (0, 1]")
         if problems:
             raise ValueError(f"stress spec {self.name!r}: " + "; ".join(problems))
 
@@ -252,6 +261,18 @@ STRESS_SPECS: tuple[StressSpec, ...] = (
 """The stress suite's designs (23): see docs/stress.md for what each dimension covers."""
 
 
+def illumination_profile(shape: tuple[int, int], corner: float) -> np.ndarray:
+    """A Gaussian beam centred on the field: 1 at the centre, ``corner`` at the corners.
+
+    >>> p = illumination_profile((65, 65), 0.6)
+    >>> float(p[32, 32]), round(float(p[0, 0]), 6), round(float(p[0, 32]), 4)
+    (1.0, 0.6, 0.7746)
+    """
+    y, x = np.indices(shape, dtype=float)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    return corner ** (((y - cy) ** 2 + (x - cx) ** 2) / (cy ** 2 + cx ** 2))
+
+
 def _lambda(spec: StressSpec, rng: np.random.Generator) -> np.ndarray:
     shape = (spec.size_px, spec.size_px)
     ell, px = spec.lam_scale_um, spec.pixel_size_um
@@ -312,6 +333,8 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
                                               rng=rng_water, water_options=water)
     shown = [phi_h] if spec.channels == 1 else [1.0 - phi_w, phi_h]
     occupancy = np.stack(shown) * envelope
+    if spec.illumination != 1.0:  # an uneven beam lights the occupancy, not the background
+        occupancy = occupancy * illumination_profile(shape, spec.illumination)
     if spec.rendering == "camera":
         image, calibration, clean = render_camera(
             occupancy, pixel_size_um=px, psf_sigma_px=spec.psf_sigma_px, photons=spec.photons,

@@ -1,0 +1,125 @@
+"""Uneven illumination, and the flat field that divides it out (``--flat-field``).
+
+Each stress case is drawn twice from the same seed (the same λ, nucleus and noise streams):
+lit evenly, and under a Gaussian beam that falls to ``--corner`` of its centre at the image's
+corners (:func:`pipeline.simulate.stress.illumination_profile`). The uneven one is fitted
+as a user without a flat field would, and again with a flat field of that
+beam: an image of a uniform sample rendered with the same camera (``--flat-photons`` per
+pixel, Poisson and read noise) and a dark frame (the camera offset with read noise). Every
+fit is the product's (:func:`benchmarks.stress.fit`), scored as the stress suite scores.
+
+The pairs passed for the uneven image are the ones a calibration sample under the same beam
+gives when its intensity is averaged over the field: the simulator's scale (photons at full
+occupancy where the beam is 1) over the beam's mean. The flat field is normalised to its mean
+over the field, so those pairs stay right after the correction; without it they are right on
+average and wrong in the centre and the corners.
+
+No constant of the correction was chosen on these runs; they measure it. Results:
+docs/your-own-images.md ("Uneven illumination").
+
+    python benchmarks/illumination.py --seeds tuning --out docs/stress_runs/illumination.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.stress import evaluation_region, fit, score  # noqa: E402
+from pipeline.config import Calibration  # noqa: E402
+from pipeline.simulate.stress import (  # noqa: E402
+    STRESS_SPECS,
+    TEST_SEEDS,
+    TUNING_SEEDS,
+    illumination_profile,
+    make_stress_case,
+)
+
+SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "nuc_cam_smooth_1ch", "storm_smooth_1ch_dense")
+"""One and two camera channels, a nucleus in a dark background, and rendered localisations."""
+CAMERA_OFFSET = 100.0
+"""The simulator's camera offset (ADU), before any background (render_camera, render_storm)."""
+
+
+def flat_and_dark(shape: tuple[int, int, int], corner: float, photons: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A flat field of the beam (a uniform sample, ``photons`` per pixel at its centre) and a
+    dark frame, both uint16 ``(C, Y, X)`` with the simulator's camera offset and 2 ADU of
+    read noise."""
+    gain = illumination_profile(shape[-2:], corner)
+    flat = (CAMERA_OFFSET + rng.poisson(photons * np.broadcast_to(gain, shape))
+            + rng.normal(0.0, 2.0, shape))
+    dark = CAMERA_OFFSET + rng.normal(0.0, 2.0, shape)
+    return (np.clip(np.rint(flat), 0, 65535).astype(np.uint16),
+            np.clip(np.rint(dark), 0, 65535).astype(np.uint16))
+
+
+def run(specs: tuple[str, ...], seeds: tuple[int, ...], corner: float, flat_photons: float,
+        work: Path) -> list[dict]:
+    import tifffile
+
+    by_name = {s.name: s for s in STRESS_SPECS}
+    rows = []
+    for name in specs:
+        for seed in seeds:
+            even = make_stress_case(by_name[name], seed)
+            lit = make_stress_case(dataclasses.replace(by_name[name], illumination=corner), seed)
+            beam = float(illumination_profile(lit.image.shape[-2:], corner).mean())
+            lit = dataclasses.replace(lit, calibration_given=tuple(
+                Calibration(offset=c.offset, scale=c.scale / beam) for c in lit.calibration_given))
+            region = evaluation_region(even)
+            flat, dark = flat_and_dark(lit.image.shape, corner, flat_photons,
+                                       np.random.default_rng([seed, 7]))
+            flat_path, dark_path = work / f"{name}_{seed}_flat.tif", work / f"{name}_{seed}_dark.tif"
+            tifffile.imwrite(flat_path, flat)
+            tifffile.imwrite(dark_path, dark)
+            for label, case, frames in (("even", even, {}), ("uneven", lit, {}),
+                                        ("uneven + flat field", lit,
+                                         {"flat_field": flat_path, "dark_frame": dark_path})):
+                t0 = time.perf_counter()
+                mean, std, ident = fit(case.image, case, "closed-form", **frames)
+                row = {"spec": name, "seed": seed, "illumination": label, "corner": corner,
+                       "seconds": time.perf_counter() - t0}
+                row |= score(mean.astype(float), std.astype(float), ident, even.lam, region)
+                rows.append(row)
+                print(f"{name} s{seed} {label:>20}: r {row['r']:.3f} rmse {row['rmse']:.3f} "
+                      f"coverage {row['coverage']:.2f}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="tuning",
+                    help="tuning, test, or comma-separated integers (default: tuning)")
+    ap.add_argument("--specs", default=",".join(SPECS))
+    ap.add_argument("--corner", type=float, default=0.6,
+                    help="relative illumination at the corners (default: 0.6)")
+    ap.add_argument("--flat-photons", type=float, default=3000.0,
+                    help="photons per pixel at the flat field's centre (default: 3000)")
+    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = ap.parse_args(argv)
+    seeds = {"tuning": TUNING_SEEDS, "test": TEST_SEEDS}.get(args.seeds) or tuple(
+        int(s) for s in args.seeds.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run(tuple(args.specs.split(",")), tuple(seeds), args.corner, args.flat_photons,
+                   Path(tmp))
+    if args.out:
+        args.out.write_text(json.dumps({"seeds": list(seeds), "corner": args.corner,
+                                        "flat_photons": args.flat_photons, "rows": rows},
+                                       indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
