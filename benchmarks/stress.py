@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source tree
 
 from pipeline.metrics import interior_r  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
+    EXTRA_SPECS,
     STRESS_SPECS,
     TEST_SEEDS,
     TUNING_SEEDS,
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", type=Path, metavar="DIR",
                     help="write the cases as TIFFs + truth + manifest (with each case's "
                     "--calibration) under DIR instead of fitting them")
-    ap.add_argument("--specs", default="*", help="comma-separated name patterns (fnmatch)")
+    ap.add_argument("--specs", default="*", help="comma-separated name patterns (fnmatch); "
+                    "the extra designs (EXTRA_SPECS) only by their full name")
     ap.add_argument("--max-seeds", type=int, default=None, help="only the first N seeds")
     ap.add_argument("--no-best", action="store_true", help="skip the best-fixed sweep")
     ap.add_argument("--calibration-uncertainty", type=float, default=0.0, metavar="FRACTION",
@@ -291,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = seeds[: args.max_seeds] if args.max_seeds else seeds
     pats = [p.strip() for p in args.specs.split(",") if p.strip()]
     specs = [s for s in STRESS_SPECS if any(fnmatch.fnmatch(s.name, p) for p in pats)]
+    specs += [s for s in EXTRA_SPECS if s.name in pats]  # only when named in full
     if not specs:
         ap.error(f"no spec matches {args.specs!r}")
     if args.write is not None:

@@ -97,6 +97,8 @@ def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
         text += f" (confidence {float(cal['confidence']):.2g})"
     if cal.get("identifiable") is False:
         text += ", not identifiable"
+    if cal.get("flat_field"):
+        text += f", flat-field corrected ({Path(str(cal['flat_field'].get('path', ''))).name})"
     check = cal.get("check") or {}
     if check.get("contradicted") and check.get("preferred_ratio") is not None:
         text += (f", contradicted by the image (heterochromatin/chromatin ratio "

@@ -34,6 +34,16 @@ image allows at the scales the bandwidth choice judges. Where the one-term corre
 exceeds :data:`CLUSTER_C_MAX` the fitted band holds too little of either term to tell them
 apart, and no term is added. How the constants were chosen: ``docs/bandwidth.md``.
 
+**Correlation wider than the band.** A rendering whose Gaussian is wider than about 2 px (a
+STORM image rendered at 10 nm pixels with a precision of 20 nm or more) leaves no noise
+power above ``F_LOW``: the fit finds the correlation at its bound :data:`C_MAX`, or white
+noise far below any photon count's (:data:`WHITE_FLOOR`), and the bandwidth choice would take
+the noise for signal. Then the model is fitted again on 2 x 2-binned pixels (up to
+:data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
+by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
+``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
+and wider than the full-resolution fit.
+
 :meth:`NoiseModel.sample` draws noise with exactly the model's spectrum (and so its
 covariance), which the bandwidth choice needs for a valid noise split.
 """
@@ -72,6 +82,14 @@ without blinking were given a term)."""
 CLUSTER_WIDTH = float(np.sqrt(2.0))
 """Width of the clustering term relative to ``c``: localisations of one molecule differ by
 the precision twice, rendered at about the precision."""
+WHITE_FLOOR = 2e-3
+"""A fit whose pixel std is below this fraction of the channel's level (its median,
+or its 1st-99th percentile range when the median is 0) is no photon-counting noise: that
+would take more than 250,000 photons per pixel. Such an image was rendered or smoothed, its
+noise is correlated over more pixels than the fitted band can see, and it is looked for on
+binned pixels (module text)."""
+MAX_BIN = 8
+"""Largest binning (per side) at which the noise of a rendered or smoothed image is looked for."""
 _MIN_PATCHES = 6
 _LN2 = float(np.log(2.0))
 
@@ -261,7 +279,8 @@ def _mad_white(channel: np.ndarray, mask: np.ndarray | None) -> NoiseModel:
 
 
 def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
-                         f_low: float = F_LOW, patch_px: int = PATCH_PX) -> NoiseModel:
+                         f_low: float = F_LOW, patch_px: int = PATCH_PX,
+                         max_bin: int = MAX_BIN) -> NoiseModel:
     """Fit the noise model of one ``(H, W)`` channel (see the module text).
 
     Parameters
@@ -273,6 +292,9 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
         nuclei, away from a dark background of a different noise level).
     f_low, patch_px
         Lowest fitted frequency (cycles/px) and patch side.
+    max_bin
+        Largest binning tried when the correlation is wider than the band (module text); 1:
+        none.
 
     Examples
     --------
@@ -290,6 +312,50 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
             raise ValueError(f"mask of shape {mask.shape} does not match the plane {ch.shape}")
     if float(np.ptp(ch if mask is None else ch[mask])) == 0.0:
         return NoiseModel.white(0.0, "constant plane")
+    model = _estimate(ch, mask, f_low, patch_px)
+    at_bound = not model.is_white and model.c >= C_MAX - 0.05
+    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX or not (
+            at_bound or model.sigma < WHITE_FLOOR * _level(ch, mask)):
+        return model
+    coarse = estimate_noise_model(_bin2(ch), None if mask is None else _bin2_mask(mask),
+                                  f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
+    if coarse.is_white:
+        return model
+    fine = NoiseModel.from_spectrum(
+        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "",
+        a2=4 * coarse.a2,
+        c2=float(np.sqrt(max(4 * coarse.c2 ** 2 - 0.25, 0.0))) if coarse.a2 else 0.0)
+    if not model.is_white and fine.c <= model.c:
+        return model
+    why = ("correlation at the fitted bound" if at_bound else
+           f"noise below {WHITE_FLOOR:g} of the level")
+    return replace(fine, method=f"{why} at full resolution; on 2 x 2-binned pixels: "
+                   f"{coarse.method}")
+
+
+def _level(ch: np.ndarray, mask: np.ndarray | None) -> float:
+    """The channel's level for :data:`WHITE_FLOOR`: its median, else its robust range."""
+    vals = ch if mask is None else ch[mask]
+    med = abs(float(np.median(vals)))
+    if med > 0:
+        return med
+    lo, hi = np.percentile(vals, [1, 99])
+    return float(hi - lo)
+
+
+def _bin2(ch: np.ndarray) -> np.ndarray:
+    h, w = ch.shape[0] // 2 * 2, ch.shape[1] // 2 * 2
+    return ch[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def _bin2_mask(mask: np.ndarray) -> np.ndarray:
+    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
+    return mask[:h, :w].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
+
+
+def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int
+              ) -> NoiseModel:
+    """:func:`estimate_noise_model` at full resolution."""
     for p in (patch_px, patch_px // 2):
         patches = _patches(ch, mask, p)
         if len(patches) >= _MIN_PATCHES:

@@ -43,6 +43,60 @@ def test_correlated_noise_model(seed):
     assert back.corr_length_px == pytest.approx(m.corr_length_px, abs=0.1)
 
 
+def test_correlation_at_the_bound_is_looked_for_on_binned_pixels():
+    """White noise blurred by a Gaussian of 2.5 px has almost no power left above F_LOW: at
+    full resolution (``max_bin=1``, the model before it looked on binned pixels) the fit
+    stops at its bound C_MAX with half the noise; on 2 x 2-binned pixels it finds the
+    correlation, and a level that errs high (by up to a third at 2-5 px: a fit of a spectrum
+    this steep), the safe side for the bandwidth choice."""
+    rng = np.random.default_rng(0)
+    noise = ndi.gaussian_filter(rng.normal(size=(384, 384)), 2.5, mode="wrap")
+    noise *= 0.03 / noise.std()
+    img = _signal(384) + noise
+    full = estimate_noise_model(img, max_bin=1)
+    assert full.c == pytest.approx(2.0, abs=0.05) and full.sigma < 0.6 * 0.03
+    m = estimate_noise_model(img)
+    assert m.c == pytest.approx(2.5, rel=0.1)
+    assert 0.9 * 0.03 < m.sigma < 1.4 * 0.03
+    assert "binned" in m.method
+    mask = np.ones(img.shape, bool)  # a mask is binned with the image
+    mask[:, :100] = False
+    assert estimate_noise_model(img, mask).c == pytest.approx(2.5, rel=0.1)
+
+
+@pytest.mark.parametrize("precision_nm", [20, 35])
+def test_a_rendering_at_10_nm_pixels(precision_nm):
+    """STORM-like renderings at 10 nm pixels (the stress simulator's renderer, 10
+    localisations per pixel), Gaussians of 2 and 3.5 px: at full resolution the noise looks
+    white and 60-100 times too small (the band sees only the rendering's rounding), so the
+    bandwidth choice took it for signal; on binned pixels the correlation length is the
+    precision, within 10 %, and the pixel std the rendering's true noise, up to a third high
+    at most."""
+    from pipeline.physics.observation import to_fields
+    from pipeline.simulate.stress import StressSpec, make_stress_case
+
+    case = make_stress_case(StressSpec(
+        name="storm_px10", kind="smooth", channels=1, pixel_size_um=0.01, size_px=384,
+        lam_scale_um=1.2, rendering="storm", locs_per_px=10, precision_nm=precision_nm), 11)
+    phi_h = to_fields(case.image, case.channel_names, case.calibration, clip=False)[0][0]
+    true = case.params["noise_std_heterochromatin"]
+    full = estimate_noise_model(phi_h, max_bin=1)
+    assert full.is_white and full.sigma < 0.05 * true
+    m = estimate_noise_model(phi_h)
+    assert m.c == pytest.approx(precision_nm / 10, rel=0.1)
+    assert 0.9 * true < m.sigma < 1.4 * true
+
+
+def test_white_noise_is_not_binned():
+    """Camera noise far above the floor keeps its full-resolution white model, and so does a
+    bright one (0.2 % of the level is 250,000 photons per pixel)."""
+    rng = np.random.default_rng(2)
+    for sigma in (0.03, 0.002):
+        m = estimate_noise_model(_signal(384) + rng.normal(0, sigma, (384, 384)))
+        assert m.is_white and "binned" not in m.method
+        assert m.sigma == pytest.approx(sigma, rel=0.1)
+
+
 def test_noise_model_mask_and_errors():
     rng = np.random.default_rng(0)
     img = rng.normal(0, 0.01, (256, 256))

@@ -37,3 +37,12 @@ def test_qc_line_says_when_the_image_contradicts_the_calibration():
     assert "+24%, applied)" in qc_text({"planes": [rec]})
     check["contradicted"] = False
     assert "contradicted" not in qc_text({"planes": [rec]})
+
+
+def test_qc_line_says_when_a_flat_field_was_divided_out():
+    rec = {"calibration": {"mode": "user", "source": "user",
+                           "flat_field": {"path": "/data/flat_488.tif", "dark_level": "user"}}}
+    assert qc_text({"planes": [rec]}).startswith(
+        "calibration user, flat-field corrected (flat_488.tif); flags:")
+    del rec["calibration"]["flat_field"]
+    assert "flat-field" not in qc_text({"planes": [rec]})
