@@ -153,16 +153,9 @@ def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int]
     channel count, a stack of frames ``(N, Y, X)`` (one channel), or ``(N, C, Y, X)``. The
     ``(Y, X)`` size must be the image's. Raises ``ValueError`` naming the file otherwise.
     """
-    import tifffile
-
     path = Path(path)
-    try:
-        arr = np.asarray(tifffile.imread(path), dtype=np.float32)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise ValueError(f"flat field {path}: cannot be read as a TIFF ({exc}); pass an image "
-                         "of a uniform fluorescent sample, or leave out --flat-field") from exc
-    if not np.isfinite(arr).all():
-        raise ValueError(f"flat field {path}: holds non-finite values")
+    arr = _read_reference_tiff(path, "flat field", np.float32, "pass an image of a uniform "
+                               "fluorescent sample, or leave out --flat-field")
     if arr.ndim == 4 and arr.shape[1] == n_channels:
         arr = arr.mean(axis=0)
     elif arr.ndim == 3 and n_channels == 1:
@@ -273,22 +266,29 @@ def _f64(channel: np.ndarray) -> np.ndarray:
     return np.asarray(channel, dtype=np.float64)
 
 
+def _read_reference_tiff(path: Path, what: str, dtype: Any, hint: str) -> np.ndarray:
+    """A dark frame's or flat field's pixels in ``dtype``; ``ValueError`` naming the file
+    (``what`` and ``path``) when it is no TIFF (with ``hint``) or holds non-finite values."""
+    import tifffile
+
+    try:
+        arr = np.asarray(tifffile.imread(path), dtype=dtype)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise ValueError(f"{what} {path}: cannot be read as a TIFF ({exc}); {hint}") from exc
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} {path}: holds non-finite values")
+    return arr
+
+
 def dark_frame_offsets(path: str | Path, n_channels: int) -> list[float]:
     """Per-channel dark level from a dark-frame TIFF: the median of each channel.
 
     The frame may be (Y, X) (one level for every channel), (C, Y, X), or a stack whose first
     axis holds frames (the median over all). Raises ``ValueError`` naming the file otherwise.
     """
-    import tifffile
-
     path = Path(path)
-    try:
-        arr = np.asarray(tifffile.imread(path), dtype=np.float64)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise ValueError(f"dark frame {path}: cannot be read as a TIFF ({exc}); pass a TIFF "
-                         "recorded with the shutter closed, or leave out --dark-frame") from exc
-    if not np.isfinite(arr).all():
-        raise ValueError(f"dark frame {path}: holds non-finite values")
+    arr = _read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
+                               "shutter closed, or leave out --dark-frame")
     if arr.ndim == 2:
         return [float(np.median(arr))] * n_channels
     if arr.ndim == 3 and arr.shape[0] == n_channels:

@@ -36,9 +36,10 @@ apart, and no term is added. How the constants were chosen: ``docs/bandwidth.md`
 
 **Correlation wider than the band.** A rendering whose Gaussian is wider than about 2 px (a
 STORM image rendered at 10 nm pixels with a precision of 20 nm or more) leaves no noise
-power above ``F_LOW``: the fit finds the correlation at its bound :data:`C_MAX`, or white
-noise far below any photon count's (:data:`WHITE_FLOOR`), and the bandwidth choice would take
-the noise for signal. Then the model is fitted again on 2 x 2-binned pixels (up to
+power above ``F_LOW``: the fit finds the correlation at its bound :data:`C_MAX`, or only the
+rendering's rounding (a pixel std below one quantisation step, :data:`ROUNDING_FLOOR`), or in
+floating-point data the far tail of its Gaussian (a noise far below any photon count's,
+:data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the model is fitted again on 2 x 2-binned pixels (up to
 :data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
 by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
 ``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
@@ -88,6 +89,11 @@ or its 1st-99th percentile range when the median is 0) is no photon-counting noi
 would take more than 250,000 photons per pixel. Such an image was rendered or smoothed, its
 noise is correlated over more pixels than the fitted band can see, and it is looked for on
 binned pixels (module text)."""
+ROUNDING_FLOOR = 1.0
+"""A fit whose pixel std is below this many quantisation steps of the data (integer images,
+calibrated: the spacing of the values a channel takes) sees nothing but the rounding (its std
+is 0.29 steps): no camera counts a noise below one unit, so the image was rendered or
+smoothed and its noise is looked for on binned pixels (module text)."""
 MAX_BIN = 8
 """Largest binning (per side) at which the noise of a rendered or smoothed image is looked for."""
 _MIN_PATCHES = 6
@@ -314,8 +320,9 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
         return NoiseModel.white(0.0, "constant plane")
     model = _estimate(ch, mask, f_low, patch_px)
     at_bound = not model.is_white and model.c >= C_MAX - 0.05
-    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX or not (
-            at_bound or model.sigma < WHITE_FLOOR * _level(ch, mask)):
+    vals = ch if mask is None else ch[mask]
+    floor = max(WHITE_FLOOR * _level(vals), ROUNDING_FLOOR * _step(vals))
+    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX or not (at_bound or model.sigma < floor):
         return model
     coarse = estimate_noise_model(_bin2(ch), None if mask is None else _bin2_mask(mask),
                                   f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
@@ -328,14 +335,28 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     if not model.is_white and fine.c <= model.c:
         return model
     why = ("correlation at the fitted bound" if at_bound else
-           f"noise below {WHITE_FLOOR:g} of the level")
+           "noise below the rounding or photon-count floor")
     return replace(fine, method=f"{why} at full resolution; on 2 x 2-binned pixels: "
                    f"{coarse.method}")
 
 
-def _level(ch: np.ndarray, mask: np.ndarray | None) -> float:
+def _step(vals: np.ndarray) -> float:
+    """The quantisation step of a channel's values (the smallest spacing of the values it
+    takes; a calibrated integer image takes a few hundred or thousand), 0 for continuous data.
+
+    >>> counts = np.random.default_rng(0).poisson(300, 10_000)  # photon counts, calibrated
+    >>> round(_step(0.002 * counts), 9), _step(np.random.default_rng(0).normal(0.3, 0.02, 10_000))
+    (0.002, 0.0)
+    """
+    sample = np.ravel(vals)[:: max(1, np.size(vals) // 200_000)]
+    levels = np.unique(sample)
+    if levels.size < 3 or levels.size > sample.size // 4:
+        return 0.0
+    return float(np.diff(levels).min())
+
+
+def _level(vals: np.ndarray) -> float:
     """The channel's level for :data:`WHITE_FLOOR`: its median, else its robust range."""
-    vals = ch if mask is None else ch[mask]
     med = abs(float(np.median(vals)))
     if med > 0:
         return med

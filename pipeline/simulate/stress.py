@@ -267,6 +267,8 @@ EXTRA_SPECS: tuple[StressSpec, ...] = (
        precision_nm=20),
     _c("storm_smooth_1ch_px10w", "smooth", 1, 0.01, 384, 1.2, rendering="storm",
        locs_per_px=10, precision_nm=35),
+    _c("storm_smooth_1ch_px10_sparse", "smooth", 1, 0.01, 384, 1.2, rendering="storm",
+       locs_per_px=2, precision_nm=20, noise="high"),
 )
 """Designs outside the 23 of the held-out tables, added after them for a failure found
 outside the suite (docs/bandwidth.md, "Renderings wider than the band"). ``benchmarks/stress.py``

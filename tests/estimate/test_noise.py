@@ -64,20 +64,22 @@ def test_correlation_at_the_bound_is_looked_for_on_binned_pixels():
     assert estimate_noise_model(img, mask).c == pytest.approx(2.5, rel=0.1)
 
 
-@pytest.mark.parametrize("precision_nm", [20, 35])
-def test_a_rendering_at_10_nm_pixels(precision_nm):
-    """STORM-like renderings at 10 nm pixels (the stress simulator's renderer, 10
-    localisations per pixel), Gaussians of 2 and 3.5 px: at full resolution the noise looks
-    white and 60-100 times too small (the band sees only the rendering's rounding), so the
+@pytest.mark.parametrize(("precision_nm", "locs_per_px"), [(20, 10), (35, 10), (20, 2)])
+def test_a_rendering_at_10_nm_pixels(precision_nm, locs_per_px):
+    """STORM-like renderings at 10 nm pixels (the stress simulator's renderer), Gaussians of
+    2 and 3.5 px: at full resolution the noise looks white and 30-100 times too small (the
+    band sees only the rendering's rounding, a std of 0.29-0.41 quantisation steps), so the
     bandwidth choice took it for signal; on binned pixels the correlation length is the
     precision, within 10 %, and the pixel std the rendering's true noise, up to a third high
-    at most."""
+    at most. The sparse rendering (2 localisations per pixel) is found by its rounding
+    floor: its rounding is 0.5 % of its level, above the photon-count floor."""
     from pipeline.physics.observation import to_fields
     from pipeline.simulate.stress import StressSpec, make_stress_case
 
     case = make_stress_case(StressSpec(
         name="storm_px10", kind="smooth", channels=1, pixel_size_um=0.01, size_px=384,
-        lam_scale_um=1.2, rendering="storm", locs_per_px=10, precision_nm=precision_nm), 11)
+        lam_scale_um=1.2, rendering="storm", locs_per_px=locs_per_px,
+        precision_nm=precision_nm), 11)
     phi_h = to_fields(case.image, case.channel_names, case.calibration, clip=False)[0][0]
     true = case.params["noise_std_heterochromatin"]
     full = estimate_noise_model(phi_h, max_bin=1)
@@ -89,12 +91,18 @@ def test_a_rendering_at_10_nm_pixels(precision_nm):
 
 def test_white_noise_is_not_binned():
     """Camera noise far above the floor keeps its full-resolution white model, and so does a
-    bright one (0.2 % of the level is 250,000 photons per pixel)."""
+    bright one (0.2 % of the level is 250,000 photons per pixel) and dim photon counts."""
     rng = np.random.default_rng(2)
     for sigma in (0.03, 0.002):
         m = estimate_noise_model(_signal(384) + rng.normal(0, sigma, (384, 384)))
         assert m.is_white and "binned" not in m.method
         assert m.sigma == pytest.approx(sigma, rel=0.1)
+    # photon counts, calibrated: at 20 photons per pixel the std is 2.6 counts, far above the
+    # rounding floor of one count
+    for photons in (20, 900):
+        counts = rng.poisson(photons * _signal(384)) / photons
+        m = estimate_noise_model(counts.astype(np.float32))
+        assert m.is_white and "binned" not in m.method
 
 
 def test_noise_model_mask_and_errors():
