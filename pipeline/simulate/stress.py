@@ -269,6 +269,8 @@ EXTRA_SPECS: tuple[StressSpec, ...] = (
        locs_per_px=10, precision_nm=35),
     _c("storm_smooth_1ch_px10_sparse", "smooth", 1, 0.01, 384, 1.2, rendering="storm",
        locs_per_px=2, precision_nm=20, noise="high"),
+    _c("storm_smooth_2ch_px10", "smooth", 2, 0.01, 384, 1.2, rendering="storm", locs_per_px=20,
+       precision_nm=20),
 )
 """Designs outside the 23 of the held-out tables, added after them for a failure found
 outside the suite (docs/bandwidth.md, "Renderings wider than the band"). ``benchmarks/stress.py``
