@@ -56,6 +56,7 @@ __all__ = [
     "MIN_CONTRAST",
     "background_level",
     "dark_frame_offsets",
+    "check_flat_field_size",
     "flat_field_gain",
     "illumination_corrected",
     "image_calibration",
@@ -166,11 +167,30 @@ def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int]
         raise ValueError(f"flat field {path}: shape {arr.shape} does not match an image with "
                          f"{n_channels} channel(s); pass a (Y, X) flat or one with "
                          f"{n_channels} channel(s) first (frames before channels)")
-    if tuple(arr.shape[-2:]) != tuple(shape_yx):
-        raise ValueError(f"flat field {path}: {arr.shape[-2]} x {arr.shape[-1]} pixels, the "
-                         f"image {shape_yx[0]} x {shape_yx[1]}; record the flat field with the "
-                         "image's camera region and binning")
+    _check_flat_size(path, arr.shape, shape_yx)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_flat_size(path: Path, shape: tuple[int, ...], shape_yx: tuple[int, int]) -> None:
+    if tuple(shape[-2:]) != tuple(shape_yx):
+        raise ValueError(f"flat field {path}: {shape[-2]} x {shape[-1]} pixels, the image "
+                         f"{shape_yx[0]} x {shape_yx[1]}; record the flat field with the "
+                         "image's camera region and binning")
+
+
+def check_flat_field_size(path: str | Path, shape_yx: tuple[int, int]) -> None:
+    """Refuse (``ValueError`` naming the file) a flat field whose ``(Y, X)`` size is not the
+    image's, from its header alone: the run checks it when it inspects each image, before any
+    work. A file that is no TIFF passes here and is refused when it is read."""
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape)
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+        return
+    _check_flat_size(path, shape, shape_yx)
 
 
 def flat_field_gain(flat: np.ndarray, dark_levels: Sequence[float], *,

@@ -28,7 +28,7 @@ import zarr
 
 from . import __version__
 from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
-from .calibration import alternative_fields, calibrate_plane
+from .calibration import alternative_fields, calibrate_plane, check_flat_field_size
 from .config import Settings
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError, name_errors
@@ -104,6 +104,13 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
                 "Run files with this channel count separately, with a matching --channels "
                 "and --calibration (or leave those out)")
         raise InputError(path, str(exc), hint) from exc
+    if settings.flat_field is not None:
+        try:  # its size, from its header, so that a mismatch fails before any work
+            check_flat_field_size(settings.flat_field, (h, w))
+        except ValueError as exc:
+            raise InputError(path, str(exc), "Record a flat field for this image's size, or "
+                             "run the images of this size separately without --flat-field"
+                             ) from exc
     key = image_key(path, settings)
     labels = None
     if settings.run.nuclei_dir and settings.run.segment:

@@ -16,6 +16,7 @@ from pipeline.calibration import (
     FLAT_SMOOTH_PX,
     alternative_fields,
     calibrate_plane,
+    check_flat_field_size,
     flat_field_gain,
     illumination_corrected,
     read_flat_field,
@@ -148,6 +149,11 @@ def test_bad_flat_fields_are_refused_by_name(tmp_path):
         read_flat_field(bad, 1, SHAPE)
     with pytest.raises(ValueError, match="flat field .* is not a file"):
         Settings(flat_field=tmp_path / "missing.tif")
+    # the size, from the header alone (the run checks it before any work)
+    check_flat_field_size(tmp_path / "small.tif", (48, 112))
+    with pytest.raises(ValueError, match=r"small\.tif: 48 x 112 pixels, the image 96 x 112"):
+        check_flat_field_size(tmp_path / "small.tif", SHAPE)
+    check_flat_field_size(bad, SHAPE)  # no TIFF: refused when it is read, above
 
 
 def test_the_flat_field_is_smoothed():

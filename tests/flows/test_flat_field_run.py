@@ -49,4 +49,5 @@ def test_a_flat_field_run(prefect_api, tmp_path):
     (failed,) = run["failed"]
     assert Path(failed["image"]).name == "other_size.tif"
     assert str(flat) in failed["reason"] and "64 x 64 pixels, the image 48 x 48" in failed["reason"]
+    assert "run the images of this size separately" in failed["reason"]  # refused at ingest
     assert _sha(inputs) == before
