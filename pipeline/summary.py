@@ -50,7 +50,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVENANCE = ["file", "plane", "channel_model", "channels", "calibration",
-              "calibration_source", "pixel_size_um", "method"]
+              "calibration_source", "flat_field", "pixel_size_um", "method"]
+"""The columns every table starts with. ``flat_field``: the name of the ``--flat-field`` file
+the plane was divided by, empty when none."""
 IMAGE_COLUMNS = PROVENANCE + [
     "pixel_size_source", "delta_um", "window_um", "bandwidth_reliability", "denoise",
     "lambda_median", "lambda_iqr", "lambda_mean", "lambda_std_mean", "fraction_identifiable",
@@ -114,7 +116,9 @@ def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
         "file": Path(attrs["source"]).name, "plane": plane, "channel_model": rec["model"],
         "channels": ",".join(c["role"] for c in chans),
         "calibration": ",".join(f"{c['offset']:.6g}:{c['scale']:.6g}" for c in chans),
-        "calibration_source": chans[0]["source"], "pixel_size_um": attrs["pixel_size_um"],
+        "calibration_source": chans[0]["source"],
+        "flat_field": Path(rec["flat_field"]["path"]).name if rec.get("flat_field") else "",
+        "pixel_size_um": attrs["pixel_size_um"],
         "method": attrs["method"],
     }
 

@@ -35,6 +35,7 @@ def test_tables_have_schema_units_and_provenance(store):
     img = t["images"].iloc[0]
     assert img["file"] == "step_1ch_s4.tif" and img["channel_model"] == "single-channel"
     assert img["calibration_source"] == "percentile" and img["pixel_size_um"] == 0.02
+    assert img["flat_field"] == ""  # no --flat-field
     assert img["n_tiles"] == len(t["tiles"]) > 1
     assert 0 < img["fraction_identifiable"] <= 1 and np.isfinite(img["lambda_median"])
     nuc = t["nuclei"].iloc[0]

@@ -46,6 +46,11 @@ def test_a_flat_field_run(prefect_api, tmp_path):
     rec = done["planes"][0]["calibration"]["flat_field"]
     assert rec["path"] == str(flat)
     assert min(rec["gain_min"]) < 0.95 and max(rec["gain_max"]) > 1.05  # the beam, mean 1
+    # the tables say which flat field divided each plane
+    import pandas as pd
+
+    rows = pd.read_csv(out / "summary_images.csv", keep_default_na=False)
+    assert list(rows["flat_field"]) == ["flat.tif"]
     (failed,) = run["failed"]
     assert Path(failed["image"]).name == "other_size.tif"
     assert str(flat) in failed["reason"] and "64 x 64 pixels, the image 48 x 48" in failed["reason"]
