@@ -44,6 +44,7 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 RESULT_SOURCES = (
     "calibration.py",  # intensity -> fields, from the image itself
     "calibration_check.py",  # the user's two-channel calibration against the image (flags)
+    "illumination.py",  # the flat field divided out before calibration
     "config.py",      # the settings and their defaults
     "config_meta.py",  # which settings enter the key
     "config_run.py",  # the [run] settings and their defaults

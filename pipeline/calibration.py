@@ -17,7 +17,8 @@ zero occupancy in both channels.
 
 **Uneven illumination** (``--flat-field``): every step above, and the fields, see the plane
 divided by the smoothed, mean-one illumination of a flat-field image above its dark level
-(:func:`illumination_corrected`).
+(:func:`illumination_corrected`, which decides the dark levels; the flat field's reading,
+smoothing and division are :mod:`pipeline.illumination`, whose names are re-exported here).
 
 **One channel:** no criterion found identifies the scale or offset (the residual energy falls
 monotonically towards smaller fields). λ's pattern is robust to calibration; its level is not.
@@ -36,6 +37,15 @@ import numpy as np
 
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.estimate.bandwidth import central_crop
+from pipeline.illumination import (
+    FLAT_MIN_GAIN,
+    FLAT_SMOOTH_PX,
+    check_flat_field_size,
+    divide_illumination,
+    flat_field_gain,
+    read_flat_field,
+    read_reference_tiff,
+)
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
 from pipeline.self_calibration import (
     CRITERION_DELTA_UM,
@@ -56,9 +66,12 @@ __all__ = [
     "MIN_CONTRAST",
     "background_level",
     "dark_frame_offsets",
+    "FLAT_MIN_GAIN",
+    "FLAT_SMOOTH_PX",
     "check_flat_field_size",
     "flat_field_gain",
     "illumination_corrected",
+    "read_flat_field",
     "image_calibration",
     "noise_model",
     "residual_energy",
@@ -135,98 +148,6 @@ def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any]
             "separation": gap / max(spread, 1e-12)}
 
 
-FLAT_SMOOTH_PX = 4.0
-"""Gaussian σ (pixels) that smooths a flat field before it divides the image. Illumination
-varies over tens of micrometres; the smoothing removes the flat's own photon noise (a flat of
-3000 photons per pixel has 1.8 % pixel noise, 0.13 % after it) at a scale far below the
-mollifier's radius (10-18 px), so no structure the fit sees is taken from or added to the
-image."""
-FLAT_MIN_GAIN = 0.1
-"""A flat field that falls below this fraction of its mean anywhere (after its dark level) is
-refused: dividing by it would multiply the image's noise tenfold there."""
-
-
-def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int]
-                    ) -> np.ndarray:
-    """A flat-field TIFF as ``(C, Y, X)`` float32, frames averaged.
-
-    Accepted: ``(Y, X)`` (one illumination for every channel), ``(C, Y, X)`` with the image's
-    channel count, a stack of frames ``(N, Y, X)`` (one channel), or ``(N, C, Y, X)``. The
-    ``(Y, X)`` size must be the image's. Raises ``ValueError`` naming the file otherwise.
-    """
-    path = Path(path)
-    arr = _read_reference_tiff(path, "flat field", np.float32, "pass an image of a uniform "
-                               "fluorescent sample, or leave out --flat-field")
-    if arr.ndim == 4 and arr.shape[1] == n_channels:
-        arr = arr.mean(axis=0)
-    elif arr.ndim == 3 and n_channels == 1:
-        arr = arr.mean(axis=0, keepdims=True)
-    elif arr.ndim == 2:
-        arr = np.broadcast_to(arr, (n_channels, *arr.shape))
-    elif not (arr.ndim == 3 and arr.shape[0] == n_channels):
-        raise ValueError(f"flat field {path}: shape {arr.shape} does not match an image with "
-                         f"{n_channels} channel(s); pass a (Y, X) flat or one with "
-                         f"{n_channels} channel(s) first (frames before channels)")
-    _check_flat_size(path, arr.shape, shape_yx)
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _check_flat_size(path: Path, shape: tuple[int, ...], shape_yx: tuple[int, int]) -> None:
-    if tuple(shape[-2:]) != tuple(shape_yx):
-        raise ValueError(f"flat field {path}: {shape[-2]} x {shape[-1]} pixels, the image "
-                         f"{shape_yx[0]} x {shape_yx[1]}; record the flat field with the "
-                         "image's camera region and binning")
-
-
-def check_flat_field_size(path: str | Path, shape_yx: tuple[int, int]) -> None:
-    """Refuse (``ValueError`` naming the file) a flat field whose ``(Y, X)`` size is not the
-    image's, from its header alone: the run checks it when it inspects each image, before any
-    work. A file that is no TIFF passes here and is refused when it is read."""
-    import tifffile
-
-    path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            shape = tuple(tif.series[0].shape)
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
-        return
-    _check_flat_size(path, shape, shape_yx)
-
-
-def flat_field_gain(flat: np.ndarray, dark_levels: Sequence[float], *,
-                    path: str | Path = "flat field") -> np.ndarray:
-    """Relative illumination ``(C, Y, X)``, mean 1 per channel: the flat above its dark level,
-    smoothed (Gaussian of :data:`FLAT_SMOOTH_PX`). Raises ``ValueError`` (naming ``path``)
-    where it falls below :data:`FLAT_MIN_GAIN` of its mean."""
-    from scipy.ndimage import gaussian_filter
-
-    gain = np.empty(flat.shape, np.float32)
-    for k, (ch, dark) in enumerate(zip(flat, dark_levels, strict=True)):
-        g = gaussian_filter(np.asarray(ch, np.float64) - dark, FLAT_SMOOTH_PX, mode="nearest")
-        mean = float(g.mean())
-        if not mean > 0 or not g.min() >= FLAT_MIN_GAIN * mean:
-            raise ValueError(
-                f"flat field {path}: channel {k} falls to {g.min() / mean if mean > 0 else 0:.2g} "
-                f"of its mean above the dark level ({dark:g}); a flat field is an image of a "
-                "uniform fluorescent sample, bright everywhere in the field")
-        gain[k] = g / mean
-    return gain
-
-
-_FLAT_CACHE: dict[tuple[Any, ...], np.ndarray] = {}
-
-
-def _flat(path: Path, n_channels: int, shape_yx: tuple[int, int]) -> np.ndarray:
-    """:func:`read_flat_field`, read once while the file stays the same (every plane of a
-    stack, and the calibration check's second calibration, use it)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, n_channels, tuple(shape_yx))
-    if key not in _FLAT_CACHE:
-        _FLAT_CACHE.clear()  # one flat held at a time
-        _FLAT_CACHE[key] = read_flat_field(path, n_channels, shape_yx)
-    return _FLAT_CACHE[key]
-
-
 def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
                            pixel_size_um: float, *, reuse: dict[str, Any] | None = None
                            ) -> tuple[np.ndarray, dict[str, Any] | None]:
@@ -243,13 +164,14 @@ def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], sett
     path = getattr(settings, "flat_field", None)
     if path is None:
         return plane, None
-    path, n = Path(path), len(roles)
+    n = len(roles)
     mode = settings.calibration_for(n)
-    image_dark, source = None, None
+    frame = (dark_frame_offsets(settings.dark_frame, n) if settings.dark_frame is not None
+             else None)
     if not isinstance(mode, str):
         image_dark, source = [c.offset for c in mode], "user"
-    elif settings.dark_frame is not None:
-        image_dark, source = dark_frame_offsets(settings.dark_frame, n), "dark-frame"
+    elif frame is not None:
+        image_dark, source = frame, "dark-frame"
     elif reuse is not None and reuse.get("channels"):
         image_dark, source = [c["offset"] for c in reuse["channels"]], "first plane"
     else:
@@ -259,19 +181,9 @@ def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], sett
         else:
             image_dark = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in plane]
             source = "percentile"
-    flat_dark = (dark_frame_offsets(settings.dark_frame, n) if settings.dark_frame is not None
-                 else image_dark)
-    gain = flat_field_gain(_flat(path, n, plane.shape[-2:]), flat_dark, path=path)
-    out = np.empty(plane.shape, np.float32)
-    for k, (ch, dark) in enumerate(zip(plane, image_dark, strict=True)):
-        x = _f64(ch) - dark
-        x /= gain[k]
-        x += dark
-        out[k] = x
-    rec = {"path": str(path), "dark_level": source,
-           "gain_min": [round(float(g.min()), 4) for g in gain],
-           "gain_max": [round(float(g.max()), 4) for g in gain]}
-    return out, rec
+    out, rec = divide_illumination(plane, image_dark, Path(path),
+                                   frame if frame is not None else image_dark)
+    return out, {"path": rec["path"], "dark_level": source} | rec
 
 
 def _mad(values: np.ndarray) -> float:
@@ -286,20 +198,6 @@ def _f64(channel: np.ndarray) -> np.ndarray:
     return np.asarray(channel, dtype=np.float64)
 
 
-def _read_reference_tiff(path: Path, what: str, dtype: Any, hint: str) -> np.ndarray:
-    """A dark frame's or flat field's pixels in ``dtype``; ``ValueError`` naming the file
-    (``what`` and ``path``) when it is no TIFF (with ``hint``) or holds non-finite values."""
-    import tifffile
-
-    try:
-        arr = np.asarray(tifffile.imread(path), dtype=dtype)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise ValueError(f"{what} {path}: cannot be read as a TIFF ({exc}); {hint}") from exc
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} {path}: holds non-finite values")
-    return arr
-
-
 def dark_frame_offsets(path: str | Path, n_channels: int) -> list[float]:
     """Per-channel dark level from a dark-frame TIFF: the median of each channel.
 
@@ -307,7 +205,7 @@ def dark_frame_offsets(path: str | Path, n_channels: int) -> list[float]:
     axis holds frames (the median over all). Raises ``ValueError`` naming the file otherwise.
     """
     path = Path(path)
-    arr = _read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
+    arr = read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
                                "shutter closed, or leave out --dark-frame")
     if arr.ndim == 2:
         return [float(np.median(arr))] * n_channels

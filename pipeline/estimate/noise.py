@@ -39,8 +39,8 @@ STORM image rendered at 10 nm pixels with a precision of 20 nm or more) leaves n
 power above ``F_LOW``: the fit finds the correlation at its bound :data:`C_MAX`, or only the
 rendering's rounding (a pixel std below one quantisation step, :data:`ROUNDING_FLOOR`), or in
 floating-point data the far tail of its Gaussian (a noise far below any photon count's,
-:data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the model is fitted again on 2 x 2-binned pixels (up to
-:data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
+:data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the
+model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
 by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
 ``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
 and wider than the full-resolution fit.
@@ -319,12 +319,15 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     if float(np.ptp(ch if mask is None else ch[mask])) == 0.0:
         return NoiseModel.white(0.0, "constant plane")
     model = _estimate(ch, mask, f_low, patch_px)
-    at_bound = not model.is_white and model.c >= C_MAX - 0.05
-    vals = ch if mask is None else ch[mask]
-    floor = max(WHITE_FLOOR * _level(vals), ROUNDING_FLOOR * _step(vals))
-    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX or not (at_bound or model.sigma < floor):
+    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX:
         return model
-    coarse = estimate_noise_model(_bin2(ch), None if mask is None else _bin2_mask(mask),
+    at_bound = not model.is_white and model.c >= C_MAX - 0.05
+    if not at_bound:
+        vals = ch if mask is None else ch[mask]
+        if model.sigma >= max(WHITE_FLOOR * _level(vals), ROUNDING_FLOOR * _step(vals)):
+            return model
+    coarse = estimate_noise_model(_blocks(ch).mean(axis=(1, 3)),
+                                  None if mask is None else _blocks(mask).all(axis=(1, 3)),
                                   f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
     if coarse.is_white:
         return model
@@ -364,14 +367,11 @@ def _level(vals: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def _bin2(ch: np.ndarray) -> np.ndarray:
-    h, w = ch.shape[0] // 2 * 2, ch.shape[1] // 2 * 2
-    return ch[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-
-def _bin2_mask(mask: np.ndarray) -> np.ndarray:
-    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
-    return mask[:h, :w].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
+def _blocks(x: np.ndarray) -> np.ndarray:
+    """``x`` as 2 x 2 blocks ``(H/2, 2, W/2, 2)`` (an odd last row or column dropped): reduce
+    axes 1 and 3 to bin it."""
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    return x[:h, :w].reshape(h // 2, 2, w // 2, 2)
 
 
 def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int
