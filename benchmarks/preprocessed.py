@@ -7,7 +7,9 @@ from. Each camera case of the stress suite is drawn once, filtered per channel a
 would (rounded back to 16-bit, as ImageJ keeps a 16-bit image), and fitted with the pairs of
 the unfiltered image (linear filters keep the level, so the calibration still holds). Every
 fit is the product's (:func:`benchmarks.stress.fit`), scored as the stress suite scores,
-with the best fixed bandwidth found with the truth on the fields the fit used (the gap).
+with the best fixed bandwidth found with the truth on the fields the fit used (the gap),
+and whether the run's QC flag ``correlated-noise`` would be raised (a camera's noise is white;
+:func:`pipeline.summary.correlated_noise`).
 
 No constant was chosen on these runs; they measure. Results: docs/your-own-images.md
 ("Smoothed or denoised images").
@@ -32,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.stress import best_fixed, evaluation_region, fit, score  # noqa: E402
+from pipeline.summary import correlated_noise  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
     TEST_SEEDS,
@@ -100,7 +103,10 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], filters: tuple[str, ...]
                 px = case.pixel_size_um
                 row = {"spec": name, "seed": seed, "filter": label,
                        "seconds": time.perf_counter() - t0,
-                       "delta_px": info["delta_um"] / px, "window_px": info["window_um"] / px}
+                       "delta_px": info["delta_um"] / px, "window_px": info["window_um"] / px,
+                       # the run's QC flag `correlated-noise`, from the noise the fit recorded
+                       "flag_correlated_noise": correlated_noise({"noise": info["noise"]}),
+                       "corr_px": [m["corr_length_px"] for m in info["noise"]["channels"]]}
                 row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
                 if sweep:
                     row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(
@@ -108,7 +114,8 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], filters: tuple[str, ...]
                 rows.append(row)
                 print(f"{name} s{seed} {label:>16}: r {row['r']:.3f} "
                       f"(best {row.get('r_best', float('nan')):.3f}) rmse {row['rmse']:.3f} "
-                      f"coverage {row['coverage']:.2f} window {row['window_px']:.1f} px",
+                      f"coverage {row['coverage']:.2f} window {row['window_px']:.1f} px"
+                      f"{' flagged' if row['flag_correlated_noise'] else ''}",
                       flush=True)
     return rows
 

@@ -35,6 +35,7 @@ from .segment import touches_border
 
 __all__ = [
     "FLAGS",
+    "correlated_noise",
     "image_flags",
     "IMAGE_COLUMNS",
     "LAMBDA_DDOF",
@@ -78,6 +79,11 @@ FLAGS = {
     "nuclei-too-small": "the nuclei are too small for the bandwidth the noise needs: too few "
                         "pixels lie farther inside them than the derivative support, so λ is "
                         "reported only where one does, often nowhere (check --pixel-size)",
+    "correlated-noise": "the noise is correlated between neighbouring pixels: expected in a "
+                        "STORM/PALM rendering; a camera's noise is independent from pixel to "
+                        "pixel, so a camera image with this flag was smoothed or denoised "
+                        "before chromarate, and λ's bandwidth and std cannot be trusted: run "
+                        "on the raw image",
     "saturated": "pixels at the detector's ceiling (clipped): no λ is reported within the "
                  "derivative support of them",
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
@@ -123,6 +129,15 @@ def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
     }
 
 
+def correlated_noise(rec: dict[str, Any]) -> bool:
+    """Whether a plane's record holds a channel noise model with a correlated part (the
+    fit's ``noise`` record, else the bandwidth selection's): the noise spectrum falls with
+    frequency instead of being flat (:mod:`pipeline.estimate.noise`)."""
+    models = ((rec.get("noise") or {}).get("channels")
+              or (rec.get("selection") or {}).get("noise") or [])
+    return any(float(m.get("a", 0.0)) > 0 or float(m.get("a2", 0.0)) > 0 for m in models)
+
+
 def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
                 ) -> list[str]:
     """The QC codes (:data:`FLAGS`) of one plane of a store, from its record.
@@ -131,7 +146,7 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     ``identifiable`` when the calibration says whether it could be determined), the nuclei
     record (``mode``, ``n_nuclei``), the bandwidth
     selection (``at_grid_edge``, ``noise_dominated`` and ``nuclei_too_small``, absent in older
-    stores), the axes
+    stores), the noise models (:func:`correlated_noise`), the axes
     and the Z step.
     """
     rec = attrs["planes"][plane]
@@ -160,6 +175,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("noise-dominated")
     if selection.get("nuclei_too_small"):
         flags.append("nuclei-too-small")
+    if correlated_noise(rec):
+        flags.append("correlated-noise")
     if (rec.get("saturation") or {}).get("pixels"):
         flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:

@@ -235,3 +235,36 @@ def test_saturated_pixels_are_holes_in_the_fit(tmp_path, ceiling):
     free = process_image(tmp_path / "in" / "free.tif", tmp_path / "out", s)
     assert open_result_store(free["store"])["attrs"]["planes"][0]["saturation"]["pixels"] == 0
     assert "saturated" not in _flags(free["store"])
+
+
+def _camera_field(seed: int) -> np.ndarray:
+    """A 256 px camera image (Poisson photons, 2 ADU of read noise, offset 100) of smooth
+    structure: its noise is independent from pixel to pixel."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    pattern = gaussian_filter(rng.normal(size=(256, 256)), 6.0, mode="wrap")
+    photons = 400.0 * (1.0 + 0.5 * pattern / pattern.std()).clip(0.2)
+    return rng.poisson(photons) + rng.normal(100.0, 2.0, photons.shape)
+
+
+@pytest.mark.parametrize("how", ["raw", "gaussian 1 px", "median 3x3"])
+def test_correlated_noise_flags_a_smoothed_camera_image(tmp_path, how):
+    """A camera's noise is white: the raw image is not flagged; the same image smoothed
+    (Gaussian of 1 px) or median-filtered (3 x 3) before the run is, from the noise model the
+    fit recorded."""
+    from scipy.ndimage import gaussian_filter, median_filter
+
+    image = _camera_field(5)
+    if how == "gaussian 1 px":
+        image = gaussian_filter(image, 1.0)
+    elif how == "median 3x3":
+        image = median_filter(image, size=3)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "cell.tif", np.rint(image).astype(np.uint16),
+                     imagej=True, resolution=(1 / 0.02, 1 / 0.02), metadata={"unit": "um"})
+    m = process_image(tmp_path / "in" / "cell.tif", tmp_path / "out", Settings(
+        **FAST, run={"denoise": "none", "segment": False}))
+    flags = _flags(m["store"])
+    assert ("correlated-noise" in flags) == (how != "raw"), flags
+    assert "correlated-noise" in FLAGS
