@@ -34,13 +34,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.stress import best_fixed, evaluation_region, fit, score  # noqa: E402
-from pipeline.summary import correlated_noise  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
     TEST_SEEDS,
     TUNING_SEEDS,
     make_stress_case,
 )
+from pipeline.summary import correlated_noise  # noqa: E402
 
 SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "cam_smooth_2ch_px15",
          "cam_smooth_1ch_dim", "cam_step_2ch_dim", "nuc_cam_smooth_1ch")
