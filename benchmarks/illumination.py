@@ -36,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.stress import evaluation_region, fit, score  # noqa: E402
+from benchmarks.stress import evaluation_region, fit, score, seed_list  # noqa: E402
 from pipeline.config import Calibration  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
-    TEST_SEEDS,
-    TUNING_SEEDS,
     illumination_profile,
     make_stress_case,
 )
@@ -140,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells = [f"{detection_power(corner, n, spread):.2f}" for n in (10, 20, 40)]
                 print(f"| {spread} | {corner} | " + " | ".join(cells) + " |")
         return 0
-    seeds = {"tuning": TUNING_SEEDS, "test": TEST_SEEDS}.get(args.seeds) or tuple(
-        int(s) for s in args.seeds.split(","))
+    seeds = seed_list(args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(tuple(args.specs.split(",")), tuple(seeds), args.corner, args.flat_photons,
                    Path(tmp))

@@ -33,11 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.stress import best_fixed, evaluation_region, fit, score  # noqa: E402
+from benchmarks.stress import best_fixed, evaluation_region, fit, score, seed_list  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
-    TEST_SEEDS,
-    TUNING_SEEDS,
     make_stress_case,
 )
 from pipeline.summary import correlated_noise  # noqa: E402
@@ -131,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the best fixed bandwidth (faster; no gap)")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args(argv)
-    seeds = {"tuning": TUNING_SEEDS, "test": TEST_SEEDS}.get(args.seeds) or tuple(
-        int(s) for s in args.seeds.split(","))
+    seeds = seed_list(args.seeds)
     filters = tuple(args.filters.split(","))
     unknown = [f for f in filters if f not in FILTERS]
     if unknown:

@@ -118,6 +118,16 @@ def evaluation_region(case: StressCase, edge_um: float = EDGE_UM) -> np.ndarray:
     return dist >= edge_um
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """``tuning``, ``test`` or comma-separated integers: the seeds a benchmark runs on.
+
+    >>> seed_list("tuning") == TUNING_SEEDS, seed_list("3,4")
+    (True, (3, 4))
+    """
+    named = {"tuning": TUNING_SEEDS, "test": TEST_SEEDS}.get(text)
+    return named if named is not None else tuple(int(s) for s in text.split(","))
+
+
 def score(mean: np.ndarray, std: np.ndarray, ident: np.ndarray, truth: np.ndarray,
           region: np.ndarray) -> dict[str, float]:
     """r, rmse, coverage of the 90 % interval and identifiable fraction on ``region``."""
