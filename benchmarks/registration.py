@@ -40,8 +40,9 @@ from pipeline.simulate.stress import (  # noqa: E402
     make_stress_case,
 )
 
-SPECS = tuple(s.name for s in STRESS_SPECS if s.channels == 2)
-"""Every two-channel design of the suite (camera and STORM, nuclei, calibration errors)."""
+SPECS = tuple(s.name for s in STRESS_SPECS if s.channels == 2 and s.calibration_error == (0.0,))
+"""Every two-channel design of the suite without a deliberate calibration error (camera and
+STORM, 0.015–0.04 µm pixels, nuclei in a dark background)."""
 
 
 def shifted(plane: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="tuning",
                     help="tuning, test, or comma-separated integers (default: tuning)")
     ap.add_argument("--specs", default=",".join(SPECS))
-    ap.add_argument("--shifts", default="0,0.25,0.5,1,2",
-                    help="offsets of the heterochromatin channel, px (default: 0,0.25,0.5,1,2)")
+    ap.add_argument("--shifts", default="0,0.25,0.5",
+                    help="offsets of the heterochromatin channel, px (default: 0,0.25,0.5)")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)
