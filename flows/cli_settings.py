@@ -25,6 +25,7 @@ SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
     ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
     ("--flat-field", "flat_field", {"metavar": "TIFF"}),
+    ("--channel-offset", "channel_offset_um", {"parse": "offset", "metavar": "DY,DX"}),
     ("--calibration-check", "calibration_check", {}),
     ("--calibration-uncertainty", "uncertainty.calibration_scale", {"metavar": "FRACTION"}),
     ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),
@@ -111,9 +112,10 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from pipeline.config import load_settings, parse_calibration, parse_channels
+    from pipeline.config import load_settings, parse_calibration, parse_channels, parse_offset
 
-    parsers = {"channels": parse_channels, "calibration": parse_calibration}
+    parsers = {"channels": parse_channels, "calibration": parse_calibration,
+               "offset": parse_offset}
     overrides: dict[str, Any] = {}
     for _, path, extra in SETTING_OPTIONS:
         value = getattr(args, path.rsplit(".", 1)[-1], None)

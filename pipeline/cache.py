@@ -58,6 +58,7 @@ RESULT_SOURCES = (
     "mollifier.py",
     "physics",        # the model and the observation (calibration) models
     "process.py",
+    "registration.py",  # the heterochromatin channel moved back by --channel-offset
     "saturation.py",  # clipped pixels: holes in the fit
     "mollifier_kernels.py",
     "object_table.py",  # the per-object statistics of the CSVs

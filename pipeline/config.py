@@ -8,6 +8,7 @@ Every setting changes results unless its field is marked :func:`~pipeline.config
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "PHI_MAX",
     "Anscombe",
     "Calibration",
+    "parse_offset",
     "ChannelRole",
     "DenoiseMethod",
     "PhysicsSettings",
@@ -260,6 +262,11 @@ class Settings(BaseModel):
         "each channel is divided by its smoothed, mean-one profile above the dark level "
         "before calibration (uneven illumination otherwise moves λ across the field)"
     )
+    channel_offset_um: tuple[float, float] | None = Field(
+        None, description="DY,DX: where the heterochromatin channel shows a point minus where "
+        "the chromatin channel shows it, in µm, as measured on beads; the heterochromatin "
+        "channel is moved back by it before calibration (two channels)"
+    )
     calibration_check: Literal["warn", "fix", "off"] = Field(
         "warn", description="two channels with OFFSET:SCALE pairs: check them against the "
         "image's physics; warn: flag the plane calibration-contradicted when the image prefers "
@@ -365,6 +372,27 @@ def parse_calibration(text: str | None) -> tuple[Calibration, ...] | Literal["au
                 f"(in {text!r})"
             ) from exc
     return tuple(pairs)
+
+
+def parse_offset(text: str | None) -> tuple[float, float] | None:
+    """Parse ``"DY,DX"`` (µm) for ``--channel-offset``.
+
+    >>> parse_offset("0.012,-0.004"), parse_offset(None)
+    ((0.012, -0.004), None)
+    """
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        dy, dx = (float(p) for p in parts)
+    except ValueError as exc:
+        raise ValueError(f"channel offset {text!r} is not DY,DX in micrometres, e.g. "
+                         "0.012,-0.004") from exc
+    if not (math.isfinite(dy) and math.isfinite(dx)):
+        raise ValueError(f"channel offset {text!r} is not finite")
+    return dy, dx
 
 
 def parse_channels(text: str | None) -> tuple[ChannelRole, ...] | None:

@@ -99,6 +99,9 @@ def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
         text += ", not identifiable"
     if cal.get("flat_field"):
         text += f", flat-field corrected ({Path(str(cal['flat_field'].get('path', ''))).name})"
+    if cal.get("registration"):
+        dy, dx = (float(v) * 1000 for v in cal["registration"]["offset_um"])
+        text += f", heterochromatin channel moved back by ({dy:+.1f}, {dx:+.1f}) nm"
     check = cal.get("check") or {}
     if check.get("contradicted") and check.get("preferred_ratio") is not None:
         text += (f", contradicted by the image (heterochromatin/chromatin ratio "

@@ -46,3 +46,12 @@ def test_qc_line_says_when_a_flat_field_was_divided_out():
         "calibration user, flat-field corrected (flat_488.tif); flags:")
     del rec["calibration"]["flat_field"]
     assert "flat-field" not in qc_text({"planes": [rec]})
+
+
+def test_qc_line_says_when_the_channels_were_registered():
+    rec = {"calibration": {"mode": "user", "source": "user",
+                           "registration": {"offset_um": [0.012, -0.004], "shift_px": [-0.6, 0.2]}}}
+    assert qc_text({"planes": [rec]}).startswith(
+        "calibration user, heterochromatin channel moved back by (+12.0, -4.0) nm; flags:")
+    del rec["calibration"]["registration"]
+    assert "moved back" not in qc_text({"planes": [rec]})
