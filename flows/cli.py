@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--unit", default="image", help="what counts once: image (default), or a "
                    "sample-sheet column such as replicate; nuclei never count as independent")
 
+    o = sub.add_parser("channel-offset", help="the offset between the two channels of a bead "
+                       "image, as the --channel-offset to pass to run")
+    o.add_argument("beads", type=Path, help="TIFF of beads (or anything identical in both "
+                   "channels) seen in both channels")
+    o.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="micrometres per pixel (overrides the TIFF metadata)")
+    o.add_argument("--channels", metavar="ROLES", default="chromatin,heterochromatin",
+                   help="the channels' roles in C order, as for run (default: "
+                   "chromatin,heterochromatin)")
+
     b = sub.add_parser("bench", help="autograd vs mollifier layer (and DeepXDE, if installed: "
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -87,6 +97,7 @@ _EPILOG = """examples:
   chromarate view results/                                    look at them in napari
   chromarate compare results/ --by condition --reference control
   chromarate report results/                                  rebuild results/report.html
+  chromarate channel-offset beads.tif                         the --channel-offset of two channels
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
 class _Display:
@@ -245,6 +256,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_channel_offset(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pipeline.config import parse_channels
+    from pipeline.io import InputError, inspect_tiff, read_planes
+    from pipeline.registration import bead_offset
+
+    roles = parse_channels(args.channels)
+    info = inspect_tiff(args.beads, pixel_size_um=args.pixel_size)
+    if info.n_channels != 2 or roles is None or len(roles) != 2:
+        raise InputError(args.beads, f"it has {info.n_channels} channel(s)",
+                         "A bead image for --channel-offset needs both channels")
+    if info.pixel_size_um is None:
+        raise InputError(args.beads, "no pixel size in the file's metadata",
+                         "Pass --pixel-size UM")
+    out = bead_offset(np.asarray(read_planes(args.beads, info).compute()), roles,
+                      info.pixel_size_um)
+    dy, dx = out["offset_px"]
+    print(f"{args.beads.name}: the heterochromatin channel lies ({dy:+.3f}, {dx:+.3f}) px "
+          f"from the chromatin channel (Y, X; median of {out['planes']} plane(s)"
+          + (", largest deviation of a plane ({:.3f}, {:.3f}) px".format(
+              *out["max_deviation_px"]) if out["planes"] > 1 else "") + ")")
+    print(out["option"])
+    return EXIT_OK
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.simulate import simulate_folder
 
@@ -307,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.io import InputError
 
     handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench,
-                "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare}
+                "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare,
+                "channel-offset": _cmd_channel_offset}
     try:
         return handlers[args.command](args)
     except ValidationError as exc:
