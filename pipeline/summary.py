@@ -51,9 +51,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVENANCE = ["file", "plane", "channel_model", "channels", "calibration",
-              "calibration_source", "flat_field", "pixel_size_um", "method"]
+              "calibration_source", "flat_field", "channel_offset_um", "pixel_size_um", "method"]
 """The columns every table starts with. ``flat_field``: the name of the ``--flat-field`` file
-the plane was divided by, empty when none."""
+the plane was divided by, empty when none; ``channel_offset_um``: the ``--channel-offset``
+``DY,DX`` the heterochromatin channel was moved back by, empty when none."""
 IMAGE_COLUMNS = PROVENANCE + [
     "pixel_size_source", "delta_um", "window_um", "bandwidth_reliability", "denoise",
     "lambda_median", "lambda_iqr", "lambda_mean", "lambda_std_mean", "fraction_identifiable",
@@ -124,6 +125,8 @@ def _provenance(attrs: dict[str, Any], plane: int) -> dict[str, Any]:
         "calibration": ",".join(f"{c['offset']:.6g}:{c['scale']:.6g}" for c in chans),
         "calibration_source": chans[0]["source"],
         "flat_field": Path(rec["flat_field"]["path"]).name if rec.get("flat_field") else "",
+        "channel_offset_um": (",".join(f"{v:g}" for v in rec["registration"]["offset_um"])
+                              if rec.get("registration") else ""),
         "pixel_size_um": attrs["pixel_size_um"],
         "method": attrs["method"],
     }

@@ -123,6 +123,9 @@ def test_a_run_records_the_offset(tmp_path):
     rec = open_result_store(m["store"])["attrs"]["planes"][0]["calibration"]["registration"]
     assert rec["offset_um"] == [0.01, 0.0] and rec["shift_px"] == pytest.approx([-0.5, 0.0])
     assert path.read_bytes() == before
+    from pipeline.summary import summarize_store
+
+    assert summarize_store(m["store"])["images"]["channel_offset_um"].iloc[0] == "0.01,0"
 
 
 def test_channel_offset_command_measures_a_bead_image(tmp_path, capsys):

@@ -36,6 +36,7 @@ def test_tables_have_schema_units_and_provenance(store):
     assert img["file"] == "step_1ch_s4.tif" and img["channel_model"] == "single-channel"
     assert img["calibration_source"] == "percentile" and img["pixel_size_um"] == 0.02
     assert img["flat_field"] == ""  # no --flat-field
+    assert img["channel_offset_um"] == ""  # no --channel-offset
     assert img["n_tiles"] == len(t["tiles"]) > 1
     assert 0 < img["fraction_identifiable"] <= 1 and np.isfinite(img["lambda_median"])
     nuc = t["nuclei"].iloc[0]
