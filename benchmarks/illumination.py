@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -36,7 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.stress import evaluation_region, fit, score, seed_list  # noqa: E402
+from benchmarks.stress import (  # noqa: E402
+    add_case_arguments,
+    evaluation_region,
+    fit,
+    score,
+    seed_list,
+    write_rows,
+)
 from pipeline.config import Calibration  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
@@ -119,14 +125,11 @@ def detection_power(corner: float, n_nuclei: int, spread: float, draws: int = 30
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="tuning",
-                    help="tuning, test, or comma-separated integers (default: tuning)")
-    ap.add_argument("--specs", default=",".join(SPECS))
+    add_case_arguments(ap, SPECS)
     ap.add_argument("--corner", type=float, default=0.6,
                     help="relative illumination at the corners (default: 0.6)")
     ap.add_argument("--flat-photons", type=float, default=3000.0,
                     help="photons per pixel at the flat field's centre (default: 3000)")
-    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     ap.add_argument("--detection", action="store_true",
                     help="instead: how often per-nucleus intensities would reveal the beam")
     args = ap.parse_args(argv)
@@ -142,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(tuple(args.specs.split(",")), tuple(seeds), args.corner, args.flat_photons,
                    Path(tmp))
-    if args.out:
-        args.out.write_text(json.dumps({"seeds": list(seeds), "corner": args.corner,
-                                        "flat_photons": args.flat_photons, "rows": rows},
-                                       indent=1, default=float) + "\n")
+    write_rows(args.out, seeds, rows, corner=args.corner, flat_photons=args.flat_photons)
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.stress import best_fixed, evaluation_region, fit, score, seed_list  # noqa: E402
+from benchmarks.stress import (  # noqa: E402
+    add_case_arguments,
+    best_fixed,
+    evaluation_region,
+    fit,
+    score,
+    seed_list,
+    write_rows,
+)
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
     make_stress_case,
@@ -120,14 +127,11 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], filters: tuple[str, ...]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="tuning",
-                    help="tuning, test, or comma-separated integers (default: tuning)")
-    ap.add_argument("--specs", default=",".join(SPECS))
+    add_case_arguments(ap, SPECS)
     ap.add_argument("--filters", default=",".join(FILTERS),
                     help=f"comma-separated, of: {', '.join(FILTERS)}")
     ap.add_argument("--no-sweep", action="store_true",
                     help="skip the best fixed bandwidth (faster; no gap)")
-    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)
     filters = tuple(args.filters.split(","))
@@ -135,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown filter(s) {unknown}; choose from {list(FILTERS)}")
     rows = run(tuple(args.specs.split(",")), tuple(seeds), filters, sweep=not args.no_sweep)
-    if args.out:
-        args.out.write_text(json.dumps({"seeds": list(seeds), "rows": rows}, indent=1,
-                                       default=float) + "\n")
+    write_rows(args.out, seeds, rows)
     return 0
 
 

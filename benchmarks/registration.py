@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.stress import evaluation_region, fit, score, seed_list  # noqa: E402
+from benchmarks.stress import (  # noqa: E402
+    add_case_arguments,
+    evaluation_region,
+    fit,
+    score,
+    seed_list,
+    write_rows,
+)
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
     make_stress_case,
@@ -98,19 +104,14 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], shifts: tuple[float, ...
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="tuning",
-                    help="tuning, test, or comma-separated integers (default: tuning)")
-    ap.add_argument("--specs", default=",".join(SPECS))
+    add_case_arguments(ap, SPECS)
     ap.add_argument("--shifts", default="0,0.25,0.5",
                     help="offsets of the heterochromatin channel, px (default: 0,0.25,0.5)")
-    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)
     rows = run(tuple(args.specs.split(",")), tuple(seeds),
                tuple(float(s) for s in args.shifts.split(",")))
-    if args.out:
-        args.out.write_text(json.dumps({"seeds": list(seeds), "rows": rows}, indent=1,
-                                       default=float) + "\n")
+    write_rows(args.out, seeds, rows)
     return 0
 
 

@@ -131,6 +131,23 @@ def seed_list(text: str) -> tuple[int, ...]:
     return named if named is not None else tuple(int(s) for s in text.split(","))
 
 
+def add_case_arguments(ap: Any, specs: tuple[str, ...]) -> None:
+    """``--seeds``, ``--specs`` (default ``specs``) and ``--out``: the arguments every script
+    that draws stress cases of its own takes (read back with :func:`seed_list`)."""
+    ap.add_argument("--seeds", default="tuning",
+                    help="tuning, test, or comma-separated integers (default: tuning)")
+    ap.add_argument("--specs", default=",".join(specs))
+    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
+
+
+def write_rows(out: Path | None, seeds: tuple[int, ...], rows: list[dict], **meta: Any) -> None:
+    """The rows of a benchmark as JSON at ``out`` (nothing when None), with its seeds and
+    ``meta``."""
+    if out is not None:
+        out.write_text(json.dumps({"seeds": list(seeds), **meta, "rows": rows}, indent=1,
+                                  default=float) + "\n")
+
+
 def score(mean: np.ndarray, std: np.ndarray, ident: np.ndarray, truth: np.ndarray,
           region: np.ndarray) -> dict[str, float]:
     """r, rmse, coverage of the 90 % interval and identifiable fraction on ``region``."""
