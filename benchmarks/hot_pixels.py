@@ -14,9 +14,7 @@ Results: docs/your-own-images.md ("Hot pixels").
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +26,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.stress import (  # noqa: E402
     add_case_arguments,
     evaluation_region,
-    fit,
-    score,
+    fit_scored,
     seed_list,
     write_rows,
 )
@@ -60,14 +57,9 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], fractions: tuple[float, 
             for fraction in fractions:
                 image, n_hot = with_hot_pixels(case.image, fraction, excess,
                                                np.random.default_rng([seed, 99]))
-                info: dict = {}
-                t0 = time.perf_counter()
-                mean, std, ident = fit(image, dataclasses.replace(case, image=image),
-                                       "closed-form", info)
                 row = {"spec": name, "seed": seed, "fraction": fraction, "hot_px": n_hot,
-                       "excess_adu": excess, "seconds": time.perf_counter() - t0,
-                       "window_px": info["window_um"] / case.pixel_size_um}
-                row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
+                       "excess_adu": excess}
+                row |= fit_scored(image, case, region)
                 rows.append(row)
                 print(f"{name} s{seed} hot {fraction:g} ({n_hot} px): r {row['r']:.3f} "
                       f"rmse {row['rmse']:.3f} coverage {row['coverage']:.2f} window "

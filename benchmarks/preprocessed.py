@@ -20,9 +20,7 @@ No constant was chosen on these runs; they measure. Results: docs/your-own-image
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,8 +34,7 @@ from benchmarks.stress import (  # noqa: E402
     add_case_arguments,
     best_fixed,
     evaluation_region,
-    fit,
-    score,
+    fit_scored,
     seed_list,
     write_rows,
 )
@@ -102,17 +99,11 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], filters: tuple[str, ...]
             for label in filters:
                 image = filtered(case.image, FILTERS[label])
                 info: dict = {}
-                t0 = time.perf_counter()
-                mean, std, ident = fit(image, dataclasses.replace(case, image=image),
-                                       "closed-form", info)
-                px = case.pixel_size_um
-                row = {"spec": name, "seed": seed, "filter": label,
-                       "seconds": time.perf_counter() - t0,
-                       "delta_px": info["delta_um"] / px, "window_px": info["window_um"] / px,
-                       # the run's QC flag `correlated-noise`, from the noise the fit recorded
-                       "flag_correlated_noise": correlated_noise({"noise": info["noise"]}),
-                       "corr_px": [m["corr_length_px"] for m in info["noise"]["channels"]]}
-                row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
+                row = {"spec": name, "seed": seed, "filter": label}
+                row |= fit_scored(image, case, region, info)
+                # the run's QC flag `correlated-noise`, from the noise the fit recorded
+                row["flag_correlated_noise"] = correlated_noise({"noise": info["noise"]})
+                row["corr_px"] = [m["corr_length_px"] for m in info["noise"]["channels"]]
                 if sweep:
                     row["r_best"], row["delta_best_px"], row["window_best_px"] = best_fixed(
                         info["fields"], case, region, info.get("foreground"))

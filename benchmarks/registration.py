@@ -23,9 +23,7 @@ No constant was chosen on these runs; they measure. Results: docs/your-own-image
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +35,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.stress import (  # noqa: E402
     add_case_arguments,
     evaluation_region,
-    fit,
-    score,
+    fit_scored,
     seed_list,
     write_rows,
 )
@@ -89,12 +86,9 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], shifts: tuple[float, ...
                 for label, given in (("as recorded", None), ("--channel-offset", offset_um)):
                     if shift == 0 and given is not None:
                         continue
-                    t0 = time.perf_counter()
-                    mean, std, ident = fit(image, dataclasses.replace(case, image=image),
-                                           "closed-form", channel_offset_um=given)
                     row = {"spec": name, "seed": seed, "shift_px": shift, "fit": label,
-                           "found_shift_px": found, "seconds": time.perf_counter() - t0}
-                    row |= score(mean.astype(float), std.astype(float), ident, case.lam, region)
+                           "found_shift_px": found}
+                    row |= fit_scored(image, case, region, channel_offset_um=given)
                     rows.append(row)
                     print(f"{name} s{seed} shift {shift:g} px {label:>16}: r {row['r']:.3f} "
                           f"rmse {row['rmse']:.3f} coverage {row['coverage']:.2f} (phase "

@@ -28,6 +28,7 @@ for the protocol (a test table you look at and then change something for becomes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import platform
@@ -146,6 +147,21 @@ def write_rows(out: Path | None, seeds: tuple[int, ...], rows: list[dict], **met
     if out is not None:
         out.write_text(json.dumps({"seeds": list(seeds), **meta, "rows": rows}, indent=1,
                                   default=float) + "\n")
+
+
+def fit_scored(image: np.ndarray, case: StressCase, region: np.ndarray,
+               info: dict[str, Any] | None = None, **fit_options: Any) -> dict[str, Any]:
+    """The closed form's fit of ``image`` as ``case``'s image (:func:`fit`, with
+    ``fit_options``), timed and scored against ``case``'s truth on ``region``: ``seconds``,
+    ``delta_px``, ``window_px`` and :func:`score`'s keys. ``info`` receives :func:`fit`'s."""
+    info = {} if info is None else info
+    t0 = time.perf_counter()
+    mean, std, ident = fit(image, dataclasses.replace(case, image=image), "closed-form", info,
+                           **fit_options)
+    px = case.pixel_size_um
+    row = {"seconds": time.perf_counter() - t0, "delta_px": info["delta_um"] / px,
+           "window_px": info["window_um"] / px}
+    return row | score(mean.astype(float), std.astype(float), ident, case.lam, region)
 
 
 def score(mean: np.ndarray, std: np.ndarray, ident: np.ndarray, truth: np.ndarray,

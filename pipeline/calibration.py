@@ -47,7 +47,7 @@ from pipeline.illumination import (
     read_reference_tiff,
 )
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
-from pipeline.registration import registered
+from pipeline.registration import reapplied, registered
 from pipeline.self_calibration import (
     CRITERION_DELTA_UM,
     CRITERION_WINDOW_UM,
@@ -351,8 +351,7 @@ def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings
     # a check runs on the user's pairs only, so their offsets are the flat field's dark level
     # (the pixel size, which only the background rule reads, is not needed)
     plane, _ = illumination_corrected(plane, roles, settings, float("nan"))
-    plane, _ = registered(plane, roles, settings, record["registration"]["pixel_size_um"]
-                          ) if record.get("registration") else (plane, None)
+    plane = reapplied(plane, record.get("registration"))
     cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
     return to_fields(plane, roles, cals, phi_max=settings.physics.phi_max, dtype=dtype,
                      clip=False)[0]
@@ -409,7 +408,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     plane, reg_rec = registered(plane, roles, settings, pixel_size_um)
     extra = {} if flat_rec is None else {"flat_field": flat_rec}
     if reg_rec is not None:
-        extra["registration"] = reg_rec | {"pixel_size_um": float(pixel_size_um)}
+        extra["registration"] = reg_rec
     phi_max = settings.physics.phi_max
     mode = settings.calibration_for(len(roles))
     if mode != "image":

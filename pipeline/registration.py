@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bead_offset", "fourier_shifted", "registered"]
+__all__ = ["bead_offset", "fourier_shifted", "reapplied", "registered"]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,24 @@ def registered(plane: np.ndarray, roles: Sequence[str], settings: Any, pixel_siz
         return plane, None
     if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise ValueError("--channel-offset needs the pixel size (micrometres per pixel)")
-    shift = [-float(o) / pixel_size_um for o in offset]
-    ih = list(roles).index("heterochromatin")
+    rec = {"offset_um": [float(o) for o in offset],
+           "channel": list(roles).index("heterochromatin"),
+           "shift_px": [-float(o) / pixel_size_um for o in offset],
+           "how": "Fourier shift of the heterochromatin channel",
+           "pixel_size_um": float(pixel_size_um)}
+    return reapplied(plane, rec), rec
+
+
+def reapplied(plane: np.ndarray, record: dict[str, Any] | None) -> np.ndarray:
+    """``plane`` moved as a :func:`registered` record says (``plane`` itself for ``None``):
+    the same move for another reading of the same plane (the calibration check's
+    alternative fields)."""
+    if record is None:
+        return plane
     out = np.array(plane, dtype=np.float64)
-    out[ih] = fourier_shifted(out[ih], shift)
-    return out, {"offset_um": [float(o) for o in offset], "channel": ih,
-                 "shift_px": shift, "how": "Fourier shift of the heterochromatin channel"}
+    ch = record["channel"]
+    out[ch] = fourier_shifted(out[ch], record["shift_px"])
+    return out
 
 
 BEAD_UPSAMPLE = 100
