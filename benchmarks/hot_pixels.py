@@ -1,12 +1,15 @@
-"""Hot pixels: what a few single-pixel spikes do to λ (a measurement; nothing corrects them yet).
+"""Hot and dead pixels: what single-pixel defects do to λ, with and without their replacement.
 
 CMOS cameras have hot pixels: single pixels with a high dark current, bright in every frame
-(typically 0.01–0.1 % of the sensor). Each stress case is drawn once and a random
-``--fraction`` of its pixels gets ``--excess`` ADU added in every channel (the same pixels
-in all channels, as on one sensor), then fitted as the product fits it
-(:func:`benchmarks.stress.fit`) and scored as the stress suite scores.
+(typically 0.01–0.1 % of the sensor), and a few dead ones. Each stress case is drawn once and
+a random ``--fractions`` of its pixels gets ``--excess`` ADU added in every channel (the same
+pixels in all channels, as on one sensor), or is set to 0 (``dead`` rows); each image is then
+fitted as the product fits it (:func:`benchmarks.stress.fit`), with ``--defect-pixels
+replace`` (the default) and ``off``, and scored as the stress suite scores. ``found`` and
+``false`` count the defects :func:`pipeline.defect_pixels.defect_pixels_replaced` replaced at
+a planted pixel and elsewhere (all channels).
 
-Results: docs/your-own-images.md ("Hot pixels").
+Results: docs/your-own-images.md ("Hot and dead pixels").
 
     python benchmarks/hot_pixels.py --seeds tuning --out docs/stress_runs/hot_pixels_tuning.json
 """
@@ -30,55 +33,81 @@ from benchmarks.stress import (  # noqa: E402
     seed_list,
     write_rows,
 )
+from pipeline.defect_pixels import THRESHOLD, defect_test  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, make_stress_case  # noqa: E402
 
 SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "nuc_cam_smooth_1ch")
 """Camera designs: one and two channels, three λ kinds, a nucleus in a dark background."""
+MODES = ("off", "replace")
 
 
-def with_hot_pixels(image: np.ndarray, fraction: float, excess: float,
-                    rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """``image`` (C, Y, X) uint16 with ``fraction`` of its pixels raised by ``excess`` ADU
-    in every channel; and how many pixels that was."""
-    hot = rng.random(image.shape[-2:]) < fraction
+def with_defects(image: np.ndarray, fraction: float, excess: float | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (C, Y, X) uint16 with ``fraction`` of its pixels raised by ``excess`` ADU in
+    every channel (``excess=None``: set to 0, dead); and the planted pixels' mask."""
+    bad = rng.random(image.shape[-2:]) < fraction
     out = image.astype(np.float64)
-    out[:, hot] += excess
-    return np.clip(out, 0, np.iinfo(np.uint16).max).astype(np.uint16), int(hot.sum())
+    if excess is None:
+        out[:, bad] = 0
+    else:
+        out[:, bad] += excess
+    return np.clip(out, 0, np.iinfo(np.uint16).max).astype(np.uint16), bad
+
+
+def detection(image: np.ndarray, planted: np.ndarray) -> dict[str, int]:
+    """Pixels over the defect test's threshold at planted pixels and elsewhere (summed over
+    channels; before the too-many guard)."""
+    found = false = 0
+    for ch in image:
+        hit = np.abs(defect_test(ch)[0]) > THRESHOLD
+        found += int(np.count_nonzero(hit & planted))
+        false += int(np.count_nonzero(hit & ~planted))
+    return {"found": found, "false": false}
 
 
 def run(specs: tuple[str, ...], seeds: tuple[int, ...], fractions: tuple[float, ...],
-        excess: float) -> list[dict]:
+        excesses: tuple[float, ...], dead: bool) -> list[dict]:
     by_name = {s.name: s for s in STRESS_SPECS}
+    kinds: list[float | None] = [*excesses, *([None] if dead else [])]
     rows = []
     for name in specs:
         for seed in seeds:
             case = make_stress_case(by_name[name], seed)
             region = evaluation_region(case)
-            for fraction in fractions:
-                image, n_hot = with_hot_pixels(case.image, fraction, excess,
-                                               np.random.default_rng([seed, 99]))
-                row = {"spec": name, "seed": seed, "fraction": fraction, "hot_px": n_hot,
-                       "excess_adu": excess}
-                row |= fit_scored(image, case, region)
-                rows.append(row)
-                print(f"{name} s{seed} hot {fraction:g} ({n_hot} px): r {row['r']:.3f} "
-                      f"rmse {row['rmse']:.3f} coverage {row['coverage']:.2f} window "
-                      f"{row['window_px']:.1f} px", flush=True)
+            plan = [(0.0, None)] + [(f, e) for f in fractions if f > 0 for e in kinds]
+            for fraction, excess in plan:
+                image, planted = with_defects(case.image, fraction, excess,
+                                              np.random.default_rng([seed, 99]))
+                base = {"spec": name, "seed": seed, "fraction": fraction,
+                        "planted_px": int(planted.sum()),
+                        "excess_adu": "dead" if excess is None and fraction else excess}
+                base |= detection(image, planted)
+                for mode in MODES:
+                    row = base | {"defect_pixels": mode}
+                    row |= fit_scored(image, case, region, defect_pixels=mode)
+                    rows.append(row)
+                    print(f"{name} s{seed} {fraction:g} x {base['excess_adu']} "
+                          f"({base['planted_px']} px; found {base['found']}, false "
+                          f"{base['false']}) {mode}: r {row['r']:.3f} rmse {row['rmse']:.3f} "
+                          f"coverage {row['coverage']:.2f} window {row['window_px']:.1f} px",
+                          flush=True)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_case_arguments(ap, SPECS)
-    ap.add_argument("--fractions", default="0,0.0001,0.001",
-                    help="fractions of hot pixels (default: 0,0.0001,0.001)")
-    ap.add_argument("--excess", type=float, default=2000.0,
-                    help="ADU a hot pixel adds (default: 2000)")
+    ap.add_argument("--fractions", default="0.0001,0.001",
+                    help="fractions of defect pixels (default: 0.0001,0.001)")
+    ap.add_argument("--excess", default="2000,500,200",
+                    help="ADU a hot pixel adds, comma-separated (default: 2000,500,200)")
+    ap.add_argument("--no-dead", action="store_true", help="leave out dead pixels")
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)
     rows = run(tuple(args.specs.split(",")), seeds,
-               tuple(float(f) for f in args.fractions.split(",")), args.excess)
-    write_rows(args.out, seeds, rows, excess_adu=args.excess)
+               tuple(float(f) for f in args.fractions.split(",")),
+               tuple(float(e) for e in args.excess.split(",")), not args.no_dead)
+    write_rows(args.out, seeds, rows, threshold=THRESHOLD)
     return 0
 
 

@@ -62,8 +62,8 @@ Z90 = 1.645
 def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
         info: dict[str, Any] | None = None, calibration_scale: float = 0.0,
         neural: dict[str, Any] | None = None, flat_field: Path | None = None,
-        dark_frame: Path | None = None, channel_offset_um: tuple[float, float] | None = None
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dark_frame: Path | None = None, channel_offset_um: tuple[float, float] | None = None,
+        defect_pixels: str = "replace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The product's fit of one plane: ``(mean, std, identifiable)``, each (Y, X).
 
     The single adapter to the product's public fit path (switch it here when that API
@@ -73,7 +73,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     ``neural``, ``NeuralSettings`` fields to change (benchmarks/neural_variant.py);
     ``flat_field`` and ``dark_frame``, TIFFs passed as ``--flat-field`` and ``--dark-frame``
     (benchmarks/illumination.py); ``channel_offset_um``, ``--channel-offset``
-    (benchmarks/registration.py). Today:
+    (benchmarks/registration.py); ``defect_pixels``, ``--defect-pixels``
+    (benchmarks/hot_pixels.py). Today:
     :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields with the
     nuclei the run's segmentation finds (:func:`pipeline.process.nuclei_foreground`), as
     the run's fit stage does (the denoised image only serves display there). An image is
@@ -92,7 +93,7 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     settings = Settings(method=method, calibration=case.calibration_given,
                         uncertainty={"calibration_scale": calibration_scale},
                         neural=neural or {}, flat_field=flat_field, dark_frame=dark_frame,
-                        channel_offset_um=channel_offset_um)
+                        channel_offset_um=channel_offset_um, defect_pixels=defect_pixels)
     alt, check = None, None
     if np.issubdtype(data.dtype, np.integer):
         # the run's calibration stage: the user's pairs and, with two channels, their check

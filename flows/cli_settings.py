@@ -25,6 +25,7 @@ SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--calibration", "calibration", {"parse": "calibration", "metavar": "OFFSET:SCALE"}),
     ("--dark-frame", "dark_frame", {"metavar": "TIFF"}),
     ("--flat-field", "flat_field", {"metavar": "TIFF"}),
+    ("--defect-pixels", "defect_pixels", {}),
     ("--channel-offset", "channel_offset_um", {"parse": "offset", "metavar": "DY,DX"}),
     ("--calibration-check", "calibration_check", {}),
     ("--calibration-uncertainty", "uncertainty.calibration_scale", {"metavar": "FRACTION"}),

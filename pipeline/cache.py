@@ -58,6 +58,7 @@ RESULT_SOURCES = (
     "mollifier.py",
     "physics",        # the model and the observation (calibration) models
     "process.py",
+    "defect_pixels.py",  # hot and dead pixels replaced before calibration
     "registration.py",  # the heterochromatin channel moved back by --channel-offset
     "saturation.py",  # clipped pixels: holes in the fit
     "mollifier_kernels.py",

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
+from pipeline.defect_pixels import defect_pixels_replaced, defect_statement
 from pipeline.estimate.bandwidth import central_crop
 from pipeline.illumination import (
     FLAT_MIN_GAIN,
@@ -350,6 +351,8 @@ def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings
         return None
     # a check runs on the user's pairs only, so their offsets are the flat field's dark level
     # (the pixel size, which only the background rule reads, is not needed)
+    plane, _ = defect_pixels_replaced(
+        plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
     plane, _ = illumination_corrected(plane, roles, settings, float("nan"))
     plane = reapplied(plane, record.get("registration"))
     cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
@@ -404,9 +407,16 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     """
     from pipeline.physics.observation import to_fields
 
+    plane, defect_rec = defect_pixels_replaced(
+        plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
+    if defect_rec["pixels"]:
+        log.info("defect pixels: %d replaced by their neighbours' median (%s)",
+                 defect_rec["pixels"], defect_statement(defect_rec))
     plane, flat_rec = illumination_corrected(plane, roles, settings, pixel_size_um, reuse=reuse)
     plane, reg_rec = registered(plane, roles, settings, pixel_size_um)
-    extra = {} if flat_rec is None else {"flat_field": flat_rec}
+    extra = {"defect_pixels": defect_rec}
+    if flat_rec is not None:
+        extra["flat_field"] = flat_rec
     if reg_rec is not None:
         extra["registration"] = reg_rec
     phi_max = settings.physics.phi_max

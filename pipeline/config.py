@@ -262,6 +262,11 @@ class Settings(BaseModel):
         "each channel is divided by its smoothed, mean-one profile above the dark level "
         "before calibration (uneven illumination otherwise moves λ across the field)"
     )
+    defect_pixels: Literal["replace", "off"] = Field(
+        "replace", description="replace: single hot or dead pixels (a pixel 12 noise scales "
+        "from its 8 neighbours' median, rare ones only) take that median before calibration; "
+        "off: use every pixel as read (docs/your-own-images.md)"
+    )
     channel_offset_um: tuple[float, float] | None = Field(
         None, description="DY,DX: where the heterochromatin channel shows a point minus where "
         "the chromatin channel shows it, in µm, as measured on beads; the heterochromatin "

@@ -85,6 +85,10 @@ FLAGS = {
                         "pixel, so a camera image with this flag was smoothed or denoised "
                         "before chromarate, and λ's bandwidth and std cannot be trusted: run "
                         "on the raw image",
+    "defect-pixels": "single hot or dead pixels (a camera's defects) were replaced by the "
+                     "median of their neighbours before calibration (the calibration "
+                     "record's defect_pixels says how many per channel; --defect-pixels off "
+                     "keeps them)",
     "saturated": "pixels at the detector's ceiling (clipped): no λ is reported within the "
                  "derivative support of them",
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
@@ -149,7 +153,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     ``identifiable`` when the calibration says whether it could be determined), the nuclei
     record (``mode``, ``n_nuclei``), the bandwidth
     selection (``at_grid_edge``, ``noise_dominated`` and ``nuclei_too_small``, absent in older
-    stores), the noise models (:func:`correlated_noise`), the axes
+    stores), the noise models (:func:`correlated_noise`), the defect pixels replaced and the
+    saturated ones, the axes
     and the Z step.
     """
     rec = attrs["planes"][plane]
@@ -180,6 +185,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("nuclei-too-small")
     if correlated_noise(rec):
         flags.append("correlated-noise")
+    if (cal.get("defect_pixels") or {}).get("pixels"):
+        flags.append("defect-pixels")
     if (rec.get("saturation") or {}).get("pixels"):
         flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:

@@ -102,6 +102,8 @@ def qc_text(attrs: dict[str, Any], plane: int = 0) -> str:
     if cal.get("registration"):
         dy, dx = (float(v) * 1000 for v in cal["registration"]["offset_um"])
         text += f", heterochromatin channel moved back by ({dy:+.1f}, {dx:+.1f}) nm"
+    if (cal.get("defect_pixels") or {}).get("pixels"):
+        text += f", {int(cal['defect_pixels']['pixels'])} defect pixel(s) replaced"
     check = cal.get("check") or {}
     if check.get("contradicted") and check.get("preferred_ratio") is not None:
         text += (f", contradicted by the image (heterochromatin/chromatin ratio "
