@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.defect_pixels import defect_pixels_replaced
+
 __all__ = ["FLAT_MIN_GAIN", "FLAT_SMOOTH_PX", "check_flat_field_size", "divide_illumination",
            "flat_field_gain", "read_flat_field", "read_reference_tiff"]
 
@@ -96,11 +98,14 @@ def flat_field_gain(flat: np.ndarray, dark_levels: Sequence[float], *,
                     path: str | Path = "flat field") -> np.ndarray:
     """Relative illumination ``(C, Y, X)``, mean 1 per channel: the flat above its dark level,
     smoothed (Gaussian of :data:`FLAT_SMOOTH_PX`). Raises ``ValueError`` (naming ``path``)
-    where it falls below :data:`FLAT_MIN_GAIN` of its mean."""
+    where it falls below :data:`FLAT_MIN_GAIN` of its mean. The flat's single hot or dead
+    pixels (:mod:`pipeline.defect_pixels`) take their neighbours' median first: they are the
+    camera's, not the illumination's."""
     from scipy.ndimage import gaussian_filter
 
     gain = np.empty(flat.shape, np.float32)
     for k, (ch, dark) in enumerate(zip(flat, dark_levels, strict=True)):
+        ch = defect_pixels_replaced(np.asarray(ch)[None])[0][0]
         g = gaussian_filter(np.asarray(ch, np.float64) - dark, FLAT_SMOOTH_PX, mode="nearest")
         mean = float(g.mean())
         if not mean > 0 or not g.min() >= FLAT_MIN_GAIN * mean:

@@ -133,3 +133,13 @@ def test_a_run_records_and_flags_the_replaced_pixels(tmp_path):
         assert ("defect-pixels" in flags) == bool(want), flags
         assert ("3 defect pixel(s) replaced" in qc_text(attrs)) == bool(want)
     assert path.read_bytes() == before
+
+
+def test_a_real_widefield_image_has_nothing_replaced():
+    """The real widefield field of nuclei in tests/data (8-bit range, dark background, sharp
+    nuclear edges): no pixel passes the test."""
+    from pathlib import Path
+
+    image = tifffile.imread(Path(__file__).parent / "data" / "dsb2018_nuclei.tif")[None]
+    fixed, rec = defect_pixels_replaced(image)
+    assert rec["pixels"] == 0 and rec["channels"][0]["candidates"] == 0 and fixed is image
