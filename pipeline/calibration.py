@@ -409,9 +409,8 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
 
     plane, defect_rec = defect_pixels_replaced(
         plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
-    if defect_rec["pixels"]:
-        log.info("defect pixels: %d replaced by their neighbours' median (%s)",
-                 defect_rec["pixels"], defect_statement(defect_rec))
+    if any(ch["candidates"] for ch in defect_rec["channels"]):
+        log.info("defect pixels: %s", defect_statement(defect_rec))
     plane, flat_rec = illumination_corrected(plane, roles, settings, pixel_size_um, reuse=reuse)
     plane, reg_rec = registered(plane, roles, settings, pixel_size_um)
     extra = {"defect_pixels": defect_rec}

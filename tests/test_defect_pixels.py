@@ -19,13 +19,11 @@ SEED = 5  # neither a tuning nor a held-out test seed of the stress suite
 
 
 def _planted(image, fraction, excess, seed=0):
-    bad = np.random.default_rng(seed).random(image.shape[-2:]) < fraction
-    out = image.astype(np.float64)
-    if excess is None:
-        out[:, bad] = 0
-    else:
-        out[:, bad] += excess
-    return np.clip(out, 0, 65535).astype(np.uint16), bad
+    """``image`` with hot (``excess`` ADU) or dead (``None``) pixels, as the benchmark plants
+    them, and their mask."""
+    from benchmarks.hot_pixels import with_defects
+
+    return with_defects(image, fraction, excess, np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize("name", ["cam_smooth_1ch", "cam_lognormal_2ch", "nuc_cam_smooth_1ch"])
