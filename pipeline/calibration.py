@@ -66,6 +66,7 @@ __all__ = [
     "CRITERION_WINDOW_UM",
     "DENSE_CHROMATIN",
     "MIN_CONTRAST",
+    "assumed_offset",
     "background_level",
     "dark_frame_offsets",
     "FLAT_MIN_GAIN",
@@ -254,17 +255,19 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
                             "background_fraction": bg["fraction"] if bg else 0.0}
     if n == 1:
         cal = _single_channel(data[0], offsets, phi_max, fg)
-        src = off_source or "percentile"
-        rule = (f"the scale maps the {AUTO_PERCENTILES[1]:g}th percentile to φ_max={phi_max:g}"
-                if offsets is None else "the scale assumes a nuclear median φ_h of "
+        src = off_source or "assumed-offset"
+        rule = ("the scale assumes a nuclear median φ_h of "
                 f"{SINGLE_CHANNEL_MEDIAN:g} φ_max (median λ near 1)")
+        if offsets is None:
+            rule += (f"; no dark level (no dark frame, no background): offset {cal.offset:g} "
+                     "assumed, at or below the true one, which moves λ's level, not its "
+                     "pattern; pass --dark-frame")
         info |= {"source": src,
-                 "sources": [{"offset": src,
-                              "scale": "percentile" if offsets is None else "assumed"}],
+                 "sources": [{"offset": src, "scale": "assumed"}],
                  "identifiable": False, "confidence": None,
                  "statement": ("single channel: λ's level is not identifiable from the image "
-                               f"(its pattern is robust to calibration); {rule}; offset from "
-                               f"{src}"),
+                               f"(its pattern is robust to calibration); {rule}"
+                               + (f"; offset from {src}" if offsets is not None else "")),
                  "hint": "pass --calibration OFFSET:SCALE for absolute λ"}
         log.warning("calibration: %s", info["statement"])
         return (cal,), info
@@ -311,11 +314,30 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     return out["calibration"], info
 
 
+def assumed_offset(plane: np.ndarray) -> float:
+    """A dark level surely at or below the true one, for one channel without a dark frame or
+    a background: 0 for data that is never negative (a camera's counts, a rendering's), else
+    the 0.5th percentile less the distance from it to the median.
+
+    >>> assumed_offset(np.array([[300, 420], [510, 390]], np.uint16))
+    0.0
+    >>> assumed_offset(np.array([-10.0, 0.0, 40.0, 50.0, 60.0]))
+    -59.6
+    """
+    vals = _f64(plane)
+    if float(vals.min()) >= 0:
+        return 0.0
+    low, mid = np.percentile(vals, [AUTO_PERCENTILES[0], 50])
+    return float(2 * low - mid)
+
+
 def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max: float,
                     foreground: np.ndarray | None) -> Calibration:
-    """Percentile rule without a dark level; with one, the nuclear median at φ_max / 2."""
+    """The nuclear median at φ_max / 2 above the dark level; without a dark level, above
+    :func:`assumed_offset` (λ's pattern holds under an offset too low, not under one near the
+    data's bottom, where the percentile rule put it: docs/calibration.md)."""
     if offsets is None:
-        return auto_calibration(plane, "heterochromatin", phi_max=phi_max)
+        offsets = [assumed_offset(plane)]
     vals = _f64(plane[foreground] if foreground is not None else plane)
     mid = float(np.median(vals)) - offsets[0]
     if not mid > 0:

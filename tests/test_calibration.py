@@ -16,7 +16,7 @@ from pipeline.calibration import (
     image_calibration,
     noise_model,
 )
-from pipeline.config import Settings
+from pipeline.config import PHI_MAX, Settings
 
 PX = 0.05
 DARK = 137.0
@@ -70,6 +70,44 @@ def test_single_channel_offset_from_background_and_level_not_identifiable(caplog
     assert "not identifiable" in info["statement"] and "--calibration" in info["hint"]
     assert "not identifiable" in caplog.text  # said on the console, not only recorded
     json.dumps(info)
+
+
+def test_single_channel_without_a_dark_level_assumes_a_low_offset(caplog):
+    """One channel, a field inside a nucleus (no background) and no dark frame: the offset is
+    assumed 0 for counts that are never negative (below any camera's true dark level), the
+    scale puts the median at φ_max / 2, and the statement says so and what to pass. Floating
+    data with negative values gets an offset below its bottom."""
+    from pipeline.calibration import SINGLE_CHANNEL_MEDIAN
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:96, :96]
+    img = (400 + 60 * np.sin(xx / 6.0) + rng.poisson(100, (96, 96))).astype(np.uint16)[None]
+    with caplog.at_level(logging.WARNING, logger="pipeline.calibration"):
+        cals, info = image_calibration(img, ("heterochromatin",), PX)
+    assert cals[0].offset == 0.0 and info["source"] == "assumed-offset"
+    assert info["identifiable"] is False and "--dark-frame" in info["statement"]
+    assert np.median(img) * cals[0].scale == pytest.approx(SINGLE_CHANNEL_MEDIAN * PHI_MAX)
+    assert "offset 0 assumed" in caplog.text
+    neg = img.astype(float) - 450.0
+    cal_neg = image_calibration(neg, ("heterochromatin",), PX)[0][0]
+    assert cal_neg.offset < neg.min()
+
+
+def test_single_channel_pattern_holds_without_a_dark_level():
+    """The reason for the rule above: on a one-channel stress case filling the field (no
+    background, no dark frame), the default calibration keeps λ's pattern (r within 0.01 of
+    the calibrated fit's); the percentile rule that preceded it (``--calibration auto``, the
+    darkest pixels at zero occupancy) lost it (r 0.44–0.72 at the tuning seeds)."""
+    import dataclasses
+
+    from benchmarks.stress import evaluation_region, fit_scored
+    from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
+
+    case = make_stress_case(next(s for s in STRESS_SPECS if s.name == "cam_smooth_1ch"), 5)
+    region = evaluation_region(case)
+    given = fit_scored(case.image, case, region)
+    image = fit_scored(case.image, dataclasses.replace(case, calibration_given="image"), region)
+    assert image["r"] > given["r"] - 0.01, (image, given)
 
 
 def test_dark_frame_wins_and_is_recorded(tmp_path):
