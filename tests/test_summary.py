@@ -34,7 +34,7 @@ def test_tables_have_schema_units_and_provenance(store):
     assert list(t["nuclei"].columns) == list(t["domains"].columns) == OBJECT_COLUMNS
     img = t["images"].iloc[0]
     assert img["file"] == "step_1ch_s4.tif" and img["channel_model"] == "single-channel"
-    assert img["calibration_source"] == "percentile" and img["pixel_size_um"] == 0.02
+    assert img["calibration_source"] == "assumed-offset" and img["pixel_size_um"] == 0.02
     assert img["flat_field"] == ""  # no --flat-field
     assert img["channel_offset_um"] == ""  # no --channel-offset
     assert img["n_tiles"] == len(t["tiles"]) > 1
