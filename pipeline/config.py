@@ -249,8 +249,9 @@ class Settings(BaseModel):
     )
     calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
         "image", description="OFFSET:SCALE per channel; image: from the image itself "
-        "(dark level, two-channel self-calibration; the percentile rule with a warning when "
-        "not identifiable); auto: "
+        "(dark level; two channels: self-calibration, the percentile rule with a warning when "
+        "not identifiable; one channel: a nuclear median of φ_max/2 above the dark level, or "
+        "above 0 without one); auto: "
         "percentiles 0.5/99.5 to 0 and full occupancy (docs/calibration.md)"
     )
     dark_frame: Path | None = Field(
