@@ -335,7 +335,10 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
                     foreground: np.ndarray | None) -> Calibration:
     """The nuclear median at φ_max / 2 above the dark level; without a dark level, above
     :func:`assumed_offset` (λ's pattern holds under an offset too low, not under one near the
-    data's bottom, where the percentile rule put it: docs/calibration.md)."""
+    data's bottom, where the percentile rule put it: docs/calibration.md), unless that puts
+    the 99.5th percentile above a volume fraction of 1, where the 99.5th percentile goes to
+    φ_max instead."""
+    guard = offsets is None
     if offsets is None:
         offsets = [assumed_offset(plane)]
     vals = _f64(plane[foreground] if foreground is not None else plane)
@@ -343,7 +346,13 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
     if not mid > 0:
         raise ValueError("the heterochromatin channel has no signal above its dark level; "
                          "pass --calibration OFFSET:SCALE")
-    return Calibration(offset=float(offsets[0]), scale=SINGLE_CHANNEL_MEDIAN * phi_max / mid)
+    scale = SINGLE_CHANNEL_MEDIAN * phi_max / mid
+    top = float(np.percentile(vals, AUTO_PERCENTILES[1])) - offsets[0]
+    if guard and top * scale > 1.0:
+        # a volume fraction above 1 is impossible: the median was not the nuclei's (a field
+        # of nuclei whose background was not found); the brightest pixels go to φ_max
+        scale = phi_max / top
+    return Calibration(offset=float(offsets[0]), scale=scale)
 
 
 def corrected_calibration(roles: Sequence[ChannelRole], cals: Sequence[Calibration],

@@ -93,6 +93,20 @@ def test_single_channel_without_a_dark_level_assumes_a_low_offset(caplog):
     assert cal_neg.offset < neg.min()
 
 
+def test_single_channel_median_rule_never_overfills_a_field_of_nuclei():
+    """The real widefield field of nuclei in tests/data, whose dark background the background
+    test does not accept: the median over the whole field is the background's, and the median
+    rule would put the nuclei above a volume fraction of 1 (1.7 at the 99th percentile); the
+    calibration maps the 99.5th percentile to φ_max instead."""
+    from pathlib import Path
+
+    img = tifffile.imread(Path(__file__).parent / "data" / "dsb2018_nuclei.tif")[None]
+    cals, info = image_calibration(img, ("heterochromatin",), 0.3)
+    assert info["source"] == "assumed-offset" and cals[0].offset == 0.0
+    top = np.percentile(img.astype(float), 99.5)
+    assert top * cals[0].scale == pytest.approx(PHI_MAX)
+
+
 def test_single_channel_pattern_holds_without_a_dark_level():
     """The reason for the rule above: on a one-channel stress case filling the field (no
     background, no dark frame), the default calibration keeps λ's pattern (r within 0.01 of
