@@ -212,9 +212,11 @@ class RunWidget(Container):
         elif kind == "finished":
             self.last_result = event
             self._open(event)
-        # "cancelling…" and an error stay until the end (napari's progress() may handle the
-        # worker's error while this handler is still setting up for "starting")
-        if text is not None and not self._stop.is_set() and self._error is None:
+        # "cancelling…", an error and the final line stay (napari's progress() may handle the
+        # worker's later events, its error or its end, while this handler is still setting up
+        # for "starting": this line must not then overwrite theirs)
+        if (text is not None and not self._stop.is_set() and self._error is None
+                and self.last_result is None):
             self.status.value = text
 
     def _open(self, event: dict[str, Any]) -> None:

@@ -133,6 +133,10 @@ def test_run_widget_errors_are_readable_notifications(run_widget, qtbot, tmp_pat
     qtbot.waitUntil(lambda: _ended(widget), timeout=120000)
     assert widget.last_result["failed"] and widget.last_result["stores"] == []
     assert "1 failed (bad.tif)" in widget.status.value
+    # "starting" handled after the end (napari's progress() can run the later events inside
+    # that handler): the final line stays
+    widget._on_event({"event": "starting", "total": 1, "images": []})
+    assert "1 failed (bad.tif)" in widget.status.value
     warning = [n for n in notifications if n.startswith("warning")]
     assert len(warning) == 1 and "bad.tif failed:" in warning[0], notifications
     assert "Traceback" not in warning[0]
