@@ -365,6 +365,13 @@ def corrected_calibration(roles: Sequence[ChannelRole], cals: Sequence[Calibrati
                  for k, c in enumerate(cals))
 
 
+def _defects_replaced(plane: np.ndarray, settings: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The first step on a raw plane, under ``--defect-pixels``
+    (:func:`pipeline.defect_pixels.defect_pixels_replaced`)."""
+    return defect_pixels_replaced(
+        plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
+
+
 def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
                        record: dict[str, Any], *, dtype: Any = np.float64
                        ) -> np.ndarray | None:
@@ -382,8 +389,7 @@ def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings
         return None
     # a check runs on the user's pairs only, so their offsets are the flat field's dark level
     # (the pixel size, which only the background rule reads, is not needed)
-    plane, _ = defect_pixels_replaced(
-        plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
+    plane, _ = _defects_replaced(plane, settings)
     plane, _ = illumination_corrected(plane, roles, settings, float("nan"))
     plane = reapplied(plane, record.get("registration"))
     cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
@@ -438,8 +444,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     """
     from pipeline.physics.observation import to_fields
 
-    plane, defect_rec = defect_pixels_replaced(
-        plane, enabled=getattr(settings, "defect_pixels", "replace") == "replace")
+    plane, defect_rec = _defects_replaced(plane, settings)
     if any(ch["candidates"] for ch in defect_rec["channels"]):
         log.info("defect pixels: %s", defect_statement(defect_rec))
     plane, flat_rec = illumination_corrected(plane, roles, settings, pixel_size_um, reuse=reuse)

@@ -45,7 +45,6 @@ True
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -53,8 +52,6 @@ from scipy import ndimage
 
 __all__ = ["FLOOR", "MAX_FRACTION", "N_BINS", "THRESHOLD", "defect_pixels_replaced",
            "defect_statement", "defect_test"]
-
-log = logging.getLogger(__name__)
 
 THRESHOLD = 12.0
 """How many noise scales a pixel must stand out from its neighbours' median to be a defect."""
