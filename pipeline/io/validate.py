@@ -1,4 +1,5 @@
-"""Inspection: open a TIFF, detect damage, validate its layout and metadata, no pixel read.
+"""Inspection: open a TIFF, detect damage, validate its layout and metadata, read no pixels
+(but one strip or tile of a compressed file, to check that it decodes).
 
 :func:`inspect_tiff` is the one gate a file passes before anything reads its pixels. Every
 refusal is an :class:`~pipeline.errors.InputError` whose one-line message names the file,
@@ -36,7 +37,7 @@ import tifffile
 from pipeline.errors import InputError
 from pipeline.io.metadata import ImageInfo, normalise_axes, pixel_size, z_step
 
-__all__ = ["check_data_present", "inspect_tiff", "tifffile_damage"]
+__all__ = ["check_data_present", "check_decodable", "inspect_tiff", "tifffile_damage"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,38 @@ def check_data_present(path: Path, series: tifffile.TiffPageSeries) -> None:
         ends.append(series.dataoffset + series.nbytes)
     if ends and max(ends) > size:
         raise InputError(path, "the file is truncated (image data runs past its end)", _AGAIN)
+
+
+def check_decodable(path: Path, series: tifffile.TiffPageSeries, fh: Any) -> None:
+    """Decode the first page's first strip or tile: a codec this installation lacks (LZW,
+    JPEG, JPEG 2000 and Zstandard need the ``imagecodecs`` package) or a chunk that does not
+    decode is refused here, before any work, not halfway through a run. Uncompressed pages
+    are not read."""
+    page = series.keyframe
+    compression = getattr(page, "compression", 1)
+    if int(compression) == 1:  # COMPRESSION.NONE
+        return
+    index = next((i for i, n in enumerate(page.databytecounts) if n), None)
+    if index is None:
+        return
+    name = getattr(compression, "name", str(compression))
+    fh.seek(page.dataoffsets[index])
+    data = fh.read(page.databytecounts[index])
+    try:
+        page.decode(data, index)
+    except Exception as exc:  # tifffile raises ValueError, KeyError or ImportError here
+        text = str(exc)
+        if isinstance(exc, ImportError) or "requires the" in text:
+            raise InputError(
+                path,
+                f"its pixels are compressed with {name}, which this installation cannot "
+                f"decode ({type(exc).__name__}: {text})",
+                "Install the codecs: pip install imagecodecs (an installation of chromarate "
+                "brings them), or save the file uncompressed",
+            ) from exc
+        raise InputError(path, f"the file is damaged: its first {name}-compressed "
+                         f"{'tile' if page.is_tiled else 'strip'} does not decode "
+                         f"({type(exc).__name__}: {text})", _AGAIN) from exc
 
 
 class _ThreadErrors(logging.Filter):
@@ -125,7 +158,8 @@ def _check_pixels(path: Path, photometric: Any, dtype: np.dtype) -> None:
 
 def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None,
                  axes: str | None = None, z_step_um: float | None = None) -> ImageInfo:
-    """Read a TIFF's layout, dtype and pixel size from its metadata (no pixel data).
+    """Read a TIFF's layout, dtype and pixel size from its metadata (of the pixels, only the
+    first strip or tile of a compressed file is decoded, to check its codec).
 
     Parameters
     ----------
@@ -167,6 +201,7 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
                 raise InputError(
                     path, f"a dimension is empty (axes {series_axes!r}, shape {shape})", _AGAIN)
             check_data_present(path, series)
+            check_decodable(path, series, tif.filehandle)
             if damage:  # tifffile skipped a part it could not read (a tag past the end, ...)
                 raise InputError(
                     path, f"the file is damaged or truncated (tifffile: {damage[0]})", _AGAIN)
