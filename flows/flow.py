@@ -168,9 +168,11 @@ def _image_record(store: str, skipped: bool, assemble_s: float | None = None
     timings = dict(attrs.get("timings_s", {}))  # the stages before the store was written
     if assemble_s is not None:
         timings["assemble"] = assemble_s
-    return {"image": attrs["source"], "store": store, "skipped": skipped, "key": attrs["key"],
-            "timings_s": timings, "denoise": attrs.get("denoise"),
-            "planes": attrs["planes"]}
+    record = {"image": attrs["source"], "store": store, "skipped": skipped,
+              "key": attrs["key"], "timings_s": timings, "denoise": attrs.get("denoise"),
+              "planes": attrs["planes"]}
+    # how the file was read, where the user should know: axes assumed, series not read
+    return record | {k: attrs[k] for k in ("axes_note", "series_note") if attrs.get(k)}
 
 
 def _summaries(out_dir: Path, settings: Settings, records: list[dict[str, Any]],

@@ -43,6 +43,7 @@ class ImageManifest(BaseModel):
     roles: tuple[ChannelRole, ...]
     axes_source: str = "metadata"
     axes_note: str | None = None
+    series_note: str | None = None
     axes_override: str | None = None
     z_step_um: float | None = None
     z_step_source: str | None = None

@@ -132,7 +132,7 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         axes=info.axes, shape=tuple(info.shape), pixel_size_um=float(info.pixel_size_um),
         pixel_size_source=info.pixel_size_source, n_planes=info.n_planes,
         plane_axis=info.plane_axis, roles=tuple(roles), axes_source=info.axes_source,
-        axes_note=info.axes_note,
+        axes_note=info.axes_note, series_note=info.series_note,
         axes_override=settings.run.axes if info.axes_source == "--axes" else None,
         z_step_um=info.z_step_um, z_step_source=info.z_step_source,
         nuclei_path=str(labels) if labels else None, done=done)
@@ -141,7 +141,7 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
 def _planes(manifest: ImageManifest):
     path = manifest.image
     return read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
-                                          axes=manifest.axes_override))
+                                          axes=manifest.axes_override, warn=False))
 
 
 def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
@@ -345,7 +345,8 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         "denoise": stage_record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
         "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",
         "axes_source": manifest.axes_source,
-        "axes_note": manifest.axes_note, "z_step_um": manifest.z_step_um,
+        "axes_note": manifest.axes_note, "series_note": manifest.series_note,
+        "z_step_um": manifest.z_step_um,
         "z_step_source": manifest.z_step_source,
         "nuclei_source": (f"user labels {manifest.nuclei_path}" if manifest.nuclei_path
                           else "automatic" if settings.run.segment else "disabled"),

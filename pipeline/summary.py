@@ -94,6 +94,8 @@ FLAGS = {
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
     "axes-assumed": "the file does not name its axes: pages were read as Z planes",
     "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
+    "series-skipped": "the file holds several image series (e.g. positions): only the first "
+                      "was read",
 }
 """QC codes of the ``flags`` column and what each means (docs/your-own-images.md)."""
 LOW_IDENTIFIABLE = 0.5
@@ -195,6 +197,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("axes-assumed")
     if attrs.get("z_scale"):
         flags.append("z-scale-unknown")
+    if attrs.get("series_note"):
+        flags.append("series-skipped")
     return flags
 
 
@@ -216,7 +220,8 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
         if note and note not in notes:
             notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")
-    notes += [n for n in (attrs.get("axes_note"), attrs.get("z_scale")) if n]
+    notes += [n for n in (attrs.get("axes_note"), attrs.get("z_scale"),
+                          attrs.get("series_note")) if n]
     return flags, notes
 
 

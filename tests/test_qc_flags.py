@@ -128,6 +128,34 @@ def test_plain_stack_axes_assumed_and_z_scale_unknown(tmp_path):
         assert not {"axes-assumed", "z-scale-unknown"} & set(flags.split(";"))
 
 
+def test_multi_series_file_is_flagged_series_skipped(tmp_path, caplog):
+    """A multi-position OME-TIFF (one series per position): the first position is analysed,
+    the others are named once in the log, in the store's notes and by the flag."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:64, :64]
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "positions.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for k in range(3):
+            cell = ((yy - 30 - k) ** 2 + (xx - 34) ** 2 < 20**2) * 800.0
+            tw.write(rng.poisson(cell + 100).astype(np.uint16),
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
+    s = Settings(**FAST, run={"denoise": "none"})
+    with caplog.at_level("WARNING", logger="pipeline"):
+        m = process_image(path, tmp_path / "out", s)
+    assert caplog.text.count("holds 3 image series") == 1  # once, not once per stage
+    flags = summarize_store(m["store"])["images"]["flags"].iloc[0].split(";")
+    assert "series-skipped" in flags
+    _, notes = store_notes(m["store"])
+    assert any("not the other 2 (64 x 64 YX, 64 x 64 YX)" in n for n in notes)
+    single = tmp_path / "in2" / "one.ome.tif"
+    single.parent.mkdir()
+    tifffile.imwrite(single, tifffile.imread(path), ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
+    m = process_image(single, tmp_path / "out2", s)
+    assert "series-skipped" not in summarize_store(m["store"])["images"]["flags"].iloc[0]
+
+
 def test_unidentifiable_calibration_is_read_from_the_record():
     """The calibration record may say it could not be determined (``identifiable``)."""
     attrs = {"planes": [{"calibration": {"channels": [{"source": "auto"}], "identifiable": False,

@@ -73,7 +73,8 @@ class ImageInfo:
     the length of the Z or T axis (``plane_axis``), 1 without one. ``axes_source`` says where
     the axes came from (``"default"``: a plain multi-page file read as Z planes, explained
     in ``axes_note``); ``z_step_um`` is the Z spacing (None: unknown) and ``z_step_source``
-    where it came from.
+    where it came from. ``series_note`` says that the file holds further image series
+    (positions, wells, thumbnails) that are not read (None: it holds one).
     """
 
     path: Path
@@ -89,6 +90,7 @@ class ImageInfo:
     axes_note: str | None = None
     z_step_um: float | None = None
     z_step_source: Literal["ome", "imagej", "override"] | None = None
+    series_note: str | None = None
 
 
 # ------------------------------------------------------------------------------ units
@@ -289,7 +291,6 @@ def normalise_axes(
             lead, source = "Z", "default"
             note = (f"the file does not name its axes ({axes}): its {shape[0]} pages are read "
                     "as Z planes; pass --axes TYX for time points or --axes CYX for channels")
-            log.warning("%s: %s", path, note)
         else:
             raise InputError(path, f"the file does not name its axes (unknown axis "
                              f"{axes[0]!r} in axes {axes!r}, shape {shape})",

@@ -37,7 +37,8 @@ import tifffile
 from pipeline.errors import InputError
 from pipeline.io.metadata import ImageInfo, normalise_axes, pixel_size, z_step
 
-__all__ = ["check_data_present", "check_decodable", "inspect_tiff", "tifffile_damage"]
+__all__ = ["check_data_present", "check_decodable", "inspect_tiff", "skipped_series_note",
+           "tifffile_damage"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,32 @@ def check_data_present(path: Path, series: tifffile.TiffPageSeries) -> None:
         ends.append(series.dataoffset + series.nbytes)
     if ends and max(ends) > size:
         raise InputError(path, "the file is truncated (image data runs past its end)", _AGAIN)
+
+
+def skipped_series_note(series: list[Any]) -> str | None:
+    """What a file of several image series loses: only the first is read. None for one.
+
+    A multi-position acquisition saved as one OME-TIFF (Micro-Manager, Bio-Formats exports)
+    holds a series per position; vendors' files may add thumbnails. chromarate reads one
+    image per file, so the others are named here (warned, recorded, flagged).
+
+    >>> class S:
+    ...     def __init__(self, shape, axes): self.shape, self.axes = shape, axes
+    >>> skipped_series_note([S((2, 64, 64), "CYX"), S((2, 64, 64), "CYX")])[:62]
+    'the file holds 2 image series (positions, wells or thumbnails)'
+    """
+    if len(series) < 2:
+        return None
+
+    def text(s: Any) -> str:
+        return f"{' x '.join(str(int(n)) for n in s.shape)} {s.axes}"
+
+    others = [text(s) for s in series[1:]]
+    listed = ", ".join(others[:4]) + (f", and {len(others) - 4} more" if len(others) > 4 else "")
+    return (f"the file holds {len(series)} image series (positions, wells or thumbnails); "
+            f"only the first ({text(series[0])}) is read, not the other {len(others)} "
+            f"({listed}): save each series as a TIFF of its own to analyse it (Fiji: "
+            "Bio-Formats Importer, 'Open all series')")
 
 
 def check_decodable(path: Path, series: tifffile.TiffPageSeries, fh: Any) -> None:
@@ -157,7 +184,8 @@ def _check_pixels(path: Path, photometric: Any, dtype: np.dtype) -> None:
 
 
 def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = None,
-                 axes: str | None = None, z_step_um: float | None = None) -> ImageInfo:
+                 axes: str | None = None, z_step_um: float | None = None,
+                 warn: bool = True) -> ImageInfo:
     """Read a TIFF's layout, dtype and pixel size from its metadata (of the pixels, only the
     first strip or tile of a compressed file is decoded, to check its codec).
 
@@ -171,6 +199,9 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         Axes of a file whose metadata do not name them (``--axes``, e.g. ``"ZYX"``).
     z_step_um : float, optional
         Z spacing in µm; overrides the metadata (source ``"override"``).
+    warn : bool
+        Log the notes for the user (axes assumed, series not read) as warnings; False when
+        a file already inspected is opened again to read it.
 
     Raises
     ------
@@ -191,9 +222,8 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
                 raise InputError(
                     path, "the TIFF holds no readable image (its header or first page is damaged)",
                     _AGAIN)
-            if len(tif.series) > 1:
-                log.info("%s: %d image series, using the first", path, len(tif.series))
             series = tif.series[0]
+            series_note = skipped_series_note(tif.series)
             series_axes = series.axes
             shape, dtype = tuple(int(n) for n in series.shape), series.dtype
             photometric = series.keyframe.photometric
@@ -218,6 +248,9 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         ) from exc
     _check_pixels(path, photometric, dtype)
     axes, axes_source, axes_note = normalise_axes(path, series_axes, shape, axes)
+    for note in (axes_note, series_note) if warn else ():
+        if note:
+            log.warning("%s: %s", path, note)
     if pixel_size_um is not None:
         size_um, source = float(pixel_size_um), "override"
     elif found is None:
@@ -255,4 +288,5 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         axes_note=axes_note,
         z_step_um=z,
         z_step_source=z_source,  # type: ignore[arg-type]
+        series_note=series_note,
     )
