@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the channels' roles in C order, as for run (default: "
                    "chromatin,heterochromatin)")
 
+    mc = sub.add_parser("merge-channels", help="channels saved as separate files (cell_c0.tif, "
+                        "cell_c1.tif) into one two-channel TIFF per image, for run")
+    mc.add_argument("folder", type=Path, help="folder of one-channel TIFFs")
+    mc.add_argument("--out", type=Path, required=True, help="folder for the merged TIFFs "
+                    "(not FOLDER)")
+    mc.add_argument("--suffixes", required=True, metavar="S0,S1",
+                    help="the end of each channel's file name, in C order, chromatin first "
+                    "(run's default --channels), e.g. _c0,_c1 or _DAPI,_H3K9me3")
+    mc.add_argument("--pixel-size", type=float, metavar="UM",
+                    help="micrometres per pixel (overrides the TIFF metadata)")
+
     b = sub.add_parser("bench", help="autograd vs mollifier layer (and DeepXDE, if installed: "
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -98,6 +109,7 @@ _EPILOG = """examples:
   chromarate compare results/ --by condition --reference control
   chromarate report results/                                  rebuild results/report.html
   chromarate channel-offset beads.tif                         the --channel-offset of two channels
+  chromarate merge-channels raw/ --out merged/ --suffixes _c0,_c1   one file per channel -> CYX
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
 class _Display:
@@ -282,6 +294,23 @@ def _cmd_channel_offset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_merge_channels(args: argparse.Namespace) -> int:
+    from pipeline.merge_channels import merge_folder
+
+    suffixes = tuple(s.strip() for s in args.suffixes.split(","))
+    res = merge_folder(args.folder, suffixes, args.out, pixel_size_um=args.pixel_size)
+    for path in res.written:
+        print(f"wrote {path}")
+    for line in res.refused:
+        print(f"refused {line}", file=sys.stderr)
+    if res.unpaired:
+        print(f"{len(res.unpaired)} file(s) without a file for every suffix {list(suffixes)}, "
+              "not merged: " + ", ".join(p.name for p in res.unpaired), file=sys.stderr)
+    print(f"{len(res.written)} image(s) merged into {args.out}; run: chromarate run "
+          f"{args.out} --out RESULTS")
+    return EXIT_OK if res.written and not res.refused else EXIT_SOME_FAILED
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.simulate import simulate_folder
 
@@ -345,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench,
                 "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare,
-                "channel-offset": _cmd_channel_offset}
+                "channel-offset": _cmd_channel_offset,
+                "merge-channels": _cmd_merge_channels}
     try:
         return handlers[args.command](args)
     except ValidationError as exc:

@@ -75,6 +75,7 @@ _NOT_RESULT_SOURCES = (
     "compare.py",     # condition comparisons over finished stores
     "errors.py",
     "memory.py",      # returning freed memory to the OS
+    "merge_channels.py",  # writes input TIFFs (channels in separate files merged), no result
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
     "samples.py",     # the sample sheet: joined into the CSVs of finished images
