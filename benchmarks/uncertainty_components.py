@@ -90,7 +90,17 @@ def _collect_case(spec, seed: int) -> dict[str, np.ndarray]:
             return local_least_squares(terms, window_um * sfac, px, lambda_min=-np.inf,
                                        lambda_max=np.inf)[0]
 
-        d = {"std": std, "lam": lam, "members": members, "lam_f1": at(1, 1)}
+        # the same members' noise refitted at (delta / 1.5, s / 1.5): the noise part of the
+        # backward difference lam(delta, s) - lam(delta / 1.5, s / 1.5), member by member
+        narrow = np.empty_like(members)
+        rngs = [np.random.default_rng(int(sd)) for sd in seeds]
+        for k in range(0, unc.ensemble_size, 2):
+            pair = np.stack([U._pair(np.asarray(tiles[i], np.float64), noise, rngs[i])
+                             for i in range(n)]).reshape(n * 2, c, h, w)
+            narrow[:, k:k + 2] = U.closed_form_scaled(pair, model, px, delta_um, window_um,
+                                                      1 / 1.5, e_, weight=pw).reshape(n, 2, h, w)
+        d = {"std": std, "lam": lam, "members": members, "members_f0.667": narrow,
+             "lam_f1": at(1, 1)}
         for j in FACTORS:
             d[f"lam_f{j:.3f}"] = at(j, j)
         for j in PART_FACTORS:

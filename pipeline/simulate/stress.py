@@ -314,7 +314,8 @@ def _centre_step(lam: np.ndarray, target: tuple[float, float]) -> np.ndarray:
     return np.roll(lam, shift, axis=(0, 1))
 
 
-def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase:
+def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int,
+                     noise_draw: int = 0) -> StressCase:
     """Draw one stress case of ``spec`` at ``seed``.
 
     λ, φ_w, the nucleus and the noise come from four independent streams spawned from
@@ -327,6 +328,10 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
         The design (a dict is read with :meth:`StressSpec.from_dict`).
     seed : int
         The draw (see :data:`TUNING_SEEDS` and :data:`TEST_SEEDS`).
+    noise_draw : int
+        0 (the case itself) or another replicate of its noise: the same λ, φ_w and nucleus,
+        the photons or localisations drawn again from a stream of their own
+        (benchmarks/noise_replicates.py separates an estimator's noise from its bias so).
     """
     if isinstance(spec, dict):
         spec = StressSpec.from_dict(spec)
@@ -334,6 +339,9 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
     px = spec.pixel_size_um
     streams = np.random.SeedSequence([int(seed), zlib.crc32(spec.name.encode())]).spawn(4)
     rng_lam, rng_water, rng_nuc, rng_noise = (np.random.default_rng(s) for s in streams)
+    if noise_draw:
+        rng_noise = np.random.default_rng(
+            np.random.SeedSequence([int(seed), zlib.crc32(spec.name.encode()), int(noise_draw)]))
 
     lam = _lambda(spec, rng_lam)
     envelope, foreground, geometry = (np.ones(shape), np.ones(shape, bool), {})
@@ -379,7 +387,7 @@ def make_stress_case(spec: dict[str, Any] | StressSpec, seed: int) -> StressCase
         "solver_residual_max": float(info["residual_max"]),
         "noise_std_heterochromatin": noise_std,
     }
-    name = f"{spec.name}_s{seed}"
+    name = f"{spec.name}_s{seed}" + (f"_n{noise_draw}" if noise_draw else "")
     log.info("stress case %s: %d solver steps, field noise std %.3f", name, info["steps"],
              noise_std)
     return StressCase(name=name, image=image, lam=lam, phi_h=phi_h, phi_w=phi_w,
