@@ -204,6 +204,19 @@ def test_cases_are_reproducible_and_seeds_draw_new_cases() -> None:
     assert a.name == "t_s4" and a.params["seed"] == 4 and a.params["solver_residual_max"] < 1e-6
 
 
+def test_noise_draws_keep_the_truth_and_redraw_the_noise() -> None:
+    """``noise_draw`` (benchmarks/noise_replicates.py): the same λ, fields and nucleus, other
+    photons; draw 0 is the case itself."""
+    a = make_stress_case(_small(), 4)
+    np.testing.assert_array_equal(make_stress_case(_small(), 4, noise_draw=0).image, a.image)
+    b = make_stress_case(_small(), 4, noise_draw=1)
+    np.testing.assert_array_equal(b.lam, a.lam)
+    np.testing.assert_array_equal(b.phi_h, a.phi_h)
+    assert not np.array_equal(b.image, a.image) and b.name == "t_s4_n1"
+    c = make_stress_case(_small(), 4, noise_draw=2)
+    assert not np.array_equal(c.image, b.image)
+
+
 @pytest.mark.parametrize("metadata", ["ome", "imagej"])
 def test_stress_folder_round_trip_through_the_product_reader(tmp_path, metadata: str) -> None:
     """Written cases open in the product's TIFF reader with their pixel size and channels, and
