@@ -171,8 +171,10 @@ def _image_record(store: str, skipped: bool, assemble_s: float | None = None
     record = {"image": attrs["source"], "store": store, "skipped": skipped,
               "key": attrs["key"], "timings_s": timings, "denoise": attrs.get("denoise"),
               "planes": attrs["planes"]}
-    # how the file was read, where the user should know: axes assumed, series not read
-    return record | {k: attrs[k] for k in ("axes_note", "series_note") if attrs.get(k)}
+    # how the file was read, where the user should know: axes assumed, series not read,
+    # channel roles taken from the names in the file
+    return record | {k: attrs[k] for k in ("axes_note", "series_note", "channels_note")
+                     if attrs.get(k)}
 
 
 def _summaries(out_dir: Path, settings: Settings, records: list[dict[str, Any]],

@@ -63,6 +63,27 @@ DOMAIN_MIN_AREA_UM2 = 0.005
 
 ChannelRole = Literal["chromatin", "heterochromatin"]
 
+ROLE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "heterochromatin": ("heterochromatin", "h3k9me3", "h3k9me2", "h3k27me3", "h4k20me3", "hp1"),
+    "chromatin": ("chromatin", "dapi", "hoechst", "h2b", "dna", "draq5", "syto", "picogreen",
+                  "yoyo"),
+}
+"""Words in a channel's name that say its role (compared in lower case, without spaces or
+punctuation; heterochromatin's first, since its name contains "chromatin")."""
+
+
+def role_from_name(name: str) -> ChannelRole | None:
+    """The role a channel's name says, None when it says none (a dye, a laser line).
+
+    >>> [role_from_name(n) for n in ("DAPI", "H3K9me3-AF647", "Heterochromatin", "Cy5")]
+    ['chromatin', 'heterochromatin', 'heterochromatin', None]
+    """
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    for role in ("heterochromatin", "chromatin"):
+        if any(word in key for word in ROLE_KEYWORDS[role]):
+            return role  # type: ignore[return-value]
+    return None
+
 
 class Calibration(BaseModel):
     """Per-channel intensity calibration: ``field = (intensity - offset) * scale``."""
@@ -336,8 +357,38 @@ class Settings(BaseModel):
             )
         return self.calibration
 
+    def channel_roles(self, n_channels: int, names: tuple[str, ...] | None = None
+                      ) -> tuple[tuple[ChannelRole, ...], str, str | None]:
+        """``(roles, source, note)`` for an image whose metadata name its channels ``names``.
+
+        ``--channels`` wins (``source`` "--channels"); else two channels whose names say
+        distinct roles (:func:`role_from_name`: DAPI, H3K9me3, ...) are read as named
+        ("channel names"); else the default order, chromatin first ("default"). ``note``
+        tells the user when the names decided an order other than the default, or contradict
+        ``--channels``.
+        """
+        said = tuple(role_from_name(n) for n in names) if names else ()
+        named = (len(said) == n_channels == 2 and None not in said
+                 and len(set(said)) == 2)
+        listed = ", ".join(f"{n!r}" for n in names or ())
+        if self.channels is not None:
+            roles = self.roles_for(n_channels)
+            if named and said != roles:
+                return roles, "--channels", (
+                    f"the file names its channels {listed}, which read as "
+                    f"{','.join(said)}; --channels {','.join(roles)} was used")
+            return roles, "--channels", None
+        if named:
+            roles = said  # type: ignore[assignment]
+            note = None if roles == self.roles_for(n_channels) else (
+                f"the file names its channels {listed}: read as {','.join(roles)} (not the "
+                "default chromatin-first order); pass --channels to override")
+            return roles, "channel names", note
+        return self.roles_for(n_channels), "default", None
+
     def roles_for(self, n_channels: int) -> tuple[ChannelRole, ...]:
-        """The channel roles for an image with ``n_channels`` channels."""
+        """The channel roles for an image with ``n_channels`` channels, from ``--channels``
+        or the default order (see :meth:`channel_roles` for the file's channel names)."""
         if self.channels is not None:
             if len(self.channels) != n_channels:
                 raise ValueError(

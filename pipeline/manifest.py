@@ -41,6 +41,9 @@ class ImageManifest(BaseModel):
     n_planes: int
     plane_axis: Literal["Z", "T"] | None = None
     roles: tuple[ChannelRole, ...]
+    roles_source: str = "default"
+    channel_names: tuple[str, ...] | None = None
+    channels_note: str | None = None
     axes_source: str = "metadata"
     axes_note: str | None = None
     series_note: str | None = None

@@ -96,7 +96,8 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
                          f"{MIN_SIDE_PX} x {MIN_SIDE_PX}",
                          "Use a larger field of view, or move the file out of the folder")
     try:
-        roles = settings.roles_for(info.n_channels)
+        roles, roles_source, channels_note = settings.channel_roles(info.n_channels,
+                                                                    info.channel_names)
         settings.calibration_for(info.n_channels)
     except ValueError as exc:
         hint = ("Save only the chromatin and heterochromatin channels (or the heterochromatin "
@@ -104,6 +105,8 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
                 "Run files with this channel count separately, with a matching --channels "
                 "and --calibration (or leave those out)")
         raise InputError(path, str(exc), hint) from exc
+    if channels_note:
+        log.warning("%s: %s", path, channels_note)
     if settings.flat_field is not None:
         try:  # its size, from its header, so that a mismatch fails before any work
             check_flat_field_size(settings.flat_field, (h, w))
@@ -131,7 +134,9 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         image=str(Path(path).resolve()), store=str(store), work=str(work), key=key,
         axes=info.axes, shape=tuple(info.shape), pixel_size_um=float(info.pixel_size_um),
         pixel_size_source=info.pixel_size_source, n_planes=info.n_planes,
-        plane_axis=info.plane_axis, roles=tuple(roles), axes_source=info.axes_source,
+        plane_axis=info.plane_axis, roles=tuple(roles), roles_source=roles_source,
+        channel_names=info.channel_names, channels_note=channels_note,
+        axes_source=info.axes_source,
         axes_note=info.axes_note, series_note=info.series_note,
         axes_override=settings.run.axes if info.axes_source == "--axes" else None,
         z_step_um=info.z_step_um, z_step_source=info.z_step_source,
@@ -340,7 +345,9 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         "source": manifest.image, "axes": manifest.axes,
         "pixel_size_um": manifest.pixel_size_um,
         "pixel_size_source": manifest.pixel_size_source,
-        "channel_roles": list(manifest.roles), "method": settings.method,
+        "channel_roles": list(manifest.roles), "channel_roles_source": manifest.roles_source,
+        "channel_names": list(manifest.channel_names or ()) or None,
+        "channels_note": manifest.channels_note, "method": settings.method,
         "settings": settings.model_dump(mode="json"), "seed": settings.seed,
         "denoise": stage_record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],
         "timings_s": timings or {}, "rates_outside_nuclei": "NaN (reported inside nuclei only)",

@@ -221,7 +221,7 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         if note and note not in notes:
             notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")
     notes += [n for n in (attrs.get("axes_note"), attrs.get("z_scale"),
-                          attrs.get("series_note")) if n]
+                          attrs.get("series_note"), attrs.get("channels_note")) if n]
     return flags, notes
 
 

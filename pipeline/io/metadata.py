@@ -74,7 +74,8 @@ class ImageInfo:
     the axes came from (``"default"``: a plain multi-page file read as Z planes, explained
     in ``axes_note``); ``z_step_um`` is the Z spacing (None: unknown) and ``z_step_source``
     where it came from. ``series_note`` says that the file holds further image series
-    (positions, wells, thumbnails) that are not read (None: it holds one).
+    (positions, wells, thumbnails) that are not read (None: it holds one);
+    ``channel_names`` the names the metadata give the channels (None: none).
     """
 
     path: Path
@@ -91,6 +92,7 @@ class ImageInfo:
     z_step_um: float | None = None
     z_step_source: Literal["ome", "imagej", "override"] | None = None
     series_note: str | None = None
+    channel_names: tuple[str, ...] | None = None
 
 
 # ------------------------------------------------------------------------------ units
@@ -185,6 +187,26 @@ def _ome_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
             return None
         sizes.append(size)
     return sizes[0], sizes[1]
+
+
+def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | None:
+    """The names the file gives its ``n_channels`` channels (OME ``Channel Name``, or ImageJ
+    ``Labels`` when there is one per channel), None when it names none or not all."""
+    names: list[Any] = []
+    try:
+        pixels = _tif_ome_pixels(tif)
+    except ValueError:
+        pixels = None
+    if pixels:
+        chans = pixels.get("Channel")
+        chans = chans if isinstance(chans, list) else [chans] if isinstance(chans, dict) else []
+        names = [c.get("Name") for c in chans if isinstance(c, dict)]
+    elif tif.is_imagej:
+        labels = (tif.imagej_metadata or {}).get("Labels")
+        names = list(labels) if isinstance(labels, list | tuple) else []
+    if len(names) != n_channels or not all(isinstance(n, str) and n.strip() for n in names):
+        return None
+    return tuple(str(n).strip() for n in names)
 
 
 # ------------------------------------------------------------------------------ pixel size

@@ -35,7 +35,7 @@ import numpy as np
 import tifffile
 
 from pipeline.errors import InputError
-from pipeline.io.metadata import ImageInfo, normalise_axes, pixel_size, z_step
+from pipeline.io.metadata import ImageInfo, channel_names, normalise_axes, pixel_size, z_step
 
 __all__ = ["check_data_present", "check_decodable", "inspect_tiff", "skipped_series_note",
            "tifffile_damage"]
@@ -237,6 +237,8 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
                     path, f"the file is damaged or truncated (tifffile: {damage[0]})", _AGAIN)
             found = None if pixel_size_um is not None else pixel_size(tif)
             z_found = None if z_step_um is not None else z_step(tif)
+            c_axis = series_axes.find("C")
+            names = channel_names(tif, shape[c_axis] if c_axis >= 0 else 1)
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
@@ -289,4 +291,5 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
         z_step_um=z,
         z_step_source=z_source,  # type: ignore[arg-type]
         series_note=series_note,
+        channel_names=names,
     )

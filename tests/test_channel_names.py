@@ -1,0 +1,96 @@
+"""Channel roles from the names a file gives its channels (OME Channel Name, ImageJ Labels)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from pipeline.config import Settings, role_from_name
+from pipeline.io import inspect_tiff, open_result_store
+from pipeline.process import process_image
+from pipeline.simulate import simulate_folder
+from pipeline.summary import store_notes, summarize_store
+
+FAST = {"method": "closed-form", "estimator": {"delta_um": 0.06, "window_um": 0.06},
+        "run": {"denoise": "none"}}
+
+
+@pytest.fixture(scope="module")
+def two_channel(tmp_path_factory):
+    root = tmp_path_factory.mktemp("named")
+    path = simulate_folder(root / "sim", truth_dir=root / "truth", cases=[("lognormal", 2)],
+                           shape=(128, 128), seed=4)[0]
+    return root, tifffile.imread(path), inspect_tiff(path).pixel_size_um
+
+
+def _ome(path: Path, data: np.ndarray, px: float, names=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    md = {"axes": "CYX", "PhysicalSizeX": px, "PhysicalSizeY": px}
+    if names:
+        md["Channel"] = {"Name": list(names)}
+    tifffile.imwrite(path, data, ome=True, metadata=md)
+    return path
+
+
+def _lam(path: Path, out: Path, **kw):
+    m = process_image(path, out, Settings(**FAST, **kw))
+    res = open_result_store(m["store"])
+    return np.asarray(res["rates"])[0], m["store"]  # (mean, std) x Y x X
+
+
+def test_names_put_swapped_channels_back(two_channel, tmp_path):
+    """A file that stores heterochromatin first and says so gets the λ of the same image in
+    the default order; unnamed, the swapped file is read chromatin-first (another λ, or
+    none)."""
+    root, img, px = two_channel
+    ref, _ = _lam(_ome(tmp_path / "a" / "ref.ome.tif", img, px), tmp_path / "o1")
+    named = _ome(tmp_path / "b" / "sw.ome.tif", img[::-1], px, ("H3K9me3-AF647", "DAPI"))
+    assert inspect_tiff(named).channel_names == ("H3K9me3-AF647", "DAPI")
+    lam, store = _lam(named, tmp_path / "o2")
+    np.testing.assert_allclose(lam, ref, rtol=1e-6, equal_nan=True)
+    row = summarize_store(store)["images"].iloc[0]
+    assert row["channels"] == "heterochromatin,chromatin"
+    _, notes = store_notes(store)
+    assert any("read as heterochromatin,chromatin" in n for n in notes)
+    unnamed, _ = _lam(_ome(tmp_path / "c" / "sw.ome.tif", img[::-1], px), tmp_path / "o3")
+    ok = np.isfinite(unnamed) & np.isfinite(ref)  # another λ, or none where it is not fitted
+    assert np.isfinite(ref).sum() > 1000
+    assert ok.sum() < 0.5 * np.isfinite(ref).sum() or not np.allclose(unnamed[ok], ref[ok],
+                                                                        rtol=0.05)
+
+
+def test_channels_flag_wins_and_says_so(two_channel, tmp_path):
+    root, img, px = two_channel
+    named = _ome(tmp_path / "sw.ome.tif", img[::-1], px, ("heterochromatin", "chromatin"))
+    _, store = _lam(named, tmp_path / "o", channels=["chromatin", "heterochromatin"])
+    assert summarize_store(store)["images"].iloc[0]["channels"] == "chromatin,heterochromatin"
+    _, notes = store_notes(store)
+    assert any("--channels chromatin,heterochromatin was used" in n for n in notes)
+
+
+def test_names_that_say_nothing_keep_the_default(two_channel, tmp_path):
+    root, img, px = two_channel
+    for names in (("Cy5", "Alexa 488"), ("DAPI", "Hoechst"), None):  # no role, or one role
+        path = _ome(tmp_path / f"{names}" / "x.ome.tif", img, px, names)
+        _, store = _lam(path, tmp_path / f"o{names}")
+        assert summarize_store(store)["images"].iloc[0]["channels"] == \
+            "chromatin,heterochromatin"
+        assert not any("names its channels" in n for n in store_notes(store)[1])
+
+
+def test_imagej_labels_are_names(tmp_path):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, np.zeros((2, 32, 32), np.uint16), imagej=True, resolution=(50, 50),
+                     metadata={"axes": "CYX", "unit": "um", "Labels": ["HP1a", "H2B-GFP"]})
+    names = inspect_tiff(path).channel_names
+    assert names == ("HP1a", "H2B-GFP")
+    assert Settings().channel_roles(2, names)[:2] == (("heterochromatin", "chromatin"),
+                                                      "channel names")
+
+
+def test_role_keywords():
+    assert role_from_name("heterochromatin (H3K9me3)") == "heterochromatin"
+    assert role_from_name("Chromatin") == "chromatin"
+    assert role_from_name("SiR-DNA") == "chromatin"
+    assert role_from_name("mCherry") is None
