@@ -4,7 +4,8 @@ Many microscopes and export scripts write each channel to a file of its own
 (``cell1_c0.tif``, ``cell1_c1.tif``). chromarate reads one image per file, so such a folder
 would be analysed as one-channel images, the chromatin stain's among them. :func:`merge_folder`
 pairs the files by a suffix per channel and writes ``<base>.ome.tif`` with a C axis, in the
-order of the suffixes (chromatin first, as ``--channels`` reads two channels by default).
+order of the suffixes (chromatin first, as ``--channels`` reads two channels by default), each
+channel named after its suffix.
 Inputs are read only; each output is written atomically; nothing is written for a pair that
 does not match (shape, planes, pixel size), and the reason names both files.
 
@@ -27,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +37,7 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.io import discover_tiffs, inspect_tiff, read_planes, write_tiff
 
-__all__ = ["MergeResult", "merge_folder", "merge_pair", "pair_files"]
+__all__ = ["MergeResult", "channel_labels", "merge_folder", "merge_pair", "pair_files"]
 
 _WRITABLE = (np.uint8, np.uint16, np.float32)
 
@@ -89,8 +91,10 @@ def pair_files(files: list[Path], suffixes: tuple[str, ...]
     return groups, sorted(rest)
 
 
-def merge_pair(paths: list[Path], out: Path, *, pixel_size_um: float | None = None) -> Path:
-    """Write the one-channel images ``paths`` as the channels of ``out`` (OME-TIFF).
+def merge_pair(paths: list[Path], out: Path, *, pixel_size_um: float | None = None,
+               names: Sequence[str] | None = None) -> Path:
+    """Write the one-channel images ``paths`` as the channels of ``out`` (OME-TIFF), named
+    ``names`` (OME ``Channel Name``) when given.
 
     Raises
     ------
@@ -99,20 +103,20 @@ def merge_pair(paths: list[Path], out: Path, *, pixel_size_um: float | None = No
         pixel sizes differ (by more than 1 %).
     """
     infos = [inspect_tiff(p, pixel_size_um=pixel_size_um) for p in paths]
-    names = " and ".join(p.name for p in paths)
+    files = " and ".join(p.name for p in paths)
     for p, info in zip(paths, infos, strict=True):
         if info.n_channels != 1:
             raise InputError(p, f"it has {info.n_channels} channels; merging takes one "
                              "channel per file", "Merge only one-channel files")
     layouts = {(i.axes, i.shape, i.plane_axis) for i in infos}
     if len(layouts) != 1:
-        raise InputError(paths[0], f"{names} differ in layout: " + "; ".join(
+        raise InputError(paths[0], f"{files} differ in layout: " + "; ".join(
             f"{p.name}: axes {i.axes}, shape {i.shape}" for p, i in zip(paths, infos,
                                                                       strict=True)),
                          "The channels of one image must have the same size and planes")
     sizes = [i.pixel_size_um for i in infos]
     if max(sizes) > 1.01 * min(sizes):
-        raise InputError(paths[0], f"{names} differ in pixel size ("
+        raise InputError(paths[0], f"{files} differ in pixel size ("
                          + ", ".join(f"{s:.6g}" for s in sizes) + " µm)",
                          "The channels of one image must share the pixel size")
     planes = [np.asarray(read_planes(p, i).compute())[:, 0] for p, i in zip(paths, infos,
@@ -126,7 +130,19 @@ def merge_pair(paths: list[Path], out: Path, *, pixel_size_um: float | None = No
     else:
         axes = f"{info.plane_axis}CYX"
     z = info.z_step_um if info.plane_axis == "Z" else None
-    return write_tiff(out, data, axes=axes, pixel_size_um=float(sizes[0]), z_step_um=z)
+    return write_tiff(out, data, axes=axes, pixel_size_um=float(sizes[0]), z_step_um=z,
+                      channel_names=names)
+
+
+def channel_labels(suffixes: Sequence[str]) -> list[str]:
+    """The channels' names in a merged file: the suffixes without leading separators, so
+    that a suffix that names the stain (``_DAPI``, ``_H3K9me3``) names the channel, and the
+    run reads the roles from it (docs/your-own-images.md, "Which channel is which").
+
+    >>> channel_labels(["_c0", "-DAPI", ".H3K9me3"])
+    ['c0', 'DAPI', 'H3K9me3']
+    """
+    return [s.lstrip("_-. ") or s for s in suffixes]
 
 
 def merge_folder(folder: str | os.PathLike[str], suffixes: tuple[str, ...],
@@ -153,7 +169,8 @@ def merge_folder(folder: str | os.PathLike[str], suffixes: tuple[str, ...],
     for base, paths in groups.items():
         try:
             result.written.append(merge_pair(paths, out_dir / f"{base}.ome.tif",
-                                             pixel_size_um=pixel_size_um))
+                                             pixel_size_um=pixel_size_um,
+                                             names=channel_labels(suffixes)))
         except InputError as exc:
             result.refused.append(str(exc))
     return result

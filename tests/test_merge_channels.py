@@ -34,6 +34,7 @@ def test_pairs_are_merged_in_suffix_order_and_inputs_untouched(tmp_path):
     np.testing.assert_array_equal(merged[0], chrom)  # the first suffix is channel 0
     np.testing.assert_array_equal(merged[1], het)
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
+    assert info.channel_names == ("DAPI", "H3K9")  # named after the suffixes
 
 
 def test_z_stacks_keep_their_planes_and_step(tmp_path):
@@ -82,10 +83,10 @@ def test_cli_merges_then_run_reads_two_channels(tmp_path, capsys):
     image = tifffile.imread(paths[0])  # (2, Y, X), chromatin first
     px = inspect_tiff(paths[0]).pixel_size_um
     (tmp_path / "raw").mkdir()
-    for k, name in enumerate(("DAPI", "K9")):  # plain TIFFs, no metadata: --pixel-size
+    for k, name in enumerate(("DAPI", "H3K9me3")):  # plain TIFFs, no metadata: --pixel-size
         tifffile.imwrite(tmp_path / "raw" / f"n1_{name}.tif", image[k])
     rc = main(["merge-channels", str(tmp_path / "raw"), "--out", str(tmp_path / "merged"),
-               "--suffixes", "_DAPI,_K9", "--pixel-size", str(px)])
+               "--suffixes", "_DAPI,_H3K9me3", "--pixel-size", str(px)])
     out = capsys.readouterr().out
     assert rc == 0 and "1 image(s) merged" in out
     merged = tmp_path / "merged" / "n1.ome.tif"
@@ -98,4 +99,15 @@ def test_cli_merges_then_run_reads_two_channels(tmp_path, capsys):
 
     row = pd.read_csv(tmp_path / "res" / "summary_images.csv").iloc[0]
     assert row["channel_model"] == "two-channel" and row["channels"] == "chromatin,heterochromatin"
+    # suffixes given mark first: the channels are named after them, so the run reads the
+    # roles from the names (heterochromatin first) and fits the same λ
+    rc = main(["merge-channels", str(tmp_path / "raw"), "--out", str(tmp_path / "rev"),
+               "--suffixes", "_H3K9me3,_DAPI", "--pixel-size", str(px)])
+    assert rc == 0
+    rc = main(["run", str(tmp_path / "rev"), "--out", str(tmp_path / "res_rev"),
+               "--method", "closed-form", "--delta", "0.06", "--window", "0.06",
+               "--denoise", "none", "--workers", "1"])
+    rev = pd.read_csv(tmp_path / "res_rev" / "summary_images.csv").iloc[0]
+    assert rc == 0 and rev["channels"] == "heterochromatin,chromatin"
+    assert rev["lambda_median"] == pytest.approx(row["lambda_median"], rel=1e-6)
 

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ def write_tiff(
     metadata: Literal["ome", "imagej"] = "ome",
     compression: str | None = None,
     z_step_um: float | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``data`` (uint8, uint16 or float32) as OME-TIFF or an ImageJ hyperstack.
 
@@ -56,6 +58,8 @@ def write_tiff(
         A tifffile compression name, e.g. ``"zlib"``.
     z_step_um : float, optional
         Z spacing, stored as OME ``PhysicalSizeZ`` or ImageJ ``spacing``.
+    channel_names : sequence of str, optional
+        One name per channel (OME ``Channel Name``; ImageJ ``Labels``, for CYX only).
     """
     data = np.asarray(data)
     axes = axes.upper()
@@ -77,6 +81,7 @@ def write_tiff(
                 "PhysicalSizeYUnit": "µm",
                 **({"PhysicalSizeZ": z_step_um, "PhysicalSizeZUnit": "µm"}
                    if z_step_um else {}),
+                **({"Channel": {"Name": list(channel_names)}} if channel_names else {}),
             },
         )
     elif metadata == "imagej":
@@ -86,7 +91,9 @@ def write_tiff(
             imagej=True,
             resolution=(1 / pixel_size_um, 1 / pixel_size_um),
             metadata={"axes": axes, "unit": "um",
-                      **({"spacing": z_step_um} if z_step_um else {})},
+                      **({"spacing": z_step_um} if z_step_um else {}),
+                      **({"Labels": list(channel_names)} if channel_names and axes == "CYX"
+                         else {})},
         )
     else:
         raise ValueError(f"metadata must be 'ome' or 'imagej', got {metadata!r}")
