@@ -189,6 +189,22 @@ def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
                          "level) and save the file again, or move it out of the folder")
 
 
+def empty_plane_note(plane: int, data: np.ndarray, roles: tuple[str, ...]) -> str | None:
+    """Why plane ``plane`` (raw ``(C, Y, X)``) holds no image, or None: a channel with one
+    value everywhere (a blank plane of a stack, a shutter that did not open). No λ is
+    reported there; a fit would read the flat field as chromatin at a uniform occupancy.
+
+    >>> empty_plane_note(1, np.zeros((1, 4, 4), np.uint16), ("heterochromatin",))
+    'plane 1: the heterochromatin channel is 0 everywhere (an empty plane): no λ reported'
+    """
+    for c, role in enumerate(roles):
+        lo, hi = data[c].min(), data[c].max()
+        if lo == hi:
+            return (f"plane {plane}: the {role} channel is {lo:g} everywhere (an empty "
+                    "plane): no λ reported")
+    return None
+
+
 def fit_image(manifest: ManifestLike, settings: Settings, denoised: str, *,
               progress: Progress = None) -> str:
     """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
@@ -222,6 +238,9 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
         for p in range(n):
             plane_raw = np.asarray(raw[p])  # as stored: calibration converts it once
             _check_finite(manifest.image, p, plane_raw)
+            empty = empty_plane_note(p, plane_raw, roles)
+            if empty:
+                log.warning("%s %s", manifest.image, empty)
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
             # the std resamples their noise (the denoised planes are kept for display)
@@ -258,12 +277,14 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                             progress=progress, alternative=alt, saturated=saturated,
                             channel_model=calib["model"])
             del fields, fg, alt, saturated
+            if empty:  # fitted like any plane (its record complete), nothing reported
+                res.mean[:], res.std[:], res.identifiable[:] = np.nan, np.nan, False
             root["rates"][p, 0] = res.mean
             root["rates"][p, 1] = res.std
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
-                           **res.record})
+                           **res.record, **({"empty": empty} if empty else {})})
             tiles.extend(res.tiles)
             del res
             release_freed_memory()

@@ -94,6 +94,7 @@ FLAGS = {
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
     "axes-assumed": "the file does not name its axes: pages were read as Z planes",
     "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
+    "empty-plane": "a channel of the plane has one value everywhere: no λ reported",
     "series-skipped": "the file holds several image series (e.g. positions): only the first "
                       "was read",
 }
@@ -189,6 +190,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("correlated-noise")
     if (cal.get("defect_pixels") or {}).get("pixels"):
         flags.append("defect-pixels")
+    if rec.get("empty"):
+        flags.append("empty-plane")
     if (rec.get("saturation") or {}).get("pixels"):
         flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
@@ -217,6 +220,8 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         for flag in image_flags(attrs, p, 1.0):
             if flag not in flags:
                 flags.append(flag)
+        if rec.get("empty") and rec["empty"] not in notes:
+            notes.append(rec["empty"])
         note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
         if note and note not in notes:
             notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")

@@ -156,6 +156,33 @@ def test_multi_series_file_is_flagged_series_skipped(tmp_path, caplog):
     assert "series-skipped" not in summarize_store(m["store"])["images"]["flags"].iloc[0]
 
 
+def test_empty_plane_of_a_stack_reports_no_lambda(tmp_path):
+    """A blank plane (one value everywhere) in a Z stack: no λ, flag empty-plane, a note; the
+    other planes are fitted as they would be alone. Before, the flat plane was read as
+    chromatin at a uniform occupancy: λ 1e-12 with a std of 1e-27, 98 % identifiable."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:64, :64]
+    cell = ((yy - 30) ** 2 + (xx - 34) ** 2 < 20**2) * 800.0
+    plane = rng.poisson(cell + 100).astype(np.uint16)
+    stack = np.stack([plane, np.zeros_like(plane), plane])
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "stack.ome.tif", stack, ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02,
+                               "PhysicalSizeZ": 0.2})
+    s = Settings(**FAST, run={"denoise": "none"})
+    m = process_image(tmp_path / "in" / "stack.ome.tif", tmp_path / "out", s)
+    rows = summarize_store(m["store"])["images"].set_index("plane")
+    assert "empty-plane" in rows.loc[1, "flags"].split(";")
+    assert not any("empty-plane" in rows.loc[p, "flags"] for p in (0, 2))
+    assert np.isnan(rows.loc[1, "lambda_median"]) and rows.loc[1, "fraction_identifiable"] == 0
+    assert np.isfinite(rows.loc[0, "lambda_median"])
+    assert rows.loc[0, "lambda_median"] == rows.loc[2, "lambda_median"]
+    lam = np.asarray(open_result_store(m["store"])["rates"])
+    assert np.isnan(lam[1]).all() and np.isfinite(lam[0]).any()
+    _, notes = store_notes(m["store"])
+    assert any("plane 1: the heterochromatin channel is 0 everywhere" in n for n in notes)
+
+
 def test_unidentifiable_calibration_is_read_from_the_record():
     """The calibration record may say it could not be determined (``identifiable``)."""
     attrs = {"planes": [{"calibration": {"channels": [{"source": "auto"}], "identifiable": False,
