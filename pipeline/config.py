@@ -63,6 +63,21 @@ DOMAIN_MIN_AREA_UM2 = 0.005
 
 ChannelRole = Literal["chromatin", "heterochromatin"]
 
+TESTED_PIXEL_UM = (0.01, 0.06)
+"""The pixel sizes accuracy was measured at (the stress suite's designs and its 10 nm STORM
+variants, pipeline/simulate/stress.py; docs/accuracy.md): outside them, by more than 10 %,
+a plane is flagged ``pixel-size-untested``."""
+
+
+def pixel_size_untested(px: float | None) -> bool:
+    """Whether ``px`` (µm) lies more than 10 % outside :data:`TESTED_PIXEL_UM`.
+
+    >>> [pixel_size_untested(p) for p in (0.01, 0.02, 0.065, 0.1, 0.005, None)]
+    [False, False, False, True, True, False]
+    """
+    lo, hi = TESTED_PIXEL_UM
+    return px is not None and not 0.9 * lo <= float(px) <= 1.1 * hi
+
 ROLE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "heterochromatin": ("heterochromatin", "h3k9me3", "h3k9me2", "h3k27me3", "h4k20me3", "hp1"),
     "chromatin": ("chromatin", "dapi", "hoechst", "h2b", "dna", "draq5", "syto", "picogreen",

@@ -29,7 +29,7 @@ import zarr
 from . import __version__
 from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
 from .calibration import alternative_fields, calibrate_plane, check_flat_field_size
-from .config import Settings
+from .config import TESTED_PIXEL_UM, Settings, pixel_size_untested
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError, name_errors
 from .estimate import fit_plane
@@ -107,6 +107,11 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         raise InputError(path, str(exc), hint) from exc
     if channels_note:
         log.warning("%s: %s", path, channels_note)
+    if pixel_size_untested(info.pixel_size_um):
+        log.warning("%s: pixel size %.4g µm lies outside %g-%g µm, where chromarate's "
+                    "accuracy was measured (super-resolution images): λ is not validated "
+                    "there (flag pixel-size-untested)", path, info.pixel_size_um,
+                    *TESTED_PIXEL_UM)
     if settings.flat_field is not None:
         try:  # its size, from its header, so that a mismatch fails before any work
             check_flat_field_size(settings.flat_field, (h, w))

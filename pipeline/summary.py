@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import FLOAT_FORMAT, attach_samples
+from .config import pixel_size_untested
 from .io.atomic import atomic_write_text
 from .object_table import (  # the per-object table; its names stay importable from here
     LAMBDA_DDOF,
@@ -94,6 +95,8 @@ FLAGS = {
     "low-identifiable-fraction": "under half of the nuclei's pixels have an identifiable λ",
     "axes-assumed": "the file does not name its axes: pages were read as Z planes",
     "z-scale-unknown": "no Z step known: the store's z scale is 1 with no unit",
+    "pixel-size-untested": "the pixel size lies outside 0.01-0.06 um, where accuracy was "
+                           "measured: λ there is not validated",
     "empty-plane": "a channel of the plane has one value everywhere: no λ reported",
     "series-skipped": "the file holds several image series (e.g. positions): only the first "
                       "was read",
@@ -202,6 +205,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("z-scale-unknown")
     if attrs.get("series_note"):
         flags.append("series-skipped")
+    if pixel_size_untested(attrs.get("pixel_size_um")):
+        flags.append("pixel-size-untested")
     return flags
 
 

@@ -11,6 +11,7 @@ from pipeline.config import Settings
 from pipeline.io import open_result_store
 from pipeline.process import process_image
 from pipeline.simulate import simulate_folder
+from pipeline.config import TESTED_PIXEL_UM
 from pipeline.summary import FLAGS, image_flags, store_notes, summarize_store
 
 DATA = Path(__file__).parent / "data"
@@ -73,7 +74,8 @@ def test_bandwidth_at_grid_edge_and_low_identifiable_fraction(tmp_path):
     row = summarize_store(m["store"])["images"].iloc[0]
     assert row["nuclei_mode"] == "threshold" and row["fraction_identifiable"] < 0.5
     assert _flags(m["store"]) == ["calibration-auto", "bandwidth-at-grid-edge",
-                                  "nuclei-too-small", "low-identifiable-fraction"]
+                                  "nuclei-too-small", "low-identifiable-fraction",
+                                  "pixel-size-untested"]
 
 
 def test_noise_dominated(tmp_path):
@@ -146,6 +148,7 @@ def test_multi_series_file_is_flagged_series_skipped(tmp_path, caplog):
     assert caplog.text.count("holds 3 image series") == 1  # once, not once per stage
     flags = summarize_store(m["store"])["images"]["flags"].iloc[0].split(";")
     assert "series-skipped" in flags
+    assert "pixel-size-untested" not in flags  # 0.02 µm: where accuracy was measured
     _, notes = store_notes(m["store"])
     assert any("not the other 2 (64 x 64 YX, 64 x 64 YX)" in n for n in notes)
     single = tmp_path / "in2" / "one.ome.tif"
@@ -181,6 +184,15 @@ def test_empty_plane_of_a_stack_reports_no_lambda(tmp_path):
     assert np.isnan(lam[1]).all() and np.isfinite(lam[0]).any()
     _, notes = store_notes(m["store"])
     assert any("plane 1: the heterochromatin channel is 0 everywhere" in n for n in notes)
+
+
+def test_tested_pixel_sizes_are_those_of_the_stress_suite():
+    """The range behind pixel-size-untested is the pixel sizes the stress designs and their
+    10 nm variants were measured at, not a number of its own."""
+    from pipeline.simulate.stress import EXTRA_SPECS, STRESS_SPECS
+
+    sizes = [s.pixel_size_um for s in STRESS_SPECS + EXTRA_SPECS]
+    assert TESTED_PIXEL_UM == (min(sizes), max(sizes))
 
 
 def test_unidentifiable_calibration_is_read_from_the_record():

@@ -128,3 +128,5 @@ def test_nuclei_too_small_for_the_automatic_bandwidth_give_no_lambda(tmp_path):
     write_summaries([summarize_store(out["store"])], tmp_path)
     images = pd.read_csv(tmp_path / "summary_images.csv", keep_default_na=False)
     assert "nuclei-too-small" in images.loc[0, "flags"].split(";")
+    # a widefield pixel, far outside the pixel sizes accuracy was measured at
+    assert "pixel-size-untested" in images.loc[0, "flags"].split(";")
