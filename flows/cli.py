@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--pixel-size", type=float, metavar="UM",
                     help="micrometres per pixel (overrides the TIFF metadata)")
 
+    ss = sub.add_parser("split-series", help="a file of several image series (a multi-position "
+                        "OME-TIFF) into one TIFF per series, for run")
+    ss.add_argument("files", type=Path, nargs="+", help="TIFF(s) of several image series")
+    ss.add_argument("--out", type=Path, required=True, help="folder for the series' TIFFs "
+                    "(not the files' own folder)")
+    ss.add_argument("--pixel-size", type=float, metavar="UM",
+                    help="micrometres per pixel (overrides the TIFF metadata)")
+
     b = sub.add_parser("bench", help="autograd vs mollifier layer (and DeepXDE, if installed: "
                                      "chromarate[bench]) on the paper's problems")
     b.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -110,6 +118,7 @@ _EPILOG = """examples:
   chromarate report results/                                  rebuild results/report.html
   chromarate channel-offset beads.tif                         the --channel-offset of two channels
   chromarate merge-channels raw/ --out merged/ --suffixes _c0,_c1   one file per channel -> CYX
+  chromarate split-series positions.ome.tif --out split/      one TIFF per image series
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
 class _Display:
@@ -311,6 +320,22 @@ def _cmd_merge_channels(args: argparse.Namespace) -> int:
     return EXIT_OK if res.written and not res.refused else EXIT_SOME_FAILED
 
 
+def _cmd_split_series(args: argparse.Namespace) -> int:
+    from pipeline.split_series import split_series
+
+    written, refused = 0, 0
+    for path in args.files:
+        res = split_series(path, args.out, pixel_size_um=args.pixel_size)
+        for out in res.written:
+            print(f"wrote {out}")
+        for line in res.refused:
+            print(f"refused {path.name}: {line}", file=sys.stderr)
+        written, refused = written + len(res.written), refused + len(res.refused)
+    print(f"{written} series written to {args.out}; run: chromarate run {args.out} --out "
+          "RESULTS")
+    return EXIT_OK if written and not refused else EXIT_SOME_FAILED
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.simulate import simulate_folder
 
@@ -375,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": _cmd_run, "simulate": _cmd_simulate, "bench": _cmd_bench,
                 "view": _cmd_view, "report": _cmd_report, "compare": _cmd_compare,
                 "channel-offset": _cmd_channel_offset,
-                "merge-channels": _cmd_merge_channels}
+                "merge-channels": _cmd_merge_channels, "split-series": _cmd_split_series}
     try:
         return handlers[args.command](args)
     except ValidationError as exc:

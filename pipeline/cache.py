@@ -76,6 +76,7 @@ _NOT_RESULT_SOURCES = (
     "errors.py",
     "memory.py",      # returning freed memory to the OS
     "merge_channels.py",  # writes input TIFFs (channels in separate files merged), no result
+    "split_series.py",  # writes input TIFFs (one per image series of a file), no result
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
     "samples.py",     # the sample sheet: joined into the CSVs of finished images

@@ -37,7 +37,8 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.io import discover_tiffs, inspect_tiff, read_planes, write_tiff
 
-__all__ = ["MergeResult", "channel_labels", "merge_folder", "merge_pair", "pair_files"]
+__all__ = ["MergeResult", "channel_labels", "merge_folder", "merge_pair", "pair_files",
+           "split_name"]
 
 _WRITABLE = (np.uint8, np.uint16, np.float32)
 
@@ -52,8 +53,12 @@ class MergeResult:
     refused: list[str] = field(default_factory=list)
 
 
-def _split_suffix(path: Path) -> tuple[str, str]:
-    """``(stem, extension)`` with a double extension such as ``.ome.tif`` kept whole."""
+def split_name(path: Path) -> tuple[str, str]:
+    """``(stem, extension)`` with a double extension such as ``.ome.tif`` kept whole.
+
+    >>> split_name(Path("cell 1.OME.TIF"))
+    ('cell 1', '.OME.TIF')
+    """
     name = path.name
     low = name.lower()
     for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
@@ -76,7 +81,7 @@ def pair_files(files: list[Path], suffixes: tuple[str, ...]
     found: dict[str, dict[int, Path]] = {}
     rest: list[Path] = []
     for path in files:
-        stem, _ = _split_suffix(path)
+        stem, _ = split_name(path)
         hit = next((k for k, s in enumerate(suffixes) if stem.endswith(s)), None)
         if hit is None:
             rest.append(path)

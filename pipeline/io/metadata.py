@@ -170,6 +170,18 @@ def _ome_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
     except ValueError:
         log.warning("%s: unreadable OME-XML, ignoring it", tif.filehandle.path)
         return None
+    return ome_pixels_size(pixels, tif.filehandle.path)
+
+
+def ome_pixels_size(pixels: dict[str, Any] | None, path: Any) -> tuple[float, float] | None:
+    """The (X, Y) size in µm that one OME ``Pixels`` element's attributes give, None without
+    ``PhysicalSizeX`` (or with a value that is not a positive length, which is logged).
+
+    Raises
+    ------
+    InputError
+        If a unit is not a length.
+    """
     if pixels is None or pixels.get("PhysicalSizeX") is None:
         return None
     sizes = []
@@ -179,14 +191,38 @@ def _ome_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
         factor = um_per_unit(unit)
         if factor is None:
             raise InputError(
-                tif.filehandle.path, f"OME PhysicalSize{ax}Unit {str(unit)!r} is not a length"
+                path, f"OME PhysicalSize{ax}Unit {str(unit)!r} is not a length"
             )
         size = _length_um(value, factor)
         if size is None:
-            log.warning("%s: ignoring OME PhysicalSize%s=%r", tif.filehandle.path, ax, str(value))
+            log.warning("%s: ignoring OME PhysicalSize%s=%r", path, ax, str(value))
             return None
         sizes.append(size)
     return sizes[0], sizes[1]
+
+
+def ome_channel_names(pixels: dict[str, Any]) -> tuple[Any, ...]:
+    """The ``Name`` of each ``Channel`` of one OME ``Pixels`` element (None where unnamed)."""
+    chans = pixels.get("Channel")
+    chans = chans if isinstance(chans, list) else [chans] if isinstance(chans, dict) else []
+    return tuple(c.get("Name") for c in chans if isinstance(c, dict))
+
+
+def ome_images_pixels(xml: str) -> list[dict[str, Any]]:
+    """The ``Pixels`` attributes of every OME ``Image``, in order (tifffile's series order).
+    Raises :class:`ValueError` for XML that cannot be parsed."""
+    try:
+        tree = tifffile.xml2dict(xml, sep="")
+    except Exception as exc:
+        raise ValueError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from exc
+    ome = tree.get("OME", {}) if isinstance(tree, dict) else {}
+    images = ome.get("Image", []) if isinstance(ome, dict) else []
+    images = images if isinstance(images, list) else [images]
+    out = []
+    for im in images:
+        px = im.get("Pixels") if isinstance(im, dict) else None
+        out.append(px if isinstance(px, dict) else {})
+    return out
 
 
 def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | None:
@@ -198,9 +234,7 @@ def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | 
     except ValueError:
         pixels = None
     if pixels:
-        chans = pixels.get("Channel")
-        chans = chans if isinstance(chans, list) else [chans] if isinstance(chans, dict) else []
-        names = [c.get("Name") for c in chans if isinstance(c, dict)]
+        names = list(ome_channel_names(pixels))
     elif tif.is_imagej:
         labels = (tif.imagej_metadata or {}).get("Labels")
         names = list(labels) if isinstance(labels, list | tuple) else []

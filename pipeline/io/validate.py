@@ -91,8 +91,8 @@ def skipped_series_note(series: list[Any]) -> str | None:
     listed = ", ".join(others[:4]) + (f", and {len(others) - 4} more" if len(others) > 4 else "")
     return (f"the file holds {len(series)} image series (positions, wells or thumbnails); "
             f"only the first ({text(series[0])}) is read, not the other {len(others)} "
-            f"({listed}): save each series as a TIFF of its own to analyse it (Fiji: "
-            "Bio-Formats Importer, 'Open all series')")
+            f"({listed}): chromarate split-series FILE --out FOLDER writes each as a TIFF "
+            "of its own")
 
 
 def check_decodable(path: Path, series: tifffile.TiffPageSeries, fh: Any) -> None:
