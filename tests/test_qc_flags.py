@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline.config import Settings
+from pipeline.config import TESTED_PIXEL_UM, Settings
 from pipeline.io import open_result_store
 from pipeline.process import process_image
 from pipeline.simulate import simulate_folder
-from pipeline.config import TESTED_PIXEL_UM
 from pipeline.summary import FLAGS, image_flags, store_notes, summarize_store
 
 DATA = Path(__file__).parent / "data"
