@@ -111,7 +111,8 @@ def check_decodable(path: Path, series: tifffile.TiffPageSeries, fh: Any) -> Non
     fh.seek(page.dataoffsets[index])
     data = fh.read(page.databytecounts[index])
     try:
-        page.decode(data, index)
+        page.decode(data, index, jpegtables=getattr(page, "jpegtables", None),
+                    jpegheader=getattr(page, "jpegheader", None))  # as tifffile's reader
     except Exception as exc:  # tifffile raises ValueError, KeyError or ImportError here
         text = str(exc)
         if isinstance(exc, ImportError) or "requires the" in text:

@@ -455,3 +455,19 @@ def test_missing_codec_is_named(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2]).stdout
     assert "compressed with LZW" in out and "pip install imagecodecs" in out, out
+
+
+def test_jpeg_with_shared_tables_is_read(tmp_path: Path) -> None:
+    """libtiff's JPEG TIFFs (written here by Pillow) keep the quantisation tables in a
+    JPEGTables tag: inspection decodes the first strip with them, as tifffile's reader does
+    (without them: 'Quantization table 0x00 was not defined', a valid file refused)."""
+    from PIL import Image
+
+    data = (np.random.default_rng(2).random((64, 64)) * 200).astype(np.uint8)
+    path = tmp_path / "pil.tif"
+    Image.fromarray(data).save(path, compression="jpeg")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].jpegtables is not None
+    info = inspect_tiff(path, pixel_size_um=0.02)
+    planes = read_planes(path, info).compute()[0, 0]
+    assert np.abs(planes.astype(float) - data).mean() < 10  # lossy, but the same image
