@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import zarr
 
@@ -194,18 +195,19 @@ def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
                          "level) and save the file again, or move it out of the folder")
 
 
-def empty_plane_note(plane: int, data: np.ndarray, roles: tuple[str, ...]) -> str | None:
-    """Why plane ``plane`` (raw ``(C, Y, X)``) holds no image, or None: a channel with one
-    value everywhere (a blank plane of a stack, a shutter that did not open). No λ is
-    reported there; a fit would read the flat field as chromatin at a uniform occupancy.
+def empty_plane_note(plane: int, low: np.ndarray, high: np.ndarray,
+                     roles: tuple[str, ...]) -> str | None:
+    """Why plane ``plane`` holds no image, or None, from its channels' minima ``low`` and
+    maxima ``high``: a channel with one value everywhere (a blank plane of a stack, a shutter
+    that did not open). No λ is reported there; a fit would read the flat field as chromatin
+    at a uniform occupancy.
 
-    >>> empty_plane_note(1, np.zeros((1, 4, 4), np.uint16), ("heterochromatin",))
+    >>> empty_plane_note(1, np.array([0]), np.array([0]), ("heterochromatin",))
     'plane 1: the heterochromatin channel is 0 everywhere (an empty plane): no λ reported'
     """
     for c, role in enumerate(roles):
-        lo, hi = data[c].min(), data[c].max()
-        if lo == hi:
-            return (f"plane {plane}: the {role} channel is {lo:g} everywhere (an empty "
+        if low[c] == high[c]:
+            return (f"plane {plane}: the {role} channel is {low[c]:g} everywhere (an empty "
                     "plane): no λ reported")
     return None
 
@@ -237,13 +239,19 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
               "fields": ((n, 2, h, w), np.float32)} | (
                   {"nuclei": ((n, h, w), np.int32)} if seg else {})
-    nuclei_records = []
+    nuclei_records: list[dict | None] = [None] * n
+    # blank planes last: the planes after the first reuse its calibration, which a blank
+    # plane cannot give (one pass over the stack for the channels' minima and maxima)
+    low, high = (np.asarray(a) for a in dask.compute(raw.min(axis=(2, 3)),
+                                                     raw.max(axis=(2, 3))))
+    empties = {p: note for p in range(n)
+               if (note := empty_plane_note(p, low[p], high[p], roles))}
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with stage_store(out, arrays) as (root, record):
-        for p in range(n):
+        for p in sorted(range(n), key=lambda q: q in empties):
             plane_raw = np.asarray(raw[p])  # as stored: calibration converts it once
             _check_finite(manifest.image, p, plane_raw)
-            empty = empty_plane_note(p, plane_raw, roles)
+            empty = empties.get(p)
             if empty:
                 log.warning("%s %s", manifest.image, empty)
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
@@ -274,7 +282,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                                                settings=settings.segmentation)
             if seg:
                 root["nuclei"][p] = labels
-                nuclei_records.append(rec_n)
+                nuclei_records[p] = rec_n
                 fg = foreground_of(labels, rec_n)
                 del labels
                 release_freed_memory()  # the segmentation's temporaries, before the fit's
@@ -293,7 +301,10 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             tiles.extend(res.tiles)
             del res
             release_freed_memory()
-        record |= {"planes": planes, "tiles": tiles, "nuclei": nuclei_records}
+        planes.sort(key=lambda r: r["plane"])
+        tiles.sort(key=lambda r: r["plane"])  # stable: each plane's tiles keep their order
+        record |= {"planes": planes, "tiles": tiles,
+                   "nuclei": [r for r in nuclei_records if r is not None]}
     return str(out)
 
 

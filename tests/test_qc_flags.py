@@ -183,6 +183,19 @@ def test_empty_plane_of_a_stack_reports_no_lambda(tmp_path):
     assert np.isnan(lam[1]).all() and np.isfinite(lam[0]).any()
     _, notes = store_notes(m["store"])
     assert any("plane 1: the heterochromatin channel is 0 everywhere" in n for n in notes)
+    # a blank first plane: the others are fitted (calibrated without it), as they were
+    first = tmp_path / "in2" / "first.ome.tif"
+    first.parent.mkdir()
+    tifffile.imwrite(first, stack[[1, 0, 2]], ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02,
+                               "PhysicalSizeZ": 0.2})
+    m2 = process_image(first, tmp_path / "out2", s)
+    rows2 = summarize_store(m2["store"])["images"].set_index("plane")
+    assert list(rows2.index) == [0, 1, 2]
+    assert "empty-plane" in rows2.loc[0, "flags"] and np.isnan(rows2.loc[0, "lambda_median"])
+    assert rows2.loc[1, "lambda_median"] == rows.loc[0, "lambda_median"]
+    lam2 = np.asarray(open_result_store(m2["store"])["rates"])
+    np.testing.assert_array_equal(lam2[1], lam[0])
 
 
 def test_tested_pixel_sizes_are_those_of_the_stress_suite():
