@@ -38,9 +38,19 @@ from pipeline.errors import InputError
 from pipeline.io import discover_tiffs, inspect_tiff, read_planes, write_tiff
 
 __all__ = ["MergeResult", "channel_labels", "merge_folder", "merge_pair", "pair_files",
-           "split_name"]
+           "split_name", "writable"]
 
 _WRITABLE = (np.uint8, np.uint16, np.float32)
+
+
+def writable(data: np.ndarray) -> np.ndarray:
+    """``data`` in a type :func:`~pipeline.io.write_tiff` writes: uint8, uint16 and float32
+    as they are, anything else as float32 (exact for 16-bit integers; other values rounded).
+
+    >>> writable(np.array([1], np.int16)).dtype, writable(np.array([1], np.uint16)).dtype
+    (dtype('float32'), dtype('uint16'))
+    """
+    return data if data.dtype in _WRITABLE else data.astype(np.float32)
 
 
 @dataclass
@@ -127,8 +137,7 @@ def merge_pair(paths: list[Path], out: Path, *, pixel_size_um: float | None = No
     planes = [np.asarray(read_planes(p, i).compute())[:, 0] for p, i in zip(paths, infos,
                                                                           strict=True)]
     data = np.stack(planes, axis=1)  # (P, C, Y, X)
-    if data.dtype not in _WRITABLE:
-        data = data.astype(np.float32)  # exact for 16-bit integers; other floats rounded
+    data = writable(data)
     info = infos[0]
     if info.plane_axis is None:
         data, axes = data[0], "CYX"

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tifffile
 
 from pipeline.errors import InputError
@@ -42,12 +41,9 @@ from pipeline.io.metadata import (
     pixel_size,
     um_per_unit,
 )
-from pipeline.merge_channels import split_name
+from pipeline.merge_channels import split_name, writable
 
 __all__ = ["SplitResult", "split_series"]
-
-_WRITABLE = (np.uint8, np.uint16, np.float32)
-
 
 @dataclass
 class SplitResult:
@@ -109,9 +105,7 @@ def split_series(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                 if size is None:
                     raise InputError(path, f"series {k} has no pixel size in its metadata",
                                      "Pass --pixel-size in micrometres")
-                data = series.asarray()
-                if data.dtype not in _WRITABLE:
-                    data = data.astype(np.float32)
+                data = writable(series.asarray())
                 names = ome_channel_names(pixels) if pixels else ()
                 n_c = series.shape[axes.index("C")] if "C" in axes else 1
                 named = (list(names) if len(names) == n_c > 1 and all(
