@@ -1,0 +1,112 @@
+"""The commands that prepare inputs for ``chromarate run``: ``channel-offset`` (the offset of
+two channels, measured on beads), ``merge-channels`` (one file per channel into one image) and
+``split-series`` (one image per series of a multi-position file). Each handler returns whether
+everything it was given was done; :mod:`flows.cli` turns that into the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["INPUT_COMMANDS", "add_input_commands"]
+
+
+def add_input_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the input-preparation subcommands to ``sub``."""
+    o = sub.add_parser("channel-offset", help="the offset between the two channels of a bead "
+                       "image, as the --channel-offset to pass to run")
+    o.add_argument("beads", type=Path, help="TIFF of beads (or anything identical in both "
+                   "channels) seen in both channels")
+    o.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="micrometres per pixel (overrides the TIFF metadata)")
+    o.add_argument("--channels", metavar="ROLES", default="chromatin,heterochromatin",
+                   help="the channels' roles in C order, as for run (default: "
+                   "chromatin,heterochromatin)")
+
+    mc = sub.add_parser("merge-channels", help="channels saved as separate files (cell_c0.tif, "
+                        "cell_c1.tif) into one two-channel TIFF per image, for run")
+    mc.add_argument("folder", type=Path, help="folder of one-channel TIFFs")
+    mc.add_argument("--out", type=Path, required=True, help="folder for the merged TIFFs "
+                    "(not FOLDER)")
+    mc.add_argument("--suffixes", required=True, metavar="S0,S1",
+                    help="the end of each channel's file name, in C order, chromatin first "
+                    "(run's default --channels), e.g. _c0,_c1 or _DAPI,_H3K9me3")
+    mc.add_argument("--pixel-size", type=float, metavar="UM",
+                    help="micrometres per pixel (overrides the TIFF metadata)")
+
+    ss = sub.add_parser("split-series", help="a file of several image series (a multi-position "
+                        "OME-TIFF) into one TIFF per series, for run")
+    ss.add_argument("files", type=Path, nargs="+", help="TIFF(s) of several image series")
+    ss.add_argument("--out", type=Path, required=True, help="folder for the series' TIFFs "
+                    "(not the files' own folder)")
+    ss.add_argument("--pixel-size", type=float, metavar="UM",
+                    help="micrometres per pixel (overrides the TIFF metadata)")
+
+
+def _cmd_channel_offset(args: argparse.Namespace) -> bool:
+    import numpy as np
+
+    from pipeline.config import parse_channels
+    from pipeline.io import InputError, inspect_tiff, read_planes
+    from pipeline.registration import bead_offset
+
+    roles = parse_channels(args.channels)
+    info = inspect_tiff(args.beads, pixel_size_um=args.pixel_size)
+    if info.n_channels != 2 or roles is None or len(roles) != 2:
+        raise InputError(args.beads, f"it has {info.n_channels} channel(s)",
+                         "A bead image for --channel-offset needs both channels")
+    if info.pixel_size_um is None:
+        raise InputError(args.beads, "no pixel size in the file's metadata",
+                         "Pass --pixel-size UM")
+    out = bead_offset(np.asarray(read_planes(args.beads, info).compute()), roles,
+                      info.pixel_size_um)
+    dy, dx = out["offset_px"]
+    print(f"{args.beads.name}: the heterochromatin channel lies ({dy:+.3f}, {dx:+.3f}) px "
+          f"from the chromatin channel (Y, X; median of {out['planes']} plane(s)"
+          + (", largest deviation of a plane ({:.3f}, {:.3f}) px".format(
+              *out["max_deviation_px"]) if out["planes"] > 1 else "") + ")")
+    print(out["option"])
+    return True
+
+
+def _cmd_merge_channels(args: argparse.Namespace) -> bool:
+    from pipeline.merge_channels import merge_folder
+
+    suffixes = tuple(s.strip() for s in args.suffixes.split(","))
+    res = merge_folder(args.folder, suffixes, args.out, pixel_size_um=args.pixel_size)
+    for path in res.written:
+        print(f"wrote {path}")
+    for line in res.refused:
+        print(f"refused {line}", file=sys.stderr)
+    if res.unpaired:
+        print(f"{len(res.unpaired)} file(s) without a file for every suffix {list(suffixes)}, "
+              "not merged: " + ", ".join(p.name for p in res.unpaired), file=sys.stderr)
+    print(f"{len(res.written)} image(s) merged into {args.out}; run: chromarate run "
+          f"{args.out} --out RESULTS")
+    return bool(res.written) and not res.refused
+
+
+def _cmd_split_series(args: argparse.Namespace) -> bool:
+    from pipeline.split_series import split_series
+
+    written, refused = 0, 0
+    for path in args.files:
+        res = split_series(path, args.out, pixel_size_um=args.pixel_size)
+        for out in res.written:
+            print(f"wrote {out}")
+        for line in res.refused:
+            print(f"refused {path.name}: {line}", file=sys.stderr)
+        written, refused = written + len(res.written), refused + len(res.refused)
+    print(f"{written} series written to {args.out}; run: chromarate run {args.out} --out "
+          "RESULTS")
+    return bool(written) and not refused
+
+
+INPUT_COMMANDS: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "channel-offset": _cmd_channel_offset,
+    "merge-channels": _cmd_merge_channels,
+    "split-series": _cmd_split_series,
+}
+"""Subcommand name -> handler (True: every file given was done)."""
