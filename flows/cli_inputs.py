@@ -21,9 +21,10 @@ def add_input_commands(sub: argparse._SubParsersAction) -> None:
                    "channels) seen in both channels")
     o.add_argument("--pixel-size", type=float, metavar="UM",
                    help="micrometres per pixel (overrides the TIFF metadata)")
-    o.add_argument("--channels", metavar="ROLES", default="chromatin,heterochromatin",
-                   help="the channels' roles in C order, as for run (default: "
-                   "chromatin,heterochromatin)")
+    o.add_argument("--channels", metavar="ROLES",
+                   help="the channels' roles in C order, as for run, e.g. "
+                   "chromatin,heterochromatin,ignore (default: as run reads them: the file's "
+                   "channel names, else chromatin,heterochromatin)")
 
     mc = sub.add_parser("merge-channels", help="channels saved as separate files (cell_c0.tif, "
                         "cell_c1.tif) into one two-channel TIFF per image, for run")
@@ -48,20 +49,24 @@ def add_input_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_channel_offset(args: argparse.Namespace) -> bool:
     import numpy as np
 
+    from pipeline.channels import choose_channels
     from pipeline.config import parse_channels
     from pipeline.io import InputError, inspect_tiff, read_planes
     from pipeline.registration import bead_offset
 
-    roles = parse_channels(args.channels)
+    declared = parse_channels(args.channels)
     info = inspect_tiff(args.beads, pixel_size_um=args.pixel_size)
-    if info.n_channels != 2 or roles is None or len(roles) != 2:
+    try:
+        roles, _, _, index = choose_channels(info.n_channels, info.channel_names, declared)
+    except ValueError as exc:
+        raise InputError(args.beads, str(exc), "Pass --channels, one word per channel "
+                         "(chromatin, heterochromatin or ignore)") from exc
+    if len(roles) != 2:
         raise InputError(args.beads, f"it has {info.n_channels} channel(s)",
                          "A bead image for --channel-offset needs both channels")
-    if info.pixel_size_um is None:
-        raise InputError(args.beads, "no pixel size in the file's metadata",
-                         "Pass --pixel-size UM")
-    out = bead_offset(np.asarray(read_planes(args.beads, info).compute()), roles,
-                      info.pixel_size_um)
+    planes = read_planes(args.beads, info)
+    planes = planes if index is None else planes[:, list(index)]
+    out = bead_offset(np.asarray(planes.compute()), roles, info.pixel_size_um)
     dy, dx = out["offset_px"]
     print(f"{args.beads.name}: the heterochromatin channel lies ({dy:+.3f}, {dx:+.3f}) px "
           f"from the chromatin channel (Y, X; median of {out['planes']} plane(s)"

@@ -21,6 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from .channels import (
+    ChannelChoice,
+    ChannelRole,
+    ChannelUse,
+    check_channel_uses,
+    choose_channels,
+)
 from .config_meta import affects_results, no_effect, no_effect_exclude, no_effect_paths
 from .config_run import ANSCOMBE, DENOISE, Anscombe, DenoiseMethod, RunSettings
 
@@ -35,6 +42,7 @@ __all__ = [
     "Calibration",
     "parse_offset",
     "ChannelRole",
+    "ChannelUse",
     "DenoiseMethod",
     "PhysicsSettings",
     "EstimatorSettings",
@@ -61,8 +69,6 @@ DOMAIN_SIGMA_UM = 0.03
 DOMAIN_MIN_AREA_UM2 = 0.005
 """Default smallest heterochromatin domain (``segmentation.domain_min_area_um2``)."""
 
-ChannelRole = Literal["chromatin", "heterochromatin"]
-
 TESTED_PIXEL_UM = (0.01, 0.06)
 """The pixel sizes accuracy was measured at (the stress suite's designs and its 10 nm STORM
 variants, pipeline/simulate/stress.py; docs/accuracy.md): outside them, by more than 10 %,
@@ -77,28 +83,6 @@ def pixel_size_untested(px: float | None) -> bool:
     """
     lo, hi = TESTED_PIXEL_UM
     return px is not None and not 0.9 * lo <= float(px) <= 1.1 * hi
-
-ROLE_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "heterochromatin": ("heterochromatin", "h3k9me3", "h3k9me2", "h3k27me3", "h4k20me3", "hp1"),
-    "chromatin": ("chromatin", "dapi", "hoechst", "h2b", "dna", "draq5", "syto", "picogreen",
-                  "yoyo"),
-}
-"""Words in a channel's name that say its role (compared in lower case, without spaces or
-punctuation; heterochromatin's first, since its name contains "chromatin")."""
-
-
-def role_from_name(name: str) -> ChannelRole | None:
-    """The role a channel's name says, None when it says none (a dye, a laser line).
-
-    >>> [role_from_name(n) for n in ("DAPI", "H3K9me3-AF647", "Heterochromatin", "Cy5")]
-    ['chromatin', 'heterochromatin', 'heterochromatin', None]
-    """
-    key = "".join(ch for ch in name.lower() if ch.isalnum())
-    for role in ("heterochromatin", "chromatin"):
-        if any(word in key for word in ROLE_KEYWORDS[role]):
-            return role  # type: ignore[return-value]
-    return None
-
 
 class Calibration(BaseModel):
     """Per-channel intensity calibration: ``field = (intensity - offset) * scale``."""
@@ -279,9 +263,10 @@ class Settings(BaseModel):
         "neural: the paper's field and rate networks trained per tile (docs/neural.md). Both "
         "give a std (docs/uncertainty.md)"
     )
-    channels: tuple[ChannelRole, ...] | None = Field(
-        None, description="channel roles in C order, e.g. chromatin,heterochromatin "
-        "(default: by channel count)"
+    channels: tuple[ChannelUse, ...] | None = Field(
+        None, description="channel roles in C order, one per channel of the file: "
+        "chromatin, heterochromatin or ignore, e.g. chromatin,heterochromatin,ignore "
+        "(default: from the file's channel names, else by channel count)"
     )
     calibration: tuple[Calibration, ...] | Literal["auto", "image"] = Field(
         "image", description="OFFSET:SCALE per channel; image: from the image itself "
@@ -340,20 +325,13 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _check_channels(self) -> Settings:
         if self.channels is not None:
-            if len(self.channels) not in (1, 2) or len(set(self.channels)) != len(self.channels):
-                raise ValueError(
-                    f"channels must be one role or two distinct roles, got {list(self.channels)}"
-                )
-            if len(self.channels) == 1 and self.channels[0] != "heterochromatin":
-                raise ValueError(
-                    "a single channel must be 'heterochromatin' (the single-channel model "
-                    f"assumes a constant chromatin fraction); got {self.channels[0]!r}"
-                )
+            check_channel_uses(self.channels)
         if not isinstance(self.calibration, str) and self.channels is not None:
-            if len(self.calibration) not in (1, len(self.channels)):
+            read = [c for c in self.channels if c != "ignore"]
+            if len(self.calibration) not in (1, len(read)):
                 raise ValueError(
                     f"{len(self.calibration)} calibration pair(s) given for "
-                    f"{len(self.channels)} channel(s)"
+                    f"{len(read)} channel(s) read ({','.join(self.channels)})"
                 )
         return self
 
@@ -373,52 +351,11 @@ class Settings(BaseModel):
         return self.calibration
 
     def channel_roles(self, n_channels: int, names: tuple[str, ...] | None = None
-                      ) -> tuple[tuple[ChannelRole, ...], str, str | None]:
-        """``(roles, source, note)`` for an image whose metadata name its channels ``names``.
-
-        ``--channels`` wins (``source`` "--channels"); else two channels whose names say
-        distinct roles (:func:`role_from_name`: DAPI, H3K9me3, ...) are read as named
-        ("channel names"); else the default order, chromatin first ("default"). ``note``
-        tells the user when the names decided an order other than the default, or contradict
-        ``--channels``.
-        """
-        said = tuple(role_from_name(n) for n in names) if names else ()
-        named = (len(said) == n_channels == 2 and None not in said
-                 and len(set(said)) == 2)
-        listed = ", ".join(f"{n!r}" for n in names or ())
-        if self.channels is not None:
-            roles = self.roles_for(n_channels)
-            if named and said != roles:
-                return roles, "--channels", (
-                    f"the file names its channels {listed}, which read as "
-                    f"{','.join(said)}; --channels {','.join(roles)} was used")
-            return roles, "--channels", None
-        if named:
-            roles = said  # type: ignore[assignment]
-            note = None if roles == self.roles_for(n_channels) else (
-                f"the file names its channels {listed}: read as {','.join(roles)} (not the "
-                "default chromatin-first order); pass --channels to override")
-            return roles, "channel names", note
-        return self.roles_for(n_channels), "default", None
-
-    def roles_for(self, n_channels: int) -> tuple[ChannelRole, ...]:
-        """The channel roles for an image with ``n_channels`` channels, from ``--channels``
-        or the default order (see :meth:`channel_roles` for the file's channel names)."""
-        if self.channels is not None:
-            if len(self.channels) != n_channels:
-                raise ValueError(
-                    f"--channels names {len(self.channels)} channel(s) "
-                    f"({','.join(self.channels)}) but the image has {n_channels}"
-                )
-            return self.channels
-        if n_channels == 1:
-            return ("heterochromatin",)
-        if n_channels == 2:
-            return ("chromatin", "heterochromatin")
-        raise ValueError(
-            f"the image has {n_channels} channels; chromarate understands 1 "
-            "(heterochromatin) or 2 (chromatin,heterochromatin); split the file"
-        )
+                      ) -> ChannelChoice:
+        """The channels of an image with ``n_channels`` channels named ``names`` to read, and
+        their roles: ``--channels`` wins, else the names, else the default order
+        (:func:`pipeline.channels.choose_channels`)."""
+        return choose_channels(n_channels, names, self.channels)
 
 
 def parse_calibration(text: str | None) -> tuple[Calibration, ...] | Literal["auto", "image"]:
@@ -467,14 +404,20 @@ def parse_offset(text: str | None) -> tuple[float, float] | None:
     return dy, dx
 
 
-def parse_channels(text: str | None) -> tuple[ChannelRole, ...] | None:
-    """Parse ``"chromatin,heterochromatin"`` into roles (None means by channel count)."""
+def parse_channels(text: str | None) -> tuple[ChannelUse, ...] | None:
+    """Parse ``"chromatin,heterochromatin"`` (one word per channel: a role or ``ignore``) into
+    roles (None means from the file's channel names or the channel count).
+
+    >>> parse_channels("chromatin, heterochromatin,Ignore")
+    ('chromatin', 'heterochromatin', 'ignore')
+    """
     if text is None or text.strip().lower() == "auto":
         return None
-    roles = tuple(r.strip() for r in text.split(","))
+    roles = tuple(r.strip().lower() for r in text.split(","))
     for r in roles:
-        if r not in ("chromatin", "heterochromatin"):
-            raise ValueError(f"unknown channel role {r!r} in {text!r}; use chromatin or heterochromatin")
+        if r not in ("chromatin", "heterochromatin", "ignore"):
+            raise ValueError(f"unknown channel role {r!r} in {text!r}; use chromatin, "
+                             "heterochromatin or ignore")
     return roles  # type: ignore[return-value]
 
 

@@ -57,10 +57,12 @@ class RunSettings(BaseModel):
             return v
         v = v.strip().upper()
         lead = v[:-2]
+        if v in ("YXC", "ZYXC", "TYXC"):  # channels last: numpy's (Y, X, C) page by page
+            return v
         if (not v.endswith("YX") or set(lead) - set("CZT") or len(set(lead)) != len(lead)
                 or ("Z" in lead and "T" in lead)):
             raise ValueError(f"axes {v!r}: use letters C, Z or T (at most one of Z, T) "
-                             "followed by YX, e.g. ZYX, CYX, TCYX")
+                             "followed by YX, e.g. ZYX, CYX, TCYX (or YXC for channels last)")
         return v
     workers: int = no_effect(1, ge=1, description="1: in process; N > 1: a dask LocalCluster "
                              "of N processes")

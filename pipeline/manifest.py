@@ -42,6 +42,8 @@ class ImageManifest(BaseModel):
     plane_axis: Literal["Z", "T"] | None = None
     roles: tuple[ChannelRole, ...]
     roles_source: str = "default"
+    channel_index: tuple[int, ...] | None = None
+    """The file's channels read, in the order of ``roles`` (None: all)."""
     channel_names: tuple[str, ...] | None = None
     channels_note: str | None = None
     axes_source: str = "metadata"

@@ -93,16 +93,20 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
                         z_step_um=settings.run.z_step_um)
     h, w = (info.shape[info.axes.index(a)] for a in "YX")
     if min(h, w) < MIN_SIDE_PX:
+        channels_last = info.axes_source == "default" and w <= 4 < h
         raise InputError(path, f"the image is {h} x {w} pixels; chromarate needs at least "
                          f"{MIN_SIDE_PX} x {MIN_SIDE_PX}",
+                         "If it is a channels-last (Y, X, C) array saved page by page, pass "
+                         "--axes YXC" if channels_last else
                          "Use a larger field of view, or move the file out of the folder")
     try:
-        roles, roles_source, channels_note = settings.channel_roles(info.n_channels,
-                                                                    info.channel_names)
-        settings.calibration_for(info.n_channels)
+        roles, roles_source, channels_note, channel_index = settings.channel_roles(
+            info.n_channels, info.channel_names)
+        settings.calibration_for(len(roles))
     except ValueError as exc:
-        hint = ("Save only the chromatin and heterochromatin channels (or the heterochromatin "
-                "channel alone) in their own file" if info.n_channels > 2 else
+        hint = ("Pass --channels with one word per channel (chromatin, heterochromatin or "
+                "ignore), or save only the chromatin and heterochromatin channels in their "
+                "own file" if info.n_channels > 2 else
                 "Run files with this channel count separately, with a matching --channels "
                 "and --calibration (or leave those out)")
         raise InputError(path, str(exc), hint) from exc
@@ -141,6 +145,7 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         axes=info.axes, shape=tuple(info.shape), pixel_size_um=float(info.pixel_size_um),
         pixel_size_source=info.pixel_size_source, n_planes=info.n_planes,
         plane_axis=info.plane_axis, roles=tuple(roles), roles_source=roles_source,
+        channel_index=channel_index,
         channel_names=info.channel_names, channels_note=channels_note,
         axes_source=info.axes_source,
         axes_note=info.axes_note, series_note=info.series_note,
@@ -150,9 +155,11 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
 
 
 def _planes(manifest: ImageManifest):
+    """The image's ``(P, C, Y, X)`` planes, its channels read only (``--channels ... ignore``)."""
     path = manifest.image
-    return read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
-                                          axes=manifest.axes_override, warn=False))
+    planes = read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
+                                            axes=manifest.axes_override, warn=False))
+    return planes if manifest.channel_index is None else planes[:, list(manifest.channel_index)]
 
 
 def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
@@ -384,6 +391,8 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         "pixel_size_source": manifest.pixel_size_source,
         "channel_roles": list(manifest.roles), "channel_roles_source": manifest.roles_source,
         "channel_names": list(manifest.channel_names or ()) or None,
+        "channels_read": (None if manifest.channel_index is None
+                          else list(manifest.channel_index)),
         "channels_note": manifest.channels_note, "method": settings.method,
         "settings": settings.model_dump(mode="json"), "seed": settings.seed,
         "denoise": stage_record(Path(denoised)), "planes": planes, "tiles": fit_rec["tiles"],

@@ -37,6 +37,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "ensemble_size": ((ENSEMBLE_SECTION, "ensemble_size"), "ensemble size"),
     "tile_size_px": (("run", "tile_px"), "tile size (px)"),
     "calibration": (("calibration",), "calibration"),
+    "channels": (("channels",), "channels (optional)"),
 }
 PAIRS = "OFFSET:SCALE"
 """The calibration choice that takes numbers (``OFFSET:SCALE[,OFFSET:SCALE]``) rather than a

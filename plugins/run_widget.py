@@ -86,6 +86,8 @@ class RunWidget(Container):
         self.pairs = LineEdit(label=PAIRS, value="", tooltip="one OFFSET:SCALE for every "
                               "channel, or one per channel: 100:0.001,50:0.002")
         self.set_calibration(calibration_text(calibration.default))  # a mode, or pairs
+        channels = field_spec("channels")
+        self.channels = LineEdit(label=channels.label, value="", tooltip=channels.help)
         self.overwrite = CheckBox(text="overwrite results made with other settings",
                                   value=False, tooltip=OVERWRITE_HELP)
         self.config = FileEdit(label="settings file (optional)", mode="r",
@@ -97,7 +99,7 @@ class RunWidget(Container):
         self.status.native.setWordWrap(True)  # a refusal names every differing setting
         self.extend([
             self.folder, self.out, self.method, self.device, self.ensemble, self.tile,
-            self.calibration, self.pairs, self.config, self.overwrite, self.run_button,
+            self.calibration, self.pairs, self.channels, self.config, self.overwrite, self.run_button,
             self.cancel_button, self.bar, self.status,
         ])
         self.calibration.changed.connect(self._on_calibration)
@@ -137,6 +139,8 @@ class RunWidget(Container):
         for key, value in found.items():
             if key == "calibration":
                 self.set_calibration(value)
+            elif key == "channels":
+                self.channels.value = value
             else:
                 widgets[key].value = value
 
@@ -160,6 +164,7 @@ class RunWidget(Container):
                 ensemble_size=self.ensemble.value or None,
                 tile_size_px=self.tile.value or None,
                 calibration=self.calibration_value or None,
+                channels=self.channels.value or None,
                 config=_path_or_none(self.config.value),
             )
         except ValueError as exc:

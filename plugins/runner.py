@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.config import Settings, load_settings, parse_calibration
+from pipeline.config import Settings, load_settings, parse_calibration, parse_channels
 from pipeline.errors import InputError
 from plugins.run_fields import ENSEMBLE_SECTION, setting_labels
 
@@ -52,6 +52,7 @@ def build_settings(
     ensemble_size: int | None = None,
     tile_size_px: int | None = None,
     calibration: str | None = None,
+    channels: str | None = None,
     config: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """The :class:`pipeline.config.Settings` for the widget's fields.
@@ -69,6 +70,10 @@ def build_settings(
     calibration : str, optional
         As ``--calibration``: a mode (``"image"``, ``"auto"``) or
         ``"OFFSET:SCALE[,OFFSET:SCALE]"``. None or empty: the settings file's, else the default.
+    channels : str, optional
+        As ``--channels``: one word per channel of the files (chromatin, heterochromatin or
+        ignore), e.g. ``"chromatin,heterochromatin,ignore"``. None or empty: the settings
+        file's, else from the files' channel names or channel count.
     config : path, optional
         A TOML or YAML settings file, as ``--config``; the fields above override it.
 
@@ -81,6 +86,8 @@ def build_settings(
                             if v is not None}
     if calibration and calibration.strip():
         data["calibration"] = parse_calibration(calibration)
+    if channels and channels.strip():
+        data["channels"] = parse_channels(channels)
     if ensemble_size:
         data[ENSEMBLE_SECTION] = {"ensemble_size": int(ensemble_size)}
     if tile_size_px:
@@ -95,8 +102,8 @@ def config_fields(config: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The run widget's fields that a settings file sets, as the widget shows them.
 
     Keys (only those the file gives): ``method``, ``device``, ``ensemble_size``,
-    ``tile_size_px`` and ``calibration`` (a mode such as ``"auto"``, or
-    ``"OFFSET:SCALE[,...]"``).
+    ``tile_size_px``, ``calibration`` (a mode such as ``"auto"``, or
+    ``"OFFSET:SCALE[,...]"``) and ``channels`` (as ``--channels``).
 
     Raises
     ------
@@ -118,6 +125,8 @@ def config_fields(config: str | os.PathLike[str] | None) -> dict[str, Any]:
     if "calibration" in given:
         cal = settings.calibration
         found["calibration"] = calibration_text(cal)
+    if given.get("channels"):
+        found["channels"] = ",".join(settings.channels or ())
     return found
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline.config import Settings, role_from_name
+from pipeline.channels import role_from_name
+from pipeline.config import Settings
 from pipeline.io import inspect_tiff, open_result_store
 from pipeline.process import process_image
 from pipeline.simulate import simulate_folder
@@ -94,3 +95,63 @@ def test_role_keywords():
     assert role_from_name("Chromatin") == "chromatin"
     assert role_from_name("SiR-DNA") == "chromatin"
     assert role_from_name("mCherry") is None
+
+
+def test_a_third_channel_named_otherwise_is_not_read(two_channel, tmp_path):
+    """DAPI and H3K9me3 beside a third stain: the named two are read (the third is not), and
+    λ is that of the two-channel file."""
+    root, img, px = two_channel
+    ref, _ = _lam(_ome(tmp_path / "a" / "ref.ome.tif", img, px), tmp_path / "o1")
+    third = (img[0] // 3 + 50).astype(img.dtype)
+    three = _ome(tmp_path / "b" / "x.ome.tif", np.stack([third, img[1], img[0]]), px,
+                 ("Tubulin-488", "H3K9me3", "DAPI"))
+    lam, store = _lam(three, tmp_path / "o2")
+    np.testing.assert_allclose(lam, ref, rtol=1e-6, equal_nan=True)
+    assert open_result_store(store)["attrs"]["channels_read"] == [1, 2]
+    _, notes = store_notes(store)
+    assert any("0 ('Tubulin-488') not" in n for n in notes)
+
+
+def test_three_unnamed_channels_need_channels_with_ignore(two_channel, tmp_path):
+    from pipeline.io import InputError
+
+    root, img, px = two_channel
+    ref, _ = _lam(_ome(tmp_path / "a" / "ref.ome.tif", img, px), tmp_path / "o1",
+                  calibration=[{"offset": 100, "scale": 0.001}] * 2)
+    three = _ome(tmp_path / "b" / "x.ome.tif", np.stack([img[1], img[1] // 2, img[0]]), px)
+    with pytest.raises(InputError, match="--channels chromatin,heterochromatin,ignore"):
+        _lam(three, tmp_path / "o2")
+    with pytest.raises(InputError, match="names 2 channel"):
+        _lam(three, tmp_path / "o3", channels=["chromatin", "heterochromatin"])
+    lam, store = _lam(three, tmp_path / "o4", channels=["heterochromatin", "ignore",
+                                                        "chromatin"],
+                      calibration=[{"offset": 100, "scale": 0.001}] * 2)
+    np.testing.assert_allclose(lam, ref, rtol=1e-6, equal_nan=True)
+    assert open_result_store(store)["attrs"]["channels_read"] == [0, 2]
+
+
+@pytest.mark.parametrize("channels, message", [
+    (["chromatin", "chromatin", "ignore"], "two distinct roles"),
+    (["ignore", "ignore"], "one role or two"),
+    (["chromatin", "ignore"], "single channel must be 'heterochromatin'"),
+    (["dna", "heterochromatin"], "'chromatin', 'heterochromatin' or 'ignore'"),
+])
+def test_channels_refused(channels, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(channels=channels)
+
+
+def test_calibration_pairs_count_the_channels_read():
+    pair = {"offset": 100, "scale": 0.001}
+    Settings(channels=["chromatin", "ignore", "heterochromatin"], calibration=[pair] * 2)
+    with pytest.raises(ValueError, match="3 calibration pair"):
+        Settings(channels=["chromatin", "ignore", "heterochromatin"], calibration=[pair] * 3)
+
+
+def test_parse_channels_with_ignore():
+    from pipeline.config import parse_channels
+
+    assert parse_channels("Chromatin, ignore,heterochromatin") == (
+        "chromatin", "ignore", "heterochromatin")
+    with pytest.raises(ValueError, match="use chromatin, heterochromatin or ignore"):
+        parse_channels("chromatin,skip")

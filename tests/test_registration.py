@@ -156,3 +156,12 @@ def test_channel_offset_command_measures_a_bead_image(tmp_path, capsys):
                      metadata={"unit": "um"})
     assert main(["channel-offset", str(one)]) == 2
     assert "one.tif" in capsys.readouterr().err
+    # a third channel (transmitted light) beside the beads' two: named by --channels
+    three = tmp_path / "three.tif"
+    tifffile.imwrite(three, np.stack([stack[1], stack[0] // 2, stack[0]]), imagej=True,
+                     resolution=(1 / 0.04, 1 / 0.04), metadata={"unit": "um", "axes": "CYX"})
+    assert main(["channel-offset", str(three)]) == 2
+    assert "--channels chromatin,heterochromatin,ignore" in capsys.readouterr().err
+    assert main(["channel-offset", str(three), "--channels",
+                 "heterochromatin,ignore,chromatin"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == out[-1]

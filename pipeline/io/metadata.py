@@ -38,6 +38,7 @@ __all__ = [
     "ImageInfo",
     "PixelSizeSource",
     "normalise_axes",
+    "READ_AXES",
     "ome_pixels",
     "pixel_size",
     "um_per_unit",
@@ -49,7 +50,10 @@ log = logging.getLogger(__name__)
 PixelSizeSource = Literal["ome", "imagej", "resolution", "override"]
 AxesSource = Literal["metadata", "--axes", "default"]
 SUPPORTED_AXES = ("YX", "CYX", "ZYX", "TYX", "ZCYX", "TCYX", "CZYX", "CTYX")
-"""Layouts read (the last two are common in OME-TIFF); :func:`write_tiff` writes them too."""
+"""Layouts written by :func:`write_tiff` and read (the last two are common in OME-TIFF)."""
+READ_AXES = SUPPORTED_AXES + ("YXC", "ZYXC", "TYXC")
+"""Layouts read: :data:`SUPPORTED_AXES` and channels last (numpy's ``(Y, X, C)`` saved by
+tifffile as samples per pixel, or page by page and named with ``--axes YXC``)."""
 AXES_HINT = f"Re-save it as OME-TIFF or ImageJ hyperstack, axes {', '.join(SUPPORTED_AXES[:6])}"
 MAX_RESOLUTION_PIXEL_UM = 10.0  # a bare TIFF resolution beyond this is a print DPI, not optics
 UM_PER_UNIT = {
@@ -314,39 +318,57 @@ def z_step(tif: tifffile.TiffFile) -> tuple[float, Literal["ome", "imagej"]] | N
 
 
 def normalise_axes(
-    path: Path, axes: str, shape: tuple[int, ...], declared: str | None = None
+    path: Path, axes: str, shape: tuple[int, ...], declared: str | None = None, *,
+    samples_as_channels: bool = False,
 ) -> tuple[str, AxesSource, str | None]:
     """Map tifffile's axis codes onto chromarate's, or refuse the file.
 
-    Returns the axes, their source and a note for the user. Axes the metadata do not name
-    (tifffile's ``Q`` or ``I``) take ``declared`` (``--axes``) when given; a single such axis
-    before ``YX`` is otherwise read as Z planes, and the note says so.
+    Returns the axes (one of :data:`READ_AXES`), their source and a note for the user. Axes
+    the metadata do not name (tifffile's ``Q`` or ``I``) take ``declared`` (``--axes``) when
+    given; a single such axis before ``YX`` is otherwise read as Z planes, and the note says
+    so. Samples per pixel (tifffile's ``S``: a channels-last array saved by numpy/tifffile)
+    are read as channels when ``samples_as_channels`` (the caller has refused 8-bit RGB).
 
     Raises
     ------
     InputError
-        For samples per pixel (RGB), axes that do not end in YX, unnamed axes that cannot be
-        guessed, a ``declared`` of the wrong length, or a layout not in
-        :data:`SUPPORTED_AXES`.
+        For samples per pixel when not ``samples_as_channels`` (or beside a C axis), axes
+        that do not end in YX (or YXC), unnamed axes that cannot be guessed, a ``declared``
+        of the wrong length, or a layout not in :data:`READ_AXES`.
+
+    >>> normalise_axes(Path("x.tif"), "YXS", (64, 64, 3), samples_as_channels=True)[::2]
+    ('YXC', 'its 3 samples per pixel are read as 3 channels (axes YXC)')
+    >>> normalise_axes(Path("x.tif"), "QYX", (64, 64, 2), "YXC")[:2]
+    ('YXC', '--axes')
     """
+    note = None
     if "S" in axes:
         n = shape[axes.index("S")]
-        reason = "it is RGB/RGBA colour" if n in (3, 4) else f"it has {n} samples per pixel"
-        raise InputError(path, reason, "Save one grey-level image per channel (axes CYX)")
-    if axes[-2:] != "YX":
+        if not samples_as_channels or "C" in axes:
+            reason = "it is RGB/RGBA colour" if n in (3, 4) else f"it has {n} samples per pixel"
+            raise InputError(path, reason, "Save one grey-level image per channel (axes CYX)")
+        axes = axes.replace("S", "C")
+        note = f"its {n} samples per pixel are read as {n} channels (axes {axes})"
+    trail = "C" if axes.endswith("YXC") else ""
+    core = axes[:-1] if trail else axes
+    if core[-2:] != "YX":
         raise InputError(path, f"axes {axes!r} do not end in YX", AXES_HINT)
-    lead, source, note = axes[:-2], "metadata", None
+    lead, source = core[:-2], "metadata"
     if set(lead) & _UNNAMED:
         if declared is not None:
             if len(declared) != len(axes):
                 raise InputError(path, f"--axes {declared} has {len(declared)} letters but "
                                  f"the file has {len(axes)} dimensions (shape {shape})",
                                  "Pass --axes with one letter per dimension, e.g. ZYX")
-            lead, source = declared[:-2], "--axes"
+            trail = "C" if declared.endswith("YXC") else ""
+            lead, source = declared[: -2 - len(trail)], "--axes"
         elif len(lead) == 1:
             lead, source = "Z", "default"
             note = (f"the file does not name its axes ({axes}): its {shape[0]} pages are read "
                     "as Z planes; pass --axes TYX for time points or --axes CYX for channels")
+            if shape[-1] <= 4 < min(shape[:-1]):
+                note += (f" (its pages are {shape[-1]} pixels wide: a channels-last array "
+                         "saved page by page reads right with --axes YXC)")
         else:
             raise InputError(path, f"the file does not name its axes (unknown axis "
                              f"{axes[0]!r} in axes {axes!r}, shape {shape})",
@@ -356,7 +378,7 @@ def normalise_axes(
         log.info("%s: its metadata name axes %s; --axes %s applies only to files whose "
                  "metadata do not", path, axes, declared)
     unknown = sorted(set(lead) - set("CZT"))
-    if unknown or lead + "YX" not in SUPPORTED_AXES:
+    if unknown or lead + "YX" + trail not in READ_AXES:
         what = f"unknown axis {', '.join(map(repr, unknown))}" if unknown else "unsupported layout"
         raise InputError(path, f"{what} in axes {axes!r} (shape {shape})", AXES_HINT)
-    return lead + "YX", source, note  # type: ignore[return-value]
+    return lead + "YX" + trail, source, note  # type: ignore[return-value]

@@ -164,15 +164,15 @@ def _check_override(path: Path, value: float | None, what: str, flag: str) -> No
 
 
 def _check_pixels(path: Path, photometric: Any, dtype: np.dtype) -> None:
-    if photometric in (
-        tifffile.PHOTOMETRIC.RGB,
-        tifffile.PHOTOMETRIC.PALETTE,
-        tifffile.PHOTOMETRIC.YCBCR,
-    ):
+    if photometric in (tifffile.PHOTOMETRIC.PALETTE, tifffile.PHOTOMETRIC.YCBCR) or (
+            photometric == tifffile.PHOTOMETRIC.RGB and dtype.itemsize == 1):
         raise InputError(
             path,
-            f"it is a colour image ({photometric.name})",
-            "Save one grey-level image per channel (axes CYX)",
+            f"it is an 8-bit colour image ({photometric.name}), most likely a display export "
+            "(contrast-stretched colours, not the recorded intensities)",
+            "Export the raw channels from the acquisition software or Fiji (Image > Color > "
+            "Split Channels on the original, not an RGB snapshot), one grey-level image per "
+            "channel (axes CYX)",
         )
     if dtype.kind == "c":
         raise InputError(
@@ -238,7 +238,7 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
                     path, f"the file is damaged or truncated (tifffile: {damage[0]})", _AGAIN)
             found = None if pixel_size_um is not None else pixel_size(tif)
             z_found = None if z_step_um is not None else z_step(tif)
-            c_axis = series_axes.find("C")
+            c_axis = max(series_axes.find("C"), series_axes.find("S"))
             names = channel_names(tif, shape[c_axis] if c_axis >= 0 else 1)
     except InputError:
         raise
@@ -250,7 +250,8 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
             "copy or export it again",
         ) from exc
     _check_pixels(path, photometric, dtype)
-    axes, axes_source, axes_note = normalise_axes(path, series_axes, shape, axes)
+    axes, axes_source, axes_note = normalise_axes(path, series_axes, shape, axes,
+                                                  samples_as_channels=True)
     for note in (axes_note, series_note) if warn else ():
         if note:
             log.warning("%s: %s", path, note)

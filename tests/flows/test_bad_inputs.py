@@ -40,7 +40,7 @@ BAD = {
     "corrupt.tif": ("damaged", "export the file again"),
     "huge_declared.ome.tif": ("truncated", "export the file again"),
     "rgb.tif": ("colour image (RGB)", "one grey-level image per channel"),
-    "three_channels.tif": ("the image has 3", "Save only the chromatin and heterochromatin"),
+    "three_channels.tif": ("but the image has 3", "one word per channel (chromatin, heterochromatin or ignore)"),
     "one_channel.tif": ("the image has 1", "Run files with this channel count separately"),
     "unknown_axes.tif": ("unknown axis 'Q'", "Re-save it as OME-TIFF"),
     "nan.tif": ("1 NaN and 0 infinite", "Replace them"),
@@ -267,7 +267,7 @@ def test_unforeseen_stage_failure_names_the_image(tmp_path):
     with pytest.raises(InputError) as refused:  # no --channels: 3 channels is still refused
         process.ingest(three, tmp_path / "out", settings)
     assert str(refused.value).startswith(f"{three}: the image has 3 channels")
-    assert "Pass --channels" not in str(refused.value)  # --channels takes at most 2 roles
+    assert "--channels chromatin,heterochromatin,ignore" in str(refused.value)
 
 
 def test_refused_inputs_are_not_retried():

@@ -471,3 +471,32 @@ def test_jpeg_with_shared_tables_is_read(tmp_path: Path) -> None:
     info = inspect_tiff(path, pixel_size_um=0.02)
     planes = read_planes(path, info).compute()[0, 0]
     assert np.abs(planes.astype(float) - data).mean() < 10  # lossy, but the same image
+
+
+def test_channels_last_files_read_as_channels(tmp_path: Path) -> None:
+    """numpy's (Y, X, C) saved by tifffile: two channels become samples per pixel, three
+    16-bit channels an RGB file, and a page-by-page (Y, X, 2) array reads right with
+    --axes YXC; an 8-bit RGB (a display export) is still refused."""
+    rng = np.random.default_rng(3)
+    cyx = rng.integers(0, 4000, (3, 40, 48), dtype=np.uint16)
+    res = {"resolution": (1 / 0.02e-4,) * 2, "resolutionunit": "CENTIMETER"}
+    two = tmp_path / "two.tif"
+    tifffile.imwrite(two, np.moveaxis(cyx[:2], 0, -1), photometric="minisblack",
+                     planarconfig="contig", **res)
+    rgb = tmp_path / "rgb16.tif"
+    tifffile.imwrite(rgb, np.moveaxis(cyx, 0, -1), **res)
+    for path, n in ((two, 2), (rgb, 3)):
+        info = inspect_tiff(path)
+        assert (info.axes, info.n_channels) == ("YXC", n)
+        assert f"{n} samples per pixel are read as {n} channels" in info.axes_note
+        np.testing.assert_array_equal(read_planes(path, info).compute()[0], cyx[:n])
+    pages = tmp_path / "pages.tif"
+    tifffile.imwrite(pages, np.moveaxis(cyx[:2], 0, -1), **res)  # 40 pages of 48 x 2
+    guessed = inspect_tiff(pages)
+    assert guessed.axes == "ZYX" and "--axes YXC" in guessed.axes_note
+    info = inspect_tiff(pages, axes="YXC")
+    assert (info.axes, info.n_channels, info.axes_source) == ("YXC", 2, "--axes")
+    np.testing.assert_array_equal(read_planes(pages, info).compute()[0], cyx[:2])
+    rgb8 = tmp_path / "rgb8.tif"
+    tifffile.imwrite(rgb8, np.moveaxis(cyx, 0, -1).astype(np.uint8), **res)
+    assert "Split Channels" in str(_refusal(rgb8, "8-bit colour image"))

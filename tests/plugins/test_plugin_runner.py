@@ -42,6 +42,11 @@ def test_build_settings_maps_fields_and_quotes_bad_values(tmp_path: Path) -> Non
         build_settings(ensemble_size=3)
     with pytest.raises(ValueError, match="tile_px"):
         build_settings(tile_size_px=8)
+    assert build_settings(channels="chromatin, heterochromatin,ignore").channels == (
+        "chromatin", "heterochromatin", "ignore")
+    assert build_settings(channels=" ").channels is None
+    with pytest.raises(ValueError, match="dapi"):
+        build_settings(channels="dapi,heterochromatin")
 
 
 def test_config_file_is_read_and_fields_override(fixed_bandwidth_toml: Path) -> None:
@@ -63,6 +68,8 @@ def test_config_fields_are_what_the_file_sets(fixed_bandwidth_toml: Path, tmp_pa
                                    "tile_size_px": 128, "calibration": CAL}
     settings = build_settings(**config_fields(path), config=path)  # the widget's round trip
     assert settings == build_settings(method="neural", device="cpu", config=path)
+    path.write_text('channels = ["ignore", "heterochromatin", "chromatin"]\n')
+    assert config_fields(path) == {"channels": "ignore,heterochromatin,chromatin"}
     path.write_text(f"[{ENSEMBLE_SECTION}]\nensemble_size = 3\n")
     with pytest.raises(ValueError, match="even"):
         config_fields(path)

@@ -107,6 +107,9 @@ def test_run_widget_errors_are_readable_notifications(run_widget, qtbot, tmp_pat
     widget.pairs.value = ""  # pairs chosen but none typed: refused, not the default silently
     assert widget.start() is None and "type the calibration" in notifications[-1]
     widget.calibration.value = "auto"
+    widget.channels.value = "dna,heterochromatin"  # --channels as typed: checked too
+    assert widget.start() is None and "'dna'" in notifications[-1]
+    widget.channels.value = ""
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -203,6 +206,12 @@ def test_run_widget_shows_the_real_defaults_and_a_settings_files_values(
     widget.config.value = path
     assert widget.calibration.value == "OFFSET:SCALE" and widget.pairs.value == "100:0.5"
     assert widget.pairs.enabled and widget.calibration_value == "100:0.5"
+    assert widget.channels.value == "" and widget.channels.tooltip == \
+        Settings.model_fields["channels"].description
+    path.write_text('channels = ["chromatin", "ignore", "heterochromatin"]\n')
+    widget.config.value = tmp_path / "none.toml"
+    widget.config.value = path
+    assert widget.channels.value == "chromatin,ignore,heterochromatin"
 
 
 def _combo(widget) -> dict:
