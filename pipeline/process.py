@@ -58,6 +58,11 @@ ManifestLike = ImageManifest | Mapping[str, Any]
 """What the stages accept: a manifest from :func:`ingest`, or one as a dict (JSON)."""
 MIN_SIDE_PX = 16
 """Smallest image side: the denoising filters read up to 8 pixels of context either side."""
+RAW_MOVIE_PLANES = 500
+RAW_MOVIE_PIXEL_UM = 0.065
+"""A stack of at least :data:`RAW_MOVIE_PLANES` planes at camera pixels (at least
+:data:`RAW_MOVIE_PIXEL_UM` µm) is refused as a raw single-molecule acquisition: thousands of
+blinking frames, not a super-resolution image (each would be fitted as a plane, for hours)."""
 
 
 
@@ -99,6 +104,14 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
                          "If it is a channels-last (Y, X, C) array saved page by page, pass "
                          "--axes YXC" if channels_last else
                          "Use a larger field of view, or move the file out of the folder")
+    if info.n_planes >= RAW_MOVIE_PLANES and info.pixel_size_um >= RAW_MOVIE_PIXEL_UM:
+        raise InputError(
+            path, f"it holds {info.n_planes} {info.plane_axis or 'Z'} planes of {h} x {w} "
+            f"camera pixels ({info.pixel_size_um:.3g} µm): a raw single-molecule (STORM/PALM) "
+            "acquisition, not a super-resolution image",
+            "Localise and render it first (ThunderSTORM, Picasso, SMAP: a rendering at "
+            "0.01-0.03 µm per pixel) and run chromarate on the rendering; move the raw "
+            "movie out of the folder")
     try:
         roles, roles_source, channels_note, channel_index = settings.channel_roles(
             info.n_channels, info.channel_names)

@@ -48,6 +48,7 @@ BAD = {
     "constant.tif": ("constant", "Pass --calibration"),
     "no_pixel_size.tif": ("no pixel size", "Pass --pixel-size"),
     "tiny.tif": ("6 x 6 pixels", "at least 16 x 16"),
+    "raw_movie.tif": ("600 T planes of 32 x 32 camera pixels (0.16 µm)", "render it first"),
 }
 IGNORED = ("notes.txt", "readme.md", "preview.png")  # not TIFFs: never read, never listed
 
@@ -94,6 +95,9 @@ def _corpus(root: Path) -> Path:
                pixel_size_um=PX)
     tifffile.imwrite(d / "no_pixel_size.tif", two, metadata={"axes": "CYX"})
     write_tiff(d / "tiny.tif", two[:, :6, :6], axes="CYX", pixel_size_um=PX)
+    rng = np.random.default_rng(5)  # a raw STORM movie: blinking frames at camera pixels
+    write_tiff(d / "raw_movie.tif", rng.poisson(100, (600, 32, 32)).astype(np.uint16),
+               axes="TYX", pixel_size_um=0.16)
     for name in IGNORED:
         (d / name).write_text("not an image")
     assert sorted(p.name for p in d.iterdir()) == sorted((*GOOD, *BAD, *IGNORED))
@@ -292,3 +296,14 @@ def test_same_store_name_is_refused_not_mixed(tmp_path):
     assert keep == [images[0], images[3]]
     assert [f["image"] for f in failed] == [str(images[1]), str(images[2])]
     assert all("a.ome.zarr" in f["reason"] and "rename" in f["reason"] for f in failed)
+
+
+def test_a_long_stack_of_super_resolution_planes_is_not_a_raw_movie(tmp_path):
+    """600 planes at 0.02 µm are a stack to fit, not a raw acquisition; at 0.16 µm they are
+    refused (the boundary is the pixel size, not the plane count alone)."""
+    data = np.ones((600, 32, 32), np.uint16)
+    rendered = write_tiff(tmp_path / "a" / "z.tif", data, axes="ZYX", pixel_size_um=PX)
+    assert process.ingest(rendered, tmp_path / "out", Settings()).n_planes == 600
+    movie = write_tiff(tmp_path / "b" / "t.tif", data[:499], axes="TYX", pixel_size_um=0.16)
+    assert process.ingest(movie, tmp_path / "out2", Settings()).n_planes == 499
+
