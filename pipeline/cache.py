@@ -50,6 +50,7 @@ RESULT_SOURCES = (
     "config_meta.py",  # which settings enter the key
     "config_run.py",  # the [run] settings and their defaults
     "manifest.py",    # what the stages know about an image
+    "plane_qc.py",    # blank planes (no λ) and intensity drift along a stack (flags)
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)
     "distance.py",    # distances to the background (segmentation, edge distances)

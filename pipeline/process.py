@@ -40,6 +40,7 @@ from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
+from .plane_qc import empty_plane_note, intensity_drift, intensity_level
 from .saturation import saturated_pixels
 from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
 from .user_labels import find_user_labels, read_user_labels
@@ -215,23 +216,6 @@ def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
                          "level) and save the file again, or move it out of the folder")
 
 
-def empty_plane_note(plane: int, low: np.ndarray, high: np.ndarray,
-                     roles: tuple[str, ...]) -> str | None:
-    """Why plane ``plane`` holds no image, or None, from its channels' minima ``low`` and
-    maxima ``high``: a channel with one value everywhere (a blank plane of a stack, a shutter
-    that did not open). No λ is reported there; a fit would read the flat field as chromatin
-    at a uniform occupancy.
-
-    >>> empty_plane_note(1, np.array([0]), np.array([0]), ("heterochromatin",))
-    'plane 1: the heterochromatin channel is 0 everywhere (an empty plane): no λ reported'
-    """
-    for c, role in enumerate(roles):
-        if low[c] == high[c]:
-            return (f"plane {plane}: the {role} channel is {low[c]:g} everywhere (an empty "
-                    "plane): no λ reported")
-    return None
-
-
 def fit_image(manifest: ManifestLike, settings: Settings, denoised: str, *,
               progress: Progress = None) -> str:
     """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
@@ -278,8 +262,9 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
             # the std resamples their noise (the denoised planes are kept for display)
             # float32 is what fit_plane holds: computed in float64 and rounded a block at a time
-            fields, calib = calibrate_plane(plane_raw, roles, settings, px,
-                                            reuse=planes[0]["calibration"] if planes else None,
+            reuse = (planes[0]["calibration"] | {"reused_from_plane": planes[0]["plane"]}
+                     if planes else None)
+            fields, calib = calibrate_plane(plane_raw, roles, settings, px, reuse=reuse,
                                             dtype=np.float32)
             # a contradicted calibration, kept: the std spans the image's preferred one too
             alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32)
@@ -290,7 +275,6 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                             manifest.image, p, sat_rec["pixels"], 100 * sat_rec["fraction"],
                             ", ".join(str(c["ceiling"]) for c in sat_rec["channels"]
                                       if c["pixels"]))
-            del plane_raw
             # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
             fg = None
             if user is not None:
@@ -305,7 +289,9 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 nuclei_records[p] = rec_n
                 fg = foreground_of(labels, rec_n)
                 del labels
-                release_freed_memory()  # the segmentation's temporaries, before the fit's
+            level = intensity_level(plane_raw, calib, fg)
+            del plane_raw
+            release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
                             progress=progress, alternative=alt, saturated=saturated,
                             channel_model=calib["model"])
@@ -316,8 +302,14 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             root["rates"][p, 1] = res.std
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
+            drift = None if empty or not planes else intensity_drift(
+                p, level, planes[0], shared=settings.calibration_for(len(roles)) != "auto")
+            if drift:
+                log.warning("%s %s", manifest.image, drift)
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
-                           **res.record, **({"empty": empty} if empty else {})})
+                           "intensity_level": level, **res.record,
+                           **({"empty": empty} if empty else {}),
+                           **({"intensity_drift": drift} if drift else {})})
             tiles.extend(res.tiles)
             del res
             release_freed_memory()

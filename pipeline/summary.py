@@ -98,6 +98,9 @@ FLAGS = {
     "pixel-size-untested": "the pixel size lies outside 0.01-0.06 um, where accuracy was "
                            "measured: λ there is not validated",
     "empty-plane": "a channel of the plane has one value everywhere: no λ reported",
+    "intensity-drift": "the plane's intensity above the dark level differs by over 10 % from "
+                       "that of the plane whose calibration the stack shares (bleaching, "
+                       "depth): its λ shifts as under a calibration error",
     "series-skipped": "the file holds several image series (e.g. positions): only the first "
                       "was read",
 }
@@ -195,6 +198,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("defect-pixels")
     if rec.get("empty"):
         flags.append("empty-plane")
+    if rec.get("intensity_drift"):
+        flags.append("intensity-drift")
     if (rec.get("saturation") or {}).get("pixels"):
         flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
@@ -225,8 +230,9 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         for flag in image_flags(attrs, p, 1.0):
             if flag not in flags:
                 flags.append(flag)
-        if rec.get("empty") and rec["empty"] not in notes:
-            notes.append(rec["empty"])
+        for key in ("empty", "intensity_drift"):
+            if rec.get(key) and rec[key] not in notes:
+                notes.append(rec[key])
         note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
         if note and note not in notes:
             notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")

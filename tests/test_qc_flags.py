@@ -347,3 +347,32 @@ def test_correlated_noise_flags_a_smoothed_camera_image(tmp_path, how):
     flags = _flags(m["store"])
     assert ("correlated-noise" in flags) == (how != "raw"), flags
     assert "correlated-noise" in FLAGS
+
+
+def test_intensity_drift_along_a_stack_is_flagged(tmp_path):
+    """Plane 1 at 0.8 times plane 0's intensity above the dark level (bleaching): it shares
+    plane 0's calibration, so its single-channel λ falls; it is flagged intensity-drift with
+    a note naming the ratio. Plane 2 at 0.95 is within 10 %: no flag."""
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:128, :128]  # one nucleus 4 µm across in a dark background
+    cell = ((yy - 60) ** 2 + (xx - 66) ** 2 < 40**2) * (800.0 + 200 * np.sin(yy / 5.0))
+    stack = np.stack([rng.poisson(cell * f + 100) for f in (1.0, 0.8, 0.95)]).astype(np.uint16)
+    path = tmp_path / "in" / "bleach.ome.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, stack, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.05, "PhysicalSizeY": 0.05, "PhysicalSizeZ": 0.2})
+    fast = {"method": "closed-form", "estimator": {"delta_um": 0.15, "window_um": 0.15}}
+    m = process_image(path, tmp_path / "out", Settings(**fast, run={"denoise": "none"}))
+    rows = summarize_store(m["store"])["images"].set_index("plane")
+    flagged = [p for p in (0, 1, 2) if "intensity-drift" in rows.loc[p, "flags"].split(";")]
+    assert flagged == [1], rows["flags"]
+    assert rows.loc[1, "lambda_median"] < 0.95 * rows.loc[0, "lambda_median"]  # 0.93 here
+    _, notes = store_notes(m["store"])
+    drift = [n for n in notes if "intensity above the dark level" in n]
+    assert len(drift) == 1 and drift[0].startswith("plane 1:")
+    assert "0.8" in drift[0] and "times that of plane 0" in drift[0]
+    # with --calibration auto each plane is calibrated on its own: nothing to flag
+    auto = process_image(path, tmp_path / "out_auto", Settings(
+        **fast, calibration="auto", run={"denoise": "none"}))
+    assert not any("intensity-drift" in f for f in summarize_store(auto["store"])["images"][
+        "flags"])
