@@ -1,6 +1,6 @@
-"""Checks of one plane of a stack before and after its fit: a blank plane (no λ reported) and
-an intensity level that drifted from the plane whose calibration the stack shares (flag
-``intensity-drift``)."""
+"""Checks of one plane of a stack before and after its fit: NaN pixels (a masked background:
+flag ``nan-pixels``), a blank plane (no λ reported) and an intensity level that drifted from
+the plane whose calibration the stack shares (flag ``intensity-drift``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DRIFT", "empty_plane_note", "intensity_drift", "intensity_level"]
+__all__ = ["DRIFT", "empty_plane_note", "intensity_drift", "intensity_level", "missing_pixels"]
 
 DRIFT = 0.1
 """A plane whose intensity above the dark level differs from that of the plane whose
@@ -70,3 +70,28 @@ def empty_plane_note(plane: int, low: np.ndarray, high: np.ndarray,
             return (f"plane {plane}: the {role} channel is {low[c]:g} everywhere (an empty "
                     "plane): no λ reported")
     return None
+
+
+def missing_pixels(plane: np.ndarray, index: int) -> tuple[np.ndarray | None, str | None]:
+    """The pixels of ``plane`` ``(C, Y, X)`` that are NaN in any channel (Fiji's *NaN
+    Background*, a masked region), and a note for the user; ``(None, None)`` when none are.
+
+    They are read as a dark background (0) and treated as holes: outside every nucleus, no λ
+    within the derivative support of them.
+
+    >>> p = np.ones((1, 4, 5), np.float32); p[0, 0, :2] = np.nan
+    >>> mask, note = missing_pixels(p, 3)
+    >>> int(mask.sum()), note[:42]
+    (2, 'plane 3: 2 pixel(s) (10 %) are NaN in the ')
+    """
+    if plane.dtype.kind != "f":
+        return None, None
+    mask = np.isnan(plane).any(axis=0)
+    n = int(mask.sum())
+    if not n:
+        return None, None
+    return mask, (f"plane {index}: {n} pixel(s) ({100 * n / mask.size:.2g} %) are NaN in the "
+                  "file (a NaN background or masked region): read as outside the nuclei, no λ "
+                  "within the derivative support of them; the dark level cannot be read from a "
+                  "NaN background (pass --dark-frame or OFFSET:SCALE pairs if the data keep "
+                  "a camera offset)")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import zarr
 
@@ -40,7 +41,7 @@ from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
-from .plane_qc import empty_plane_note, intensity_drift, intensity_level
+from .plane_qc import empty_plane_note, intensity_drift, intensity_level, missing_pixels
 from .saturation import saturated_pixels
 from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
 from .user_labels import find_user_labels, read_user_labels
@@ -168,12 +169,16 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         nuclei_path=str(labels) if labels else None, done=done)
 
 
-def _planes(manifest: ImageManifest):
-    """The image's ``(P, C, Y, X)`` planes, its channels read only (``--channels ... ignore``)."""
+def _planes(manifest: ImageManifest, *, fill_nan: bool = True):
+    """The image's ``(P, C, Y, X)`` planes, its channels read only (``--channels ... ignore``);
+    NaN pixels (a float image's NaN background) as 0 unless not ``fill_nan``."""
     path = manifest.image
     planes = read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
                                             axes=manifest.axes_override, warn=False))
-    return planes if manifest.channel_index is None else planes[:, list(manifest.channel_index)]
+    planes = planes if manifest.channel_index is None else planes[:, list(manifest.channel_index)]
+    if fill_nan and planes.dtype.kind == "f":  # a NaN background reads as a dark one (0)
+        planes = da.where(da.isnan(planes), planes.dtype.type(0), planes)
+    return planes
 
 
 def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
@@ -207,13 +212,14 @@ def denoise_image(manifest: ManifestLike, settings: Settings, *, progress: Progr
 
 
 def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
+    """Refuse infinite pixel values (NaN ones are a masked background: :func:`missing_pixels`)."""
     if data.dtype.kind != "f":
         return
-    n_nan, n_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
-    if n_nan or n_inf:
-        raise InputError(image, f"plane {plane} holds {n_nan} NaN and {n_inf} infinite "
-                         "pixel value(s)", "Replace them (for example with the background "
-                         "level) and save the file again, or move it out of the folder")
+    n_inf = int(np.isinf(data).sum())
+    if n_inf:
+        raise InputError(image, f"plane {plane} holds {n_inf} infinite pixel value(s)",
+                         "Replace them (for example with the background level) and save the "
+                         "file again, or move it out of the folder")
 
 
 def fit_image(manifest: ManifestLike, settings: Settings, denoised: str, *,
@@ -229,7 +235,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     out, done = _stage(manifest, "fit")
     if done:
         return str(out)
-    raw = _planes(manifest)
+    raw = _planes(manifest)  # NaN as 0: the minima and maxima, the shape
+    source = _planes(manifest, fill_nan=False)
     model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
     roles, px = tuple(manifest.roles), manifest.pixel_size_um
     n, _, h, w = raw.shape
@@ -253,8 +260,12 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with stage_store(out, arrays) as (root, record):
         for p in sorted(range(n), key=lambda q: q in empties):
-            plane_raw = np.asarray(raw[p])  # as stored: calibration converts it once
+            plane_raw = np.asarray(source[p])  # as stored: calibration converts it once
             _check_finite(manifest.image, p, plane_raw)
+            missing, missing_note = missing_pixels(plane_raw, p)
+            if missing is not None:
+                log.warning("%s %s", manifest.image, missing_note)
+                plane_raw = np.where(np.isnan(plane_raw), plane_raw.dtype.type(0), plane_raw)
             empty = empties.get(p)
             if empty:
                 log.warning("%s %s", manifest.image, empty)
@@ -269,6 +280,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             # a contradicted calibration, kept: the std spans the image's preferred one too
             alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32)
             saturated, sat_rec = saturated_pixels(plane_raw)
+            holes = missing if saturated is None else (
+                saturated if missing is None else saturated | missing)
             if saturated is not None:
                 log.warning("%s plane %d: %d pixel(s) (%.2g %%) at the detector's ceiling "
                             "(%s): no lambda within the derivative support of them",
@@ -285,6 +298,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 labels, rec_n = segment_nuclei(fields, px, single_channel=len(roles) == 1,
                                                settings=settings.segmentation)
             if seg:
+                if missing is not None:  # outside the nuclei, whoever drew them
+                    labels = np.where(missing, 0, labels).astype(np.int32)
                 root["nuclei"][p] = labels
                 nuclei_records[p] = rec_n
                 fg = foreground_of(labels, rec_n)
@@ -293,9 +308,9 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             del plane_raw
             release_freed_memory()  # the segmentation's temporaries, before the fit's
             res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
-                            progress=progress, alternative=alt, saturated=saturated,
+                            progress=progress, alternative=alt, saturated=holes,
                             channel_model=calib["model"])
-            del fields, fg, alt, saturated
+            del fields, fg, alt, saturated, holes
             if empty:  # fitted like any plane (its record complete), nothing reported
                 res.mean[:], res.std[:], res.identifiable[:] = np.nan, np.nan, False
             root["rates"][p, 0] = res.mean
@@ -308,6 +323,8 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                 log.warning("%s %s", manifest.image, drift)
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
                            "intensity_level": level, **res.record,
+                           **({"missing": {"pixels": int(missing.sum()),
+                                           "note": missing_note}} if missing is not None else {}),
                            **({"empty": empty} if empty else {}),
                            **({"intensity_drift": drift} if drift else {})})
             tiles.extend(res.tiles)
@@ -373,8 +390,6 @@ def assemble(manifest: ManifestLike, settings: Settings, denoised: str, fit: str
 
 def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: str,
               segment: str, *, timings: dict[str, float] | None = None) -> str:
-    import dask.array as da
-
     from .io import write_result_store
 
     # lazy: the store writer reads the stage stores chunk by chunk, never a whole plane stack

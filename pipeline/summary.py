@@ -98,6 +98,8 @@ FLAGS = {
     "pixel-size-untested": "the pixel size lies outside 0.01-0.06 um, where accuracy was "
                            "measured: λ there is not validated",
     "empty-plane": "a channel of the plane has one value everywhere: no λ reported",
+    "nan-pixels": "pixels that are NaN in the file (a NaN background, a masked region) were "
+                  "read as outside the nuclei: no λ within the derivative support of them",
     "intensity-drift": "the plane's intensity above the dark level differs by over 10 % from "
                        "that of the plane whose calibration the stack shares (bleaching, "
                        "depth): its λ shifts as under a calibration error",
@@ -200,6 +202,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("empty-plane")
     if rec.get("intensity_drift"):
         flags.append("intensity-drift")
+    if (rec.get("missing") or {}).get("pixels"):
+        flags.append("nan-pixels")
     if (rec.get("saturation") or {}).get("pixels"):
         flags.append("saturated")
     if nuc.get("n_nuclei") and fraction_identifiable < LOW_IDENTIFIABLE:
@@ -230,9 +234,10 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         for flag in image_flags(attrs, p, 1.0):
             if flag not in flags:
                 flags.append(flag)
-        for key in ("empty", "intensity_drift"):
-            if rec.get(key) and rec[key] not in notes:
-                notes.append(rec[key])
+        for note in (rec.get("empty"), rec.get("intensity_drift"),
+                     (rec.get("missing") or {}).get("note")):
+            if note and note not in notes:
+                notes.append(note)
         note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
         if note and note not in notes:
             notes.append(note if len(attrs["planes"]) == 1 else f"plane {p}: {note}")

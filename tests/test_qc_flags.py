@@ -376,3 +376,40 @@ def test_intensity_drift_along_a_stack_is_flagged(tmp_path):
         **fast, calibration="auto", run={"denoise": "none"}))
     assert not any("intensity-drift" in f for f in summarize_store(auto["store"])["images"][
         "flags"])
+
+
+def test_nan_background_is_read_as_outside_the_nuclei(tmp_path):
+    """A float image whose background was set to NaN (Fiji's NaN Background): read, not
+    refused; no λ on the NaN pixels nor within the derivative support of them; elsewhere
+    exactly the λ of the same image with a 0 background; flag nan-pixels with a note. A NaN
+    hole inside the nucleus: no λ around it; beyond the fit's reach (20 px here) the λ of the
+    image without the hole."""
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[:128, :128]
+    inside = (yy - 60) ** 2 + (xx - 66) ** 2 < 40**2
+    img = rng.poisson(inside * (800.0 + 200 * np.sin(yy / 5.0)) + 5).astype(np.float32)
+    images = {"zero": np.where(inside, img, 0).astype(np.float32),
+              "nan": np.where(inside, img, np.nan).astype(np.float32)}
+    images["hole"] = images["nan"].copy()
+    images["hole"][60, 66] = np.nan
+    md = {"axes": "YX", "PhysicalSizeX": 0.05, "PhysicalSizeY": 0.05}
+    fast = {"method": "closed-form", "estimator": {"delta_um": 0.15, "window_um": 0.15},
+            "run": {"denoise": "none"}}
+    stores = {}
+    for name, data in images.items():
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / f"{name}.ome.tif", data, ome=True, metadata=md)
+        stores[name] = process_image(tmp_path / name / f"{name}.ome.tif", tmp_path / f"o{name}",
+                                     Settings(**fast))["store"]
+    lam = {k: np.asarray(open_result_store(v)["rates"])[0] for k, v in stores.items()}
+    ok = {k: np.isfinite(v) for k, v in lam.items()}
+    assert not ok["nan"][~inside].any() and ok["nan"].sum() > 0.5 * ok["zero"].sum()
+    assert not (ok["nan"] & ~ok["zero"]).any()  # the edge band within the support is dropped
+    np.testing.assert_array_equal(lam["nan"][ok["nan"]], lam["zero"][ok["nan"]])
+    near = np.hypot(yy - 60, xx - 66)
+    assert not ok["hole"][near < 3].any() and ok["hole"][near >= 20].sum() > 1000
+    np.testing.assert_allclose(lam["hole"][near >= 20], lam["nan"][near >= 20], rtol=1e-4)
+    for name in ("nan", "hole"):
+        assert "nan-pixels" in _flags(stores[name])
+        assert any("are NaN in the file" in n for n in store_notes(stores[name])[1])
+    assert "nan-pixels" not in _flags(stores["zero"])

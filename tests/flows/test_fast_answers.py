@@ -98,16 +98,16 @@ def test_bad_flag_exits_2_at_once(tmp_path):
 
 
 def test_a_stage_failure_is_reported_once(prefect_api, tmp_path):
-    """A problem only the pixels show (a NaN) fails in a Prefect task: still one line, without
-    Prefect's own lines about the failed task (shown with -v)."""
+    """A problem only the pixels show (an infinite value) fails in a Prefect task: still one
+    line, without Prefect's own lines about the failed task (shown with -v)."""
     rng = np.random.default_rng(0)
     data = (rng.random((2, 48, 48)) * 1000 + 100).astype(np.float32)
-    data[1, 5, 7] = np.nan
+    data[1, 5, 7] = np.inf
     (tmp_path / "in").mkdir()
-    path = write_tiff(tmp_path / "in" / "nan.tif", data, axes="CYX", pixel_size_um=0.02)
+    path = write_tiff(tmp_path / "in" / "inf.tif", data, axes="CYX", pixel_size_um=0.02)
     res = _cli(["run", str(path.parent), "--out", str(tmp_path / "out"), *FAST], prefect_api)
     assert res.returncode == 1, res.stderr[-3000:]
     assert "prefect imported: True" in res.stdout
     assert res.stderr.count(str(path)) == 1, res.stderr
-    assert f"failed nan.tif: {path}: plane 0 holds 1 NaN" in res.stderr
+    assert f"failed inf.tif: {path}: plane 0 holds 1 infinite" in res.stderr
     assert "Finished in state" not in res.stderr and "Traceback" not in res.stderr
