@@ -167,7 +167,8 @@ def fit_plane(
         the std adds what the two calibrations disagree on (:mod:`.calibration_terms`).
     saturated
         Boolean ``(Y, X)``: pixels clipped at the detector's ceiling
-        (:func:`pipeline.saturation.saturated_pixels`). They are holes in the nuclei: the noise
+        (:func:`pipeline.saturation.saturated_pixels`), or NaN in the file
+        (:func:`pipeline.plane_qc.missing_pixels`). They are holes in the nuclei: the noise
         model and the bandwidth choice skip them, and no pixel whose derivative support
         reaches one is fitted (its fields are flat there, not chromatin).
     channel_model
