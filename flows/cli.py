@@ -90,6 +90,7 @@ _EPILOG = """examples:
   chromarate view results/                                    look at them in napari
   chromarate compare results/ --by condition --reference control
   chromarate report results/                                  rebuild results/report.html
+  chromarate check images/ [--channels ...]                   how run reads each file (no work)
   chromarate channel-offset beads.tif                         the --channel-offset of two channels
   chromarate merge-channels raw/ --out merged/ --suffixes _c0,_c1   one file per channel -> CYX
   chromarate split-series positions.ome.tif --out split/      one TIFF per image series

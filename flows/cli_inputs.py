@@ -1,7 +1,8 @@
-"""The commands that prepare inputs for ``chromarate run``: ``channel-offset`` (the offset of
-two channels, measured on beads), ``merge-channels`` (one file per channel into one image) and
-``split-series`` (one image per series of a multi-position file). Each handler returns whether
-everything it was given was done; :mod:`flows.cli` turns that into the exit code."""
+"""The commands that prepare inputs for ``chromarate run``: ``check`` (how run will read each
+file, before any work), ``channel-offset`` (the offset of two channels, measured on beads),
+``merge-channels`` (one file per channel into one image) and ``split-series`` (one image per
+series of a multi-position file). Each handler returns whether everything it was given was
+done (or, for check, readable); :mod:`flows.cli` turns that into the exit code."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ __all__ = ["INPUT_COMMANDS", "add_input_commands"]
 
 def add_input_commands(sub: argparse._SubParsersAction) -> None:
     """Add the input-preparation subcommands to ``sub``."""
+    from flows.cli_settings import add_setting_options
+
+    ck = sub.add_parser("check", help="how run will read each TIFF (layout, pixel size, "
+                        "channels and roles), or why it refuses it: metadata only, seconds")
+    ck.add_argument("input", type=Path, help="folder of TIFFs (or one TIFF)")
+    ck.add_argument("--config", type=Path, help="TOML or YAML settings; flags override it")
+    add_setting_options(ck)
     o = sub.add_parser("channel-offset", help="the offset between the two channels of a bead "
                        "image, as the --channel-offset to pass to run")
     o.add_argument("beads", type=Path, help="TIFF of beads (or anything identical in both "
@@ -44,6 +52,43 @@ def add_input_commands(sub: argparse._SubParsersAction) -> None:
                     "(not the files' own folder)")
     ss.add_argument("--pixel-size", type=float, metavar="UM",
                     help="micrometres per pixel (overrides the TIFF metadata)")
+
+
+def _cmd_check(args: argparse.Namespace) -> bool:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from flows.cli_settings import settings_from_args
+    from pipeline.image_check import check_image
+    from pipeline.io import InputError, discover_tiffs
+
+    settings = settings_from_args(args)
+    files = ([args.input] if args.input.is_file() else
+             discover_tiffs(args.input, recursive=settings.recursive))
+    console = Console(highlight=False, soft_wrap=True)
+    refused = 0
+    for path in files:
+        try:
+            c = check_image(path, settings)
+        except InputError as exc:
+            refused += 1
+            console.print(f"[red]refused[/] {escape(path.name)}: "
+                          f"{escape(exc.reason)}. {escape(exc.hint)}")
+            continue
+        info = c.info
+        names = info.channel_names
+        read = ", ".join(f"{i}{f' ({names[i]!r})' if names else ''} as {role}" for i, role in
+                         zip(c.channel_index or range(info.n_channels), c.roles, strict=True))
+        console.print(
+            f"[green]ok[/] {escape(path.name)}: {info.axes} "
+            f"{' x '.join(str(n) for n in info.shape)} (axes: {info.axes_source}), "
+            f"{info.pixel_size_um:.4g} µm per pixel ({info.pixel_size_source}); channel "
+            f"{escape(read)} ({c.roles_source})")
+        for note in c.notes:
+            console.print(f"    note: {escape(note)}")
+    console.print(f"{len(files) - refused} of {len(files)} file(s) readable"
+                  + (f", {refused} refused" if refused else "") + "; nothing was written")
+    return not refused
 
 
 def _cmd_channel_offset(args: argparse.Namespace) -> bool:
@@ -110,6 +155,7 @@ def _cmd_split_series(args: argparse.Namespace) -> bool:
 
 
 INPUT_COMMANDS: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "check": _cmd_check,
     "channel-offset": _cmd_channel_offset,
     "merge-channels": _cmd_merge_channels,
     "split-series": _cmd_split_series,

@@ -50,6 +50,7 @@ RESULT_SOURCES = (
     "config_meta.py",  # which settings enter the key
     "config_run.py",  # the [run] settings and their defaults
     "manifest.py",    # what the stages know about an image
+    "image_check.py",  # how a file is read (layout, channels), or why it is refused
     "plane_qc.py",    # blank planes (no λ) and intensity drift along a stack (flags)
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)

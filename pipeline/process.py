@@ -30,11 +30,12 @@ import zarr
 
 from . import __version__
 from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
-from .calibration import alternative_fields, calibrate_plane, check_flat_field_size
-from .config import TESTED_PIXEL_UM, Settings, pixel_size_untested
+from .calibration import alternative_fields, calibrate_plane
+from .config import Settings
 from .denoise import calibrate, denoise_planes
 from .errors import ImageError, InputError, name_errors
 from .estimate import fit_plane
+from .image_check import MIN_SIDE_PX, check_image
 from .io import inspect_tiff, read_planes
 from .io.atomic import clean_partials
 from .io.stage_store import save_stage, stage_record, stage_store
@@ -44,7 +45,7 @@ from .physics.chromatin import ChromatinModel
 from .plane_qc import empty_plane_note, intensity_drift, intensity_level, missing_pixels
 from .saturation import saturated_pixels
 from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
-from .user_labels import find_user_labels, read_user_labels
+from .user_labels import read_user_labels
 
 __all__ = [  # noqa: RUF022 (stages in run order, then the cache and the rest)
     "ingest", "denoise_image", "fit_image", "segment_image", "assemble", "process_image",
@@ -58,13 +59,6 @@ WORK_DIR = ".chromarate"
 Progress = Callable[[dict], None] | None
 ManifestLike = ImageManifest | Mapping[str, Any]
 """What the stages accept: a manifest from :func:`ingest`, or one as a dict (JSON)."""
-MIN_SIDE_PX = 16
-"""Smallest image side: the denoising filters read up to 8 pixels of context either side."""
-RAW_MOVIE_PLANES = 500
-RAW_MOVIE_PIXEL_UM = 0.065
-"""A stack of at least :data:`RAW_MOVIE_PLANES` planes at camera pixels (at least
-:data:`RAW_MOVIE_PIXEL_UM` µm) is refused as a raw single-molecule acquisition: thousands of
-blinking frames, not a super-resolution image (each would be fitted as a plane, for hours)."""
 
 
 
@@ -96,57 +90,12 @@ def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageMa
 
 
 def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageManifest:
-    info = inspect_tiff(path, pixel_size_um=settings.pixel_size_um, axes=settings.run.axes,
-                        z_step_um=settings.run.z_step_um)
-    h, w = (info.shape[info.axes.index(a)] for a in "YX")
-    if min(h, w) < MIN_SIDE_PX:
-        channels_last = info.axes_source == "default" and w <= 4 < h
-        raise InputError(path, f"the image is {h} x {w} pixels; chromarate needs at least "
-                         f"{MIN_SIDE_PX} x {MIN_SIDE_PX}",
-                         "If it is a channels-last (Y, X, C) array saved page by page, pass "
-                         "--axes YXC" if channels_last else
-                         "Use a larger field of view, or move the file out of the folder")
-    if info.n_planes >= RAW_MOVIE_PLANES and info.pixel_size_um >= RAW_MOVIE_PIXEL_UM:
-        raise InputError(
-            path, f"it holds {info.n_planes} {info.plane_axis or 'Z'} planes of {h} x {w} "
-            f"camera pixels ({info.pixel_size_um:.3g} µm): a raw single-molecule (STORM/PALM) "
-            "acquisition, not a super-resolution image",
-            "Localise and render it first (ThunderSTORM, Picasso, SMAP: a rendering at "
-            "0.01-0.03 µm per pixel) and run chromarate on the rendering; move the raw "
-            "movie out of the folder")
-    try:
-        roles, roles_source, channels_note, channel_index = settings.channel_roles(
-            info.n_channels, info.channel_names)
-        settings.calibration_for(len(roles))
-    except ValueError as exc:
-        hint = ("Pass --channels with one word per channel (chromatin, heterochromatin or "
-                "ignore), or save only the chromatin and heterochromatin channels in their "
-                "own file" if info.n_channels > 2 else
-                "Run files with this channel count separately, with a matching --channels "
-                "and --calibration (or leave those out)")
-        raise InputError(path, str(exc), hint) from exc
-    if channels_note:
-        log.warning("%s: %s", path, channels_note)
-    if pixel_size_untested(info.pixel_size_um):
-        log.warning("%s: pixel size %.4g µm lies outside %g-%g µm, where chromarate's "
-                    "accuracy was measured (super-resolution images): λ is not validated "
-                    "there (flag pixel-size-untested)", path, info.pixel_size_um,
-                    *TESTED_PIXEL_UM)
-    if settings.flat_field is not None:
-        try:  # its size, from its header, so that a mismatch fails before any work
-            check_flat_field_size(settings.flat_field, (h, w))
-        except ValueError as exc:
-            raise InputError(path, str(exc), "Record a flat field for this image's size, or "
-                             "run the images of this size separately without --flat-field"
-                             ) from exc
+    check = check_image(path, settings)
+    info, labels = check.info, check.labels
+    for note in check.notes:
+        log.warning("%s: %s", path, note)
     key = image_key(path, settings)
-    labels = None
-    if settings.run.nuclei_dir and settings.run.segment:
-        labels = find_user_labels(path, settings.run.nuclei_dir)
-        try:  # checked now, so that a bad label file fails before any work
-            read_user_labels(labels, (h, w), info.n_planes, info.plane_axis is not None)
-        except InputError as exc:
-            raise InputError(path, f"its label image {labels}: {exc.reason}", exc.hint) from exc
+    if labels is not None:
         key = hashlib.sha256(f"{key}:{content_hash(labels)}".encode()).hexdigest()[:20]
     store = result_path(path, out_dir)
     stem = store.name[: -len(".ome.zarr")]
@@ -159,9 +108,9 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         image=str(Path(path).resolve()), store=str(store), work=str(work), key=key,
         axes=info.axes, shape=tuple(info.shape), pixel_size_um=float(info.pixel_size_um),
         pixel_size_source=info.pixel_size_source, n_planes=info.n_planes,
-        plane_axis=info.plane_axis, roles=tuple(roles), roles_source=roles_source,
-        channel_index=channel_index,
-        channel_names=info.channel_names, channels_note=channels_note,
+        plane_axis=info.plane_axis, roles=check.roles, roles_source=check.roles_source,
+        channel_index=check.channel_index,
+        channel_names=info.channel_names, channels_note=check.channels_note,
         axes_source=info.axes_source,
         axes_note=info.axes_note, series_note=info.series_note,
         axes_override=settings.run.axes if info.axes_source == "--axes" else None,

@@ -234,3 +234,32 @@ def test_run_choices_match_the_settings_model():
     run = {a.dest: a for a in subs.choices["run"]._actions}
     for dest, field in fields.items():
         assert set(run[dest].choices) == set(typing.get_args(field.annotation)), dest
+
+
+def test_check_says_how_each_file_is_read_and_writes_nothing(tmp_path, capsys):
+    """``chromarate check``: one line per file (layout, pixel size, channels read and their
+    roles) or its refusal with the hint, exit 1 while any is refused; the same options as run
+    change the reading (--channels with ignore), and nothing is written anywhere."""
+    import tifffile
+
+    from pipeline.io import write_tiff
+
+    d = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    write_tiff(d / "two.tif", rng.integers(100, 900, (2, 32, 32), dtype=np.uint16),
+               axes="CYX", pixel_size_um=0.02)
+    three = rng.integers(100, 900, (3, 32, 32), dtype=np.uint16)
+    tifffile.imwrite(d / "three.ome.tif", three, ome=True,
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.02})
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["check", str(d)]) == 1
+    out = capsys.readouterr().out
+    assert "ok two.tif: CYX 2 x 32 x 32" in out and "0.02 µm per pixel (ome)" in out
+    assert "channel 0 as chromatin, 1 as heterochromatin (default)" in out
+    assert "refused three.ome.tif: the image has 3 channels" in out
+    assert "1 of 2 file(s) readable, 1 refused" in out
+    assert main(["check", str(d / "three.ome.tif"), "--channels",
+                 "heterochromatin,ignore,chromatin"]) == 0
+    out = capsys.readouterr().out
+    assert "channel 0 as heterochromatin, 2 as chromatin (--channels)" in out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
