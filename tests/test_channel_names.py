@@ -155,3 +155,16 @@ def test_parse_channels_with_ignore():
         "chromatin", "ignore", "heterochromatin")
     with pytest.raises(ValueError, match="use chromatin, heterochromatin or ignore"):
         parse_channels("chromatin,skip")
+
+
+def test_imagej_hyperstack_labels_name_the_channels(tmp_path):
+    """Fiji labels every slice of a hyperstack (channels fastest): the repeating labels name
+    the channels; labels that do not repeat name none."""
+    path = tmp_path / "zc.tif"
+    data = np.zeros((3, 2, 32, 32), np.uint16)
+    tifffile.imwrite(path, data, imagej=True, resolution=(50, 50), metadata={
+        "axes": "ZCYX", "unit": "um", "Labels": ["H3K9me3", "DAPI"] * 3})
+    assert inspect_tiff(path).channel_names == ("H3K9me3", "DAPI")
+    tifffile.imwrite(path, data, imagej=True, resolution=(50, 50), metadata={
+        "axes": "ZCYX", "unit": "um", "Labels": [f"z{i}" for i in range(6)]})
+    assert inspect_tiff(path).channel_names is None

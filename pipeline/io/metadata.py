@@ -231,7 +231,8 @@ def ome_images_pixels(xml: str) -> list[dict[str, Any]]:
 
 def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | None:
     """The names the file gives its ``n_channels`` channels (OME ``Channel Name``, or ImageJ
-    ``Labels`` when there is one per channel), None when it names none or not all."""
+    ``Labels`` when there is one per channel, or one per slice of a hyperstack repeating the
+    channels' names), None when it names none or not all."""
     names: list[Any] = []
     try:
         pixels = _tif_ome_pixels(tif)
@@ -242,6 +243,10 @@ def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | 
     elif tif.is_imagej:
         labels = (tif.imagej_metadata or {}).get("Labels")
         names = list(labels) if isinstance(labels, list | tuple) else []
+        # a hyperstack labels every slice, channels fastest (XYCZT): one cycle per Z or T
+        if (n_channels > 1 and len(names) > n_channels and len(names) % n_channels == 0
+                and all(n == names[i % n_channels] for i, n in enumerate(names))):
+            names = names[:n_channels]
     if len(names) != n_channels or not all(isinstance(n, str) and n.strip() for n in names):
         return None
     return tuple(str(n).strip() for n in names)
