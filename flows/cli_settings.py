@@ -29,6 +29,7 @@ SETTING_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--channel-offset", "channel_offset_um", {"parse": "offset", "metavar": "DY,DX"}),
     ("--calibration-check", "calibration_check", {}),
     ("--calibration-uncertainty", "uncertainty.calibration_scale", {"metavar": "FRACTION"}),
+    ("--calibrate-planes", "calibrate_planes", {}),
     ("--pixel-size", "pixel_size_um", {"metavar": "UM"}),
     ("--delta", "estimator.delta_um", {"metavar": "UM"}),
     ("--window", "estimator.window_um", {"metavar": "UM"}),

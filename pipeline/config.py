@@ -300,6 +300,13 @@ class Settings(BaseModel):
         "a heterochromatin/chromatin scale ratio 10 % or more away; fix: also use the ratio "
         "the image prefers (docs/calibration.md)"
     )
+    calibrate_planes: Literal["first", "each"] = Field(
+        "first", description="stacks with --calibration image: first: every plane uses the "
+        "calibration of the first plane fitted (planes stay comparable; a plane whose "
+        "intensity drifted by over 10 % is flagged intensity-drift); each: every plane is "
+        "calibrated on its own (bleaching or depth no longer move λ, nor do real differences "
+        "between planes)"
+    )
     pixel_size_um: float | None = Field(None, gt=0, description="micrometres per pixel "
                                         "(overrides the TIFF metadata)")
     physics: PhysicsSettings = PhysicsSettings()

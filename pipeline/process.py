@@ -223,7 +223,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             # the std resamples their noise (the denoised planes are kept for display)
             # float32 is what fit_plane holds: computed in float64 and rounded a block at a time
             reuse = (planes[0]["calibration"] | {"reused_from_plane": planes[0]["plane"]}
-                     if planes else None)
+                     if planes and settings.calibrate_planes == "first" else None)
             fields, calib = calibrate_plane(plane_raw, roles, settings, px, reuse=reuse,
                                             dtype=np.float32)
             # a contradicted calibration, kept: the std spans the image's preferred one too
@@ -267,7 +267,9 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
             drift = None if empty or not planes else intensity_drift(
-                p, level, planes[0], shared=settings.calibration_for(len(roles)) != "auto")
+                p, level, planes[0], shared=settings.calibration_for(len(roles)) != "auto"
+                and not (settings.calibrate_planes == "each"
+                         and settings.calibration_for(len(roles)) == "image"))
             if drift:
                 log.warning("%s %s", manifest.image, drift)
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,

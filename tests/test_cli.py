@@ -149,7 +149,8 @@ SAMPLES = {"channels": ("heterochromatin", ("heterochromatin",)),
            "scheduler_address": ("tcp://127.0.0.1:8786", "tcp://127.0.0.1:8786"),
            "nuclei_dir": ("labels", "labels"), "axes": ("zyx", "ZYX"),
            "z_step_um": ("0.5", 0.5), "calibration_scale": ("0.05", 0.05),
-           "channel_offset_um": ("0.012,-0.004", (0.012, -0.004))}
+           "channel_offset_um": ("0.012,-0.004", (0.012, -0.004)),
+           "calibrate_planes": ("each", "each")}
 
 
 def test_run_options_are_the_settings_fields(tmp_path):
