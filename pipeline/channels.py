@@ -18,15 +18,17 @@ channels is read only where it says, by ``--channels`` or by its names, which tw
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
-__all__ = ["IGNORE", "ROLE_KEYWORDS", "ChannelChoice", "ChannelRole", "ChannelUse",
+__all__ = ["IGNORE", "ROLE_KEYWORDS", "USES", "ChannelChoice", "ChannelRole", "ChannelUse",
            "check_channel_uses", "choose_channels", "role_from_name"]
 
 ChannelRole = Literal["chromatin", "heterochromatin"]
 ChannelUse = Literal["chromatin", "heterochromatin", "ignore"]
 IGNORE = "ignore"
 """The ``--channels`` word for a channel that is not read (a third stain, transmitted light)."""
+USES: tuple[str, ...] = get_args(ChannelUse)
+"""The words ``--channels`` takes, one per channel: the two roles and :data:`IGNORE`."""
 
 ROLE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "heterochromatin": ("heterochromatin", "h3k9me3", "h3k9me2", "h3k27me3", "h4k20me3", "hp1"),
@@ -76,7 +78,7 @@ def check_channel_uses(uses: Sequence[str]) -> None:
     ValueError: a single channel must be 'heterochromatin' (the single-channel model assumes a constant chromatin fraction); got 'chromatin'
     """
     for use in uses:
-        if use not in ("chromatin", "heterochromatin", IGNORE):
+        if use not in USES:
             raise ValueError(f"unknown channel role {use!r}; use chromatin, heterochromatin "
                              f"or {IGNORE}")
     read = [u for u in uses if u != IGNORE]
@@ -90,17 +92,15 @@ def check_channel_uses(uses: Sequence[str]) -> None:
             f"assumes a constant chromatin fraction); got {read[0]!r}")
 
 
-def _named(n_channels: int, names: Sequence[str] | None) -> tuple[int, int] | None:
-    """The file's chromatin and heterochromatin channels by name, when exactly one name says
-    each and the other names say neither; None otherwise."""
+def _named(n_channels: int, names: Sequence[str] | None) -> list[str] | None:
+    """One ``--channels`` word per channel as the names say, when exactly one name says
+    chromatin and one heterochromatin (the others: ``ignore``); None otherwise."""
     if not names or len(names) != n_channels or n_channels < 2:
         return None
     said = [role_from_name(n) for n in names]
-    found = {role: [i for i, s in enumerate(said) if s == role]
-             for role in ("chromatin", "heterochromatin")}
-    if any(len(found[r]) != 1 for r in found):
+    if any(said.count(role) != 1 for role in ("chromatin", "heterochromatin")):
         return None
-    return found["chromatin"][0], found["heterochromatin"][0]
+    return [s or IGNORE for s in said]
 
 
 def _from_uses(uses: Sequence[str]) -> tuple[tuple[ChannelRole, ...], tuple[int, ...] | None]:
@@ -139,17 +139,12 @@ def choose_channels(n_channels: int, names: Sequence[str] | None = None,
                 f"image has {n_channels}")
         roles, index = _from_uses(declared)
         note = None
-        if named is not None:
-            by_name = ["chromatin" if i == named[0] else "heterochromatin" if i == named[1]
-                       else IGNORE for i in range(n_channels)]
-            if list(declared) != by_name:
-                note = (f"the file names its channels {listed}, which read as "
-                        f"{','.join(by_name)}; --channels {','.join(declared)} was used")
+        if named is not None and list(declared) != named:
+            note = (f"the file names its channels {listed}, which read as "
+                    f"{','.join(named)}; --channels {','.join(declared)} was used")
         return ChannelChoice(roles, "--channels", note, index)
     if named is not None:
-        uses = ["chromatin" if i == named[0] else "heterochromatin" if i == named[1]
-                else IGNORE for i in range(n_channels)]
-        roles, index = _from_uses(uses)
+        roles, index = _from_uses(named)
         note = None
         if index is not None:
             skipped = [i for i in range(n_channels) if i not in index]

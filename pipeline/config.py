@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from .channels import (
+    IGNORE,
+    USES,
     ChannelChoice,
     ChannelRole,
     ChannelUse,
@@ -334,7 +336,7 @@ class Settings(BaseModel):
         if self.channels is not None:
             check_channel_uses(self.channels)
         if not isinstance(self.calibration, str) and self.channels is not None:
-            read = [c for c in self.channels if c != "ignore"]
+            read = [c for c in self.channels if c != IGNORE]
             if len(self.calibration) not in (1, len(read)):
                 raise ValueError(
                     f"{len(self.calibration)} calibration pair(s) given for "
@@ -422,9 +424,9 @@ def parse_channels(text: str | None) -> tuple[ChannelUse, ...] | None:
         return None
     roles = tuple(r.strip().lower() for r in text.split(","))
     for r in roles:
-        if r not in ("chromatin", "heterochromatin", "ignore"):
+        if r not in USES:
             raise ValueError(f"unknown channel role {r!r} in {text!r}; use chromatin, "
-                             "heterochromatin or ignore")
+                             f"heterochromatin or {IGNORE}")
     return roles  # type: ignore[return-value]
 
 

@@ -206,6 +206,10 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                                                      raw.max(axis=(2, 3))))
     empties = {p: note for p in range(n)
                if (note := empty_plane_note(p, low[p], high[p], roles))}
+    # one calibration for every plane: the user's pairs, or the image's from its first plane
+    mode = settings.calibration_for(len(roles))
+    shared_calibration = not isinstance(mode, str) or (
+        mode == "image" and settings.calibrate_planes == "first")
     # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
     with stage_store(out, arrays) as (root, record):
         for p in sorted(range(n), key=lambda q: q in empties):
@@ -267,9 +271,7 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
             drift = None if empty or not planes else intensity_drift(
-                p, level, planes[0], shared=settings.calibration_for(len(roles)) != "auto"
-                and not (settings.calibrate_planes == "each"
-                         and settings.calibration_for(len(roles)) == "image"))
+                p, level, planes[0], shared=shared_calibration)
             if drift:
                 log.warning("%s %s", manifest.image, drift)
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,

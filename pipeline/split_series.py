@@ -26,20 +26,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import tifffile
 
 from pipeline.errors import InputError
 from pipeline.io import write_tiff
 from pipeline.io.metadata import (
-    _length_um,
+    names_every_channel,
     normalise_axes,
     ome_channel_names,
     ome_images_pixels,
     ome_pixels_size,
+    ome_z_step,
     pixel_size,
-    um_per_unit,
 )
 from pipeline.merge_channels import split_name, writable
 
@@ -51,13 +50,6 @@ class SplitResult:
 
     written: list[Path] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-
-
-def _z_step(pixels: dict[str, Any]) -> float | None:
-    factor = um_per_unit(pixels.get("PhysicalSizeZUnit", "µm"))
-    if pixels.get("PhysicalSizeZ") is None or factor is None:
-        return None
-    return _length_um(pixels["PhysicalSizeZ"], factor)
 
 
 def split_series(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
@@ -108,9 +100,8 @@ def split_series(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                 data = writable(series.asarray())
                 names = ome_channel_names(pixels) if pixels else ()
                 n_c = series.shape[axes.index("C")] if "C" in axes else 1
-                named = (list(names) if len(names) == n_c > 1 and all(
-                    isinstance(n, str) and n.strip() for n in names) else None)
-                z = _z_step(pixels) if "Z" in axes else None
+                named = names_every_channel(names, n_c) if n_c > 1 else None
+                z = ome_z_step(pixels) if "Z" in axes else None
                 result.written.append(write_tiff(
                     out_dir / f"{stem}_s{k}.ome.tif", data, axes=axes,
                     pixel_size_um=float(size), z_step_um=z, channel_names=named))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,9 @@ __all__ = [
     "UM_PER_UNIT",
     "ImageInfo",
     "PixelSizeSource",
+    "names_every_channel",
     "normalise_axes",
+    "ome_z_step",
     "READ_AXES",
     "ome_pixels",
     "pixel_size",
@@ -247,9 +250,19 @@ def channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...] | 
         if (n_channels > 1 and len(names) > n_channels and len(names) % n_channels == 0
                 and all(n == names[i % n_channels] for i, n in enumerate(names))):
             names = names[:n_channels]
+    named = names_every_channel(names, n_channels)
+    return None if named is None else tuple(n.strip() for n in named)
+
+
+def names_every_channel(names: Sequence[Any], n_channels: int) -> tuple[str, ...] | None:
+    """``names`` when it holds one non-blank name per channel, None otherwise.
+
+    >>> names_every_channel(["DAPI", "H3K9me3"], 2), names_every_channel(["DAPI", ""], 2)
+    (('DAPI', 'H3K9me3'), None)
+    """
     if len(names) != n_channels or not all(isinstance(n, str) and n.strip() for n in names):
         return None
-    return tuple(str(n).strip() for n in names)
+    return tuple(names)
 
 
 # ------------------------------------------------------------------------------ pixel size
@@ -299,17 +312,24 @@ def pixel_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], PixelSizeSo
     return None
 
 
+def ome_z_step(pixels: dict[str, Any]) -> float | None:
+    """The Z spacing in µm that one OME ``Pixels`` element's ``PhysicalSizeZ`` gives, None
+    without one (or with a unit that is not a length, or a value that is not positive)."""
+    factor = um_per_unit(pixels.get("PhysicalSizeZUnit", "µm"))
+    if pixels.get("PhysicalSizeZ") is None or factor is None:
+        return None
+    return _length_um(pixels["PhysicalSizeZ"], factor)
+
+
 def z_step(tif: tifffile.TiffFile) -> tuple[float, Literal["ome", "imagej"]] | None:
     """The Z spacing in µm from OME ``PhysicalSizeZ`` or ImageJ ``spacing``, if stated."""
     try:
         pixels = _tif_ome_pixels(tif)
     except ValueError:
         return None
-    if pixels is not None and pixels.get("PhysicalSizeZ") is not None:
-        factor = um_per_unit(pixels.get("PhysicalSizeZUnit", "µm"))
-        z = _length_um(pixels["PhysicalSizeZ"], factor) if factor is not None else None
-        if z is not None:
-            return z, "ome"
+    z = ome_z_step(pixels) if pixels is not None else None
+    if z is not None:
+        return z, "ome"
     if tif.is_imagej:
         meta = tif.imagej_metadata or {}
         factor = um_per_unit(meta.get("unit"))
