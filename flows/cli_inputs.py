@@ -95,7 +95,7 @@ def _cmd_channel_offset(args: argparse.Namespace) -> bool:
     import numpy as np
 
     from pipeline.channels import choose_channels
-    from pipeline.config import parse_channels
+    from pipeline.config_parse import parse_channels
     from pipeline.io import InputError, inspect_tiff, read_planes
     from pipeline.registration import bead_offset
 

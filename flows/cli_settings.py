@@ -114,7 +114,8 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from pipeline.config import load_settings, parse_calibration, parse_channels, parse_offset
+    from pipeline.config import load_settings
+    from pipeline.config_parse import parse_calibration, parse_channels, parse_offset
 
     parsers = {"channels": parse_channels, "calibration": parse_calibration,
                "offset": parse_offset}

@@ -76,6 +76,7 @@ _NOT_RESULT_SOURCES = (
     "__init__.py",    # the version, hashed on its own
     "cache.py",       # the key itself: which finished results are reused, not what they hold
     "compare.py",     # condition comparisons over finished stores
+    "config_parse.py",  # command-line text -> settings values (the values enter the key)
     "errors.py",
     "memory.py",      # returning freed memory to the OS
     "merge_channels.py",  # writes input TIFFs (channels in separate files merged), no result

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.config import Settings, load_settings, parse_calibration, parse_channels
+from pipeline.config import Settings, load_settings
+from pipeline.config_parse import parse_calibration, parse_channels
 from pipeline.errors import InputError
 from plugins.run_fields import ENSEMBLE_SECTION, setting_labels
 

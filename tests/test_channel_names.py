@@ -149,7 +149,7 @@ def test_calibration_pairs_count_the_channels_read():
 
 
 def test_parse_channels_with_ignore():
-    from pipeline.config import parse_channels
+    from pipeline.config_parse import parse_channels
 
     assert parse_channels("Chromatin, ignore,heterochromatin") == (
         "chromatin", "ignore", "heterochromatin")

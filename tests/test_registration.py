@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline.config import Settings, parse_offset
+from pipeline.config import Settings
+from pipeline.config_parse import parse_offset
 from pipeline.registration import fourier_shifted
 
 ROLES2 = ("chromatin", "heterochromatin")

@@ -221,7 +221,7 @@ def test_noise_draws_keep_the_truth_and_redraw_the_noise() -> None:
 def test_stress_folder_round_trip_through_the_product_reader(tmp_path, metadata: str) -> None:
     """Written cases open in the product's TIFF reader with their pixel size and channels, and
     the manifest's --calibration is the given (erroneous) calibration."""
-    from pipeline.config import parse_calibration
+    from pipeline.config_parse import parse_calibration
     from pipeline.io import inspect_tiff, read_planes
     from pipeline.simulate.stress_files import load_stress_truth, write_stress_folder
 
