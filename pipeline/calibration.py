@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.channels import ChannelsRead
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.defect_pixels import defect_pixels_replaced, defect_statement
 from pipeline.estimate.bandwidth import central_crop
@@ -152,7 +153,8 @@ def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any]
 
 
 def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
-                           pixel_size_um: float, *, reuse: dict[str, Any] | None = None
+                           pixel_size_um: float, *, reuse: dict[str, Any] | None = None,
+                           read: ChannelsRead | None = None
                            ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """``plane`` with uneven illumination divided out, and its record; ``(plane, None)``
     without ``settings.flat_field``.
@@ -162,15 +164,16 @@ def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], sett
     image. The dark level is, in order: the user's ``OFFSET:SCALE`` pairs, the dark frame,
     the first plane's calibration (``reuse``), the background outside the nuclei, the
     0.5th percentile. The flat's own dark level is the dark frame's when there is one, else
-    the image's (the same camera). Returns float32.
+    the image's (the same camera). ``read``: the file's channels read, when not all
+    (reference frames with all of them are read on the same channels). Returns float32.
     """
     path = getattr(settings, "flat_field", None)
     if path is None:
         return plane, None
     n = len(roles)
     mode = settings.calibration_for(n)
-    frame = (dark_frame_offsets(settings.dark_frame, n) if settings.dark_frame is not None
-             else None)
+    frame = (dark_frame_offsets(settings.dark_frame, n, read)
+             if settings.dark_frame is not None else None)
     if not isinstance(mode, str):
         image_dark, source = [c.offset for c in mode], "user"
     elif frame is not None:
@@ -185,7 +188,7 @@ def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], sett
             image_dark = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in plane]
             source = "percentile"
     out, rec = divide_illumination(plane, image_dark, Path(path),
-                                   frame if frame is not None else image_dark)
+                                   frame if frame is not None else image_dark, read)
     return out, {"path": rec["path"], "dark_level": source} | rec
 
 
@@ -201,30 +204,35 @@ def _f64(channel: np.ndarray) -> np.ndarray:
     return np.asarray(channel, dtype=np.float64)
 
 
-def dark_frame_offsets(path: str | Path, n_channels: int) -> list[float]:
+def dark_frame_offsets(path: str | Path, n_channels: int, read: ChannelsRead | None = None
+                       ) -> list[float]:
     """Per-channel dark level from a dark-frame TIFF: the median of each channel.
 
-    The frame may be (Y, X) (one level for every channel), (C, Y, X), or a stack whose first
-    axis holds frames (the median over all). Raises ``ValueError`` naming the file otherwise.
+    The frame may be (Y, X) (one level for every channel), (C, Y, X), a stack whose first
+    axis holds frames (one channel; the median over all), or (N, C, Y, X); with ``read``
+    (some of the file's channels read), ``C`` may also be the file's channel count. Raises
+    ``ValueError`` naming the file otherwise.
     """
     path = Path(path)
     arr = read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
-                               "shutter closed, or leave out --dark-frame")
+                               "shutter closed, or leave out --dark-frame", read)
     if arr.ndim == 2:
         return [float(np.median(arr))] * n_channels
-    if arr.ndim == 3 and arr.shape[0] == n_channels:
-        return [float(np.median(ch)) for ch in arr]
+    if arr.ndim in (3, 4) and arr.shape[-3] == n_channels:
+        return [float(np.median(arr[..., k, :, :])) for k in range(n_channels)]
     if arr.ndim == 3 and n_channels == 1:
         return [float(np.median(arr))]
+    also = f" (or all {read.of} of the file's)" if read is not None else ""
     raise ValueError(f"dark frame {path}: shape {arr.shape} does not match an image with "
-                     f"{n_channels} channel(s); pass a (Y, X) frame or one with "
-                     f"{n_channels} channel(s) first")
+                     f"{n_channels} channel(s) read; pass a (Y, X) frame or one with "
+                     f"{n_channels} channel(s){also} first")
 
 
 def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,
                       *, phi_max: float = PHI_MAX,
                       interface_length_um: float = INTERFACE_LENGTH_UM,
-                      dark_frame: str | Path | None = None, seed: int = 0
+                      dark_frame: str | Path | None = None, seed: int = 0,
+                      read: ChannelsRead | None = None
                       ) -> tuple[tuple[Calibration, ...], dict[str, Any]]:
     """Calibration of one plane from the image (and an optional dark frame).
 
@@ -245,7 +253,7 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     n = data.shape[0]
     bg = None
     if dark_frame is not None:
-        offsets, off_source = dark_frame_offsets(dark_frame, n), "dark-frame"
+        offsets, off_source = dark_frame_offsets(dark_frame, n, read), "dark-frame"
         bg = background_level(data, pixel_size_um)
     else:
         bg = background_level(data, pixel_size_um)
@@ -373,8 +381,8 @@ def _defects_replaced(plane: np.ndarray, settings: Any) -> tuple[np.ndarray, dic
 
 
 def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
-                       record: dict[str, Any], *, dtype: Any = np.float64
-                       ) -> np.ndarray | None:
+                       record: dict[str, Any], *, dtype: Any = np.float64,
+                       read: ChannelsRead | None = None) -> np.ndarray | None:
     """The plane's fields under the calibration the image prefers, when the calibration check
     (``record["check"]``, from :func:`calibrate_plane`) contradicted the user's pairs and they
     were kept (``--calibration-check warn``); otherwise ``None``.
@@ -390,7 +398,7 @@ def alternative_fields(plane: np.ndarray, roles: Sequence[ChannelRole], settings
     # a check runs on the user's pairs only, so their offsets are the flat field's dark level
     # (the pixel size, which only the background rule reads, is not needed)
     plane, _ = _defects_replaced(plane, settings)
-    plane, _ = illumination_corrected(plane, roles, settings, float("nan"))
+    plane, _ = illumination_corrected(plane, roles, settings, float("nan"), read=read)
     plane = reapplied(plane, record.get("registration"))
     cals = corrected_calibration(roles, settings.calibration_for(len(roles)), check)
     return to_fields(plane, roles, cals, phi_max=settings.physics.phi_max, dtype=dtype,
@@ -430,7 +438,8 @@ def _user_check(plane: np.ndarray, roles: Sequence[ChannelRole],
 
 def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
                     pixel_size_um: float, *, reuse: dict[str, Any] | None = None,
-                    dtype: Any = np.float64) -> tuple[np.ndarray, dict[str, Any]]:
+                    dtype: Any = np.float64, read: ChannelsRead | None = None
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fields and calibration record of one plane under ``settings.calibration``.
 
     ``"image"`` calibrates from the image (:func:`image_calibration`); a stack is calibrated
@@ -440,14 +449,16 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
     :func:`~pipeline.physics.observation.to_fields`. The record (stored per plane in the run)
     always holds ``source``, ``identifiable`` and ``confidence``. The fields are computed in
     float64 and stored in ``dtype`` (:func:`~pipeline.physics.observation.to_fields`), and
-    not clipped to the fractions' ranges: noise keeps its mean.
+    not clipped to the fractions' ranges: noise keeps its mean. ``read``: the file's channels
+    read when not all of them (a dark frame or flat field may hold all, like the image).
     """
     from pipeline.physics.observation import to_fields
 
     plane, defect_rec = _defects_replaced(plane, settings)
     if any(ch["candidates"] for ch in defect_rec["channels"]):
         log.info("defect pixels: %s", defect_statement(defect_rec))
-    plane, flat_rec = illumination_corrected(plane, roles, settings, pixel_size_um, reuse=reuse)
+    plane, flat_rec = illumination_corrected(plane, roles, settings, pixel_size_um, reuse=reuse,
+                                             read=read)
     plane, reg_rec = registered(plane, roles, settings, pixel_size_um)
     extra = {"defect_pixels": defect_rec}
     if flat_rec is not None:
@@ -486,7 +497,7 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
         cals, info = image_calibration(
             plane, roles, pixel_size_um, phi_max=phi_max,
             interface_length_um=settings.physics.interface_length_um,
-            dark_frame=getattr(settings, "dark_frame", None), seed=settings.seed)
+            dark_frame=getattr(settings, "dark_frame", None), seed=settings.seed, read=read)
         if not info["identifiable"] and len(roles) == 2:
             log.warning("calibration: %s. %s", info["statement"], info["hint"])
     fields, rec = to_fields(plane, roles, cals, phi_max=phi_max, dtype=dtype, clip=False)

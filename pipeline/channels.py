@@ -20,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, get_args
 
+import numpy as np
+
 __all__ = ["IGNORE", "ROLE_KEYWORDS", "USES", "ChannelChoice", "ChannelRole", "ChannelUse",
-           "check_channel_uses", "choose_channels", "role_from_name"]
+           "ChannelsRead", "check_channel_uses", "choose_channels", "role_from_name"]
 
 ChannelRole = Literal["chromatin", "heterochromatin"]
 ChannelUse = Literal["chromatin", "heterochromatin", "ignore"]
@@ -50,6 +52,30 @@ def role_from_name(name: str) -> ChannelRole | None:
         if any(word in key for word in ROLE_KEYWORDS[role]):
             return role  # type: ignore[return-value]
     return None
+
+
+class ChannelsRead(NamedTuple):
+    """Which of a file's ``of`` channels are read (``index``, in the order of the roles).
+
+    A reference frame recorded like the image (a ``--dark-frame`` or ``--flat-field`` with
+    all the file's channels) is read on the same channels (:meth:`select`).
+
+    >>> read = ChannelsRead(index=(2, 0), of=3)
+    >>> read.select(np.arange(3)[:, None, None] * np.ones((3, 2, 2)))[:, 0, 0]
+    array([2., 0.])
+    >>> read.select(np.ones((5, 2, 2))).shape  # not the file's channel count: left as it is
+    (5, 2, 2)
+    """
+
+    index: tuple[int, ...]
+    of: int
+
+    def select(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` (``(..., C, Y, X)``) on the channels read, when its channel axis (the one
+        before Y and X) has the file's channel count; otherwise ``frame`` unchanged."""
+        if frame.ndim >= 3 and frame.shape[-3] == self.of:
+            return frame[..., list(self.index), :, :]
+        return frame
 
 
 class ChannelChoice(NamedTuple):

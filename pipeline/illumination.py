@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.channels import ChannelsRead
 from pipeline.defect_pixels import defect_pixels_replaced
 
 __all__ = ["FLAT_MIN_GAIN", "FLAT_SMOOTH_PX", "check_flat_field_size", "divide_illumination",
@@ -33,9 +34,12 @@ FLAT_MIN_GAIN = 0.1
 refused: dividing by it would multiply the image's noise tenfold there."""
 
 
-def read_reference_tiff(path: Path, what: str, dtype: Any, hint: str) -> np.ndarray:
-    """A dark frame's or flat field's pixels in ``dtype``; ``ValueError`` naming the file
-    (``what`` and ``path``) when it is no TIFF (with ``hint``) or holds non-finite values."""
+def read_reference_tiff(path: Path, what: str, dtype: Any, hint: str,
+                        read: ChannelsRead | None = None) -> np.ndarray:
+    """A dark frame's or flat field's pixels in ``dtype``, on the channels ``read`` when it
+    holds all the file's channels (:meth:`~pipeline.channels.ChannelsRead.select`);
+    ``ValueError`` naming the file (``what`` and ``path``) when it is no TIFF (with ``hint``)
+    or holds non-finite values."""
     import tifffile
 
     try:
@@ -44,20 +48,21 @@ def read_reference_tiff(path: Path, what: str, dtype: Any, hint: str) -> np.ndar
         raise ValueError(f"{what} {path}: cannot be read as a TIFF ({exc}); {hint}") from exc
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} {path}: holds non-finite values")
-    return arr
+    return arr if read is None else read.select(arr)
 
 
-def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int]
-                    ) -> np.ndarray:
+def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int],
+                    read: ChannelsRead | None = None) -> np.ndarray:
     """A flat-field TIFF as ``(C, Y, X)`` float32, frames averaged.
 
     Accepted: ``(Y, X)`` (one illumination for every channel), ``(C, Y, X)`` with the image's
-    channel count, a stack of frames ``(N, Y, X)`` (one channel), or ``(N, C, Y, X)``. The
-    ``(Y, X)`` size must be the image's. Raises ``ValueError`` naming the file otherwise.
+    channel count, a stack of frames ``(N, Y, X)`` (one channel), or ``(N, C, Y, X)``; with
+    ``read`` (some of the file's channels read), ``C`` may also be the file's channel count.
+    The ``(Y, X)`` size must be the image's. Raises ``ValueError`` naming the file otherwise.
     """
     path = Path(path)
     arr = read_reference_tiff(path, "flat field", np.float32, "pass an image of a uniform "
-                              "fluorescent sample, or leave out --flat-field")
+                              "fluorescent sample, or leave out --flat-field", read)
     if arr.ndim == 4 and arr.shape[1] == n_channels:
         arr = arr.mean(axis=0)
     elif arr.ndim == 3 and n_channels == 1:
@@ -65,9 +70,10 @@ def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int]
     elif arr.ndim == 2:
         arr = np.broadcast_to(arr, (n_channels, *arr.shape))
     elif not (arr.ndim == 3 and arr.shape[0] == n_channels):
+        also = f" (or all {read.of} of the file's)" if read is not None else ""
         raise ValueError(f"flat field {path}: shape {arr.shape} does not match an image with "
-                         f"{n_channels} channel(s); pass a (Y, X) flat or one with "
-                         f"{n_channels} channel(s) first (frames before channels)")
+                         f"{n_channels} channel(s) read; pass a (Y, X) flat or one with "
+                         f"{n_channels} channel(s){also} first (frames before channels)")
     _check_flat_size(path, arr.shape, shape_yx)
     return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -120,26 +126,28 @@ def flat_field_gain(flat: np.ndarray, dark_levels: Sequence[float], *,
 _GAIN_CACHE: dict[tuple[Any, ...], np.ndarray] = {}
 
 
-def _gain(path: Path, shape: tuple[int, ...], dark_levels: Sequence[float]) -> np.ndarray:
+def _gain(path: Path, shape: tuple[int, ...], dark_levels: Sequence[float],
+          read: ChannelsRead | None = None) -> np.ndarray:
     """:func:`flat_field_gain` of the file, read and smoothed once while the file and the dark
     levels stay the same (every plane of a stack, and the calibration check's second
     calibration, use it); one gain is held at a time."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, tuple(shape),
-           tuple(float(d) for d in dark_levels))
+           tuple(float(d) for d in dark_levels), read)
     if key not in _GAIN_CACHE:
         _GAIN_CACHE.clear()
-        flat = read_flat_field(path, shape[0], shape[-2:])
+        flat = read_flat_field(path, shape[0], shape[-2:], read)
         _GAIN_CACHE[key] = flat_field_gain(flat, dark_levels, path=path)
     return _GAIN_CACHE[key]
 
 
 def divide_illumination(plane: np.ndarray, dark_levels: Sequence[float], path: Path,
-                        flat_dark_levels: Sequence[float]) -> tuple[np.ndarray, dict[str, Any]]:
+                        flat_dark_levels: Sequence[float], read: ChannelsRead | None = None
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
     """``plane`` ``(C, Y, X)`` with each channel ``dark + (intensity - dark) / gain`` (float32),
-    the gain from the flat field at ``path`` above ``flat_dark_levels``, and a record (the
-    file, the gain's range per channel)."""
-    gain = _gain(path, plane.shape, flat_dark_levels)
+    the gain from the flat field at ``path`` (on the channels ``read``) above
+    ``flat_dark_levels``, and a record (the file, the gain's range per channel)."""
+    gain = _gain(path, plane.shape, flat_dark_levels, read)
     out = np.empty(plane.shape, np.float32)
     for k, (ch, dark) in enumerate(zip(plane, dark_levels, strict=True)):
         x = np.asarray(ch, dtype=np.float64) - dark

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .channels import ChannelsRead
 from .config import ChannelRole
 
 __all__ = ["ImageManifest"]
@@ -67,6 +68,13 @@ class ImageManifest(BaseModel):
             bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(f"not an image manifest of this version ({bad}); ingest the "
                              "image again") from None
+
+    @property
+    def channels_read(self) -> ChannelsRead | None:
+        """The file's channels read and how many it holds (None: all are read)."""
+        if self.channel_index is None:
+            return None
+        return ChannelsRead(self.channel_index, self.shape[self.axes.index("C")])
 
     def __getitem__(self, name: str) -> Any:
         """Read access by name, for code written against the former dict manifest

@@ -229,9 +229,10 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             reuse = (planes[0]["calibration"] | {"reused_from_plane": planes[0]["plane"]}
                      if planes and settings.calibrate_planes == "first" else None)
             fields, calib = calibrate_plane(plane_raw, roles, settings, px, reuse=reuse,
-                                            dtype=np.float32)
+                                            dtype=np.float32, read=manifest.channels_read)
             # a contradicted calibration, kept: the std spans the image's preferred one too
-            alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32)
+            alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32,
+                                     read=manifest.channels_read)
             saturated, sat_rec = saturated_pixels(plane_raw)
             holes = missing if saturated is None else (
                 saturated if missing is None else saturated | missing)

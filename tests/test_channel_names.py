@@ -168,3 +168,36 @@ def test_imagej_hyperstack_labels_name_the_channels(tmp_path):
     tifffile.imwrite(path, data, imagej=True, resolution=(50, 50), metadata={
         "axes": "ZCYX", "unit": "um", "Labels": [f"z{i}" for i in range(6)]})
     assert inspect_tiff(path).channel_names is None
+
+
+def test_reference_frames_with_all_the_files_channels(two_channel, tmp_path):
+    """A dark frame and a flat field recorded like the image, with all three of its channels,
+    are read on the two channels read: λ equals that of the two-channel file with the
+    two-channel frames (a dark level or gain from the wrong channel would change it)."""
+    root, img, px = two_channel
+    yy, xx = np.mgrid[: img.shape[1], : img.shape[2]] / img.shape[1]
+    beam = [1.0 - 0.4 * (yy - 0.5) ** 2, 1.0 - 0.3 * (xx - 0.5) ** 2, 0.5 + yy]  # per channel
+    dark = [110.0, 90.0, 700.0]  # DAPI, H3K9me3, Tubulin
+    flat = [d + 3000.0 * b for d, b in zip(dark, beam, strict=True)]
+
+    def frames(name, order):
+        d = _write_tiff(tmp_path / name / "dark.tif",
+                        np.stack([np.full(img.shape[1:], dark[k]) for k in order]))
+        f = _write_tiff(tmp_path / name / "flat.tif", np.stack([flat[k] for k in order]))
+        return {"dark_frame": d, "flat_field": f}
+
+    ref, _ = _lam(_ome(tmp_path / "a" / "ref.ome.tif", img, px), tmp_path / "o1",
+                  **frames("two", [0, 1]))
+    third = (img[0] // 3 + 700).astype(img.dtype)
+    three = _ome(tmp_path / "b" / "x.ome.tif", np.stack([third, img[1], img[0]]), px,
+                 ("Tubulin-488", "H3K9me3", "DAPI"))
+    lam, store = _lam(three, tmp_path / "o2", **frames("three", [2, 1, 0]))
+    assert np.isfinite(ref).sum() > 1000
+    np.testing.assert_allclose(lam, ref, rtol=1e-5, equal_nan=True)
+    assert open_result_store(store)["attrs"]["channels_read"] == [1, 2]
+
+
+def _write_tiff(path: Path, data: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.asarray(data, np.float32), photometric="minisblack")
+    return path
