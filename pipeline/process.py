@@ -42,7 +42,14 @@ from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
 from .memory import release_freed_memory
 from .physics.chromatin import ChromatinModel
-from .plane_qc import empty_plane_note, intensity_drift, intensity_level, missing_pixels
+from .plane_qc import (
+    empty_plane_note,
+    intensity_drift,
+    intensity_level,
+    missing_pixels,
+    no_signal_note,
+    signal_contrast,
+)
 from .saturation import saturated_pixels
 from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
 from .user_labels import read_user_labels
@@ -219,15 +226,21 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
             if missing is not None:
                 log.warning("%s %s", manifest.image, missing_note)
                 plane_raw = np.where(np.isnan(plane_raw), plane_raw.dtype.type(0), plane_raw)
+            contrast = [signal_contrast(ch, px, settings.segmentation.smooth_um)
+                         for ch in plane_raw]
             empty = empties.get(p)
-            if empty:
-                log.warning("%s %s", manifest.image, empty)
+            no_signal = None if empty else no_signal_note(p, contrast, roles)
+            for note in (empty, no_signal):
+                if note:
+                    log.warning("%s %s", manifest.image, note)
             # lambda is fitted on the calibrated raw fields, not the denoised ones: the
             # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
             # the std resamples their noise (the denoised planes are kept for display)
             # float32 is what fit_plane holds: computed in float64 and rounded a block at a time
-            reuse = (planes[0]["calibration"] | {"reused_from_plane": planes[0]["plane"]}
-                     if planes and settings.calibrate_planes == "first" else None)
+            # the stack's reference: its first plane fitted that holds an image
+            ref = next((r for r in planes if "empty" not in r and "no_signal" not in r), None)
+            reuse = (ref["calibration"] | {"reused_from_plane": ref["plane"]}
+                     if ref and settings.calibrate_planes == "first" else None)
             fields, calib = calibrate_plane(plane_raw, roles, settings, px, reuse=reuse,
                                             dtype=np.float32, read=manifest.channels_read)
             # a contradicted calibration, kept: the std spans the image's preferred one too
@@ -265,21 +278,23 @@ def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
                             progress=progress, alternative=alt, saturated=holes,
                             channel_model=calib["model"])
             del fields, fg, alt, saturated, holes
-            if empty:  # fitted like any plane (its record complete), nothing reported
+            if empty or no_signal:  # fitted like any plane (its record complete), not reported
                 res.mean[:], res.std[:], res.identifiable[:] = np.nan, np.nan, False
             root["rates"][p, 0] = res.mean
             root["rates"][p, 1] = res.std
             root["identifiable"][p] = res.identifiable
             root["fields"][p] = res.fields
-            drift = None if empty or not planes else intensity_drift(
-                p, level, planes[0], shared=shared_calibration)
+            drift = None if empty or no_signal or ref is None else intensity_drift(
+                p, level, ref, shared=shared_calibration)
             if drift:
                 log.warning("%s %s", manifest.image, drift)
             planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
-                           "intensity_level": level, **res.record,
+                           "intensity_level": level,
+                           "signal_contrast": [round(c, 1) for c in contrast], **res.record,
                            **({"missing": {"pixels": int(missing.sum()),
                                            "note": missing_note}} if missing is not None else {}),
                            **({"empty": empty} if empty else {}),
+                           **({"no_signal": no_signal} if no_signal else {}),
                            **({"intensity_drift": drift} if drift else {})})
             tiles.extend(res.tiles)
             del res

@@ -98,6 +98,8 @@ FLAGS = {
     "pixel-size-untested": "the pixel size lies outside 0.01-0.06 um, where accuracy was "
                            "measured: λ there is not validated",
     "empty-plane": "a channel of the plane has one value everywhere: no λ reported",
+    "no-signal": "a channel of the plane shows no structure above its noise (an empty field "
+                 "of view, a plane above or below the cells): no λ reported",
     "nan-pixels": "pixels that are NaN in the file (a NaN background, a masked region) were "
                   "read as outside the nuclei: no λ within the derivative support of them",
     "intensity-drift": "the plane's intensity above the dark level differs by over 10 % from "
@@ -200,6 +202,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("defect-pixels")
     if rec.get("empty"):
         flags.append("empty-plane")
+    if rec.get("no_signal"):
+        flags.append("no-signal")
     if rec.get("intensity_drift"):
         flags.append("intensity-drift")
     if (rec.get("missing") or {}).get("pixels"):
@@ -234,7 +238,7 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         for flag in image_flags(attrs, p, 1.0):
             if flag not in flags:
                 flags.append(flag)
-        for note in (rec.get("empty"), rec.get("intensity_drift"),
+        for note in (rec.get("empty"), rec.get("no_signal"), rec.get("intensity_drift"),
                      (rec.get("missing") or {}).get("note")):
             if note and note not in notes:
                 notes.append(note)

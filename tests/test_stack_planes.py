@@ -135,3 +135,41 @@ def test_nan_background_is_read_as_outside_the_nuclei(tmp_path):
         assert "nan-pixels" in _flags(stores[name])
         assert any("are NaN in the file" in n for n in store_notes(stores[name])[1])
     assert "nan-pixels" not in _flags(stores["zero"])
+
+
+def test_planes_of_noise_only_report_no_lambda(tmp_path):
+    """Planes of camera noise only (above and below the cell) around a plane with a nucleus:
+    no λ for them, flag no-signal, a note; the nucleus plane is calibrated on itself, not on
+    the noise before it, so its λ is that of the same plane alone. Before, the noise planes
+    were fitted as a uniform nucleus (λ reported on most of the field) and the first one set
+    the stack's calibration."""
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[:128, :128]
+    cell = ((yy - 60) ** 2 + (xx - 66) ** 2 < 40**2) * (800.0 + 200 * np.sin(yy / 5.0))
+    nucleus = rng.poisson(cell + 100).astype(np.uint16)
+    stack = np.stack([rng.poisson(np.full(cell.shape, 100.0)).astype(np.uint16), nucleus,
+                      rng.poisson(np.full(cell.shape, 100.0)).astype(np.uint16)])
+    md = {"axes": "ZYX", "PhysicalSizeX": 0.05, "PhysicalSizeY": 0.05, "PhysicalSizeZ": 0.2}
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "stack.ome.tif", stack, ome=True, metadata=md)
+    tifffile.imwrite(tmp_path / "in" / "alone.ome.tif", nucleus, ome=True,
+                     metadata={k: v for k, v in md.items() if k != "PhysicalSizeZ"} |
+                     {"axes": "YX"})
+    fast = {"method": "closed-form", "estimator": {"delta_um": 0.3, "window_um": 0.3}}
+    s = Settings(**fast, run={"denoise": "none"})
+    m = process_image(tmp_path / "in" / "stack.ome.tif", tmp_path / "out", s)
+    rows = summarize_store(m["store"])["images"].set_index("plane")
+    for p in (0, 2):
+        assert "no-signal" in rows.loc[p, "flags"].split(";")
+        assert np.isnan(rows.loc[p, "lambda_median"])
+        assert rows.loc[p, "fraction_identifiable"] == 0
+    assert "no-signal" not in rows.loc[1, "flags"]
+    lam = np.asarray(open_result_store(m["store"])["rates"])
+    assert np.isnan(lam[[0, 2]]).all()
+    alone = process_image(tmp_path / "in" / "alone.ome.tif", tmp_path / "out2", s)
+    ref = np.asarray(open_result_store(alone["store"])["rates"]).reshape(lam[1].shape)
+    assert np.isfinite(ref[0]).sum() > 1000
+    np.testing.assert_array_equal(lam[1], ref)
+    _, notes = store_notes(m["store"])
+    assert any("plane 0: the heterochromatin channel shows no structure above its noise" in n
+               for n in notes)

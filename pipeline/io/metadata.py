@@ -38,6 +38,7 @@ __all__ = [
     "UM_PER_UNIT",
     "ImageInfo",
     "PixelSizeSource",
+    "metaseries_pixel_size",
     "names_every_channel",
     "normalise_axes",
     "ome_z_step",
@@ -50,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PixelSizeSource = Literal["ome", "imagej", "resolution", "override"]
+PixelSizeSource = Literal["ome", "imagej", "metaseries", "resolution", "override"]
 AxesSource = Literal["metadata", "--axes", "default"]
 SUPPORTED_AXES = ("YX", "CYX", "ZYX", "TYX", "ZCYX", "TCYX", "CZYX", "CTYX")
 """Layouts written by :func:`write_tiff` and read (the last two are common in OME-TIFF)."""
@@ -275,11 +276,31 @@ def _resolution_pixel_size(page: Any, unit_factor: float) -> tuple[float, float]
     return unit_factor / xres, unit_factor / yres
 
 
+def metaseries_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
+    """The (X, Y) pixel size in µm that MetaMorph/MetaSeries metadata state (its
+    ``PlaneInfo``: ``spatial-calibration-x``/``-y`` in ``spatial-calibration-units``, when
+    ``spatial-calibration-state`` is on), or None. Widefield and spinning-disc systems run by
+    MetaMorph write it; no TIFF resolution tag is set there."""
+    if not tif.is_metaseries:
+        return None
+    try:
+        info = (tif.metaseries_metadata or {}).get("PlaneInfo") or {}
+    except Exception:  # noqa: BLE001 - vendor XML tifffile could not parse: no pixel size
+        return None
+    factor = um_per_unit(info.get("spatial-calibration-units"))
+    if not info.get("spatial-calibration-state") or factor is None:
+        return None
+    x = _length_um(info.get("spatial-calibration-x"), factor)
+    y = _length_um(info.get("spatial-calibration-y", info.get("spatial-calibration-x")), factor)
+    return (x, y) if x is not None and y is not None else None
+
+
 def pixel_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], PixelSizeSource] | None:
     """The (X, Y) pixel size in µm and where it came from, or None if the file has none.
 
     In order: OME ``PhysicalSizeX/Y`` (with their units), the TIFF resolution in an ImageJ
-    file's ``unit``, a bare TIFF resolution in cm, mm or µm of at most
+    file's ``unit``, MetaMorph's spatial calibration (:func:`metaseries_pixel_size`), a bare
+    TIFF resolution in cm, mm or µm of at most
     :data:`MAX_RESOLUTION_PIXEL_UM` per pixel. Unreadable or non-positive values are logged
     and ignored.
 
@@ -296,6 +317,8 @@ def pixel_size(tif: tifffile.TiffFile) -> tuple[tuple[float, float], PixelSizeSo
         factor = um_per_unit((tif.imagej_metadata or {}).get("unit"))
         if factor is not None and (size := _resolution_pixel_size(page, factor)) is not None:
             return size, "imagej"
+    if (size := metaseries_pixel_size(tif)) is not None:
+        return size, "metaseries"
     unit = {
         tifffile.RESUNIT.CENTIMETER: 1e4,
         tifffile.RESUNIT.MILLIMETER: 1e3,

@@ -260,7 +260,7 @@ def inspect_tiff(path: str | os.PathLike[str], *, pixel_size_um: float | None = 
     elif found is None:
         raise InputError(
             path,
-            "no pixel size in its metadata (OME or ImageJ)",
+            "no pixel size in its metadata (OME, ImageJ, MetaMorph or TIFF resolution)",
             "Pass --pixel-size in micrometres",
         )
     else:

@@ -156,6 +156,34 @@ def test_resolution_tag_and_print_dpi(tmp_path: Path) -> None:
         inspect_tiff(dpi)
 
 
+def _metaseries(path: Path, x: str, units: str = "um", state: str = "on") -> Path:
+    """A file as MetaMorph writes it (the XML layout of a real MetaSeries TIFF, trimmed)."""
+    xml = ("<MetaData>\n<prop id=\"Description\" type=\"string\" value=\"Exposure: 400 ms\"/>\n"
+           "<prop id=\"MetaDataVersion\" type=\"float\" value=\"1\"/>\n"
+           "<prop id=\"ApplicationName\" type=\"string\" value=\"MetaMorph\"/>\n"
+           "<PlaneInfo>\n"
+           f"<prop id=\"spatial-calibration-state\" type=\"bool\" value=\"{state}\"/>\n"
+           f"<prop id=\"spatial-calibration-x\" type=\"float\" value=\"{x}\"/>\n"
+           f"<prop id=\"spatial-calibration-y\" type=\"float\" value=\"{x}\"/>\n"
+           f"<prop id=\"spatial-calibration-units\" type=\"string\" value=\"{units}\"/>\n"
+           "<prop id=\"image-name\" type=\"string\" value=\"Camera NIR\"/>\n"
+           "</PlaneInfo>\n<SetInfo>\n</SetInfo>\n</MetaData>")
+    tifffile.imwrite(path, np.zeros((64, 80), np.uint16), description=xml,
+                     software="MetaSeries", metadata=None)
+    return path
+
+
+def test_metamorph_spatial_calibration(tmp_path: Path) -> None:
+    """MetaMorph (MetaSeries) states the pixel size in its XML, not in a resolution tag."""
+    info = inspect_tiff(_metaseries(tmp_path / "mm.tif", "0.645"))
+    assert (info.pixel_size_um, info.pixel_size_source) == (pytest.approx(0.645), "metaseries")
+    nm = inspect_tiff(_metaseries(tmp_path / "nm.tif", "40", units="nm"))
+    assert nm.pixel_size_um == pytest.approx(0.04)
+    for name, kw in (("off", {"state": "off"}), ("px", {"units": "pixel"})):
+        with pytest.raises(InputError, match="MetaMorph"):  # uncalibrated: not a length
+            inspect_tiff(_metaseries(tmp_path / f"{name}.tif", "1", **kw))
+
+
 def test_override_beats_metadata(tmp_path: Path) -> None:
     path = write_tiff(tmp_path / "a.tif", np.zeros((4, 5), np.uint16), axes="YX", pixel_size_um=0.1)
     info = inspect_tiff(path, pixel_size_um=0.02)
