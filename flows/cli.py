@@ -94,6 +94,7 @@ _EPILOG = """examples:
   chromarate channel-offset beads.tif                         the --channel-offset of two channels
   chromarate merge-channels raw/ --out merged/ --suffixes _c0,_c1   one file per channel -> CYX
   chromarate split-series positions.ome.tif --out split/      one TIFF per image series
+  chromarate render locs.csv --pixel-size 0.02 --out field.ome.tif   localisations -> image
 see README.md and docs/ (docs/report.md: the report, sample sheets and comparisons)"""
 
 class _Display:

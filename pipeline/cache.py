@@ -51,7 +51,7 @@ RESULT_SOURCES = (
     "config_run.py",  # the [run] settings and their defaults
     "manifest.py",    # what the stages know about an image
     "image_check.py",  # how a file is read (layout, channels), or why it is refused
-    "plane_qc.py",    # blank planes (no λ) and intensity drift along a stack (flags)
+    "plane_qc.py",    # blank or noise-only planes (no λ), intensity drift along a stack
     "denoise.py",
     "device.py",      # where the fit runs (floating-point results depend on it)
     "distance.py",    # distances to the background (segmentation, edge distances)
@@ -81,6 +81,7 @@ _NOT_RESULT_SOURCES = (
     "memory.py",      # returning freed memory to the OS
     "merge_channels.py",  # writes input TIFFs (channels in separate files merged), no result
     "split_series.py",  # writes input TIFFs (one per image series of a file), no result
+    "localisations.py",  # renders localisation tables as input TIFFs, no result
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
     "samples.py",     # the sample sheet: joined into the CSVs of finished images

@@ -77,9 +77,10 @@ def check_image(path: str | Path, settings: Settings) -> ImageCheck:
             path, f"it holds {info.n_planes} {info.plane_axis or 'Z'} planes of {h} x {w} "
             f"camera pixels ({info.pixel_size_um:.3g} µm): a raw single-molecule (STORM/PALM) "
             "acquisition, not a super-resolution image",
-            "Localise and render it first (ThunderSTORM, Picasso, SMAP: a rendering at "
-            "0.01-0.03 µm per pixel) and run chromarate on the rendering; move the raw "
-            "movie out of the folder")
+            "Localise it first (ThunderSTORM, Picasso, SMAP), render the localisations at "
+            "0.01-0.03 µm per pixel (chromarate render TABLE --pixel-size 0.02 --out "
+            "FIELD.ome.tif, or your software's rendering) and run chromarate on the "
+            "rendering; move the raw movie out of the folder")
     try:
         roles, roles_source, channels_note, channel_index = settings.channel_roles(
             info.n_channels, info.channel_names)

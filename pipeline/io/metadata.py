@@ -210,10 +210,20 @@ def ome_pixels_size(pixels: dict[str, Any] | None, path: Any) -> tuple[float, fl
 
 
 def ome_channel_names(pixels: dict[str, Any]) -> tuple[Any, ...]:
-    """The ``Name`` of each ``Channel`` of one OME ``Pixels`` element (None where unnamed)."""
+    """The ``Name`` of each ``Channel`` of one OME ``Pixels`` element (None where unnamed).
+    A name that tifffile parsed as a number (a laser line, ``Name="647"``) is given back as
+    the text it was.
+
+    >>> ome_channel_names({"Channel": [{"Name": 561}, {"Name": "H3K9me3"}, {}]})
+    ('561', 'H3K9me3', None)
+    """
     chans = pixels.get("Channel")
     chans = chans if isinstance(chans, list) else [chans] if isinstance(chans, dict) else []
-    return tuple(c.get("Name") for c in chans if isinstance(c, dict))
+    return tuple(_name_text(c.get("Name")) for c in chans if isinstance(c, dict))
+
+
+def _name_text(name: Any) -> Any:
+    return str(name) if isinstance(name, int | float) and not isinstance(name, bool) else name
 
 
 def ome_images_pixels(xml: str) -> list[dict[str, Any]]:

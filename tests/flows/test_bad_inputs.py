@@ -47,7 +47,7 @@ BAD = {
     "constant.tif": ("constant", "Pass --calibration"),
     "no_pixel_size.tif": ("no pixel size", "Pass --pixel-size"),
     "tiny.tif": ("6 x 6 pixels", "at least 16 x 16"),
-    "raw_movie.tif": ("600 T planes of 32 x 32 camera pixels (0.16 µm)", "render it first"),
+    "raw_movie.tif": ("600 T planes of 32 x 32 camera pixels (0.16 µm)", "chromarate render TABLE"),
 }
 IGNORED = ("notes.txt", "readme.md", "preview.png")  # not TIFFs: never read, never listed
 
