@@ -1,7 +1,8 @@
 """The commands that prepare inputs for ``chromarate run``: ``check`` (how run will read each
 file, before any work), ``channel-offset`` (the offset of two channels, measured on beads),
 ``merge-channels`` (one file per channel into one image), ``split-series`` (one image per
-series of a multi-position file) and ``render`` (localisation tables into an image). Each handler returns whether everything it was given was
+series of a multi-position file), ``render`` (localisation tables into an image) and
+``split-half`` (the std's noise part checked on two halves of a table's frames). Each handler returns whether everything it was given was
 done (or, for check, readable); :mod:`flows.cli` turns that into the exit code."""
 
 from __future__ import annotations
@@ -58,6 +59,22 @@ def add_input_commands(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--blur-nm", type=float, metavar="NM",
                     help="the rendering Gaussian's standard deviation (default: the median "
                     "localisation precision of the tables; 0: counts without a blur)")
+
+    sh = sub.add_parser("split-half", help="does λ's std hold on your localisation data? Two "
+                        "halves of the frames fitted alike: their difference against their "
+                        "std")
+    sh.add_argument("tables", type=Path, nargs="+", help="localisation table(s) of one field, "
+                    "with frames (as for render)")
+    sh.add_argument("--pixel-size", type=float, required=True, metavar="UM",
+                    help="micrometres per pixel of the rendering")
+    sh.add_argument("--blur-nm", type=float, metavar="NM", help="as for render")
+    sh.add_argument("--block-frames", type=int, default=None, metavar="N",
+                    help="frames per block of the split (default: 100; halves are the even "
+                    "and the odd blocks)")
+    sh.add_argument("--channels", metavar="ROLES", help="the channels' roles, as for run")
+    sh.add_argument("--calibration", metavar="OFFSET:SCALE", help="as for run (of the "
+                    "whole table's rendering)")
+    sh.add_argument("--json", type=Path, metavar="FILE", help="also write the record here")
 
     ss = sub.add_parser("split-series", help="a file of several image series (a multi-position "
                         "OME-TIFF) into one TIFF per series, for run")
@@ -157,17 +174,12 @@ def _cmd_render(args: argparse.Namespace) -> bool:
 
     from pipeline.io import InputError, write_tiff
     from pipeline.io.atomic import atomic_write_text
-    from pipeline.localisations import read_localisations, render
+    from pipeline.localisations import render
 
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         print(f"--out {args.out}: name the TIFF to write (NAME.ome.tif)", file=sys.stderr)
         return False
-    tables = []
-    for path in args.tables:
-        try:
-            tables.append(read_localisations(path))
-        except (OSError, ValueError) as exc:
-            raise InputError(path, str(exc).removeprefix(f"{path}: "), "") from exc
+    tables = _tables(args.tables)
     blur = None if args.blur_nm is None else args.blur_nm * 1e-3
     try:
         image, names, record = render(tables, args.pixel_size, blur_um=blur)
@@ -193,6 +205,60 @@ def _cmd_render(args: argparse.Namespace) -> bool:
     return True
 
 
+def _tables(paths: list[Path]) -> list:
+    """The localisation tables at ``paths``; an unreadable one is an ``InputError`` naming it."""
+    from pipeline.io import InputError
+    from pipeline.localisations import read_localisations
+
+    tables = []
+    for path in paths:
+        try:
+            tables.append(read_localisations(path))
+        except (OSError, ValueError) as exc:
+            raise InputError(path, str(exc).removeprefix(f"{path}: "), "") from exc
+    return tables
+
+
+def _cmd_split_half(args: argparse.Namespace) -> bool:
+    import json
+
+    from pipeline.config import Settings
+    from pipeline.config_parse import parse_calibration, parse_channels
+    from pipeline.io import InputError
+    from pipeline.io.atomic import atomic_write_text
+    from pipeline.split_half import BLOCK_FRAMES, split_half_check
+
+    tables = _tables(args.tables)
+    given = {"channels": parse_channels(args.channels)} | (
+        {"calibration": parse_calibration(args.calibration)} if args.calibration else {})
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        rec = split_half_check(tables, args.pixel_size, settings,
+                               blur_um=None if args.blur_nm is None else args.blur_nm * 1e-3,
+                               block_frames=args.block_frames or BLOCK_FRAMES)
+    except ValueError as exc:
+        raise InputError(args.tables[0], str(exc), "") from exc
+    rec["tables"] = [str(p) for p in args.tables]
+    if args.json:
+        atomic_write_text(args.json, json.dumps(rec, indent=1) + "\n")
+    print(f"halves of {rec['block_frames']}-frame blocks: "
+          + "; ".join(f"{a} and {b} localisations" for a, b in zip(*rec["localisations_halves"],
+                                                                   strict=True))
+          + f"; fitted at delta {rec['delta_um']:g} µm, window {rec['window_um']:g} µm "
+          f"(the whole table's automatic choice), calibration {rec['calibration_source']}")
+    if rec["within_90"] is None:
+        print("no pixel is identifiable in both halves: nothing to compare")
+        return False
+    w, zr = rec["within_90"], rec["z_rms"]
+    verdict = ("the noise part of the std fits these data" if 0.85 <= w <= 0.95 else
+               "the std is too narrow for this noise" if w < 0.85 else
+               "the std is wider than this noise needs")
+    print(f"{rec['pixels']} pixels: the halves' difference within its 90 % interval on "
+          f"{100 * w:.1f} % (0.90 expected), rms z {zr:.2f} (1 expected): {verdict}. "
+          "A bias common to both halves (smoothing, calibration) is not seen by this check")
+    return True
+
+
 def _cmd_split_series(args: argparse.Namespace) -> bool:
     from pipeline.split_series import split_series
 
@@ -214,6 +280,7 @@ INPUT_COMMANDS: dict[str, Callable[[argparse.Namespace], bool]] = {
     "channel-offset": _cmd_channel_offset,
     "merge-channels": _cmd_merge_channels,
     "render": _cmd_render,
+    "split-half": _cmd_split_half,
     "split-series": _cmd_split_series,
 }
 """Subcommand name -> handler (True: every file given was done)."""

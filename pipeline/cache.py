@@ -82,6 +82,7 @@ _NOT_RESULT_SOURCES = (
     "merge_channels.py",  # writes input TIFFs (channels in separate files merged), no result
     "split_series.py",  # writes input TIFFs (one per image series of a file), no result
     "localisations.py",  # renders localisation tables as input TIFFs, no result
+    "split_half.py",  # the split-half check of a localisation table (prints), no result
     "metrics.py",     # scores against a known truth
     "report",         # report.html over finished stores
     "samples.py",     # the sample sheet: joined into the CSVs of finished images
