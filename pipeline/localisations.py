@@ -59,9 +59,11 @@ float rendering has no white floor to fit, and the noise read came out up to twi
 one (two-channel renderings at 0.015 µm with 25 nm precision: windows three times too wide,
 r 0.26-0.74 where the rounded rendering gives 0.82-0.96; docs/bandwidth.md, "Float
 renderings"). Rounding to 0.01 of a localisation changes no count that matters."""
-MAX_RENDER_PX = 2**31 - 1
-"""A rendering of more pixels than this (per channel) is refused: 8 GiB of float32, and a sign
-that the pixel size or the coordinates' unit is not what was meant."""
+MAX_RENDER_PX = 2**28
+"""A rendering of more pixels than this (16384 x 16384, per channel) is refused: it would
+need several GiB while counting and blurring, and at any pixel size chromarate was measured
+at (0.01-0.06 µm) it covers a field of 160 µm or more, so it is usually a sign that the pixel
+size or the coordinates' unit is not what was meant."""
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,13 @@ def test_lambda_from_a_rendering_of_drawn_localisations(tmp_path):
     assert ok.mean() > 0.9
     r = np.corrcoef(est[ok], truth[ok])[0, 1]
     assert r >= 0.95
+
+
+def test_a_rendering_too_large_is_refused_before_it_is_made(tmp_path, capsys):
+    """Coordinates that reach 30 x 20 thousand pixels at the pixel size asked (a unit
+    mistake): refused with the size, before any memory is taken."""
+    path = _thunderstorm(tmp_path / "t.csv", [10.0, 20.0], [10.0, 30.0])
+    assert main(["render", str(path), "--pixel-size", "0.000001",
+                 "--out", str(tmp_path / "x.ome.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "30001 x 20001 pixels" in err and "check the pixel size" in err
