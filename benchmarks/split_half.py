@@ -5,7 +5,8 @@ split-half`` does, with the true calibration. Where the std's noise part is righ
 one molecule in consecutive frames) shows whether blocks of frames keep the halves
 independent. Rows: docs/split_half_tuning.json; docs/your-own-images.md has the table.
 
-    python benchmarks/split_half.py --seeds tuning --specs storm_smooth_1ch_dense,storm_smooth_1ch_blink
+    python benchmarks/split_half.py --seeds tuning \
+        --specs storm_smooth_1ch_dense,storm_smooth_1ch_blink
 
 Only tuning seeds are for choosing anything (docs/stress.md).
 """

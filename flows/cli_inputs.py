@@ -2,8 +2,9 @@
 file, before any work), ``channel-offset`` (the offset of two channels, measured on beads),
 ``merge-channels`` (one file per channel into one image), ``split-series`` (one image per
 series of a multi-position file), ``render`` (localisation tables into an image) and
-``split-half`` (the std's noise part checked on two halves of a table's frames). Each handler returns whether everything it was given was
-done (or, for check, readable); :mod:`flows.cli` turns that into the exit code."""
+``split-half`` (the std's noise part checked on two halves of a table's frames). Each handler
+returns whether everything it was given was done (or, for check, readable); :mod:`flows.cli`
+turns that into the exit code."""
 
 from __future__ import annotations
 

@@ -43,10 +43,10 @@ from pipeline.illumination import (
     FLAT_MIN_GAIN,
     FLAT_SMOOTH_PX,
     check_flat_field_size,
+    dark_frame_offsets,
     divide_illumination,
     flat_field_gain,
     read_flat_field,
-    read_reference_tiff,
 )
 from pipeline.physics.observation import AUTO_PERCENTILES, auto_calibration
 from pipeline.registration import reapplied, registered
@@ -202,30 +202,6 @@ def _mad(values: np.ndarray) -> float:
 def _f64(channel: np.ndarray) -> np.ndarray:
     """One channel in float64 (a plane is converted a channel at a time, never whole)."""
     return np.asarray(channel, dtype=np.float64)
-
-
-def dark_frame_offsets(path: str | Path, n_channels: int, read: ChannelsRead | None = None
-                       ) -> list[float]:
-    """Per-channel dark level from a dark-frame TIFF: the median of each channel.
-
-    The frame may be (Y, X) (one level for every channel), (C, Y, X), a stack whose first
-    axis holds frames (one channel; the median over all), or (N, C, Y, X); with ``read``
-    (some of the file's channels read), ``C`` may also be the file's channel count. Raises
-    ``ValueError`` naming the file otherwise.
-    """
-    path = Path(path)
-    arr = read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
-                               "shutter closed, or leave out --dark-frame", read)
-    if arr.ndim == 2:
-        return [float(np.median(arr))] * n_channels
-    if arr.ndim in (3, 4) and arr.shape[-3] == n_channels:
-        return [float(np.median(arr[..., k, :, :])) for k in range(n_channels)]
-    if arr.ndim == 3 and n_channels == 1:
-        return [float(np.median(arr))]
-    also = f" (or all {read.of} of the file's)" if read is not None else ""
-    raise ValueError(f"dark frame {path}: shape {arr.shape} does not match an image with "
-                     f"{n_channels} channel(s) read; pass a (Y, X) frame or one with "
-                     f"{n_channels} channel(s){also} first")
 
 
 def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,

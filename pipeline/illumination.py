@@ -1,11 +1,13 @@
-"""Uneven illumination: a flat field read, smoothed and divided out (``--flat-field``).
+"""Reference frames: the dark level from a dark frame (``--dark-frame``), and uneven
+illumination, a flat field read, smoothed and divided out (``--flat-field``).
 
 A flat field is an image of a uniform fluorescent sample under the same illumination. Its
 smoothed, mean-one profile above its dark level (the *gain*) divides each channel of a plane
 as ``dark + (intensity - dark) / gain``, so the dark level stays where it was and everything
 that reads intensities afterwards sees an evenly lit image. Which dark levels apply is the
 calibration's decision (:func:`pipeline.calibration.illumination_corrected`); this module
-only reads, checks, smooths and divides. ``docs/your-own-images.md`` ("Uneven illumination")
+only reads, checks, smooths and divides. A reference frame recorded with all of a file's
+channels is read on the channels read (:class:`~pipeline.channels.ChannelsRead`). ``docs/your-own-images.md`` ("Uneven illumination")
 has the measurements.
 """
 
@@ -20,8 +22,8 @@ import numpy as np
 from pipeline.channels import ChannelsRead
 from pipeline.defect_pixels import defect_pixels_replaced
 
-__all__ = ["FLAT_MIN_GAIN", "FLAT_SMOOTH_PX", "check_flat_field_size", "divide_illumination",
-           "flat_field_gain", "read_flat_field", "read_reference_tiff"]
+__all__ = ["FLAT_MIN_GAIN", "FLAT_SMOOTH_PX", "check_flat_field_size", "dark_frame_offsets",
+           "divide_illumination", "flat_field_gain", "read_flat_field", "read_reference_tiff"]
 
 FLAT_SMOOTH_PX = 4.0
 """Gaussian σ (pixels) that smooths a flat field before it divides the image. Illumination
@@ -49,6 +51,30 @@ def read_reference_tiff(path: Path, what: str, dtype: Any, hint: str,
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} {path}: holds non-finite values")
     return arr if read is None else read.select(arr)
+
+
+def dark_frame_offsets(path: str | Path, n_channels: int, read: ChannelsRead | None = None
+                       ) -> list[float]:
+    """Per-channel dark level from a dark-frame TIFF: the median of each channel.
+
+    The frame may be (Y, X) (one level for every channel), (C, Y, X), a stack whose first
+    axis holds frames (one channel; the median over all), or (N, C, Y, X); with ``read``
+    (some of the file's channels read), ``C`` may also be the file's channel count. Raises
+    ``ValueError`` naming the file otherwise.
+    """
+    path = Path(path)
+    arr = read_reference_tiff(path, "dark frame", np.float64, "pass a TIFF recorded with the "
+                               "shutter closed, or leave out --dark-frame", read)
+    if arr.ndim == 2:
+        return [float(np.median(arr))] * n_channels
+    if arr.ndim in (3, 4) and arr.shape[-3] == n_channels:
+        return [float(np.median(arr[..., k, :, :])) for k in range(n_channels)]
+    if arr.ndim == 3 and n_channels == 1:
+        return [float(np.median(arr))]
+    also = f" (or all {read.of} of the file's)" if read is not None else ""
+    raise ValueError(f"dark frame {path}: shape {arr.shape} does not match an image with "
+                     f"{n_channels} channel(s) read; pass a (Y, X) frame or one with "
+                     f"{n_channels} channel(s){also} first")
 
 
 def read_flat_field(path: str | Path, n_channels: int, shape_yx: tuple[int, int],

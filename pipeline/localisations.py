@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMATS", "MAX_RENDER_PX", "ROUND_LOCS", "LocalisationTable", "TableFormat", "read_localisations",
-           "render"]
+__all__ = ["FORMATS", "MAX_RENDER_PX", "ROUND_LOCS", "LocalisationTable", "TableFormat",
+           "read_localisations", "render"]
 
 log = logging.getLogger(__name__)
 

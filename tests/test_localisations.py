@@ -117,21 +117,18 @@ def test_lambda_from_a_rendering_of_drawn_localisations(tmp_path):
     rendered by ``chromarate render`` and fitted as ``chromarate run`` fits: λ follows the
     truth (measured r 0.980 1 µm inside the border; the stress suite's own rendering of this
     case gives 0.973)."""
+    from benchmarks.split_half import draw_table
     from pipeline.config import Settings
     from pipeline.process import process_image
     from pipeline.simulate.stress import STRESS_SPECS, make_stress_case
 
     spec = next(s for s in STRESS_SPECS if s.name == "storm_smooth_1ch_dense")
     case = make_stress_case(spec, 11)  # a tuning seed
-    rng = np.random.default_rng(0)
     px, locs = case.pixel_size_um, spec.locs_per_px
-    n = rng.poisson(locs * np.clip(case.occupancy[0], 0, None)).ravel()
-    pix = np.repeat(np.arange(n.size), n)
     ny, nx = case.occupancy.shape[1:]
-    y = (pix // nx + rng.random(pix.size)) * px * 1e3 + rng.normal(0, 15.0, pix.size)
-    x = (pix % nx + rng.random(pix.size)) * px * 1e3 + rng.normal(0, 15.0, pix.size)
-    keep = (x >= 0) & (y >= 0)
-    table = _thunderstorm(tmp_path / "locs.csv", x[keep], y[keep], precision_nm=15.0)
+    drawn = draw_table(case.occupancy[0], px, locs, 0.015, 1.0, "h", np.random.default_rng(0))
+    table = _thunderstorm(tmp_path / "locs.csv", 1e3 * drawn.data["x"], 1e3 * drawn.data["y"],
+                          precision_nm=15.0)
     out = tmp_path / "img" / "storm.ome.tif"
     assert main(["render", str(table), "--pixel-size", str(px), "--out", str(out)]) == 0
     m = process_image(out, tmp_path / "res", Settings(

@@ -52,8 +52,9 @@ def test_halves_of_one_acquisition_agree_within_their_std(drawn, tmp_path, capsy
 def test_halves_that_differ_in_more_than_noise_are_caught(drawn, tmp_path, capsys):
     """The odd blocks of frames see the field mirrored left to right (halves of two different
     fields): their difference is not noise, and the check says the std is too narrow for it
-    (measured: 40 % within, rms z 3.2). (A shift of 12 pixels, 0.24 µm, of a λ map smooth over 1.6 µm was not caught: 0.90
-    within; the check sees what exceeds the noise, not every difference.)"""
+    (measured: 40 % within, rms z 3.2). (A shift of 12 pixels, 0.24 µm, of a λ map smooth
+    over 1.6 µm was not caught: 0.90 within; the check sees what exceeds the noise, not every
+    difference.)"""
     case, data = drawn
     data = data.copy()
     odd = (np.asarray(data["frame"]) // 100) % 2 == 1
