@@ -45,6 +45,16 @@ by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power 
 ``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
 and wider than the full-resolution fit.
 
+**The spectrum's range.** A rendering blurred by more than about 1.5 px has, at the top of the
+band, a noise power 20 or more decades below its value at 0.2 cycles/px; a model of a
+Gaussian kernel fitted in log scale there is pulled by whatever sits at that depth: the
+renderer's truncated kernel, the window's leakage of the signal. An integer image hides it
+under its rounding (a white floor); a floating-point one does not, and its level came out up to
+twice the truth (and the bandwidth choice then over-smoothed). So the measured spectrum and the
+model are both given a white floor of :data:`SPECTRUM_RANGE` times the band's highest value:
+the fit sees the spectrum over that range only, on any data type (a floor far below a white
+noise changes nothing). How the value was chosen: ``docs/bandwidth.md``.
+
 :meth:`NoiseModel.sample` draws noise with exactly the model's spectrum (and so its
 covariance), which the bandwidth choice needs for a valid noise split.
 """
@@ -96,6 +106,11 @@ is 0.29 steps): no camera counts a noise below one unit, so the image was render
 smoothed and its noise is looked for on binned pixels (module text)."""
 MAX_BIN = 8
 """Largest binning (per side) at which the noise of a rendered or smoothed image is looked for."""
+SPECTRUM_RANGE = 1e-3
+"""The spectrum is fitted over this range below its highest value in the band (module text):
+a white floor of this fraction of that value is added to the measured spectrum and to the
+model. Chosen on tuning data (``docs/bandwidth.md``): 1e-4 to 1e-2 fix float renderings;
+1e-3 has the smallest worst error of the level over those and Gaussian-blurred white noise."""
 _MIN_PATCHES = 6
 _LN2 = float(np.log(2.0))
 
@@ -393,10 +408,12 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
     if keep.sum() < 4 or not (pw > 0).all():
         return _mad_white(ch, mask)
     window = _WindowedSpectrum(p)
-    y = np.log(pw)
+    floor = SPECTRUM_RANGE * float(pw.max())
+    y = np.log(pw + floor)
     white = float(np.exp(y.mean()))
     cost_white = 0.5 * float(((np.log(white) - y) ** 2).sum())
-    cost, (la, c, lb) = _fit_spectrum(window, idx, keep, y, pw, 0.0)
+    white = max(white - floor, 0.0)
+    cost, (la, c, lb) = _fit_spectrum(window, idx, keep, y, pw, 0.0, floor)
     dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
     fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
     if cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
@@ -411,7 +428,7 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
         # most noise power at the lowest frequencies (module text)
         k_best, q_best, low_best = 0.0, (la, c, lb), np.exp(la) + np.exp(lb)
         for k in CLUSTER_RATIOS[1:]:
-            cost_k, q_k = _fit_spectrum(window, idx, keep, y, pw, k)
+            cost_k, q_k = _fit_spectrum(window, idx, keep, y, pw, k, floor)
             low = np.exp(q_k[0]) * (1.0 + k) + np.exp(q_k[2])
             if cost_k <= (1.0 + CLUSTER_TOL) * cost and low > low_best:
                 k_best, q_best, low_best = k, q_k, low
@@ -426,10 +443,11 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
 
 
 def _fit_spectrum(window: _WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, y: np.ndarray,
-                  pw: np.ndarray, k: float) -> tuple[float, np.ndarray]:
+                  pw: np.ndarray, k: float, floor: float = 0.0) -> tuple[float, np.ndarray]:
     """Least-squares fit in log scale of ``a (G_c^2 + k G_{w c}^2) + b`` (``w`` =
-    :data:`CLUSTER_WIDTH`) to the radial spectrum ``y = log(pw)``: a profile over ``c`` on a
-    grid (``a`` and ``b`` fitted for each), then all three refined. Returns the cost and
+    :data:`CLUSTER_WIDTH`) plus ``floor`` to the radial spectrum ``y = log(pw + floor)``
+    (:data:`SPECTRUM_RANGE`): a profile over ``c`` on a grid (``a`` and ``b`` fitted for each),
+    then all three refined. Returns the cost and
     ``(log a, c, log b)``."""
 
     def shape(c: float) -> np.ndarray:
@@ -438,12 +456,12 @@ def _fit_spectrum(window: _WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, 
 
     def resid(q: np.ndarray) -> np.ndarray:
         la, c, lb = q
-        m = _radial_mean(np.exp(la) * shape(c) + np.exp(lb), idx, keep)
+        m = _radial_mean(np.exp(la) * shape(c) + np.exp(lb), idx, keep) + floor
         return np.log(np.maximum(m, 1e-300)) - y
 
     def fit_ab(sh: np.ndarray) -> tuple[float, np.ndarray]:
         def r2(q: np.ndarray) -> np.ndarray:
-            return np.log(np.maximum(np.exp(q[0]) * sh + np.exp(q[1]), 1e-300)) - y
+            return np.log(np.maximum(np.exp(q[0]) * sh + np.exp(q[1]) + floor, 1e-300)) - y
         q0 = np.array([float(np.median(y - np.log(np.maximum(sh, 1e-300)))),
                        float(np.log(pw[-3:].min()))])
         # inside the bounds: a wide kernel on bright raw intensities put the start above them
