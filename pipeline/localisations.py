@@ -53,12 +53,11 @@ __all__ = ["FORMATS", "MAX_RENDER_PX", "ROUND_LOCS", "LocalisationTable", "Table
 log = logging.getLogger(__name__)
 
 ROUND_LOCS = 0.01
-"""The rendering is rounded to this many localisations per pixel. The noise model fits the
-noise's spectrum where a blur of 1.5 px or more leaves almost none of it; there an unrounded
-float rendering has no white floor to fit, and the noise read came out up to twice the real
-one (two-channel renderings at 0.015 µm with 25 nm precision: windows three times too wide,
-r 0.26-0.74 where the rounded rendering gives 0.82-0.96; docs/bandwidth.md, "Float
-renderings"). Rounding to 0.01 of a localisation changes no count that matters."""
+"""The rendering is rounded to this many localisations per pixel (a change to no count that
+matters; it makes the TIFF compress). Float renderings used to defeat the noise model where a
+blur of 1.5 px or more leaves almost no noise power in its band; its fit is now limited to the
+spectrum's top three decades and reads both alike (docs/bandwidth.md, "The spectrum's
+range")."""
 MAX_RENDER_PX = 2**28
 """A rendering of more pixels than this (16384 x 16384, per channel) is refused: it would
 need several GiB while counting and blurring, and at any pixel size chromarate was measured
