@@ -336,8 +336,9 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
             raise ValueError(f"mask of shape {mask.shape} does not match the plane {ch.shape}")
     if float(np.ptp(ch if mask is None else ch[mask])) == 0.0:
         return NoiseModel.white(0.0, "constant plane")
-    model, at_bound = _estimate(ch, mask, f_low, patch_px)
-    if max_bin < 2 or min(ch.shape) < 4 * PATCH_PX:
+    can_bin = max_bin >= 2 and min(ch.shape) >= 4 * PATCH_PX
+    model, at_bound = _estimate(ch, mask, f_low, patch_px, bound=can_bin)
+    if not can_bin:
         return model
     if not at_bound:
         vals = ch if mask is None else ch[mask]
@@ -391,12 +392,13 @@ def _blocks(x: np.ndarray) -> np.ndarray:
     return x[:h, :w].reshape(h // 2, 2, w // 2, 2)
 
 
-def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int
-              ) -> tuple[NoiseModel, bool]:
+def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int, *,
+              bound: bool = True) -> tuple[NoiseModel, bool]:
     """:func:`estimate_noise_model` at full resolution, and whether the correlation lies at
     the fitted bound: the one-term fit *without* the spectrum's floor puts ``c`` at
     :data:`C_MAX` (module text: with the floor, a correlation of 2 px or more is fitted on
-    the two or three frequencies above it and comes out short, 1.87-1.93 px for 2 px)."""
+    the two or three frequencies above it and comes out short, 1.87-1.93 px for 2 px).
+    ``bound=False``: not asked (no binned fit can follow), and that fit is not made."""
     for p in (patch_px, patch_px // 2):
         patches = _patches(ch, mask, p)
         if len(patches) >= _MIN_PATCHES:
@@ -426,8 +428,10 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
         # fitted frequencies: there it is the signal's edges (measured on camera images)
         return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
                                 f"cycles/px, median periodogram of {len(patches)} patches"), False
-    c_free = float(_fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0)[1][1])
-    at_bound = c_free >= C_MAX - 0.05
+    c_free = c  # the fit without the floor: the same one where there is no floor
+    if bound and floor > 0:
+        c_free = float(_fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0)[1][1])
+    at_bound = bound and c_free >= C_MAX - 0.05
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
     if CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
