@@ -43,6 +43,7 @@ def result_path(image: str | Path, out_dir: str | Path) -> Path:
 # fails on a module in neither list, so a new module gets a decision.
 RESULT_SOURCES = (
     "calibration.py",  # intensity -> fields, from the image itself
+    "background.py",  # the dark level read from the image's background
     "channels.py",    # which of a file's channels are read, and as what
     "calibration_check.py",  # the user's two-channel calibration against the image (flags)
     "illumination.py",  # the flat field divided out before calibration

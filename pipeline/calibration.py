@@ -9,7 +9,7 @@ measurements behind the constants below.
 **Dark level (offset).** In order of preference: a dark frame the user passes
 (``--dark-frame``: its per-channel median), or the background outside the nuclei (pixels under
 an Otsu threshold of the smoothed image, when the image has a real background: see
-:func:`background_level`). Outside the nucleus there is no chromatin, so the background is
+:func:`pipeline.background.background_level`). Outside the nucleus there is no chromatin, so the background is
 zero occupancy in both channels.
 
 **Two channels:** physics-informed self-calibration of the heterochromatin scale and offset
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.background import MAX_BACKGROUND_NOISE_RATIO, assumed_offset, background_level, f64
 from pipeline.channels import ChannelsRead
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.defect_pixels import defect_pixels_replaced, defect_statement
@@ -66,6 +67,7 @@ __all__ = [
     "CRITERION_DELTA_UM",
     "CRITERION_WINDOW_UM",
     "DENSE_CHROMATIN",
+    "MAX_BACKGROUND_NOISE_RATIO",
     "MIN_CONTRAST",
     "assumed_offset",
     "background_level",
@@ -88,68 +90,6 @@ SINGLE_CHANNEL_MEDIAN = 0.5
 """One channel with a measured dark level: the nuclear median of φ_h is taken as this fraction
 of φ_max (a nucleus balanced between methylation and acetylation: median λ near 1). An
 assumption, not a measurement: λ is then reported relative to it."""
-MAX_BACKGROUND_NOISE_RATIO = 0.3
-"""A background's pixel-noise variance must be below this fraction of the nucleus's."""
-
-
-def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any] | None:
-    """Dark level of each channel from the background outside the nuclei, or None.
-
-    The channels are normalised and summed, smoothed (Gaussian, 0.3 µm or 2 px) and split by
-    Otsu's threshold. The image has a background when at least 5 % of its pixels lie below
-    the threshold and the background is dark: the gap between the medians of the two classes
-    is at least 10 times the background's own robust spread (smoothed). Returns ``offsets``
-    (per channel, the median of the raw background pixels), ``fraction`` and ``foreground``
-    (bool mask), or None.
-    """
-    from skimage.filters import gaussian, threshold_otsu
-
-    data = np.asarray(planes)  # as stored: one channel at a time is held in float64 below
-    norm = None
-    for ch in data:
-        # integers give the same percentiles as their float64 copy (computed in float64)
-        lo, hi = np.percentile(ch if ch.dtype.kind in "iu" else _f64(ch), [1, 99])
-        x = np.array(ch, dtype=np.float64)  # a copy, normalised in place
-        x -= lo
-        x /= np.maximum(hi - lo, 1e-12)
-        if norm is None:
-            norm = x
-        else:
-            norm += x
-        del x
-    smooth = gaussian(norm, sigma=max(0.3 / pixel_size_um, 2.0), preserve_range=True)
-    del norm
-    thr = float(threshold_otsu(smooth))
-    bg = smooth < thr
-    fraction = float(bg.mean())
-    if fraction < 0.05 or fraction > 0.9:
-        return None
-    bg_vals = smooth[bg]  # a copy, reordered and overwritten in place (medians ignore order)
-    bg_med = np.median(bg_vals, overwrite_input=True)
-    spread = 1.4826 * _mad(bg_vals)
-    del bg_vals
-    gap = float(np.median(smooth[~bg], overwrite_input=True) - bg_med)
-    del smooth
-    if not gap > 10 * max(spread, 1e-12):
-        return None
-    # a dark background is (nearly) free of photon noise: its pixel noise is well below the
-    # nucleus's in every channel (a dim region of chromatin is not: its noise is of the same
-    # order; measured on the step-λ cases, where Otsu splits two chromatin regions)
-    bg_d, fg_d = bg[:-1, :-1], ~bg[:-1, :-1]
-    for ch in data:
-        x = _f64(ch)
-        d = x[:-1, :-1] - x[:-1, 1:]  # (x00 - x01 - x10 + x11) / 2, in place
-        d -= x[1:, :-1]
-        d += x[1:, 1:]
-        d /= 2
-        del x
-        v_bg, v_fg = _mad(d[bg_d]) ** 2, _mad(d[fg_d]) ** 2
-        del d
-        if not v_bg < MAX_BACKGROUND_NOISE_RATIO * v_fg:
-            return None
-    offsets = [float(np.median(_f64(ch[bg]))) for ch in data]
-    return {"offsets": offsets, "fraction": fraction, "foreground": ~bg,
-            "separation": gap / max(spread, 1e-12)}
 
 
 def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], settings: Any,
@@ -185,23 +125,11 @@ def illumination_corrected(plane: np.ndarray, roles: Sequence[ChannelRole], sett
         if bg is not None:
             image_dark, source = bg["offsets"], "image-background"
         else:
-            image_dark = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in plane]
+            image_dark = [float(np.percentile(f64(ch), AUTO_PERCENTILES[0])) for ch in plane]
             source = "percentile"
     out, rec = divide_illumination(plane, image_dark, Path(path),
                                    frame if frame is not None else image_dark, read)
     return out, {"path": rec["path"], "dark_level": source} | rec
-
-
-def _mad(values: np.ndarray) -> float:
-    """Median absolute deviation of ``values`` (a copy, which it overwrites)."""
-    values -= np.median(values)
-    np.abs(values, out=values)
-    return np.median(values, overwrite_input=True)
-
-
-def _f64(channel: np.ndarray) -> np.ndarray:
-    """One channel in float64 (a plane is converted a channel at a time, never whole)."""
-    return np.asarray(channel, dtype=np.float64)
 
 
 def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_size_um: float,
@@ -256,7 +184,7 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
         log.warning("calibration: %s", info["statement"])
         return (cal,), info
     if offsets is None:
-        offsets = [float(np.percentile(_f64(ch), AUTO_PERCENTILES[0])) for ch in data]
+        offsets = [float(np.percentile(f64(ch), AUTO_PERCENTILES[0])) for ch in data]
     model = ChromatinModel(phi_max, interface_length_um)
     side, need = min(min(data.shape[-2:]), CROP_PX), criterion_field_px(pixel_size_um)
     out, why = None, f"the field ({side} px) is too small for the criterion (needs {need} px)"
@@ -298,23 +226,6 @@ def image_calibration(planes: np.ndarray, roles: Sequence[ChannelRole], pixel_si
     return out["calibration"], info
 
 
-def assumed_offset(plane: np.ndarray) -> float:
-    """A dark level surely at or below the true one, for one channel without a dark frame or
-    a background: 0 for data that is never negative (a camera's counts, a rendering's), else
-    the 0.5th percentile less the distance from it to the median.
-
-    >>> assumed_offset(np.array([[300, 420], [510, 390]], np.uint16))
-    0.0
-    >>> assumed_offset(np.array([-10.0, 0.0, 40.0, 50.0, 60.0]))
-    -59.6
-    """
-    vals = _f64(plane)
-    if float(vals.min()) >= 0:
-        return 0.0
-    low, mid = np.percentile(vals, [AUTO_PERCENTILES[0], 50])
-    return float(2 * low - mid)
-
-
 def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max: float,
                     foreground: np.ndarray | None) -> Calibration:
     """The nuclear median at φ_max / 2 above the dark level; without a dark level, above
@@ -325,7 +236,7 @@ def _single_channel(plane: np.ndarray, offsets: Sequence[float] | None, phi_max:
     guard = offsets is None
     if offsets is None:
         offsets = [assumed_offset(plane)]
-    vals = _f64(plane[foreground] if foreground is not None else plane)
+    vals = f64(plane[foreground] if foreground is not None else plane)
     mid = float(np.median(vals)) - offsets[0]
     if not mid > 0:
         raise ValueError("the heterochromatin channel has no signal above its dark level; "

@@ -31,14 +31,12 @@ import tifffile
 
 from pipeline.errors import InputError
 from pipeline.io import write_tiff
-from pipeline.io.metadata import (
-    names_every_channel,
-    normalise_axes,
+from pipeline.io.metadata import names_every_channel, normalise_axes, pixel_size
+from pipeline.io.ome_xml import (
     ome_channel_names,
     ome_images_pixels,
     ome_pixels_size,
     ome_z_step,
-    pixel_size,
 )
 from pipeline.merge_channels import split_name, writable
 

@@ -36,16 +36,20 @@ apart, and no term is added. How the constants were chosen: ``docs/bandwidth.md`
 
 **Correlation wider than the band.** A rendering whose Gaussian is wider than about 2 px (a
 STORM image rendered at 10 nm pixels with a precision of 20 nm or more) leaves no noise
-power above ``F_LOW``: the fit without the floor below (section "The spectrum's range")
-finds the correlation at its bound :data:`C_MAX` (with the floor it is fitted on the two or
-three frequencies above it and comes out short), or only the
+power above ``F_LOW``: the fit with the floor below (section "The spectrum's range") puts
+the correlation at :data:`C_BIN` or wider, fitted on the two or three frequencies above the
+floor (it comes out short: 1.87-1.94 px for 2 px, with 0.68-0.88 of the noise), or the fit
+without the floor finds it at its bound :data:`C_MAX`, or it finds only the
 rendering's rounding (a pixel std below one quantisation step, :data:`ROUNDING_FLOOR`), or in
 floating-point data the far tail of its Gaussian (a noise far below any photon count's,
 :data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the
-model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
-by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
-``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
-and wider than the full-resolution fit.
+model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation
+is half as many pixels wide, and mapped back: binning by 2 averages over a box of variance
+1/4 px² and keeps the low-frequency power per area, so ``a = 4 a_bin``, ``b = 4 b_bin``,
+``c² = 4 c_bin² − 1/4``. It is used when it is correlated and wider than the full-resolution
+fit. The binned fit looks for no clustering term: its band starts at 0.1 cycles per original
+pixel, where the signal is not weak, and the term (the most noise the band allows) took
+signal for noise there (1.2-1.5 times the noise on renderings of 2 px; ``docs/bandwidth.md``).
 
 **The spectrum's range.** A rendering blurred by more than about 1.5 px has, at the top of the
 band, a noise power 20 or more decades below its value at 0.2 cycles/px; a model of a
@@ -66,7 +70,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy.optimize import least_squares
+
+from .spectrum import (
+    WindowedSpectrum,
+    fit_spectrum,
+    gaussian_spectrum,
+    kernel_ft,
+    median_periodogram,
+    radial_bins,
+    radial_mean,
+    square_patches,
+)
 
 __all__ = ["NoiseModel", "estimate_noise_model", "mad_sigma", "F_LOW", "PATCH_PX"]
 
@@ -81,6 +95,11 @@ RHO_MIN = 0.1
 tuning seeds: at most 0.02; a rendering at 0.5 px precision: 0.27)."""
 C_MAX = 2.0
 """Largest correlation length (px) fitted: beyond it the noise has no power left above F_LOW."""
+C_BIN = 1.8
+"""A correlation this wide (px) or wider, fitted with the spectrum's floor, is looked for again
+on binned pixels (module text): its Gaussian falls to the floor within about three radial
+bins above F_LOW. Chosen on tuning data (``docs/bandwidth.md``): renderings of 1.67 px came
+out at 1.64-1.68 px (their binned fit read 1.4-1.6 times their noise), of 2 px at 1.87-2.00."""
 CLUSTER_TOL: float | None = 0.03
 """Clustered localisations (module text): a clustering term is admissible when its fit costs
 at most ``1 + CLUSTER_TOL`` times the one-term fit's; ``None``: no clustering term (0.05
@@ -115,7 +134,7 @@ model. Chosen on tuning data (``docs/bandwidth.md``): 1e-4 to 1e-2 all fix float
 3e-4 and 1e-3 tie for the smallest worst error of the level (13 %) over drawn renderings and
 Gaussian-blurred white noise, and 1e-3 keeps further from 1e-5, where the tail returned."""
 _MIN_PATCHES = 6
-_LN2 = float(np.log(2.0))
+LN2 = float(np.log(2.0))
 
 
 @dataclass(frozen=True)
@@ -154,7 +173,7 @@ class NoiseModel:
     def from_spectrum(cls, a: float, c: float, b: float, method: str, a2: float = 0.0,
                       c2: float = 0.0) -> NoiseModel:
         """Build the model and its derived statistics from the spectrum's parameters."""
-        probe = _spectrum((64, 64), a, c, b, a2, c2)
+        probe = gaussian_spectrum((64, 64), a, c, b, a2, c2)
         var = float(probe.mean())
         acf = np.fft.irfft2(probe, s=(64, 64))
         rho1 = float(0.5 * (acf[0, 1] + acf[1, 0]) / acf[0, 0]) if var > 0 else 0.0
@@ -172,7 +191,7 @@ class NoiseModel:
     def spectrum(self, shape: tuple[int, int]) -> np.ndarray:
         """The power spectrum on the ``rfft2`` grid of ``shape`` (its mean over the full grid
         is the pixel variance)."""
-        return _spectrum(shape, self.a, self.c, self.b, self.a2, self.c2)
+        return gaussian_spectrum(shape, self.a, self.c, self.b, self.a2, self.c2)
 
     def sample(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """A periodic noise field of ``shape`` with this spectrum.
@@ -195,89 +214,6 @@ class NoiseModel:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _kernel_ft(f: np.ndarray, c: float) -> np.ndarray:
-    """Transfer function along one axis of a unit-sum Gaussian of std ``c`` px sampled on the
-    pixel grid: by Poisson summation the periodised continuous one, 1 at ``f = 0`` and
-    flat (white) as ``c -> 0``."""
-    n = np.arange(-3, 4)
-    num = np.exp(-2 * np.pi**2 * c**2 * (np.asarray(f)[..., None] + n) ** 2).sum(-1)
-    return num / np.exp(-2 * np.pi**2 * c**2 * n.astype(float) ** 2).sum()
-
-
-def _spectrum(shape: tuple[int, int], a: float, c: float, b: float, a2: float = 0.0,
-              c2: float = 0.0) -> np.ndarray:
-    fy, fx = np.fft.fftfreq(shape[0]), np.fft.rfftfreq(shape[1])
-    out = a * (_kernel_ft(fy, c)[:, None] * _kernel_ft(fx, c)[None, :]) ** 2 + b
-    if a2:
-        out = out + a2 * (_kernel_ft(fy, c2)[:, None] * _kernel_ft(fx, c2)[None, :]) ** 2
-    return out
-
-
-def _patches(channel: np.ndarray, mask: np.ndarray | None, p: int) -> np.ndarray:
-    """Non-overlapping ``p`` x ``p`` patches lying wholly inside ``mask``."""
-    h, w = channel.shape
-    out = []
-    for y in range(0, h - p + 1, p):
-        for x in range(0, w - p + 1, p):
-            if mask is None or mask[y : y + p, x : x + p].all():
-                out.append(channel[y : y + p, x : x + p])
-    return np.asarray(out, dtype=np.float64).reshape(-1, p, p)
-
-
-def _median_periodogram(patches: np.ndarray) -> np.ndarray:
-    """Median over patches of the Hann-windowed periodogram, ``(p, p)`` (fft2 layout), scaled
-    so that white noise of variance ``v`` gives ``v`` at every frequency."""
-    n, p, _ = patches.shape
-    yy, xx = np.mgrid[:p, :p] / (p - 1)
-    design = np.stack([np.ones(p * p), yy.ravel(), xx.ravel()], axis=1)
-    coef, *_ = np.linalg.lstsq(design, patches.reshape(n, -1).T, rcond=None)
-    detr = patches - (design @ coef).T.reshape(n, p, p)  # plane removed: less leakage
-    win = np.outer(np.hanning(p), np.hanning(p))
-    power = np.abs(np.fft.fft2(detr * win)) ** 2 / float((win**2).sum())
-    return np.median(power, axis=0) / _LN2  # median of an exponential is ln 2 x its mean
-
-
-class _WindowedSpectrum:
-    """Expected Hann-windowed periodogram of the Gaussian component on a ``p`` x ``p`` patch:
-    the spectrum convolved with the window's (by the product of autocorrelations, on a grid
-    four times finer), so that the fit sees the window's leakage at steep spectra."""
-
-    def __init__(self, p: int) -> None:
-        self.p, m = p, 4 * p
-        self.m = m
-        win = np.zeros((m, m))
-        win[:p, :p] = np.outer(np.hanning(p), np.hanning(p))
-        self.acf_w = np.fft.ifft2(np.abs(np.fft.fft2(win)) ** 2).real / float((win**2).sum())
-        self.fy = np.fft.fftfreq(m)[:, None]
-        self.fx = np.fft.fftfreq(m)[None, :]
-        self._unit: dict[float, np.ndarray] = {}
-
-    def expected(self, a: float, c: float) -> np.ndarray:
-        g2 = (_kernel_ft(self.fy, c) * _kernel_ft(self.fx, c)) ** 2
-        acf_s = np.fft.ifft2(a * g2).real
-        ep = np.fft.fft2(acf_s * self.acf_w).real
-        return ep[:: self.m // self.p, :: self.m // self.p]
-
-    def unit(self, c: float) -> np.ndarray:
-        """``expected(1.0, c)``, kept: the clustering profile asks for the same widths for
-        every ratio it tries."""
-        c = float(c)
-        if c not in self._unit:
-            self._unit[c] = self.expected(1.0, c)
-        return self._unit[c]
-
-
-def _radial_bins(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Radial frequency (cycles/px) of each fft2 bin of a ``p`` x ``p`` patch, and a bin index
-    (annuli of width ``1/p``)."""
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(p), np.fft.fftfreq(p), indexing="ij"))
-    return f, np.rint(f * p).astype(int)
-
-
-def _radial_mean(x: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    return np.bincount(idx.ravel(), x.ravel())[keep] / np.bincount(idx.ravel())[keep]
 
 
 def mad_sigma(channel: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -304,7 +240,7 @@ def _mad_white(channel: np.ndarray, mask: np.ndarray | None) -> NoiseModel:
 
 def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
                          f_low: float = F_LOW, patch_px: int = PATCH_PX,
-                         max_bin: int = MAX_BIN) -> NoiseModel:
+                         max_bin: int = MAX_BIN, clustering: bool = True) -> NoiseModel:
     """Fit the noise model of one ``(H, W)`` channel (see the module text).
 
     Parameters
@@ -319,6 +255,8 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     max_bin
         Largest binning tried when the correlation is wider than the band (module text); 1:
         none.
+    clustering
+        Look for a clustering term (module text); the fit on binned pixels does not.
 
     Examples
     --------
@@ -337,7 +275,8 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     if float(np.ptp(ch if mask is None else ch[mask])) == 0.0:
         return NoiseModel.white(0.0, "constant plane")
     can_bin = max_bin >= 2 and min(ch.shape) >= 4 * PATCH_PX
-    model, at_bound = _estimate(ch, mask, f_low, patch_px, bound=can_bin)
+    model, at_bound = _estimate(ch, mask, f_low, patch_px, bound=can_bin,
+                                clustering=clustering)
     if not can_bin:
         return model
     if not at_bound:
@@ -346,16 +285,15 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
             return model
     coarse = estimate_noise_model(_blocks(ch).mean(axis=(1, 3)),
                                   None if mask is None else _blocks(mask).all(axis=(1, 3)),
-                                  f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
+                                  f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2,
+                                  clustering=False)
     if coarse.is_white:
         return model
-    fine = NoiseModel.from_spectrum(
-        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "",
-        a2=4 * coarse.a2,
-        c2=float(np.sqrt(max(4 * coarse.c2 ** 2 - 0.25, 0.0))) if coarse.a2 else 0.0)
+    fine = NoiseModel.from_spectrum(  # (no clustering term on binned pixels: module text)
+        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "")
     if not model.is_white and fine.c <= model.c:
         return model
-    why = ("correlation at the fitted bound" if at_bound else
+    why = ("correlation wider than the band" if at_bound else
            "noise below the rounding or photon-count floor")
     return replace(fine, method=f"{why} at full resolution; on 2 x 2-binned pixels: "
                    f"{coarse.method}")
@@ -393,35 +331,36 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int, *,
-              bound: bool = True) -> tuple[NoiseModel, bool]:
-    """:func:`estimate_noise_model` at full resolution, and whether the correlation lies at
-    the fitted bound: the one-term fit *without* the spectrum's floor puts ``c`` at
-    :data:`C_MAX` (module text: with the floor, a correlation of 2 px or more is fitted on
-    the two or three frequencies above it and comes out short, 1.87-1.93 px for 2 px).
-    ``bound=False``: not asked (no binned fit can follow), and that fit is not made."""
+              bound: bool = True, clustering: bool = True) -> tuple[NoiseModel, bool]:
+    """:func:`estimate_noise_model` at full resolution, and whether the correlation is wider
+    than the band can hold (module text): the one-term fit with the spectrum's floor puts
+    ``c`` at :data:`C_BIN` or wider, or the one *without* the floor puts it at :data:`C_MAX`.
+    ``bound=False``: not asked (no binned fit can follow), and the fit without the floor is
+    not made."""
     for p in (patch_px, patch_px // 2):
-        patches = _patches(ch, mask, p)
+        patches = square_patches(ch, mask, p)
         if len(patches) >= _MIN_PATCHES:
             break
     else:
         return _mad_white(ch, mask), False
     p = patches.shape[-1]
-    med = _median_periodogram(patches)
-    f, idx = _radial_bins(p)
+    med = median_periodogram(patches)
+    f, idx = radial_bins(p)
     counts = np.bincount(idx.ravel())
     fr_all = np.bincount(idx.ravel(), f.ravel()) / np.maximum(counts, 1)
     keep = (fr_all >= f_low) & (counts > 0)
-    pw = _radial_mean(med, idx, keep)
+    pw = radial_mean(med, idx, keep)
     if keep.sum() < 4 or not (pw > 0).all():
         return _mad_white(ch, mask), False
-    window = _WindowedSpectrum(p)
+    window = WindowedSpectrum(p)
     floor = SPECTRUM_RANGE * float(pw.max())
     y = np.log(pw + floor)
     white = float(np.exp(y.mean()))
     cost_white = 0.5 * float(((np.log(white) - y) ** 2).sum())
     white = max(white - floor, 0.0)
-    cost, (la, c, lb) = _fit_spectrum(window, idx, keep, y, pw, 0.0, floor)
-    dominant = np.exp(la) * float(_kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
+    cost, (la, c, lb) = fit_spectrum(window, idx, keep, y, pw, 0.0, floor,
+                                     c_max=C_MAX, width=CLUSTER_WIDTH)
+    dominant = np.exp(la) * float(kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
     fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
     if cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
         # not clearly better than white noise, or the correlated part shows only in the lowest
@@ -429,17 +368,19 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
         return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
                                 f"cycles/px, median periodogram of {len(patches)} patches"), False
     c_free = c  # the fit without the floor: the same one where there is no floor
-    if bound and floor > 0:
-        c_free = float(_fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0)[1][1])
-    at_bound = bound and c_free >= C_MAX - 0.05
+    if bound and floor > 0 and c < C_BIN:
+        c_free = float(fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0,
+                                   c_max=C_MAX, width=CLUSTER_WIDTH)[1][1])
+    at_bound = bound and (c >= C_BIN or c_free >= C_MAX - 0.05)
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
-    if CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
+    if clustering and CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
         # of the clustering terms the fitted band does not rule out, the one that adds the
         # most noise power at the lowest frequencies (module text)
         k_best, q_best, low_best = 0.0, (la, c, lb), np.exp(la) + np.exp(lb)
         for k in CLUSTER_RATIOS[1:]:
-            cost_k, q_k = _fit_spectrum(window, idx, keep, y, pw, k, floor)
+            cost_k, q_k = fit_spectrum(window, idx, keep, y, pw, k, floor,
+                                      c_max=C_MAX, width=CLUSTER_WIDTH)
             low = np.exp(q_k[0]) * (1.0 + k) + np.exp(q_k[2])
             if cost_k <= (1.0 + CLUSTER_TOL) * cost and low > low_best:
                 k_best, q_best, low_best = k, q_k, low
@@ -451,40 +392,3 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
             method += (f"; clustered localisations not ruled out: + {k_best:g} a exp(-4 pi^2 "
                        f"({CLUSTER_WIDTH:.3g} c)^2 f^2)")
     return replace(fitted, method=method), at_bound
-
-
-def _fit_spectrum(window: _WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, y: np.ndarray,
-                  pw: np.ndarray, k: float, floor: float = 0.0) -> tuple[float, np.ndarray]:
-    """Least-squares fit in log scale of ``a (G_c^2 + k G_{w c}^2) + b`` (``w`` =
-    :data:`CLUSTER_WIDTH`) plus ``floor`` to the radial spectrum ``y = log(pw + floor)``
-    (:data:`SPECTRUM_RANGE`): a profile over ``c`` on a grid (``a`` and ``b`` fitted for each),
-    then all three refined. Returns the cost and
-    ``(log a, c, log b)``."""
-
-    def shape(c: float) -> np.ndarray:
-        e = window.unit(c)
-        return e + k * window.unit(CLUSTER_WIDTH * c) if k else e
-
-    def resid(q: np.ndarray) -> np.ndarray:
-        la, c, lb = q
-        m = _radial_mean(np.exp(la) * shape(c) + np.exp(lb), idx, keep) + floor
-        return np.log(np.maximum(m, 1e-300)) - y
-
-    def fit_ab(sh: np.ndarray) -> tuple[float, np.ndarray]:
-        def r2(q: np.ndarray) -> np.ndarray:
-            return np.log(np.maximum(np.exp(q[0]) * sh + np.exp(q[1]) + floor, 1e-300)) - y
-        q0 = np.array([float(np.median(y - np.log(np.maximum(sh, 1e-300)))),
-                       float(np.log(pw[-3:].min()))])
-        # inside the bounds: a wide kernel on bright raw intensities put the start above them
-        q0 = np.clip(q0, -80 + 1e-6, 20 - 1e-6)
-        res = least_squares(r2, q0, bounds=([-80, -80], [20, 20]), x_scale="jac")
-        return float(res.cost), res.x
-
-    profile = []
-    for c0 in np.arange(0.05, C_MAX + 1e-9, 0.05):
-        cost, (la0, lb0) = fit_ab(_radial_mean(shape(c0), idx, keep))
-        profile.append((cost, np.array([la0, c0, lb0])))
-    q0 = min(profile, key=lambda t: t[0])[1]
-    best = least_squares(resid, q0, bounds=([-80, 0.0, -80], [20, C_MAX, 20]), x_scale="jac")
-    return float(best.cost), best.x
-
