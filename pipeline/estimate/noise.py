@@ -49,7 +49,7 @@ is half as many pixels wide, and mapped back: binning by 2 averages over a box o
 ``c² = 4 c_bin² − 1/4``. It is used when it is correlated and wider than the full-resolution
 fit. The binned fit looks for no clustering term: its band starts at 0.1 cycles per original
 pixel, where the signal is not weak, and the term (the most noise the band allows) took
-signal for noise there (1.2-1.5 times the noise on renderings of 2 px; ``docs/bandwidth.md``).
+signal for noise there (up to 1.47 times the noise on renderings of 2 px; ``docs/bandwidth.md``).
 
 **The spectrum's range.** A rendering blurred by more than about 1.5 px has, at the top of the
 band, a noise power 20 or more decades below its value at 0.2 cycles/px; a model of a
@@ -99,7 +99,8 @@ C_BIN = 1.8
 """A correlation this wide (px) or wider, fitted with the spectrum's floor, is looked for again
 on binned pixels (module text): its Gaussian falls to the floor within about three radial
 bins above F_LOW. Chosen on tuning data (``docs/bandwidth.md``): renderings of 1.67 px came
-out at 1.64-1.68 px (their binned fit read 1.4-1.6 times their noise), of 2 px at 1.87-2.00."""
+out at 1.64-1.68 px (their binned fit reads 1.13-1.30 times their noise, the full-resolution
+one 0.91-1.04), of 2 px at 1.87-2.00."""
 CLUSTER_TOL: float | None = 0.03
 """Clustered localisations (module text): a clustering term is admissible when its fit costs
 at most ``1 + CLUSTER_TOL`` times the one-term fit's; ``None``: no clustering term (0.05
