@@ -21,7 +21,11 @@ LN2 = float(np.log(2.0))
 def kernel_ft(f: np.ndarray, c: float) -> np.ndarray:
     """Transfer function along one axis of a unit-sum Gaussian of std ``c`` px sampled on the
     pixel grid: by Poisson summation the periodised continuous one, 1 at ``f = 0`` and
-    flat (white) as ``c -> 0``."""
+    flat (white) as ``c -> 0``.
+
+    >>> float(kernel_ft(np.array(0.0), 1.0)), round(float(kernel_ft(np.array(0.5), 0.0)), 6)
+    (1.0, 1.0)
+    """
     n = np.arange(-3, 4)
     num = np.exp(-2 * np.pi**2 * c**2 * (np.asarray(f)[..., None] + n) ** 2).sum(-1)
     return num / np.exp(-2 * np.pi**2 * c**2 * n.astype(float) ** 2).sum()
@@ -100,17 +104,19 @@ def radial_bins(p: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def radial_mean(x: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Mean of ``x`` over each annulus of :func:`radial_bins`' index ``idx``, the annuli
+    ``keep`` selects."""
     return np.bincount(idx.ravel(), x.ravel())[keep] / np.bincount(idx.ravel())[keep]
 
 
 def fit_spectrum(window: WindowedSpectrum, idx: np.ndarray, keep: np.ndarray, y: np.ndarray,
                  pw: np.ndarray, k: float, floor: float = 0.0, *, c_max: float,
                  width: float) -> tuple[float, np.ndarray]:
-    """Least-squares fit in log scale of ``a (G_c^2 + k G_{w c}^2) + b`` (``w`` =
-    ``width``) plus ``floor`` to the radial spectrum ``y = log(pw + floor)``
-    (the noise model's spectrum range): a profile over ``c`` on a grid (``a`` and ``b`` fitted for each),
-    then all three refined. Returns the cost and
-    ``(log a, c, log b)``."""
+    """Least-squares fit in log scale of ``a (G_c^2 + k G_{w c}^2) + b`` (``w``: ``width``)
+    plus ``floor`` to the radial spectrum ``y = log(pw + floor)`` (``floor``: the noise
+    model's spectrum range; ``window``'s expected periodograms stand for ``G^2``): a profile
+    over ``c`` on a grid up to ``c_max`` (``a`` and ``b`` fitted for each), then all three
+    refined. Returns the cost and ``(log a, c, log b)``."""
 
     def shape(c: float) -> np.ndarray:
         e = window.unit(c)
