@@ -36,20 +36,19 @@ apart, and no term is added. How the constants were chosen: ``docs/bandwidth.md`
 
 **Correlation wider than the band.** A rendering whose Gaussian is wider than about 2 px (a
 STORM image rendered at 10 nm pixels with a precision of 20 nm or more) leaves no noise
-power above ``F_LOW``: the fit with the floor below (section "The spectrum's range") puts
-the correlation at :data:`C_BIN` or wider, fitted on the two or three frequencies above the
-floor (it comes out short: 1.87-1.94 px for 2 px, with 0.68-0.88 of the noise), or the fit
-without the floor finds it at its bound :data:`C_MAX`, or it finds only the
+power above ``F_LOW``: the fit without the floor below (section "The spectrum's range")
+finds the correlation at its bound :data:`C_MAX` (with the floor it is fitted on the two or
+three frequencies above it and comes out short), or only the
 rendering's rounding (a pixel std below one quantisation step, :data:`ROUNDING_FLOOR`), or in
 floating-point data the far tail of its Gaussian (a noise far below any photon count's,
 :data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the
-model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation
-is half as many pixels wide, and mapped back: binning by 2 averages over a box of variance
-1/4 px² and keeps the low-frequency power per area, so ``a = 4 a_bin``, ``b = 4 b_bin``,
-``c² = 4 c_bin² − 1/4``. It is used when it is correlated and wider than the full-resolution
-fit. The binned fit looks for no clustering term: its band starts at 0.1 cycles per original
-pixel, where the signal is not weak, and the term (the most noise the band allows) took
-signal for noise there (up to 1.47 times the noise on renderings of 2 px; ``docs/bandwidth.md``).
+model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
+by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
+``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
+and wider than the full-resolution fit. The binned fit looks for a clustering term too: a
+blinking rendering 2 px wide needs it (without it the model held half of its noise power at
+the scales the window is chosen on, and r fell by 0.10-0.13), although on renderings without
+blinking it can take signal for noise (up to 1.47 times the level; ``docs/bandwidth.md``).
 
 **The spectrum's range.** A rendering blurred by more than about 1.5 px has, at the top of the
 band, a noise power 20 or more decades below its value at 0.2 cycles/px; a model of a
@@ -95,12 +94,6 @@ RHO_MIN = 0.1
 tuning seeds: at most 0.02; a rendering at 0.5 px precision: 0.27)."""
 C_MAX = 2.0
 """Largest correlation length (px) fitted: beyond it the noise has no power left above F_LOW."""
-C_BIN = 1.8
-"""A correlation this wide (px) or wider, fitted with the spectrum's floor, is looked for again
-on binned pixels (module text): its Gaussian falls to the floor within about three radial
-bins above F_LOW. Chosen on tuning data (``docs/bandwidth.md``): renderings of 1.67 px came
-out at 1.64-1.68 px (their binned fit reads 1.13-1.30 times their noise, the full-resolution
-one 0.91-1.04), of 2 px at 1.87-2.00."""
 CLUSTER_TOL: float | None = 0.03
 """Clustered localisations (module text): a clustering term is admissible when its fit costs
 at most ``1 + CLUSTER_TOL`` times the one-term fit's; ``None``: no clustering term (0.05
@@ -135,7 +128,6 @@ model. Chosen on tuning data (``docs/bandwidth.md``): 1e-4 to 1e-2 all fix float
 3e-4 and 1e-3 tie for the smallest worst error of the level (13 %) over drawn renderings and
 Gaussian-blurred white noise, and 1e-3 keeps further from 1e-5, where the tail returned."""
 _MIN_PATCHES = 6
-LN2 = float(np.log(2.0))
 
 
 @dataclass(frozen=True)
@@ -241,7 +233,7 @@ def _mad_white(channel: np.ndarray, mask: np.ndarray | None) -> NoiseModel:
 
 def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
                          f_low: float = F_LOW, patch_px: int = PATCH_PX,
-                         max_bin: int = MAX_BIN, clustering: bool = True) -> NoiseModel:
+                         max_bin: int = MAX_BIN) -> NoiseModel:
     """Fit the noise model of one ``(H, W)`` channel (see the module text).
 
     Parameters
@@ -256,8 +248,6 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     max_bin
         Largest binning tried when the correlation is wider than the band (module text); 1:
         none.
-    clustering
-        Look for a clustering term (module text); the fit on binned pixels does not.
 
     Examples
     --------
@@ -276,8 +266,7 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
     if float(np.ptp(ch if mask is None else ch[mask])) == 0.0:
         return NoiseModel.white(0.0, "constant plane")
     can_bin = max_bin >= 2 and min(ch.shape) >= 4 * PATCH_PX
-    model, at_bound = _estimate(ch, mask, f_low, patch_px, bound=can_bin,
-                                clustering=clustering)
+    model, at_bound = _estimate(ch, mask, f_low, patch_px, bound=can_bin)
     if not can_bin:
         return model
     if not at_bound:
@@ -286,15 +275,16 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
             return model
     coarse = estimate_noise_model(_blocks(ch).mean(axis=(1, 3)),
                                   None if mask is None else _blocks(mask).all(axis=(1, 3)),
-                                  f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2,
-                                  clustering=False)
+                                  f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
     if coarse.is_white:
         return model
-    fine = NoiseModel.from_spectrum(  # (no clustering term on binned pixels: module text)
-        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "")
+    fine = NoiseModel.from_spectrum(
+        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "",
+        a2=4 * coarse.a2,
+        c2=float(np.sqrt(max(4 * coarse.c2 ** 2 - 0.25, 0.0))) if coarse.a2 else 0.0)
     if not model.is_white and fine.c <= model.c:
         return model
-    why = ("correlation wider than the band" if at_bound else
+    why = ("correlation at the fitted bound" if at_bound else
            "noise below the rounding or photon-count floor")
     return replace(fine, method=f"{why} at full resolution; on 2 x 2-binned pixels: "
                    f"{coarse.method}")
@@ -332,12 +322,12 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: int, *,
-              bound: bool = True, clustering: bool = True) -> tuple[NoiseModel, bool]:
-    """:func:`estimate_noise_model` at full resolution, and whether the correlation is wider
-    than the band can hold (module text): the one-term fit with the spectrum's floor puts
-    ``c`` at :data:`C_BIN` or wider, or the one *without* the floor puts it at :data:`C_MAX`.
-    ``bound=False``: not asked (no binned fit can follow), and the fit without the floor is
-    not made."""
+              bound: bool = True) -> tuple[NoiseModel, bool]:
+    """:func:`estimate_noise_model` at full resolution, and whether the correlation lies at
+    the fitted bound: the one-term fit *without* the spectrum's floor puts ``c`` at
+    :data:`C_MAX` (module text: with the floor, a correlation of 2 px or more is fitted on
+    the two or three frequencies above it and comes out short, 1.87-1.93 px for 2 px).
+    ``bound=False``: not asked (no binned fit can follow), and that fit is not made."""
     for p in (patch_px, patch_px // 2):
         patches = square_patches(ch, mask, p)
         if len(patches) >= _MIN_PATCHES:
@@ -369,13 +359,13 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
         return NoiseModel.white(np.sqrt(white), f"white: spectrum flat on f >= {f_low} "
                                 f"cycles/px, median periodogram of {len(patches)} patches"), False
     c_free = c  # the fit without the floor: the same one where there is no floor
-    if bound and floor > 0 and c < C_BIN:
+    if bound and floor > 0:
         c_free = float(fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0,
                                    c_max=C_MAX, width=CLUSTER_WIDTH)[1][1])
-    at_bound = bound and (c >= C_BIN or c_free >= C_MAX - 0.05)
+    at_bound = bound and c_free >= C_MAX - 0.05
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
-    if clustering and CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
+    if CLUSTER_TOL is not None and c <= CLUSTER_C_MAX:
         # of the clustering terms the fitted band does not rule out, the one that adds the
         # most noise power at the lowest frequencies (module text)
         k_best, q_best, low_best = 0.0, (la, c, lb), np.exp(la) + np.exp(lb)

@@ -108,15 +108,13 @@ def test_a_float_rendering_blurred_wider_than_a_pixel(seed):
         assert m.c == pytest.approx(1.67, rel=0.1)
 
 
-@pytest.mark.parametrize("stored", ["float32", "rounded to 0.001 localisation"])
-def test_a_rendering_two_pixels_wide_is_measured_on_binned_pixels(stored):
+def test_a_float_rendering_two_pixels_wide_is_measured_on_binned_pixels():
     """Localisations drawn from a two-channel design at 10 nm pixels (20 nm precision: a
-    rendering Gaussian of 2 px; EXTRA_SPECS, tuning seed 11). With the spectrum's floor the
-    full-resolution fit sees two or three frequencies above it and puts the correlation at
-    1.88 px with 0.70 of the noise. As a float the fit without the floor puts it at the bound
-    C_MAX; rounded to 0.001 of a localisation, at 1.52 px (the rounding's white floor), and
-    that rendering was fitted at full resolution. Both are measured on binned pixels now
-    (the floored fit's c >= C_BIN): 1.09 of the truth, the truth from a second draw."""
+    rendering Gaussian of 2 px; EXTRA_SPECS, tuning seed 11), rendered as floats. With the
+    spectrum's floor the full-resolution fit sees two or three frequencies above it and puts
+    the correlation at 1.88 px with 0.70 of the noise; whether the band holds the correlation
+    is decided by the fit without the floor, which puts it at the bound, so the noise is
+    measured on binned pixels (1.09 of the truth, the truth from a second draw)."""
     from benchmarks.split_half import draw_table
     from pipeline.simulate.stress import EXTRA_SPECS, make_stress_case
 
@@ -133,33 +131,38 @@ def test_a_rendering_two_pixels_wide_is_measured_on_binned_pixels(stored):
         counts = np.bincount(iy[on] * nx + ix[on], minlength=nx * ny).reshape(ny, nx)
         renders.append(ndi.gaussian_filter(counts.astype(float), 2.0, mode="constant")[40:-40, 40:-40])
     true = ((renders[0] - renders[1]) / np.sqrt(2)).std()
-    img = (renders[0].astype(np.float32) if stored == "float32"
-           else np.rint(renders[0] * 1000) / 1000)
-    m = estimate_noise_model(img)
+    m = estimate_noise_model(renders[0].astype(np.float32))
     assert "binned" in m.method
     assert 0.95 * true < m.sigma < 1.25 * true
     assert m.c == pytest.approx(2.0, rel=0.1)
 
 
-def test_no_clustering_term_on_binned_pixels():
-    """The stress suite's rendering of the two-channel design at 10 nm pixels (2 px wide,
-    rounded: its chromatin channel's noise is looked for on binned pixels), tuning seed 11.
-    The binned band starts at 0.1 cycles per original pixel, where the signal is not weak; a
-    clustering term looked for there took signal for noise (1.41 of the truth, the truth from
-    a second noise draw of the same case). Without it: 1.00."""
+def test_a_blinking_rendering_two_pixels_wide_keeps_its_clustering_term():
+    """Blinking localisations (4 per molecule, 20 per pixel) rendered at 10 nm pixels with a
+    precision of 20 nm (2 px; the stress suite's renderer, tuning seed 11): the noise is
+    measured on binned pixels, and there the clustering term holds the clusters' noise at the
+    scales the window is chosen on (0.02-0.08 cycles/px: 1.45 of the truth, from a second
+    noise draw). Without a clustering term on binned pixels (tried, not adopted) it held 0.52
+    of it and r fell from 0.93 to 0.81."""
+    from dataclasses import replace
+
     from pipeline.physics.observation import to_fields
     from pipeline.simulate.stress import EXTRA_SPECS, make_stress_case
 
-    spec = next(s for s in EXTRA_SPECS if s.name == "storm_smooth_2ch_px10")
+    base = next(s for s in EXTRA_SPECS if s.name == "storm_smooth_1ch_px10")
+    spec = replace(base, name="px10_blink", locs_per_molecule=4.0, locs_per_px=20)
     fields = []
     for draw in (0, 1):
         case = make_stress_case(spec, 11, noise_draw=draw)
         fields.append(to_fields(case.image, case.channel_names, case.calibration_given,
                                 clip=False)[0][0])
-    true = ((fields[0] - fields[1]) / np.sqrt(2)).std()
+    noise = (fields[0] - fields[1]) / np.sqrt(2)
     m = estimate_noise_model(fields[0])
-    assert "binned" in m.method and m.a2 == 0
-    assert 0.9 * true < m.sigma < 1.15 * true
+    assert "binned" in m.method and m.a2 > 0
+    power = np.abs(np.fft.rfft2(noise)) ** 2 / noise.size
+    f = np.hypot(np.fft.fftfreq(noise.shape[0])[:, None], np.fft.rfftfreq(noise.shape[1])[None])
+    band = (f > 0.02) & (f < 0.08)
+    assert m.spectrum(noise.shape)[band].mean() > 0.9 * power[band].mean()
 
 
 def test_white_noise_is_not_binned():
