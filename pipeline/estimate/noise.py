@@ -344,13 +344,17 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
     if keep.sum() < 4 or not (pw > 0).all():
         return _mad_white(ch, mask), False
     window = WindowedSpectrum(p)
+
+    def fit(y: np.ndarray, k: float, floor: float = 0.0) -> tuple[float, np.ndarray]:
+        return fit_spectrum(window, idx, keep, y, pw, k, floor, c_max=C_MAX,
+                            width=CLUSTER_WIDTH)
+
     floor = SPECTRUM_RANGE * float(pw.max())
     y = np.log(pw + floor)
     white = float(np.exp(y.mean()))
     cost_white = 0.5 * float(((np.log(white) - y) ** 2).sum())
     white = max(white - floor, 0.0)
-    cost, (la, c, lb) = fit_spectrum(window, idx, keep, y, pw, 0.0, floor,
-                                     c_max=C_MAX, width=CLUSTER_WIDTH)
+    cost, (la, c, lb) = fit(y, 0.0, floor)
     dominant = np.exp(la) * float(kernel_ft(np.array(F_DOMINANT), c)) ** 2 > np.exp(lb)
     fitted = NoiseModel.from_spectrum(float(np.exp(la)), float(c), float(np.exp(lb)), "")
     if cost > 0.5 * cost_white or not dominant or fitted.rho1 < RHO_MIN:
@@ -360,8 +364,7 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
                                 f"cycles/px, median periodogram of {len(patches)} patches"), False
     c_free = c  # the fit without the floor: the same one where there is no floor
     if bound and floor > 0:
-        c_free = float(fit_spectrum(window, idx, keep, np.log(pw), pw, 0.0,
-                                   c_max=C_MAX, width=CLUSTER_WIDTH)[1][1])
+        c_free = float(fit(np.log(pw), 0.0)[1][1])
     at_bound = bound and c_free >= C_MAX - 0.05
     method = (f"spectrum fit a*exp(-4 pi^2 c^2 f^2) + b on f >= {f_low} cycles/px, median "
               f"periodogram of {len(patches)} patches of {patches.shape[-1]} px")
@@ -370,8 +373,7 @@ def _estimate(ch: np.ndarray, mask: np.ndarray | None, f_low: float, patch_px: i
         # most noise power at the lowest frequencies (module text)
         k_best, q_best, low_best = 0.0, (la, c, lb), np.exp(la) + np.exp(lb)
         for k in CLUSTER_RATIOS[1:]:
-            cost_k, q_k = fit_spectrum(window, idx, keep, y, pw, k, floor,
-                                      c_max=C_MAX, width=CLUSTER_WIDTH)
+            cost_k, q_k = fit(y, k, floor)
             low = np.exp(q_k[0]) * (1.0 + k) + np.exp(q_k[2])
             if cost_k <= (1.0 + CLUSTER_TOL) * cost and low > low_best:
                 k_best, q_best, low_best = k, q_k, low
