@@ -397,8 +397,6 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
         attrs["z_scale"] = ("Z step unknown (none in the metadata, no --z-step): the store's z "
                             "scale is 1 with no unit; pass --z-step UM")
         log.warning("%s: %s", manifest.image, attrs["z_scale"])
-    if settings.method == "closed-form":
-        attrs["lambda_std"] = "NaN: the closed-form estimator gives no uncertainty"
     store = write_result_store(
         manifest.store, raw=sq(_planes(manifest)), pixel_size_um=manifest.pixel_size_um,
         channel_names=list(manifest.roles), rates=sq(rates),
