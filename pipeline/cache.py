@@ -62,6 +62,8 @@ RESULT_SOURCES = (
     "mollifier.py",
     "physics",        # the model and the observation (calibration) models
     "process.py",
+    "fit_stage.py",   # the fit stage: calibration, plane checks, nuclei, fit per plane
+    "stages.py",      # what the stages share: their outputs, errors, the image's planes
     "defect_pixels.py",  # hot and dead pixels replaced before calibration
     "registration.py",  # the heterochromatin channel moved back by --channel-offset
     "saturation.py",  # clipped pixels: holes in the fit

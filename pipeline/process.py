@@ -9,50 +9,42 @@ folder is removed; a store whose recorded key matches is finished work (:func:`i
 
 Stages pass paths and a small typed manifest (:class:`~pipeline.manifest.ImageManifest`),
 never arrays, so that the Prefect flow can wrap each one as a task. :func:`process_image`
-runs them all in process.
+runs them all in process. The fit stage is :mod:`pipeline.fit_stage` (re-exported here); what
+the stages share (their work-folder output, error handling, the image's planes) is
+:mod:`pipeline.stages`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
 
 from . import __version__
 from .cache import RESULT_SOURCES, code_version, content_hash, image_key, is_done, result_path
-from .calibration import alternative_fields, calibrate_plane
 from .config import Settings
 from .denoise import calibrate, denoise_planes
-from .errors import ImageError, InputError, name_errors
-from .estimate import fit_plane
+from .errors import ImageError, name_errors
+from .fit_stage import fit_image
 from .image_check import MIN_SIDE_PX, check_image
-from .io import inspect_tiff, read_planes
-from .io.atomic import clean_partials
 from .io.stage_store import save_stage, stage_record, stage_store
 from .manifest import ImageManifest
-from .memory import release_freed_memory
-from .physics.chromatin import ChromatinModel
-from .plane_qc import (
-    empty_plane_note,
-    intensity_drift,
-    intensity_level,
-    missing_pixels,
-    no_signal_note,
-    signal_contrast,
+from .segment import nuclei_foreground, segment_domains
+from .stages import (
+    ManifestLike,
+    Progress,
+    check_finite,
+    image_planes,
+    stage_errors,
+    stage_output,
 )
-from .saturation import saturated_pixels
-from .segment import foreground_of, nuclei_foreground, segment_domains, segment_nuclei
-from .user_labels import read_user_labels
 
 __all__ = [  # noqa: RUF022 (stages in run order, then the cache and the rest)
     "ingest", "denoise_image", "fit_image", "segment_image", "assemble", "process_image",
@@ -63,25 +55,6 @@ __all__ = [  # noqa: RUF022 (stages in run order, then the cache and the rest)
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".chromarate"
-Progress = Callable[[dict], None] | None
-ManifestLike = ImageManifest | Mapping[str, Any]
-"""What the stages accept: a manifest from :func:`ingest`, or one as a dict (JSON)."""
-
-
-
-@contextlib.contextmanager
-def _stage_errors(manifest: ImageManifest, stage: str) -> Iterator[None]:
-    """:func:`~pipeline.errors.name_errors` for a stage; a refused image also drops its work folder (its stage
-    outputs would only fail the same way again), while other failures keep it for a resume.
-    Either way the stage's freed memory goes back to the OS before the next stage."""
-    try:
-        with name_errors(manifest.image, stage):
-            yield
-    except InputError:
-        shutil.rmtree(manifest.work, ignore_errors=True)
-        raise
-    finally:
-        release_freed_memory()
 
 
 def ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageManifest:
@@ -125,40 +98,20 @@ def _ingest(path: str | Path, out_dir: str | Path, settings: Settings) -> ImageM
         nuclei_path=str(labels) if labels else None, done=done)
 
 
-def _planes(manifest: ImageManifest, *, fill_nan: bool = True):
-    """The image's ``(P, C, Y, X)`` planes, its channels read only (``--channels ... ignore``);
-    NaN pixels (a float image's NaN background) as 0 unless not ``fill_nan``."""
-    path = manifest.image
-    planes = read_planes(path, inspect_tiff(path, pixel_size_um=manifest.pixel_size_um,
-                                            axes=manifest.axes_override, warn=False))
-    planes = planes if manifest.channel_index is None else planes[:, list(manifest.channel_index)]
-    if fill_nan and planes.dtype.kind == "f":  # a NaN background reads as a dark one (0)
-        planes = da.where(da.isnan(planes), planes.dtype.type(0), planes)
-    return planes
-
-
-def _stage(manifest: ImageManifest, name: str) -> tuple[Path, bool]:
-    work = Path(manifest.work)
-    work.mkdir(parents=True, exist_ok=True)
-    clean_partials(work)
-    out = work / f"{name}.zarr"
-    return out, out.exists()
-
-
 def denoise_image(manifest: ManifestLike, settings: Settings, *, progress: Progress = None
                   ) -> str:
     """Calibrate the denoiser on the first plane and denoise every plane → ``denoised.zarr``."""
     manifest = ImageManifest.of(manifest)
-    with _stage_errors(manifest, "denoise"):
-        out, done = _stage(manifest, "denoised")
+    with stage_errors(manifest, "denoise"):
+        out, done = stage_output(manifest, "denoised")
         if done:
             return str(out)
         t0 = time.perf_counter()
-        planes = _planes(manifest)
+        planes = image_planes(manifest)
         cal = settings.calibration_for(len(manifest.roles))
         offsets = None if isinstance(cal, str) else tuple(c.offset for c in cal)
         first = np.asarray(planes[0])
-        _check_finite(manifest.image, 0, first)
+        check_finite(manifest.image, 0, first)
         params = calibrate(first, method=settings.run.denoise,
                            anscombe=settings.run.anscombe, offsets=offsets)
         den = denoise_planes(planes, params, progress=progress)
@@ -167,154 +120,15 @@ def denoise_image(manifest: ManifestLike, settings: Settings, *, progress: Progr
         return str(save_stage(out, {"denoised": den}, record))
 
 
-def _check_finite(image: str, plane: int, data: np.ndarray) -> None:
-    """Refuse infinite pixel values (NaN ones are a masked background: :func:`missing_pixels`)."""
-    if data.dtype.kind != "f":
-        return
-    n_inf = int(np.isinf(data).sum())
-    if n_inf:
-        raise InputError(image, f"plane {plane} holds {n_inf} infinite pixel value(s)",
-                         "Replace them (for example with the background level) and save the "
-                         "file again, or move it out of the folder")
-
-
-def fit_image(manifest: ManifestLike, settings: Settings, denoised: str, *,
-              progress: Progress = None) -> str:
-    """Fields, bandwidths and the tiled fit of every plane → ``fit.zarr``."""
-    manifest = ImageManifest.of(manifest)
-    with _stage_errors(manifest, "fit"):
-        return _fit_image(manifest, settings, denoised, progress=progress)
-
-
-def _fit_image(manifest: ImageManifest, settings: Settings, denoised: str, *,
-               progress: Progress = None) -> str:
-    out, done = _stage(manifest, "fit")
-    if done:
-        return str(out)
-    raw = _planes(manifest)  # NaN as 0: the minima and maxima, the shape
-    source = _planes(manifest, fill_nan=False)
-    model = ChromatinModel(settings.physics.phi_max, settings.physics.interface_length_um)
-    roles, px = tuple(manifest.roles), manifest.pixel_size_um
-    n, _, h, w = raw.shape
-    planes, tiles = [], []
-    user = None  # the user's nuclei, read once for every plane
-    if settings.run.segment and manifest.nuclei_path:
-        user, rec_user = read_user_labels(manifest.nuclei_path, (h, w), n,
-                                          manifest.plane_axis is not None)
-    # the nuclei (the user's or found here) are kept for the segment stage
-    seg = settings.run.segment
-    arrays = {"rates": ((n, 2, h, w), np.float32), "identifiable": ((n, h, w), np.uint8),
-              "fields": ((n, 2, h, w), np.float32)} | (
-                  {"nuclei": ((n, h, w), np.int32)} if seg else {})
-    nuclei_records: list[dict | None] = [None] * n
-    # blank planes last: the planes after the first reuse its calibration, which a blank
-    # plane cannot give (one pass over the stack for the channels' minima and maxima)
-    low, high = (np.asarray(a) for a in dask.compute(raw.min(axis=(2, 3)),
-                                                     raw.max(axis=(2, 3))))
-    empties = {p: note for p in range(n)
-               if (note := empty_plane_note(p, low[p], high[p], roles))}
-    # one calibration for every plane: the user's pairs, or the image's from its first plane
-    mode = settings.calibration_for(len(roles))
-    shared_calibration = not isinstance(mode, str) or (
-        mode == "image" and settings.calibrate_planes == "first")
-    # each plane's maps go to the store as soon as it is fitted: memory is one plane's fit
-    with stage_store(out, arrays) as (root, record):
-        for p in sorted(range(n), key=lambda q: q in empties):
-            plane_raw = np.asarray(source[p])  # as stored: calibration converts it once
-            _check_finite(manifest.image, p, plane_raw)
-            missing, missing_note = missing_pixels(plane_raw, p)
-            if missing is not None:
-                log.warning("%s %s", manifest.image, missing_note)
-                plane_raw = np.where(np.isnan(plane_raw), plane_raw.dtype.type(0), plane_raw)
-            contrast = [signal_contrast(ch, px, settings.segmentation.smooth_um)
-                         for ch in plane_raw]
-            empty = empties.get(p)
-            no_signal = None if empty else no_signal_note(p, contrast, roles)
-            for note in (empty, no_signal):
-                if note:
-                    log.warning("%s %s", manifest.image, note)
-            # lambda is fitted on the calibrated raw fields, not the denoised ones: the
-            # mollifier is the smoothing, the bandwidths are chosen for it on these data, and
-            # the std resamples their noise (the denoised planes are kept for display)
-            # float32 is what fit_plane holds: computed in float64 and rounded a block at a time
-            # the stack's reference: its first plane fitted that holds an image
-            ref = next((r for r in planes if "empty" not in r and "no_signal" not in r), None)
-            reuse = (ref["calibration"] | {"reused_from_plane": ref["plane"]}
-                     if ref and settings.calibrate_planes == "first" else None)
-            fields, calib = calibrate_plane(plane_raw, roles, settings, px, reuse=reuse,
-                                            dtype=np.float32, read=manifest.channels_read)
-            # a contradicted calibration, kept: the std spans the image's preferred one too
-            alt = alternative_fields(plane_raw, roles, settings, calib, dtype=np.float32,
-                                     read=manifest.channels_read)
-            saturated, sat_rec = saturated_pixels(plane_raw)
-            holes = missing if saturated is None else (
-                saturated if missing is None else saturated | missing)
-            if saturated is not None:
-                log.warning("%s plane %d: %d pixel(s) (%.2g %%) at the detector's ceiling "
-                            "(%s): no lambda within the derivative support of them",
-                            manifest.image, p, sat_rec["pixels"], 100 * sat_rec["fraction"],
-                            ", ".join(str(c["ceiling"]) for c in sat_rec["channels"]
-                                      if c["pixels"]))
-            # the nuclei restrict the noise model, the bandwidth choice and the fit's weights
-            fg = None
-            if user is not None:
-                labels = np.asarray(user[p], np.int32)
-                rec_n = rec_user | {"n_nuclei": int(np.count_nonzero(np.bincount(
-                    labels.ravel())[1:]))}
-            elif seg:
-                labels, rec_n = segment_nuclei(fields, px, single_channel=len(roles) == 1,
-                                               settings=settings.segmentation)
-            if seg:
-                if missing is not None:  # outside the nuclei, whoever drew them
-                    labels = np.where(missing, 0, labels).astype(np.int32)
-                root["nuclei"][p] = labels
-                nuclei_records[p] = rec_n
-                fg = foreground_of(labels, rec_n)
-                del labels
-            level = intensity_level(plane_raw, calib, fg)
-            del plane_raw
-            release_freed_memory()  # the segmentation's temporaries, before the fit's
-            res = fit_plane(fields, model, px, settings, foreground=fg, plane=p,
-                            progress=progress, alternative=alt, saturated=holes,
-                            channel_model=calib["model"])
-            del fields, fg, alt, saturated, holes
-            if empty or no_signal:  # fitted like any plane (its record complete), not reported
-                res.mean[:], res.std[:], res.identifiable[:] = np.nan, np.nan, False
-            root["rates"][p, 0] = res.mean
-            root["rates"][p, 1] = res.std
-            root["identifiable"][p] = res.identifiable
-            root["fields"][p] = res.fields
-            drift = None if empty or no_signal or ref is None else intensity_drift(
-                p, level, ref, shared=shared_calibration)
-            if drift:
-                log.warning("%s %s", manifest.image, drift)
-            planes.append({"plane": p, "calibration": calib, "saturation": sat_rec,
-                           "intensity_level": level,
-                           "signal_contrast": [round(c, 1) for c in contrast], **res.record,
-                           **({"missing": {"pixels": int(missing.sum()),
-                                           "note": missing_note}} if missing is not None else {}),
-                           **({"empty": empty} if empty else {}),
-                           **({"no_signal": no_signal} if no_signal else {}),
-                           **({"intensity_drift": drift} if drift else {})})
-            tiles.extend(res.tiles)
-            del res
-            release_freed_memory()
-        planes.sort(key=lambda r: r["plane"])
-        tiles.sort(key=lambda r: r["plane"])  # stable: each plane's tiles keep their order
-        record |= {"planes": planes, "tiles": tiles,
-                   "nuclei": [r for r in nuclei_records if r is not None]}
-    return str(out)
-
-
 def segment_image(manifest: ManifestLike, settings: Settings, fit: str) -> str:
     """Nuclei and heterochromatin domains of every plane → ``segment.zarr``."""
     manifest = ImageManifest.of(manifest)
-    with _stage_errors(manifest, "segment"):
+    with stage_errors(manifest, "segment"):
         return _segment_image(manifest, settings, fit)
 
 
 def _segment_image(manifest: ImageManifest, settings: Settings, fit: str) -> str:
-    out, done = _stage(manifest, "segment")
+    out, done = stage_output(manifest, "segment")
     if done:
         return str(out)
     g_fit = zarr.open_group(fit, mode="r")
@@ -353,7 +167,7 @@ def assemble(manifest: ManifestLike, settings: Settings, denoised: str, fit: str
     λ is reported inside nuclei only: outside them ``rates`` is NaN and ``identifiable`` 0.
     """
     manifest = ImageManifest.of(manifest)
-    with _stage_errors(manifest, "assemble"):
+    with stage_errors(manifest, "assemble"):
         return _assemble(manifest, settings, denoised, fit, segment, timings=timings)
 
 
@@ -398,7 +212,7 @@ def _assemble(manifest: ImageManifest, settings: Settings, denoised: str, fit: s
                             "scale is 1 with no unit; pass --z-step UM")
         log.warning("%s: %s", manifest.image, attrs["z_scale"])
     store = write_result_store(
-        manifest.store, raw=sq(_planes(manifest)), pixel_size_um=manifest.pixel_size_um,
+        manifest.store, raw=sq(image_planes(manifest)), pixel_size_um=manifest.pixel_size_um,
         channel_names=list(manifest.roles), rates=sq(rates),
         images={"denoised": (sq(den), list(manifest.roles)),
                 "fields": (sq(da.from_zarr(g_fit["fields"])), ["phi_h", "phi_w"])},

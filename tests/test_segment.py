@@ -278,7 +278,7 @@ def test_textured_chromatin_is_not_a_background(seed):
 def test_a_run_segments_each_plane_once_and_keeps_those_labels(tmp_path, monkeypatch):
     """The fit stage's nuclei (its foreground) are the segment stage's: one segmentation per
     plane, and the store's nuclei are what segmenting its fields gives."""
-    from pipeline import process
+    from pipeline import fit_stage, process
     from pipeline.config import Settings
     from pipeline.io import open_result_store
 
@@ -292,8 +292,8 @@ def test_a_run_segments_each_plane_once_and_keeps_those_labels(tmp_path, monkeyp
     image = _write(tmp_path / "in" / "cell.tif", np.stack([chrom, het]).clip(0, 65535)
                    .astype(np.uint16))
     calls = []
-    real = process.segment_nuclei
-    monkeypatch.setattr(process, "segment_nuclei",
+    real = fit_stage.segment_nuclei
+    monkeypatch.setattr(fit_stage, "segment_nuclei",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     settings = Settings(estimator={"delta_um": 0.1, "window_um": 0.1}, pixel_size_um=0.05,
                         run={"axes": "CYX"},
