@@ -7,8 +7,9 @@ Then the noise of the rendering is a mixture of Gaussian kernels: the band above
 cycles/px that the noise model fits holds the narrow ones, and the wide ones' power at low
 frequencies is not extrapolated (``docs/bandwidth.md``, "Limits").
 
-Localisations are drawn from a stress design's occupancy (Poisson per pixel, no blinking),
-each with a precision ``median x exp(--spread x N(0, 1))`` and jittered by it, then rendered
+Localisations are drawn from a stress design's occupancy (Poisson per pixel, no blinking;
+:func:`benchmarks.split_half.draw_table`), each with a precision ``median x exp(--spread x
+N(0, 1))`` and jittered by it, then rendered
 periodically two ways from the same table: with the median precision, and with each
 localisation's own (in 16 quantile groups, each blurred with its median). For each: the
 noise model's level and its power at 0.02-0.08 cycles/px over the truth (a second draw of
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.split_half import draw_table  # noqa: E402
 from benchmarks.stress import seed_list  # noqa: E402
 from pipeline.estimate.noise import estimate_noise_model  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, make_stress_case  # noqa: E402
@@ -46,14 +48,12 @@ LOW_BAND = (0.02, 0.08)
 
 def draw(occupancy: np.ndarray, pixel_size_um: float, locs_per_px: float, precision_um: float,
          spread: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Localisations (y, x in px) and each one's precision (px)."""
-    ny, nx = occupancy.shape
-    n = rng.poisson(locs_per_px * np.clip(occupancy, 0, None)).ravel()
-    pix = np.repeat(np.arange(n.size), n)
-    p = precision_um / pixel_size_um * np.exp(spread * rng.normal(size=pix.size))
-    y = pix // nx + rng.random(pix.size) + rng.normal(size=pix.size) * p
-    x = pix % nx + rng.random(pix.size) + rng.normal(size=pix.size) * p
-    return y, x, p
+    """Localisations (y, x in px) and each one's precision (px), no blinking
+    (:func:`benchmarks.split_half.draw_table`)."""
+    d = draw_table(occupancy, pixel_size_um, locs_per_px, precision_um, 1.0, "c", rng,
+                   spread=spread).data
+    return (np.asarray(d.y) / pixel_size_um, np.asarray(d.x) / pixel_size_um,
+            np.asarray(d.precision, float) / pixel_size_um)
 
 
 def render(y: np.ndarray, x: np.ndarray, p: np.ndarray, shape: tuple[int, int],

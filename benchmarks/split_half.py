@@ -36,10 +36,12 @@ FRAMES = 20000
 
 def draw_table(occupancy: np.ndarray, pixel_size_um: float, locs_per_px: float,
                precision_um: float, locs_per_molecule: float, name: str,
-               rng: np.random.Generator) -> LocalisationTable:
+               rng: np.random.Generator, spread: float = 0.0) -> LocalisationTable:
     """Localisations of one channel's ``occupancy``: molecules Poisson per pixel, uniform in
     it; each gives ``1 + Poisson(k - 1)`` localisations in consecutive frames from a random
-    start, each jittered by ``precision_um``; coordinates in µm from the grid's origin."""
+    start, each jittered by ``precision_um``; coordinates in µm from the grid's origin.
+    ``spread`` > 0: each localisation's own precision is ``precision_um x exp(spread x
+    N(0, 1))`` (jitter and ``precision`` column; benchmarks/rendering_kernels.py)."""
     ny, nx = occupancy.shape
     mol = rng.poisson(locs_per_px * np.clip(occupancy, 0, None) / locs_per_molecule).ravel()
     pix = np.repeat(np.arange(mol.size), mol)
@@ -50,13 +52,14 @@ def draw_table(occupancy: np.ndarray, pixel_size_um: float, locs_per_px: float,
     my, mx, start = np.repeat(my, reps), np.repeat(mx, reps), np.repeat(start, reps)
     offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
     frame = start + offset
-    s = precision_um / pixel_size_um
-    y = (my + rng.normal(0, s, my.size)) * pixel_size_um
-    x = (mx + rng.normal(0, s, mx.size)) * pixel_size_um
+    prec = precision_um * np.exp(spread * rng.normal(size=my.size)) if spread else precision_um
+    s = prec / pixel_size_um
+    y = (my + rng.normal(0, 1, my.size) * s) * pixel_size_um
+    x = (mx + rng.normal(0, 1, mx.size) * s) * pixel_size_um
     keep = (x >= 0) & (y >= 0)
     return LocalisationTable(name, "simulated", pd.DataFrame({
-        "x": x[keep], "y": y[keep], "precision": precision_um, "channel": name,
-        "frame": frame[keep]}))
+        "x": x[keep], "y": y[keep], "precision": prec[keep] if spread else precision_um,
+        "channel": name, "frame": frame[keep]}))
 
 
 def main() -> None:
