@@ -159,7 +159,7 @@ def _smooth(x: np.ndarray, s: float) -> np.ndarray:
 
 def parts(d) -> dict[str, np.ndarray]:
     """The terms of the std (tile coordinates), squared."""
-    from pipeline.estimate.uncertainty import WINDOW_BIAS_SCALE, combine_std
+    from pipeline.estimate.uncertainty import WINDOW_BIAS_SCALE, attenuation_bias, combine_std
 
     m, lam = d["members"].astype(np.float64), d["lam"].astype(np.float64)
     s = float(d["smooth_px"])
@@ -174,6 +174,8 @@ def parts(d) -> dict[str, np.ndarray]:
                                        geometric=True)[0] ** 2,
         "symmetric": symmetric**2, "forward": forward**2, "k": WINDOW_BIAS_SCALE,
         "blur": np.nan_to_num(f["lam_blur"] - f["lam_f1"]) ** 2,
+        "attenuation": attenuation_bias(f["lam_f1"][None], m[None],
+                                        float(d["window_px"]))[0] ** 2,
     }
 
 
@@ -182,10 +184,14 @@ RULES = {
     "previous": lambda p: p["noise_arithmetic"] + p["symmetric"],
     # a forward bias alone, scaled
     "arithmetic + k forward": lambda p: p["noise_arithmetic"] + p["k"] ** 2 * p["forward"],
-    # the product since issue 12: geometric smoothing, k times the forward bias
-    "product": lambda p: p["noise_geometric"] + p["k"] ** 2 * p["forward"],
+    # issue 12 until 2026-12-07: geometric smoothing, k times the forward bias
+    "forward only": lambda p: p["noise_geometric"] + p["k"] ** 2 * p["forward"],
+    # the product: the larger of that and the attenuation bias
+    "product": lambda p: p["noise_geometric"] + np.maximum(p["k"] ** 2 * p["forward"],
+                                                           p["attenuation"]),
     # the product plus a rendering-blur term (measured: no effect)
-    "product + blur": lambda p: p["noise_geometric"] + p["k"] ** 2 * p["forward"] + p["blur"],
+    "product + blur": lambda p: p["noise_geometric"] + np.maximum(p["k"] ** 2 * p["forward"],
+                                                                  p["attenuation"]) + p["blur"],
 }
 """Squared std from the parts; ``k`` is :data:`~pipeline.estimate.uncertainty.WINDOW_BIAS_SCALE`."""
 

@@ -48,6 +48,8 @@ __all__ = [
     "smoothing_bias",
     "window_bias",
     "WINDOW_BIAS_SCALE",
+    "attenuation_bias",
+    "ATTENUATION_CLIP",
     "closed_form_std",
     "unbounded",
     "combine_std",
@@ -186,7 +188,8 @@ seeds, docs/uncertainty.md)."""
 
 def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta_um: float,
                 window_um: float, factor: float, est, *, weight: np.ndarray | None = None,
-                scale: float = WINDOW_BIAS_SCALE) -> np.ndarray:
+                scale: float = WINDOW_BIAS_SCALE,
+                at_bandwidth: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel size of the error that the bandwidth ``(delta, s)`` causes in the closed
     form, for ``(N, C, H, W)`` fields: ``scale |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1)``
     with ``j = factor``.
@@ -195,7 +198,8 @@ def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta
     difference of :func:`smoothing_bias` it never uses the narrower, noisier map, whose own
     noise error would be read as bias; and the scale covers the part of the error that grows
     more slowly than ``s^2`` or not at all. Where either map is undefined the term is 0;
-    ``factor`` 1 gives zeros.
+    ``factor`` 1 gives zeros. ``at_bandwidth``: the unbounded map at ``(delta, s)`` where the
+    caller has it already (not refitted then).
 
     >>> from pipeline.config import EstimatorSettings
     >>> from pipeline.physics import ChromatinModel
@@ -206,8 +210,71 @@ def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta
     """
     if factor == 1.0:
         return np.zeros((np.shape(fields)[0],) + np.shape(fields)[-2:])
-    diff = _step_difference(fields, model, px, delta_um, window_um, est, (factor, 1.0), weight)
+    if at_bandwidth is None:
+        diff = _step_difference(fields, model, px, delta_um, window_um, est, (factor, 1.0),
+                                weight)
+    else:
+        wide = closed_form_scaled(np.asarray(fields, dtype=np.float64), model, px, delta_um,
+                                  window_um, factor, est, weight=weight)
+        diff = np.nan_to_num(np.abs(wide - at_bandwidth))
     return scale * diff / (factor**2 - 1)
+
+
+ATTENUATION_CLIP = (0.25, 0.95)
+"""Bounds of the per-smoothing attenuation ``a`` of :func:`attenuation_bias` (chosen on the
+stress suite's tuning seeds, docs/uncertainty.md): ``1 / a`` at most 4."""
+
+
+def _blur(x: np.ndarray, s_px: float) -> np.ndarray:
+    """``x`` ``(N, H, W)`` smoothed by a Gaussian of ``s_px`` per tile over its defined pixels
+    only (a normalised convolution); undefined pixels stay undefined."""
+    bad = ~np.isfinite(x)
+    sigma = [0.0, s_px, s_px]
+    num = gaussian_filter(np.where(bad, 0.0, x), sigma, mode="reflect", truncate=3.0)
+    den = gaussian_filter((~bad).astype(np.float64), sigma, mode="reflect", truncate=3.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = num / den
+    y[bad] = np.nan
+    return y
+
+
+def _two_differences(x: np.ndarray, s_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """``x - G x`` and ``G x - G G x`` for the Gaussian ``G`` of ``s_px``."""
+    g1 = _blur(x, s_px)
+    g2 = _blur(g1, s_px)
+    return x - g1, g1 - g2
+
+
+def attenuation_bias(lam: np.ndarray, members: np.ndarray, window_px: float, *,
+                     clip: tuple[float, float] = ATTENUATION_CLIP) -> np.ndarray:
+    """Per-pixel size of a smoothing bias that saturates in the window, from the map alone.
+
+    The closed form smooths lambda about as a Gaussian ``G`` of the window ``s`` does. One more
+    smoothing multiplies each wavelength of the map by the same factor ``a`` the window
+    applied, so with ``D1 = lam - G lam`` and ``D2 = G lam - G G lam``, ``a^2`` is the power
+    of ``D2`` over that of ``D1`` (both averaged over ``G``, the members' noise power in each
+    subtracted), and the bias is ``D1 / a``: no power law in ``s``, which matters where the
+    window has already flattened the map's contrast and the ``s^2`` law of
+    :func:`window_bias` sees too little. ``lam`` ``(N, H, W)`` is the unbounded map at the
+    bandwidth, ``members`` ``(N, E, H, W)`` its noise-resampled refits.
+
+    >>> lam = np.ones((1, 24, 24)); m = np.ones((1, 2, 24, 24))
+    >>> float(np.abs(attenuation_bias(lam, m, 3.0)).max())
+    0.0
+    """
+    d1, d2 = _two_differences(lam, window_px)
+    n1 = np.zeros_like(d1)
+    n2 = np.zeros_like(d2)
+    for k in range(members.shape[1]):
+        e1, e2 = _two_differences(members[:, k] - lam, window_px)
+        n1 += e1**2
+        n2 += e2**2
+    k = members.shape[1]
+    p1 = np.clip(_blur(d1**2, window_px) - _blur(n1 / k, window_px), 0.0, None)
+    p2 = np.clip(_blur(d2**2, window_px) - _blur(n2 / k, window_px), 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a2 = np.clip(p2 / np.maximum(p1, np.finfo(float).tiny), clip[0] ** 2, clip[1] ** 2)
+    return np.sqrt(np.nan_to_num(p1 / a2))
 
 
 def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
@@ -275,7 +342,8 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
 
     Members are drawn and refitted in closed form one antithetic pair at a time (memory: two
     copies of the batch); tile ``n``'s pairs are those of :func:`member_data` with
-    ``seeds[n]``. The bias term is :func:`window_bias` at ``unc.bias_factor``. Members and
+    ``seeds[n]``. The bias term is the larger of :func:`window_bias` at ``unc.bias_factor``
+    and :func:`attenuation_bias`. Members and
     bias maps are not clipped to the
     lambda bounds: an estimate at a bound keeps the spread of the estimator, never a std of 0.
     """
@@ -290,8 +358,12 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
                          for i in range(n)]).reshape(n * 2, c, h, w)
         members[:, k : k + 2] = closed_form_scaled(pair, model, px, delta_um, window_um, 1.0,
                                                    est, weight=pw).reshape(n, 2, h, w)
-    bias = window_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
-                       weight=weight)
+    at = closed_form_scaled(np.asarray(tiles, np.float64), model, px, delta_um, window_um, 1.0,
+                            est, weight=weight)
+    bias = np.maximum(
+        window_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est, weight=weight,
+                    at_bandwidth=at),
+        attenuation_bias(at, members, window_um / px))
     return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
                        smooth_px=unc.variance_smoothing * window_um / px, geometric=True)
 
