@@ -9,7 +9,9 @@ is) and on a **second rendering** of the same density. Over the scored pixels (a
   parts of it: ``blur`` (noise-free map − the map of the unblurred density, the part the
   localisation blur causes) and ``level`` (the mean of noise-free map − truth);
 - ``noise``: rms of (map − noise-free map), and the spread of two renderings, rms/sqrt(2);
-- the product's std, and its bias term (:func:`pipeline.estimate.uncertainty.window_bias`).
+- the product's std, and its forward bias term
+  (:func:`pipeline.estimate.uncertainty.window_bias`; since 2026-12-07 the std takes the larger
+  of it and :func:`~pipeline.estimate.uncertainty.attenuation_bias`).
 
     python benchmarks/bias_noise_split.py storm_smooth_2ch_px15 11,23,37
 

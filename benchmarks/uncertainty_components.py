@@ -277,7 +277,7 @@ def _collect_neural_case(spec, seed: int) -> dict[str, np.ndarray]:
 
 def neural_parts(d) -> dict[str, np.ndarray]:
     """The neural std's terms (tile coordinates), squared."""
-    from pipeline.estimate.uncertainty import combine_std
+    from pipeline.estimate.uncertainty import attenuation_bias, combine_std
 
     m, lam = d["members"].astype(np.float64), d["mean"].astype(np.float64)
     s, zero = float(d["smooth_px"]), np.zeros((1,) + lam.shape)
@@ -287,6 +287,8 @@ def neural_parts(d) -> dict[str, np.ndarray]:
                                        geometric=True)[0] ** 2,
         "symmetric": d["symmetric"].astype(np.float64) ** 2,
         "forward": d["forward"].astype(np.float64) ** 2,
+        # the closed form's attenuation bias, read from the neural map and its members
+        "attenuation": attenuation_bias(lam[None], m[None], float(d["window_px"]))[0] ** 2,
     }
     # re-smoothing: a smoother's bias is about what smoothing its own output once more changes
     # (S(S lam) - S lam), read here with a Gaussian as wide as the fit's own smoothing: the
@@ -318,6 +320,14 @@ NEURAL_RULES = {
     **{f"{n[:5]} + {c:g} resmooth {f:g}δ":
        (lambda p, n=n, f=f, c=c: p[f"noise_{n}"] + c**2 * p[f"resmooth{f:g}"])
        for n in ("arithmetic", "geometric") for f in RESMOOTH for c in (1.0, 2.0)},
+    # the attenuation bias (docs/uncertainty.md), alone or as the larger with another term
+    **{f"{n[:5]} + attenuation": (lambda p, n=n: p[f"noise_{n}"] + p["attenuation"])
+       for n in ("arithmetic", "geometric")},
+    "arith + max(symmetric, attenuation)":
+        lambda p: p["noise_arithmetic"] + np.maximum(p["symmetric"], p["attenuation"]),
+    **{f"geome + max({k:g} forward, attenuation)":
+       (lambda p, k=k: p["noise_geometric"] + np.maximum(k**2 * p["forward"], p["attenuation"]))
+       for k in (1.0, 2.25)},
 }
 """Candidate squared stds of the neural method from :func:`neural_parts`."""
 

@@ -14,7 +14,8 @@ Every method reports ``std^2 = spread^2 + bias^2 + noise_bias^2`` per pixel:
     as ``s^2``, so how much lambda moves between ``(delta, s)`` and ``(j delta, j s)`` measures
     it. The closed form uses ``k |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1)`` with
     ``k`` = :data:`WINDOW_BIAS_SCALE` (:func:`window_bias`; docs/uncertainty.md says why this
-    one and why ``k``); the neural method the symmetric
+    one and why ``k``), or, where larger, the contrast a saturating window has removed, read
+    from the map alone (:func:`attenuation_bias`); the neural method the symmetric
     ``|lam(j delta, j s) - lam(delta / j, s / j)| / (j^2 - j^-2)`` (:func:`smoothing_bias`).
 **noise_bias**
     ``lam`` is a nonlinear function of the data (a ratio of smoothed products), so noise also
