@@ -173,8 +173,9 @@ class UncertaintySettings(BaseModel):
 
     ``std^2 = spread^2 + bias^2 + noise_bias^2``: the spread of estimates on noise-resampled
     copies of the data (antithetic pairs ``y + z``, ``y - z``, ``z`` drawn from the estimated
-    noise model), the smoothing bias from the s^2 law, and the second-order noise bias (the
-    members' mean minus the estimate on the data).
+    noise model), the smoothing bias (from the s^2 law, or, closed form, the contrast a wide
+    window removed where that is larger), and the second-order noise bias (the members' mean
+    minus the estimate on the data).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -183,6 +184,11 @@ class UncertaintySettings(BaseModel):
         1.5, ge=1, description="step j of the bandwidth-bias term. Closed form: "
         "2.25 |lam(j delta, j s) - lam(delta, s)| / (j^2 - 1) (a forward step); neural: "
         "|lam_j - lam_1/j| / (j^2 - j^-2) (the s^2 law); 1 leaves it out"
+    )
+    attenuation_bias: bool = Field(
+        True, description="closed form: the bandwidth-bias term is the larger of the forward "
+        "step and the contrast the window removed, read from the map (docs/uncertainty.md); "
+        "False: the forward step alone"
     )
     noise_bias: bool = Field(
         True, description="add |mean of members - estimate| (the second-order noise bias)"

@@ -100,6 +100,7 @@ def split_half_check(tables: Sequence[LocalisationTable], pixel_size_um: float, 
         "estimator": settings.estimator.model_copy(update={"delta_um": delta,
                                                             "window_um": window}),
         "uncertainty": settings.uncertainty.model_copy(update={"bias_factor": 1.0,
+                                                                "attenuation_bias": False,
                                                                 "noise_bias": False})})
     fits, counts = [], []
     for h in (0, 1):

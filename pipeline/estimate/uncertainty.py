@@ -344,7 +344,7 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
     Members are drawn and refitted in closed form one antithetic pair at a time (memory: two
     copies of the batch); tile ``n``'s pairs are those of :func:`member_data` with
     ``seeds[n]``. The bias term is the larger of :func:`window_bias` at ``unc.bias_factor``
-    and :func:`attenuation_bias`. Members and
+    and :func:`attenuation_bias` (unless ``unc.attenuation_bias`` is off). Members and
     bias maps are not clipped to the
     lambda bounds: an estimate at a bound keeps the spread of the estimator, never a std of 0.
     """
@@ -361,10 +361,10 @@ def closed_form_std(tiles: np.ndarray, lam: np.ndarray, model: LinearResidualMod
                                                    est, weight=pw).reshape(n, 2, h, w)
     at = closed_form_scaled(np.asarray(tiles, np.float64), model, px, delta_um, window_um, 1.0,
                             est, weight=weight)
-    bias = np.maximum(
-        window_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est, weight=weight,
-                    at_bandwidth=at),
-        attenuation_bias(at, members, window_um / px))
+    bias = window_bias(tiles, model, px, delta_um, window_um, unc.bias_factor, est,
+                       weight=weight, at_bandwidth=at)
+    if unc.attenuation_bias:
+        bias = np.maximum(bias, attenuation_bias(at, members, window_um / px))
     return combine_std(members, lam, bias, noise_bias=unc.noise_bias,
                        smooth_px=unc.variance_smoothing * window_um / px, geometric=True)
 
