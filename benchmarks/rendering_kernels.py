@@ -13,8 +13,9 @@ N(0, 1))`` and jittered by it, then rendered
 periodically two ways from the same table: with the median precision, and with each
 localisation's own (in 16 quantile groups, each blurred with its median). For each: the
 noise model's level and its power at 0.02-0.08 cycles/px over the truth (a second draw of
-the table), and the closed form's r with the true λ through ``chromarate run``'s per-image
-path (:func:`pipeline.process.process_image`, the true calibration).
+the table), and the closed form's r with the true λ and the coverage of its 90 % interval
+through ``chromarate run``'s per-image path (:func:`pipeline.process.process_image`, the true
+calibration; ``--forward-only`` adds the coverage without the std's attenuation bias).
 
     python benchmarks/rendering_kernels.py --seeds tuning \\
         --specs storm_smooth_1ch_dense,storm_lognormal_1ch_sparse,storm_smooth_2ch_px15
@@ -86,14 +87,15 @@ def low_frequency_ratio(model, noise: np.ndarray) -> float:
     return float(model.spectrum(noise.shape)[band].mean() / power[band].mean())
 
 
-def fitted_r(image: np.ndarray, case) -> float:
-    """r of the closed form's λ through the run's per-image path, 1 µm inside the border."""
+def fitted(image: np.ndarray, case, attenuation: bool = True) -> tuple[float, float]:
+    """r of the closed form's λ with the truth and coverage of its 90 % interval, through the
+    run's per-image path, 1 µm inside the border; ``attenuation``: the std's attenuation bias
+    (``uncertainty.attenuation_bias``) on or off."""
     import tifffile
 
-    from pipeline.config import Settings
+    from pipeline.config import Settings, UncertaintySettings
     from pipeline.io.omezarr_read import open_result_store
     from pipeline.process import process_image
-
     px = case.pixel_size_um
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "img" / "x.ome.tif"
@@ -103,15 +105,17 @@ def fitted_r(image: np.ndarray, case) -> float:
             "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm",
             "Channel": {"Name": list(case.channel_names)}})
         settings = Settings(method="closed-form", channels=list(case.channel_names),
-                            calibration=[{"offset": 0.0, "scale": 1.0}] * image.shape[0])
+                            calibration=[{"offset": 0.0, "scale": 1.0}] * image.shape[0],
+                            uncertainty=UncertaintySettings(attenuation_bias=attenuation))
         manifest = process_image(path, Path(tmp) / "res", settings)
-        lam = np.asarray(open_result_store(manifest["store"])["rates"])[0]
+        rates = np.asarray(open_result_store(manifest["store"])["rates"])
     b = int(round(1.0 / px))
-    est, truth = lam[b:-b, b:-b], case.lam[b:-b, b:-b]
-    ok = np.isfinite(est)
+    est, std, truth = rates[0][b:-b, b:-b], rates[1][b:-b, b:-b], case.lam[b:-b, b:-b]
+    ok = np.isfinite(est) & np.isfinite(std)
     if case.foreground is not None:
         ok &= case.foreground[b:-b, b:-b]
-    return float(np.corrcoef(est[ok], truth[ok])[0, 1])
+    cover = float(np.mean(np.abs(est - truth)[ok] <= 1.645 * std[ok]))
+    return float(np.corrcoef(est[ok], truth[ok])[0, 1]), cover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="standard deviation of the log precision (0.4: about 10-40 nm "
                     "around 20 nm)")
     ap.add_argument("--out", type=Path, help="JSON rows")
+    ap.add_argument("--forward-only", action="store_true",
+                    help="also the coverage with the std's attenuation bias off")
     args = ap.parse_args(argv)
     rows = []
     for name in args.specs.split(","):
@@ -145,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                     level.append(round(m.sigma / float(noise.std()), 3))
                     low.append(round(low_frequency_ratio(m, noise), 3))
                 key = "each" if each else "median"
-                row[key] = {"level": level, "low_frequency": low,
-                            "r": round(fitted_r(images[0], case), 4)}
+                r, cover = fitted(images[0], case)
+                row[key] = {"level": level, "low_frequency": low, "r": round(r, 4),
+                            "coverage": round(cover, 3)}
+                if args.forward_only:
+                    row[key]["coverage_forward_only"] = round(
+                        fitted(images[0], case, attenuation=False)[1], 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.out:
