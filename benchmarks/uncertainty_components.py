@@ -179,6 +179,12 @@ def parts(d) -> dict[str, np.ndarray]:
     }
 
 
+def _product(p) -> np.ndarray:
+    """The product's squared std: geometric smoothing, the larger of k times the forward bias
+    and the attenuation bias."""
+    return p["noise_geometric"] + np.maximum(p["k"] ** 2 * p["forward"], p["attenuation"])
+
+
 RULES = {
     # before issue 12: arithmetic smoothing, symmetric s^2-law bias
     "previous": lambda p: p["noise_arithmetic"] + p["symmetric"],
@@ -187,11 +193,9 @@ RULES = {
     # issue 12 until 2026-12-07: geometric smoothing, k times the forward bias
     "forward only": lambda p: p["noise_geometric"] + p["k"] ** 2 * p["forward"],
     # the product: the larger of that and the attenuation bias
-    "product": lambda p: p["noise_geometric"] + np.maximum(p["k"] ** 2 * p["forward"],
-                                                           p["attenuation"]),
+    "product": lambda p: _product(p),
     # the product plus a rendering-blur term (measured: no effect)
-    "product + blur": lambda p: p["noise_geometric"] + np.maximum(p["k"] ** 2 * p["forward"],
-                                                                  p["attenuation"]) + p["blur"],
+    "product + blur": lambda p: _product(p) + p["blur"],
 }
 """Squared std from the parts; ``k`` is :data:`~pipeline.estimate.uncertainty.WINDOW_BIAS_SCALE`."""
 

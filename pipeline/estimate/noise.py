@@ -42,9 +42,10 @@ three frequencies above it and comes out short), or only the
 rendering's rounding (a pixel std below one quantisation step, :data:`ROUNDING_FLOOR`), or in
 floating-point data the far tail of its Gaussian (a noise far below any photon count's,
 :data:`WHITE_FLOOR`), and the bandwidth choice would take the noise for signal. Then the
-model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation is half as many pixels wide, and mapped back: binning
-by 2 averages over a box of variance 1/4 px² and keeps the low-frequency power per area, so
-``a = 4 a_bin``, ``b = 4 b_bin``, ``c² = 4 c_bin² − 1/4``. It is used when it is correlated
+model is fitted again on 2 x 2-binned pixels (up to :data:`MAX_BIN`), where the correlation
+is half as many pixels wide, and mapped back: binning by 2 averages over a box of variance
+1/4 px² and keeps the low-frequency power per area, so ``a = 4 a_bin``, ``b = 4 b_bin``,
+``c² = 4 c_bin² − 1/4``. It is used when it is correlated
 and wider than the full-resolution fit. The binned fit looks for a clustering term too: a
 blinking rendering 2 px wide needs it (without it the model held half of its noise power at
 the scales the window is chosen on, and r fell by 0.10-0.13), although on renderings without
@@ -278,10 +279,12 @@ def estimate_noise_model(channel: np.ndarray, mask: np.ndarray | None = None, *,
                                   f_low=f_low, patch_px=patch_px, max_bin=max_bin // 2)
     if coarse.is_white:
         return model
-    fine = NoiseModel.from_spectrum(
-        4 * coarse.a, float(np.sqrt(max(4 * coarse.c ** 2 - 0.25, 0.0))), 4 * coarse.b, "",
-        a2=4 * coarse.a2,
-        c2=float(np.sqrt(max(4 * coarse.c2 ** 2 - 0.25, 0.0))) if coarse.a2 else 0.0)
+    def unbinned(c: float) -> float:  # a correlation length on 2 x 2 bins, in pixels
+        return float(np.sqrt(max(4 * c ** 2 - 0.25, 0.0)))
+
+    fine = NoiseModel.from_spectrum(4 * coarse.a, unbinned(coarse.c), 4 * coarse.b, "",
+                                    a2=4 * coarse.a2,
+                                    c2=unbinned(coarse.c2) if coarse.a2 else 0.0)
     if not model.is_white and fine.c <= model.c:
         return model
     why = ("correlation at the fitted bound" if at_bound else

@@ -211,14 +211,12 @@ def window_bias(fields: np.ndarray, model: LinearResidualModel, px: float, delta
     """
     if factor == 1.0:
         return np.zeros((np.shape(fields)[0],) + np.shape(fields)[-2:])
+    f = np.asarray(fields, dtype=np.float64)
     if at_bandwidth is None:
-        diff = _step_difference(fields, model, px, delta_um, window_um, est, (factor, 1.0),
-                                weight)
-    else:
-        wide = closed_form_scaled(np.asarray(fields, dtype=np.float64), model, px, delta_um,
-                                  window_um, factor, est, weight=weight)
-        diff = np.nan_to_num(np.abs(wide - at_bandwidth))
-    return scale * diff / (factor**2 - 1)
+        at_bandwidth = closed_form_scaled(f, model, px, delta_um, window_um, 1.0, est,
+                                          weight=weight)
+    wide = closed_form_scaled(f, model, px, delta_um, window_um, factor, est, weight=weight)
+    return scale * np.nan_to_num(np.abs(wide - at_bandwidth)) / (factor**2 - 1)
 
 
 ATTENUATION_CLIP = (0.25, 0.95)
@@ -308,11 +306,8 @@ def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
             sigma = [0.0, smooth_px, smooth_px]
             if geometric:
                 logv = np.log(np.maximum(np.where(bad, 1.0, noise), np.finfo(float).tiny))
-                num = gaussian_filter(np.where(bad, 0.0, logv), sigma, mode="reflect",
-                                      truncate=3.0)
-                wsum = gaussian_filter((~bad).astype(np.float64), sigma, mode="reflect",
-                                       truncate=3.0)
-                noise = np.exp(num / wsum - log_variance_bias(members.shape[1] - 1))
+                noise = np.exp(_blur(np.where(bad, np.nan, logv), smooth_px)
+                               - log_variance_bias(members.shape[1] - 1))
             else:
                 noise = gaussian_filter(np.where(bad, 0.0, noise), sigma, mode="reflect",
                                         truncate=3.0)
