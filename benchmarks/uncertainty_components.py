@@ -22,6 +22,13 @@ and the truth, the evaluation pixels and the product's std. ``evaluate``: the co
 members, its mean, the symmetric bias term it uses and the closed form's forward difference),
 scored by :data:`NEURAL_RULES`.
 
+``scale``: how far each case's std is from the one that would cover right. Per case, the
+factors ``c85``, ``c90``, ``c95`` by which the product's std (as the product wrote it) would
+have to be multiplied for the 90 % interval to hold the truth on 85, 90 and 95 % of the
+evaluation pixels; the case is in range when ``c85 <= 1 <= c95``. The spread of ``log c90``
+across cases is what no single constant of a std rule can remove (docs/uncertainty.md, "How
+far one rule can go"). Works on either cache.
+
 Only tuning seeds are for choosing rules (docs/stress.md).
 """
 
@@ -159,7 +166,14 @@ def _smooth(x: np.ndarray, s: float) -> np.ndarray:
 
 def parts(d) -> dict[str, np.ndarray]:
     """The terms of the std (tile coordinates), squared."""
-    from pipeline.estimate.uncertainty import WINDOW_BIAS_SCALE, attenuation_bias, combine_std
+    from pipeline.estimate.uncertainty import (
+        ATTENUATION_CLIP,
+        WINDOW_BIAS_SCALE,
+        _blur,
+        _two_differences,
+        attenuation_bias,
+        combine_std,
+    )
 
     m, lam = d["members"].astype(np.float64), d["lam"].astype(np.float64)
     s = float(d["smooth_px"])
@@ -168,7 +182,27 @@ def parts(d) -> dict[str, np.ndarray]:
     j = 1.5
     symmetric = np.nan_to_num(np.abs(f["lam_f1.500"] - f["lam_f0.667"])) / (j**2 - j**-2)
     forward = np.nan_to_num(np.abs(f["lam_f1.500"] - f["lam_f1"])) / (j**2 - 1)
+    # two bias terms scored and not adopted (docs/uncertainty.md, "How far one rule can go"):
+    # the forward step's squared size less its noise power (that of the backward step's
+    # members, refitted at the narrower bandwidth, scaled by 1/j^2 to the wider one), and the
+    # attenuation bias per pixel (|D1| / a, D1 not averaged)
+    w = float(d["window_px"])
+    f1, fn, mn = (d[k].astype(np.float64) for k in ("lam_f1", "lam_f0.667", "members_f0.667"))
+    step_noise = np.mean([((mn[i] - fn) - (m[i] - f1)) ** 2 for i in range(len(m))], axis=0)
+    step_noise = np.nan_to_num(_blur(np.nan_to_num(step_noise)[None], w)[0])
+    raw = np.nan_to_num(f["lam_f1.500"] - f1) ** 2
+    d1, d2 = _two_differences(f1[None], w)
+    n1, n2 = np.zeros_like(d1), np.zeros_like(d2)
+    for mi in m:
+        e1, e2 = _two_differences((mi - f1)[None], w)
+        n1, n2 = n1 + e1**2 / len(m), n2 + e2**2 / len(m)
+    p1 = np.clip(_blur(d1**2, w) - _blur(n1, w), 0.0, None)
+    p2 = np.clip(_blur(d2**2, w) - _blur(n2, w), 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a2 = np.clip(p2 / np.maximum(p1, np.finfo(float).tiny), *np.square(ATTENUATION_CLIP))
     return {
+        "forward_less_noise": np.clip(raw - step_noise / j**2, 0.0, None) / (j**2 - 1) ** 2,
+        "attenuation_pixel": np.nan_to_num(d1**2 / a2)[0],
         "noise_arithmetic": combine_std(m[None], lam[None], zero, smooth_px=s)[0] ** 2,
         "noise_geometric": combine_std(m[None], lam[None], zero, smooth_px=s,
                                        geometric=True)[0] ** 2,
@@ -196,6 +230,12 @@ RULES = {
     "product": lambda p: _product(p),
     # the product plus a rendering-blur term (measured: no effect)
     "product + blur": lambda p: _product(p) + p["blur"],
+    # not adopted (docs/uncertainty.md, "How far one rule can go"): the forward step with its
+    # noise taken out (k = 3), and the attenuation bias per pixel (x 1.5) as a third term
+    "forward less its noise, k 3": lambda p: p["noise_geometric"] + np.maximum(
+        9.0 * p["forward_less_noise"], p["attenuation"]),
+    "product + attenuation per pixel": lambda p: p["noise_geometric"] + np.maximum(
+        np.maximum(p["k"] ** 2 * p["forward"], p["attenuation"]), 2.25 * p["attenuation_pixel"]),
 }
 """Squared std from the parts; ``k`` is :data:`~pipeline.estimate.uncertainty.WINDOW_BIAS_SCALE`."""
 
@@ -336,9 +376,53 @@ NEURAL_RULES = {
 """Candidate squared stds of the neural method from :func:`neural_parts`."""
 
 
+def scale_factors(d) -> tuple[float, ...]:
+    """Coverage of the product's std on one cached case and the factors ``c80``, ``c85``,
+    ``c90``, ``c95`` that would make it cover 0.80 ... 0.95 (bisection on a log scale)."""
+    ok = d["ok"] & np.isfinite(d["std_product"])
+    err = np.abs(d["mean_product"] - d["truth"])[ok]
+    std = d["std_product"][ok]
+
+    def cov(c: float) -> float:
+        return float(np.mean(err <= Z90 * c * std))
+
+    def solve(target: float) -> float:
+        lo, hi = 1e-3, 1e3
+        for _ in range(60):
+            mid = np.sqrt(lo * hi)
+            lo, hi = (mid, hi) if cov(mid) < target else (lo, mid)
+        return float(np.sqrt(lo * hi))
+
+    return (cov(1.0), *(solve(t) for t in (0.80, 0.85, 0.90, 0.95)))
+
+
+def report_scale(paths: list[Path]) -> None:
+    rows = [(pth.stem, *scale_factors(np.load(pth))) for pth in paths]
+    print(f"{'case':36s} coverage   c85   c90   c95")
+    for name, c, _, c85, c90, c95 in sorted(rows, key=lambda r: r[4]):
+        print(f"{name:36s} {c:8.3f} {c85:5.2f} {c90:5.2f} {c95:5.2f}")
+    names = np.array([r[0] for r in rows])
+    c80, c85, c90, c95 = (np.array([r[i] for r in rows]) for i in (2, 3, 4, 5))
+    print(f"in range {int(np.sum((c85 <= 1) & (c95 >= 1)))}/{len(rows)}; "
+          f"band c95/c85 median {np.median(c95 / c85):.2f}")
+    nocal = np.array(["_cal" not in n for n in names])
+    grid = np.exp(np.linspace(-1.0, 1.0, 201))
+    for label, sel in (("all cases", np.ones(len(rows), bool)),
+                       ("without calibration errors", nocal)):
+        lg = np.log(c90[sel])
+        hits = [int(np.sum((c85[sel] <= g) & (c95[sel] >= g))) for g in grid]
+        g = grid[int(np.argmax(hits))]
+        print(f"{label}: c90 median {np.exp(np.median(lg)):.2f}, sd of log c90 {lg.std():.2f}, "
+              f"10-90 % {np.exp(np.percentile(lg, 10)):.2f}-{np.exp(np.percentile(lg, 90)):.2f}; "
+              f"best single rescale x{g:.2f}: {max(hits)}/{int(sel.sum())} in range, "
+              f"{int(np.sum(c80[sel] > g))} below 0.80, {int(np.sum(c95[sel] < g))} above 0.95 "
+              f"(as written: {int(np.sum(c80[sel] > 1))} below, {int(np.sum(c95[sel] < 1))} above)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("collect", "evaluate", "collect-neural", "evaluate-neural"))
+    ap.add_argument("what", choices=("collect", "evaluate", "collect-neural", "evaluate-neural",
+                                       "scale"))
     ap.add_argument("--seeds", choices=("tuning", "test"), default="tuning")
     ap.add_argument("--specs", default="*")
     ap.add_argument("--max-seeds", type=int, default=None)
@@ -354,11 +438,16 @@ def main(argv=None) -> int:
             for spec in specs:
                 dst = args.dir / f"{spec.name}_s{seed}.npz"
                 if dst.exists():
+                    print(f"{dst.name} kept (exists; collect into an empty --dir to refit)",
+                          flush=True)
                     continue
                 t0 = time.perf_counter()
                 collect = _collect_neural_case if args.what == "collect-neural" else _collect_case
                 np.savez_compressed(dst, **collect(spec, seed))
                 print(f"{dst.name} {time.perf_counter() - t0:.0f}s", flush=True)
+        return 0
+    if args.what == "scale":
+        report_scale(sorted(args.dir.glob("*.npz")))
         return 0
     if args.what == "evaluate-neural":
         evaluate(sorted(args.dir.glob("*.npz")), NEURAL_RULES, neural_parts)
