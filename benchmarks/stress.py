@@ -63,7 +63,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
         info: dict[str, Any] | None = None, calibration_scale: float = 0.0,
         neural: dict[str, Any] | None = None, flat_field: Path | None = None,
         dark_frame: Path | None = None, channel_offset_um: tuple[float, float] | None = None,
-        defect_pixels: str = "replace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        defect_pixels: str = "replace", calibration: str | None = None,
+        calibration_check: str = "warn") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The product's fit of one plane: ``(mean, std, identifiable)``, each (Y, X).
 
     The single adapter to the product's public fit path (switch it here when that API
@@ -74,7 +75,9 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     ``flat_field`` and ``dark_frame``, TIFFs passed as ``--flat-field`` and ``--dark-frame``
     (benchmarks/illumination.py); ``channel_offset_um``, ``--channel-offset``
     (benchmarks/registration.py); ``defect_pixels``, ``--defect-pixels``
-    (benchmarks/hot_pixels.py). Today:
+    (benchmarks/hot_pixels.py); ``calibration``, a ``--calibration`` mode (``image``,
+    ``auto``) in place of the case's pairs, and ``calibration_check``, ``--calibration-check``
+    (benchmarks/imaging_models.py). Today:
     :func:`pipeline.estimate.fit_plane` (returns a ``PlaneFit``) on the raw fields with the
     nuclei the run's segmentation finds (:func:`pipeline.process.nuclei_foreground`), as
     the run's fit stage does (the denoised image only serves display there). An image is
@@ -90,7 +93,8 @@ def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
     from pipeline.process import nuclei_foreground
 
     data = np.asarray(fields_or_image)
-    settings = Settings(method=method, calibration=case.calibration_given,
+    settings = Settings(method=method, calibration=calibration or case.calibration_given,
+                        calibration_check=calibration_check,
                         uncertainty={"calibration_scale": calibration_scale},
                         neural=neural or {}, flat_field=flat_field, dark_frame=dark_frame,
                         channel_offset_um=channel_offset_um, defect_pixels=defect_pixels)
