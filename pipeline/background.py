@@ -7,13 +7,15 @@ Part of the image calibration (:mod:`pipeline.calibration`, which re-exports the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from pipeline.physics.observation import AUTO_PERCENTILES
 
-__all__ = ["MAX_BACKGROUND_NOISE_RATIO", "assumed_offset", "background_level", "f64"]
+__all__ = ["MAX_BACKGROUND_NOISE_RATIO", "OFFSET_TOLERANCE", "assumed_offset",
+           "background_level", "f64", "offset_check"]
 
 MAX_BACKGROUND_NOISE_RATIO = 0.3
 """A background's pixel-noise variance must be below this fraction of the nucleus's."""
@@ -77,6 +79,69 @@ def background_level(planes: np.ndarray, pixel_size_um: float) -> dict[str, Any]
     offsets = [float(np.median(f64(ch[bg]))) for ch in data]
     return {"offsets": offsets, "fraction": fraction, "foreground": ~bg,
             "separation": gap / max(spread, 1e-12)}
+
+
+OFFSET_TOLERANCE = 0.1
+"""Largest distance between a given offset and the image's dark background, as a fraction of
+the nuclei's signal above the given offset, that :func:`offset_check` accepts. On the stress
+suite's nucleus designs under their true calibration the distance was at most 0.033 (tuning
+seeds; docs/calibration.md, "Checking the offsets you pass")."""
+
+
+def offset_check(planes: np.ndarray, offsets: Sequence[float], pixel_size_um: float
+                 ) -> dict[str, Any]:
+    """Whether the image's dark background contradicts the offsets a user passed.
+
+    Outside the nuclei there is no chromatin, so the background's level is each channel's
+    dark level. Where :func:`background_level` finds such a background, each channel's
+    background median is compared with the given offset, relative to the nuclei's median
+    above that offset; a distance of :data:`OFFSET_TOLERANCE` or more in any channel (or
+    nuclei no brighter than the offset) **contradicts** the offsets: λ then carries an offset
+    error that neither the std nor the two-channel check sees. Nothing is changed.
+
+    Returns a JSON-able dict: ``checked`` (a background was found), ``contradicted``,
+    ``channels`` (per channel ``given``, ``background``, ``nuclei_median`` and ``relative``,
+    the distance over the nuclei's signal, None when the nuclei are no brighter than the
+    offset) and ``statement``.
+
+    >>> img = np.full((1, 64, 64), 100.0); img[0, 16:48, 16:48] = 400.0
+    >>> img += np.random.default_rng(0).normal(0, 1, img.shape) * (img > 200) * 10
+    >>> offset_check(img, [100.0], 0.05)["contradicted"]
+    False
+    >>> offset_check(img, [0.0], 0.05)["contradicted"]
+    True
+    """
+    bg = background_level(planes, pixel_size_um)
+    if bg is None:
+        return {"checked": False, "contradicted": False, "channels": [],
+                "statement": "offsets not checked: no dark background around nuclei"}
+    chans = []
+    for c, ch in enumerate(planes):
+        nuclei = float(np.median(f64(ch)[bg["foreground"]]))
+        given, level = float(offsets[c]), float(bg["offsets"][c])
+        signal = nuclei - given
+        rel = (level - given) / signal if signal > 0 else None  # None: nuclei not brighter
+        chans.append({"given": given, "background": level, "nuclei_median": nuclei,
+                      "relative": rel})
+    bad = [c for c, ch in enumerate(chans)
+           if ch["relative"] is None or not abs(ch["relative"]) < OFFSET_TOLERANCE]
+    if bad:
+        parts = [f"channel {c}: background {chans[c]['background']:.1f} against the offset "
+                 f"{chans[c]['given']:.1f} given ("
+                 + (f"{chans[c]['relative']:+.0%} of the nuclei's signal"
+                    if chans[c]["relative"] is not None else "the nuclei are no brighter")
+                 + ")" for c in bad]
+        statement = ("the image's dark background contradicts the offsets given ("
+                     + "; ".join(parts) + "): λ carries an offset error the std does not "
+                     "include; pass the background's level as the offset, or --calibration "
+                     "image")
+    else:
+        worst = max(abs(ch["relative"]) for ch in chans)
+        statement = (f"offsets consistent with the image's dark background (within "
+                     f"{worst:.0%} of the nuclei's signal; a contradiction needs "
+                     f"{OFFSET_TOLERANCE:.0%})")
+    return {"checked": True, "contradicted": bool(bad), "channels": chans,
+            "statement": statement}
 
 
 def assumed_offset(plane: np.ndarray) -> float:

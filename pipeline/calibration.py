@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.background import MAX_BACKGROUND_NOISE_RATIO, assumed_offset, background_level, f64
+from pipeline.background import (
+    MAX_BACKGROUND_NOISE_RATIO,
+    assumed_offset,
+    background_level,
+    f64,
+    offset_check,
+)
 from pipeline.channels import ChannelsRead
 from pipeline.config import INTERFACE_LENGTH_UM, PHI_MAX, Calibration, ChannelRole
 from pipeline.defect_pixels import defect_pixels_replaced, defect_statement
@@ -369,6 +375,10 @@ def calibrate_plane(plane: np.ndarray, roles: Sequence[ChannelRole], settings: A
             rec["statement"] = "percentile rule (--calibration auto): " + rec["assumption"]
             log.warning("calibration: λ rests on the percentile rule (--calibration auto); "
                         "two-channel patterns and all absolute values may be wrong")
+        if user:
+            rec["offset_check"] = offset_check(plane, [c.offset for c in mode], pixel_size_um)
+            if rec["offset_check"]["contradicted"]:
+                log.warning("calibration: %s", rec["offset_check"]["statement"])
         if check is not None:
             if check.get("applied"):
                 ih = roles.index("heterochromatin")

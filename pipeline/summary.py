@@ -72,6 +72,10 @@ FLAGS = {
     "calibration-contradicted": "the image's physics contradicts the --calibration pairs "
                                 "given (two channels; the record's check says by how much); "
                                 "unless corrected, the std includes the difference",
+    "offset-contradicted": "the image's dark background around the nuclei contradicts the "
+                           "offsets of the --calibration pairs given (by 10 % or more of the "
+                           "nuclei's signal): λ carries an offset error the std does not "
+                           "include",
     "whole-field": "no background around nuclei: the whole field was treated as one nucleus",
     "no-nuclei": "segmentation found no nucleus: no λ is reported",
     "no-segmentation": "--no-segment: λ is reported over the whole field",
@@ -179,8 +183,11 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
         flags.append("calibration-auto")
         if cal.get("identifiable") is False:
             flags.append("calibration-unidentifiable")
-    elif (cal.get("check") or {}).get("contradicted"):
-        flags.append("calibration-contradicted")
+    else:
+        if (cal.get("check") or {}).get("contradicted"):
+            flags.append("calibration-contradicted")
+        if (cal.get("offset_check") or {}).get("contradicted"):
+            flags.append("offset-contradicted")
     nuc = (rec.get("segmentation") or {}).get("nuclei") or {}
     mode = nuc.get("mode")
     if mode == "whole-field":
@@ -238,8 +245,10 @@ def store_notes(store: str | Path) -> tuple[list[str], list[str]]:
         for flag in image_flags(attrs, p, 1.0):
             if flag not in flags:
                 flags.append(flag)
+        offsets = (rec.get("calibration") or {}).get("offset_check") or {}
         for note in (rec.get("empty"), rec.get("no_signal"), rec.get("intensity_drift"),
-                     (rec.get("missing") or {}).get("note")):
+                     (rec.get("missing") or {}).get("note"),
+                     offsets.get("statement") if offsets.get("contradicted") else None):
             if note and note not in notes:
                 notes.append(note)
         note = ((rec.get("segmentation") or {}).get("nuclei") or {}).get("note")
