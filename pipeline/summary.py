@@ -167,7 +167,8 @@ def image_flags(attrs: dict[str, Any], plane: int, fraction_identifiable: float
     """The QC codes (:data:`FLAGS`) of one plane of a store, from its record.
 
     Reads the calibration record (``mode``/``source``: anything but ``"user"`` is automatic;
-    ``identifiable`` when the calibration says whether it could be determined), the nuclei
+    ``identifiable`` when the calibration says whether it could be determined; with the
+    user's pairs, their ratio ``check`` and ``offset_check``), the nuclei
     record (``mode``, ``n_nuclei``), the bandwidth
     selection (``at_grid_edge``, ``noise_dominated`` and ``nuclei_too_small``, absent in older
     stores), the noise models (:func:`correlated_noise`), the defect pixels replaced and the
