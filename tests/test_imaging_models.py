@@ -31,7 +31,7 @@ def test_the_calibration_passed_maps_the_image_back_to_occupancy(model: str) -> 
     occ = np.stack([np.full((64, 64), 0.5), np.full((64, 64), 0.25)])
     image, cal = render(occ, spec, model, np.random.default_rng(0))
     assert image.dtype == np.uint16
-    fields = [(ch.astype(float) - c.offset) * c.scale for ch, c in zip(image, cal)]
+    fields = [(ch.astype(float) - c.offset) * c.scale for ch, c in zip(image, cal, strict=True)]
     means = np.array([f.mean() for f in fields])
     # the camera's own calibration gives the occupancy back; haze adds 30 % of it
     expected = occ.mean(axis=(1, 2)) * (1.3 if model == "haze" else 1.0)
