@@ -117,7 +117,7 @@ def offset_check(planes: np.ndarray, offsets: Sequence[float], pixel_size_um: fl
                 "statement": "offsets not checked: no dark background around nuclei"}
     chans = []
     for c, ch in enumerate(planes):
-        nuclei = float(np.median(f64(ch)[bg["foreground"]]))
+        nuclei = float(np.median(ch[bg["foreground"]], overwrite_input=True))  # a copy
         given, level = float(offsets[c]), float(bg["offsets"][c])
         signal = nuclei - given
         rel = (level - given) / signal if signal > 0 else None  # None: nuclei not brighter
