@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.preprocessed import filtered  # noqa: E402
 from benchmarks.stress import (  # noqa: E402
+    CAMERA_SPECS,
     add_case_arguments,
     evaluation_region,
     fit_scored,
@@ -41,8 +42,6 @@ from benchmarks.stress import (  # noqa: E402
 from pipeline.config import Calibration  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, make_stress_case  # noqa: E402
 
-SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "nuc_cam_smooth_1ch")
-"""Camera designs: one and two channels, three λ kinds, a nucleus in a dark background."""
 RADIUS_PX = 50
 """ImageJ's default rolling-ball radius."""
 
@@ -80,7 +79,7 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_case_arguments(ap, SPECS)
+    add_case_arguments(ap, CAMERA_SPECS)
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)
     write_rows(args.out, seeds, run(tuple(args.specs.split(",")), seeds), radius_px=RADIUS_PX)

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.stress import (  # noqa: E402
+    CAMERA_SPECS,
     add_case_arguments,
     evaluation_region,
     fit_scored,
@@ -36,8 +37,6 @@ from benchmarks.stress import (  # noqa: E402
 from pipeline.defect_pixels import THRESHOLD, defect_test  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, make_stress_case  # noqa: E402
 
-SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "nuc_cam_smooth_1ch")
-"""Camera designs: one and two channels, three λ kinds, a nucleus in a dark background."""
 MODES = ("off", "replace")
 
 
@@ -96,7 +95,7 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], fractions: tuple[float, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_case_arguments(ap, SPECS)
+    add_case_arguments(ap, CAMERA_SPECS)
     ap.add_argument("--fractions", default="0.0001,0.001",
                     help="fractions of defect pixels (default: 0.0001,0.001)")
     ap.add_argument("--excess", default="2000,500,200",

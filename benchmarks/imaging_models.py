@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.stress import (  # noqa: E402
+    CAMERA_SPECS,
     add_case_arguments,
     evaluation_region,
     fit_scored,
@@ -52,8 +53,6 @@ from benchmarks.stress import (  # noqa: E402
 from pipeline.config import Calibration  # noqa: E402
 from pipeline.simulate.stress import STRESS_SPECS, StressSpec, make_stress_case  # noqa: E402
 
-SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "nuc_cam_smooth_1ch")
-"""Camera designs: one and two channels, three λ kinds, a nucleus in a dark background."""
 MODELS = ("ideal", "airy", "scmos", "emccd", "haze")
 OFFSET = 100.0
 SCMOS_GAIN, SCMOS_READ_MEDIAN, SCMOS_READ_LOG_SD, SCMOS_OFFSET_SD = 0.5, 1.6, 0.6, 3.0
@@ -131,16 +130,17 @@ def render(occupancy: np.ndarray, spec: StressSpec, model: str, rng: np.random.G
     return image, tuple(cal for _ in occupancy)
 
 
-CALIBRATIONS = ("pairs", "pairs, check fix", "image")
-"""How each image is calibrated: the camera's pairs (the check warns, the default), the pairs
-with ``--calibration-check fix``, and ``--calibration image`` (no pairs)."""
+CALIBRATIONS = {"pairs": {}, "pairs, check fix": {"calibration_check": "fix"},
+                "image": {"calibration": "image"}}
+"""How each image is calibrated (the options of :func:`benchmarks.stress.fit`): the camera's
+pairs (the check warns, the default), the pairs with ``--calibration-check fix``, and
+``--calibration image`` (no pairs)."""
 
 
 def run(specs: tuple[str, ...], seeds: tuple[int, ...], models: tuple[str, ...],
         remedied: tuple[str, ...] = ("haze",)) -> list[dict]:
     """Rows per case and model; the ``remedied`` models under every :data:`CALIBRATIONS`,
     the others with the pairs only."""
-    modes = CALIBRATIONS
     by_name = {s.name: s for s in STRESS_SPECS}
     rows = []
     for name in specs:
@@ -152,12 +152,10 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], models: tuple[str, ...],
                 rng = np.random.default_rng([seed, MODELS.index(model), 7])
                 image, cal = render(case.occupancy, spec, model, rng)
                 given = dataclasses.replace(case, calibration=cal, calibration_given=cal)
-                for mode in modes if model in remedied else modes[:1]:
+                for mode in CALIBRATIONS if model in remedied else ("pairs",):
                     row = {"spec": name, "seed": seed, "model": model, "calibration": mode}
                     info: dict = {}
-                    options = ({"calibration": "image"} if mode == "image" else
-                               {"calibration_check": "fix"} if mode == "pairs, check fix" else {})
-                    row |= fit_scored(image, given, region, info, **options)
+                    row |= fit_scored(image, given, region, info, **CALIBRATIONS[mode])
                     row["calibration_contradicted"] = info["calibration_contradicted"]
                     rows.append(row)
                     print(f"{name} s{seed} {model:6s} ({mode}): r {row['r']:.3f} rmse "
@@ -171,7 +169,7 @@ def run(specs: tuple[str, ...], seeds: tuple[int, ...], models: tuple[str, ...],
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_case_arguments(ap, SPECS)
+    add_case_arguments(ap, CAMERA_SPECS)
     ap.add_argument("--models", default=",".join(MODELS))
     args = ap.parse_args(argv)
     seeds = seed_list(args.seeds)

@@ -59,6 +59,12 @@ EDGE_UM = 1.0
 Z90 = 1.645
 
 
+CAMERA_SPECS = ("cam_smooth_1ch", "cam_lognormal_2ch", "cam_step_1ch_px30", "nuc_cam_smooth_1ch")
+"""Camera designs for the scripts that change one thing about an image (hot pixels, a
+subtracted background, another camera): one and two channels, three λ kinds, a nucleus in a
+dark background."""
+
+
 def fit(fields_or_image: np.ndarray, case: StressCase, method: str,
         info: dict[str, Any] | None = None, calibration_scale: float = 0.0,
         neural: dict[str, Any] | None = None, flat_field: Path | None = None,

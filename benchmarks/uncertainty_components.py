@@ -27,7 +27,7 @@ factors ``c85``, ``c90``, ``c95`` by which the product's std (as the product wro
 have to be multiplied for the 90 % interval to hold the truth on 85, 90 and 95 % of the
 evaluation pixels; the case is in range when ``c85 <= 1 <= c95``. The spread of ``log c90``
 across cases is what no single constant of a std rule can remove (docs/uncertainty.md, "How
-far one rule can go"). Works on either cache.
+far one rule can go"). Works on either cache (:mod:`benchmarks.std_scale`).
 
 Only tuning seeds are for choosing rules (docs/stress.md).
 """
@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.std_scale import report_scale  # noqa: E402
 from benchmarks.stress import Z90, evaluation_region, fit  # noqa: E402
 from pipeline.simulate.stress import (  # noqa: E402
     STRESS_SPECS,
@@ -167,11 +168,9 @@ def _smooth(x: np.ndarray, s: float) -> np.ndarray:
 def parts(d) -> dict[str, np.ndarray]:
     """The terms of the std (tile coordinates), squared."""
     from pipeline.estimate.uncertainty import (
-        ATTENUATION_CLIP,
         WINDOW_BIAS_SCALE,
         _blur,
-        _two_differences,
-        attenuation_bias,
+        attenuation_parts,
         combine_std,
     )
 
@@ -191,15 +190,7 @@ def parts(d) -> dict[str, np.ndarray]:
     step_noise = np.mean([((mn[i] - fn) - (m[i] - f1)) ** 2 for i in range(len(m))], axis=0)
     step_noise = np.nan_to_num(_blur(np.nan_to_num(step_noise)[None], w)[0])
     raw = np.nan_to_num(f["lam_f1.500"] - f1) ** 2
-    d1, d2 = _two_differences(f1[None], w)
-    n1, n2 = np.zeros_like(d1), np.zeros_like(d2)
-    for mi in m:
-        e1, e2 = _two_differences((mi - f1)[None], w)
-        n1, n2 = n1 + e1**2 / len(m), n2 + e2**2 / len(m)
-    p1 = np.clip(_blur(d1**2, w) - _blur(n1, w), 0.0, None)
-    p2 = np.clip(_blur(d2**2, w) - _blur(n2, w), 0.0, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a2 = np.clip(p2 / np.maximum(p1, np.finfo(float).tiny), *np.square(ATTENUATION_CLIP))
+    d1, p1, a2 = attenuation_parts(f1[None], m[None], w)
     return {
         "forward_less_noise": np.clip(raw - step_noise / j**2, 0.0, None) / (j**2 - 1) ** 2,
         "attenuation_pixel": np.nan_to_num(d1**2 / a2)[0],
@@ -208,8 +199,7 @@ def parts(d) -> dict[str, np.ndarray]:
                                        geometric=True)[0] ** 2,
         "symmetric": symmetric**2, "forward": forward**2, "k": WINDOW_BIAS_SCALE,
         "blur": np.nan_to_num(f["lam_blur"] - f["lam_f1"]) ** 2,
-        "attenuation": attenuation_bias(f["lam_f1"][None], m[None],
-                                        float(d["window_px"]))[0] ** 2,
+        "attenuation": np.nan_to_num(p1 / a2)[0],  # attenuation_bias squared
     }
 
 
@@ -374,49 +364,6 @@ NEURAL_RULES = {
        for k in (1.0, 2.25)},
 }
 """Candidate squared stds of the neural method from :func:`neural_parts`."""
-
-
-def scale_factors(d) -> tuple[float, ...]:
-    """Coverage of the product's std on one cached case and the factors ``c80``, ``c85``,
-    ``c90``, ``c95`` that would make it cover 0.80 ... 0.95 (bisection on a log scale)."""
-    ok = d["ok"] & np.isfinite(d["std_product"])
-    err = np.abs(d["mean_product"] - d["truth"])[ok]
-    std = d["std_product"][ok]
-
-    def cov(c: float) -> float:
-        return float(np.mean(err <= Z90 * c * std))
-
-    def solve(target: float) -> float:
-        lo, hi = 1e-3, 1e3
-        for _ in range(60):
-            mid = np.sqrt(lo * hi)
-            lo, hi = (mid, hi) if cov(mid) < target else (lo, mid)
-        return float(np.sqrt(lo * hi))
-
-    return (cov(1.0), *(solve(t) for t in (0.80, 0.85, 0.90, 0.95)))
-
-
-def report_scale(paths: list[Path]) -> None:
-    rows = [(pth.stem, *scale_factors(np.load(pth))) for pth in paths]
-    print(f"{'case':36s} coverage   c85   c90   c95")
-    for name, c, _, c85, c90, c95 in sorted(rows, key=lambda r: r[4]):
-        print(f"{name:36s} {c:8.3f} {c85:5.2f} {c90:5.2f} {c95:5.2f}")
-    names = np.array([r[0] for r in rows])
-    c80, c85, c90, c95 = (np.array([r[i] for r in rows]) for i in (2, 3, 4, 5))
-    print(f"in range {int(np.sum((c85 <= 1) & (c95 >= 1)))}/{len(rows)}; "
-          f"band c95/c85 median {np.median(c95 / c85):.2f}")
-    nocal = np.array(["_cal" not in n for n in names])
-    grid = np.exp(np.linspace(-1.0, 1.0, 201))
-    for label, sel in (("all cases", np.ones(len(rows), bool)),
-                       ("without calibration errors", nocal)):
-        lg = np.log(c90[sel])
-        hits = [int(np.sum((c85[sel] <= g) & (c95[sel] >= g))) for g in grid]
-        g = grid[int(np.argmax(hits))]
-        print(f"{label}: c90 median {np.exp(np.median(lg)):.2f}, sd of log c90 {lg.std():.2f}, "
-              f"10-90 % {np.exp(np.percentile(lg, 10)):.2f}-{np.exp(np.percentile(lg, 90)):.2f}; "
-              f"best single rescale x{g:.2f}: {max(hits)}/{int(sel.sum())} in range, "
-              f"{int(np.sum(c80[sel] > g))} below 0.80, {int(np.sum(c95[sel] < g))} above 0.95 "
-              f"(as written: {int(np.sum(c80[sel] > 1))} below, {int(np.sum(c95[sel] < 1))} above)")
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,10 @@
-"""The std-scale diagnostic of benchmarks/uncertainty_components.py (docs/uncertainty.md,
-"How far one rule can go")."""
+"""The std-scale diagnostic (benchmarks/std_scale.py, ``uncertainty_components.py scale``;
+docs/uncertainty.md, "How far one rule can go")."""
 
 import numpy as np
 from scipy.stats import norm
 
-from benchmarks.uncertainty_components import scale_factors
+from benchmarks.std_scale import scale_factors
 
 
 def _case(std_over_error: float, n: int = 200_000, seed: int = 0) -> dict:

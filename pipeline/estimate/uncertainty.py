@@ -261,6 +261,15 @@ def attenuation_bias(lam: np.ndarray, members: np.ndarray, window_px: float, *,
     >>> float(np.abs(attenuation_bias(lam, m, 3.0)).max())
     0.0
     """
+    _, p1, a2 = attenuation_parts(lam, members, window_px, clip=clip)
+    return np.sqrt(np.nan_to_num(p1 / a2))
+
+
+def attenuation_parts(lam: np.ndarray, members: np.ndarray, window_px: float, *,
+                      clip: tuple[float, float] = ATTENUATION_CLIP
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`attenuation_bias` is made of: ``D1`` per pixel, its power ``<D1^2>`` less
+    the members' (averaged over ``G``, at least 0) and the clipped ``a^2``."""
     d1, d2 = _two_differences(lam, window_px)
     n1 = np.zeros_like(d1)
     n2 = np.zeros_like(d2)
@@ -273,7 +282,7 @@ def attenuation_bias(lam: np.ndarray, members: np.ndarray, window_px: float, *,
     p2 = np.clip(_blur(d2**2, window_px) - _blur(n2 / k, window_px), 0.0, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         a2 = np.clip(p2 / np.maximum(p1, np.finfo(float).tiny), clip[0] ** 2, clip[1] ** 2)
-    return np.sqrt(np.nan_to_num(p1 / a2))
+    return d1, p1, a2
 
 
 def combine_std(members: np.ndarray, estimate: np.ndarray, bias: np.ndarray, *,
