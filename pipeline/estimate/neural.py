@@ -23,9 +23,12 @@ mollifier layer inside the training graph; ``R_0`` its value at the start of the
    target, within its own noise, would otherwise lower it every epoch until the PDE no longer
    constrains lambda.
 
-The estimate is member 0's lambda; the std combines the members' spread, the smoothing bias and
-the noise bias (:mod:`.uncertainty`). What it measured against the closed form is in
-docs/neural.md.
+The estimate is the ensemble's mean: the average of the ``E + 1`` problems' lambda (member 0's
+and the members'). Every problem is one training of the networks from its own initialisation
+on data with the same signal, and the average of several trainings is less noisy than any one
+(a deep ensemble's prediction). The std is that of one training, as before: the members'
+spread about member 0, member 0's noise bias and the smoothing bias (:mod:`.uncertainty`).
+What it measured against the closed form is in docs/neural.md.
 """
 
 from __future__ import annotations
@@ -246,9 +249,11 @@ def fit_tiles(
            | ~np.isfinite(lam).all(axis=(-2, -1)))
     bias = smoothing_bias(f, model, pixel_size_um, delta, window, unc.bias_factor,
                           unbounded(est), weight=weight)
-    mean = lam[:, 0]
-    std = combine_std(lam[:, 1:], mean, bias, noise_bias=unc.noise_bias,
+    # the std of one training (the members' spread about member 0, member 0's noise bias);
+    # the estimate, the average of all E + 1 trainings
+    std = combine_std(lam[:, 1:], lam[:, 0], bias, noise_bias=unc.noise_bias,
                       smooth_px=unc.variance_smoothing * window / pixel_size_um)
+    mean = lam.mean(axis=1)
     lam0 = lam0.cpu().numpy().reshape(n, e1, h, w)[:, 0]
     d0, d1 = (x.cpu().numpy().reshape(n, e1)[:, 0] for x in (data0, data1))
     rr = res_ratio[:, 0]
@@ -256,8 +261,8 @@ def fit_tiles(
     elapsed = time.perf_counter() - t0
     diagnostics = []
     for i in range(n):
-        ok = np.isfinite(init_lambda[i]) & np.isfinite(mean[i])
-        moved = float(np.mean(np.abs(mean[i][ok] - init_lambda[i][ok]))) if ok.any() else 0.0
+        ok = np.isfinite(init_lambda[i]) & np.isfinite(lam[i, 0])
+        moved = float(np.mean(np.abs(lam[i, 0][ok] - init_lambda[i][ok]))) if ok.any() else 0.0
         ok0 = np.isfinite(init_lambda[i]) & np.isfinite(lam0[i])
         warm = float(np.mean(np.abs(lam0[i][ok0] - init_lambda[i][ok0]))) if ok0.any() else 0.0
         diagnostics.append({

@@ -48,16 +48,17 @@ TUNING_SEEDS: tuple[int, ...] = (11, 23, 37)
 """Seeds on which every rule, constant and default may be chosen, and tables looked at freely.
 Seed 37 was once the "held-out" seed of docs/accuracy.md and was looked at; it is tuning data."""
 
-TEST_SEEDS: tuple[int, ...] = (8942, 7753, 2685)
+TEST_SEEDS: tuple[int, ...] = (5728, 1047, 5906)
 """Seeds for the test tables only. A test table that is looked at and then followed by a change
 makes its seed tuning data: move it to :data:`RETIRED_TEST_SEEDS`, draw a fresh test seed
-(``secrets.randbelow(10**4)``), say so in docs/stress.md. Drawn 2026-12-06 for issue 12, after
-the neural method's field network became finer and its step smaller; the seeds before them, and
-why each was retired, are in :data:`RETIRED_TEST_SEEDS`."""
+(``secrets.randbelow(10**4)``), say so in docs/stress.md. Drawn 2026-12-07 for issue 12, after
+the neural method's estimate became its ensemble's mean; the seeds before them, and why each
+was retired, are in :data:`RETIRED_TEST_SEEDS`."""
 
 RETIRED_TEST_SEEDS: tuple[int, ...] = (101, 202, 303, 854, 3356, 9010, 1695, 801, 4296, 5811,
                                        7930, 4048, 9625, 8634, 3349, 6943, 9692, 7736,
-                                       3960, 8645, 9542, 8247, 7167, 5151, 6886, 204, 7454)
+                                       3960, 8645, 9542, 8247, 7167, 5151, 6886, 204, 7454,
+                                       8942, 7753, 2685)
 """Former test seeds, used once as held out and then looked at before a change (101, 202, 303:
 issue 12's uncertainty was motivated by their table; 854, 3356, 9010: their tables had been read
 when the bandwidth rule's at-bound change was made; 1695, 801, 4296: the bandwidth rule's
@@ -71,7 +72,8 @@ table's misses on blinking STORM had been read when the noise model gained its c
 a change chosen on the tuning seeds; 8247, 7167, 5151: their neural table's nucleus misses had
 been read when the residual weight gained its floor, chosen on the tuning seeds; 6886, 204,
 7454: their neural table had been read when the field network's spacing and the step were
-changed, chosen on the tuning seeds).
+changed, chosen on the tuning seeds; 8942, 7753, 2685: their tables had been read when the
+neural estimate became the ensemble's mean, chosen on the tuning seeds).
 They are tuning data now and never held out again; they are kept out of :data:`TUNING_SEEDS`
 only so that ``--seeds tuning`` stays three seeds."""
 

@@ -113,6 +113,29 @@ def test_training_moves_lambda_and_trades_misfit_for_residual():
     assert d["residual_weight"] > 0.1, d
 
 
+def test_estimate_is_the_ensembles_mean_and_std_that_of_one_training(tiles, monkeypatch):
+    """The estimate averages the E + 1 trainings (member 0 on the data, the members on its
+    noise-resampled copies); the std is still that of one training: the members' spread and
+    noise bias about member 0."""
+    import pipeline.estimate.neural as neural
+
+    seen = {}
+    orig = neural.combine_std
+
+    def spy(members, estimate, bias, **kw):
+        seen["members"], seen["first"] = np.array(members), np.array(estimate)
+        return orig(members, estimate, bias, **kw)
+
+    monkeypatch.setattr(neural, "combine_std", spy)
+    out = _fit(tiles, _settings(), [3, 7])
+    m, first = seen["members"], seen["first"]
+    assert m.shape[1] == 2
+    np.testing.assert_allclose(out["mean"], (first + m.sum(axis=1)) / 3, rtol=1e-12)
+    # not member 0's lambda; and the std was taken about member 0, not about the average
+    # (were the average passed, it could not equal (average + members) / 3)
+    assert np.nanmax(np.abs(out["mean"] - first)) > 1e-3
+
+
 def test_residual_weight_never_falls_below_its_floor(tiles):
     """The discrepancy controller's weight is clamped from below after every update: with a
     floor above where the controller leaves it, the weight ends at or above the floor and the
