@@ -57,13 +57,16 @@ PROVENANCE = ["file", "plane", "channel_model", "channels", "calibration",
 the plane was divided by, empty when none; ``channel_offset_um``: the ``--channel-offset``
 ``DY,DX`` the heterochromatin channel was moved back by, empty when none."""
 IMAGE_COLUMNS = PROVENANCE + [
-    "pixel_size_source", "delta_um", "window_um", "bandwidth_reliability", "denoise",
-    "lambda_median", "lambda_iqr", "lambda_mean", "lambda_std_mean", "fraction_identifiable",
-    "n_nuclei", "n_domains", "nuclei_mode", "n_tiles", "tile_px", "halo_px", "fit_seconds",
+    "pixel_size_source", "delta_um", "window_um", "support_um", "bandwidth_reliability",
+    "denoise", "lambda_median", "lambda_iqr", "lambda_mean", "lambda_std_mean",
+    "fraction_identifiable", "n_nuclei", "n_nuclei_without_lambda", "n_domains", "nuclei_mode",
+    "n_tiles", "tile_px", "halo_px", "fit_seconds",
     "code_version", "flags",
 ]
-"""Image rows (one per plane). ``flags`` lists, separated by ``;``, the QC codes of
-:data:`FLAGS` that apply to the plane (empty: none)."""
+"""Image rows (one per plane). ``support_um``: the derivative support, how far inside a
+nucleus λ starts; ``n_nuclei_without_lambda``: nuclei with no pixel that far inside (no λ; too
+small for the bandwidth). ``flags`` lists, separated by ``;``, the QC codes of :data:`FLAGS`
+that apply to the plane (empty: none)."""
 FLAGS = {
     "calibration-auto": "no --calibration pairs: intensities were mapped to fields from the "
                         "image or by the percentile rule",
@@ -281,6 +284,17 @@ def _objects(kind: str, labels: np.ndarray, nuclei: np.ndarray, lam: np.ndarray,
     return [base | row for row in table[cols].to_dict("records")]
 
 
+def _without_lambda(nuclei: np.ndarray, reported: np.ndarray) -> int:
+    """How many labels of ``nuclei`` have no ``reported`` pixel.
+
+    >>> n = np.array([[1, 1, 0, 2, 2]]); _without_lambda(n, np.array([[0, 1, 0, 0, 0]], bool))
+    1
+    """
+    ids = np.unique(nuclei[nuclei > 0])
+    with_lambda = np.unique(nuclei[(nuclei > 0) & reported])
+    return int(ids.size - with_lambda.size)
+
+
 def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
     """Tables ``images``, ``tiles``, ``nuclei`` and ``domains`` for one result store."""
     from .io import open_result_store
@@ -308,13 +322,15 @@ def summarize_store(store: str | Path) -> dict[str, pd.DataFrame]:
         med, iqr, mean = _lambda_stats(use, lam)[:3]
         images.append(base | {
             "pixel_size_source": attrs["pixel_size_source"], "delta_um": rec["delta_um"],
-            "window_um": rec["window_um"],
+            "window_um": rec["window_um"], "support_um": rec.get("support_um", np.nan),
             "bandwidth_reliability": rec["selection"].get("reliability", np.nan),
             "denoise": attrs["denoise"]["method"],
             "lambda_median": med, "lambda_iqr": iqr, "lambda_mean": mean,
             "lambda_std_mean": _finite_mean(use, std),
             "fraction_identifiable": float(ident[nuc > 0].mean()) if (nuc > 0).any() else 0.0,
-            "n_nuclei": int(nuc.max()), "n_domains": int(dom.max()),
+            "n_nuclei": int(nuc.max()),
+            "n_nuclei_without_lambda": _without_lambda(nuc, use),
+            "n_domains": int(dom.max()),
             "nuclei_mode": rec["segmentation"]["nuclei"].get("mode"),
             "n_tiles": rec["tiling"]["n_tiles"], "tile_px": rec["tiling"]["tile_px"],
             "halo_px": rec["tiling"]["halo_px"], "fit_seconds": rec["seconds"],

@@ -112,6 +112,11 @@ def test_user_labels_give_one_row_per_nucleus(runs, tmp_path):
     nuc = tables["nuclei"]
     ids = sorted(set(np.unique(ref)) - {0})
     assert sorted(nuc["label"]) == ids  # the user's own label values, every one of them
+    img = tables["images"].iloc[0]
+    # nuclei too small to hold a pixel a support's width inside have no lambda, and are counted
+    without = int((nuc["fraction_identifiable"] == 0).sum())
+    assert img["n_nuclei_without_lambda"] == without and 0 < without < len(ids)
+    assert img["support_um"] == pytest.approx(res["attrs"]["planes"][0]["support_um"])
     edge = set(np.unique(np.concatenate([ref[0], ref[-1], ref[:, 0], ref[:, -1]]))) - {0}
     assert set(nuc.loc[nuc["touches_border"], "label"]) == edge and len(edge) == 13
     write_summaries([tables], tmp_path)
